@@ -1,0 +1,51 @@
+# `make run` and `make test` are all a fresh machine needs; see README.md.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+PORT ?= 8000
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
+TEST_REDIS_URL ?= redis://127.0.0.1:6379
+
+.PHONY: install system-deps run test lint format bench messages clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+messages: install
+	SECRET_KEY=build $(PY) manage.py compilemessages -v 0 --ignore=.venv
+
+run: install
+	PORT=$(PORT) scripts/dev-run
+
+system-deps:
+	scripts/system-deps
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# The suite runs on the real PostgreSQL and Redis of this machine (scripts/services starts them if down).
+TEST_ENV := SECRET_KEY=test-only-not-secret DATABASE_URL=$(TEST_DATABASE_URL) \
+	CACHE_URL=$(TEST_REDIS_URL)/14 THROTTLE_CACHE_URL=$(TEST_REDIS_URL)/15 CELERY_BROKER_URL=$(TEST_REDIS_URL)/13 \
+	EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend SECURE_COOKIES=0 SECURE_HSTS_SECONDS=0 \
+	CELERY_TASK_ALWAYS_EAGER=1 \
+	PORTAL_VAR_DIR=$(CURDIR)/var/test
+
+test: install system-deps lint messages
+	scripts/services
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install system-deps
+	scripts/bench-all
+
+clean:
+	rm -rf var test-artifacts .pytest_cache

@@ -1,0 +1,156 @@
+"""Releases, their files, per-file redirects and manifests."""
+
+from django.http import HttpResponse, HttpResponseRedirect
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import downloads, manifests, selectors, services
+from ..models import DownloadEvent
+from .errors import ApiError
+from .pagination import Pagination
+
+ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
+
+
+def actor_for(request) -> services.Actor:
+    token = request.auth if getattr(request.auth, "secret_hash", None) else None
+    credential = f"token:{token.pk}" if token else ("session" if request.user.is_authenticated else "anonymous")
+    return services.Actor(
+        user=request.user if request.user.is_authenticated else None, credential=credential, ip=client_ip(request)
+    )
+
+
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def base_url(request) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+def get_release_or_404(request, repo_id):
+    release = selectors.release_get(repo_id=repo_id, user=request.user)
+    if release is None:
+        raise ApiError(_("No release named %(repo)s.") % {"repo": repo_id}, "not_found", 404)
+    return release
+
+
+def require_access(request, release) -> selectors.AccessDecision:
+    decision = selectors.release_access_decision(user=request.user, release=release)
+    if not decision.allowed:
+        raise ApiError(decision.detail, decision.code, decision.status)
+    return decision
+
+
+class LicenseSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    version = serializers.CharField()
+    title = serializers.CharField()
+
+
+class ReleaseSerializer(serializers.Serializer):
+    repo_id = serializers.CharField()
+    display_name = serializers.CharField()
+    parameters = serializers.IntegerField(allow_null=True)
+    description = serializers.CharField()
+    access = serializers.CharField()
+    revision = serializers.CharField()
+    license = LicenseSerializer(allow_null=True)
+    file_count = serializers.IntegerField()
+    total_size = serializers.IntegerField(allow_null=True)
+
+
+class FileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class ReleaseDetailSerializer(ReleaseSerializer):
+    files = FileSerializer(many=True, source="files.all")
+
+
+class ReleaseListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema(responses=ReleaseSerializer(many=True), operation_id="models_list")
+    def get(self, request):
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(selectors.release_list(user=request.user), request, view=self)
+        return paginator.get_paginated_response(ReleaseSerializer(page, many=True).data)
+
+
+class ReleaseDetailApi(APIView):
+    @extend_schema(responses={200: ReleaseDetailSerializer, 404: ERROR}, operation_id="models_retrieve")
+    def get(self, request, repo_id):
+        return Response(ReleaseDetailSerializer(get_release_or_404(request, repo_id)).data)
+
+
+class FileDownloadApi(APIView):
+    """302 to a freshly signed URL for the file, when the caller may download the release."""
+
+    @extend_schema(
+        responses={302: OpenApiResponse(description="Redirect to a signed URL"), 401: ERROR, 403: ERROR, 404: ERROR},
+        operation_id="models_file",
+    )
+    def get(self, request, repo_id, path):
+        release = get_release_or_404(request, repo_id)
+        file = selectors.release_file_get(release=release, path=path)
+        if file is None:
+            raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
+        decision = require_access(request, release)
+        url = downloads.signed_file_url(file, base_url=base_url(request))
+        services.download_record(
+            actor=actor_for(request),
+            release=release,
+            file=file,
+            token=request.auth if getattr(request.auth, "secret_hash", None) else None,
+            grant=decision.grant,
+            via=DownloadEvent.Via.API,
+        )
+        response = HttpResponseRedirect(url)
+        response["Cache-Control"] = "no-store"
+        response["X-Checksum-Sha256"] = file.sha256
+        response["X-File-Size"] = str(file.size)
+        return response
+
+
+class ManifestApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=list(manifests.FORMATS), default="json")],
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
+        operation_id="models_manifest",
+    )
+    def get(self, request, repo_id):
+        fmt = request.query_params.get("format", "json")
+        if fmt not in manifests.FORMATS:
+            raise ApiError(
+                _("Unknown manifest format; use one of: %(formats)s.") % {"formats": ", ".join(manifests.FORMATS)},
+                "invalid_format",
+                400,
+            )
+        release = get_release_or_404(request, repo_id)
+        decision = require_access(request, release)
+        entries, expires_at = downloads.manifest_entries(
+            release, base_url=base_url(request), user_id=request.user.pk, wget=fmt == "wget"
+        )
+        services.download_record(
+            actor=actor_for(request),
+            release=release,
+            token=request.auth if getattr(request.auth, "secret_hash", None) else None,
+            grant=decision.grant,
+            via=DownloadEvent.Via.MANIFEST,
+            manifest_format=fmt,
+        )
+        body = manifests.render(
+            fmt, repo_id=release.repo_id, revision=release.revision, expires_at=expires_at, entries=entries
+        )
+        response = HttpResponse(body, content_type=manifests.FORMATS[fmt])
+        response["Cache-Control"] = "no-store"
+        if fmt != "json":
+            response["Content-Disposition"] = f'inline; filename="{manifests.FILENAMES[fmt]}"'
+        return response

@@ -1,0 +1,48 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import catalog, requests
+
+REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
+
+urlpatterns = [
+    re_path(r"^v1/models/?$", catalog.ReleaseListApi.as_view(), name="api-models"),
+    re_path(rf"^v1/models/{REPO}/?$", catalog.ReleaseDetailApi.as_view(), name="api-model"),
+    re_path(rf"^v1/models/{REPO}/files/(?P<path>.+)$", catalog.FileDownloadApi.as_view(), name="api-model-file"),
+    re_path(rf"^v1/models/{REPO}/manifest/?$", catalog.ManifestApi.as_view(), name="api-model-manifest"),
+    re_path(r"^v1/access-requests/?$", requests.AccessRequestListApi.as_view(), name="api-requests"),
+    re_path(
+        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/?$",
+        requests.AccessRequestDetailApi.as_view(),
+        name="api-request",
+    ),
+    re_path(
+        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/withdraw/?$",
+        requests.AccessRequestWithdrawApi.as_view(),
+        name="api-request-withdraw",
+    ),
+    re_path(r"^v1/grants/?$", requests.GrantListApi.as_view(), name="api-grants"),
+    re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
+    re_path(
+        r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/approve/?$",
+        requests.ReviewDecisionApi.as_view(action="approve"),
+        name="api-review-approve",
+    ),
+    re_path(
+        r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/reject/?$",
+        requests.ReviewDecisionApi.as_view(action="reject"),
+        name="api-review-reject",
+    ),
+    re_path(
+        r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/request-info/?$",
+        requests.ReviewDecisionApi.as_view(action="request_info"),
+        name="api-review-request-info",
+    ),
+    re_path(
+        r"^v1/review/grants/(?P<public_id>[0-9a-f]{32})/revoke/?$",
+        requests.ReviewGrantRevokeApi.as_view(),
+        name="api-review-revoke",
+    ),
+    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,35 @@
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+
+from . import services
+
+
+class TokenFailed(exceptions.AuthenticationFailed):
+    def __init__(self, detail, code):
+        super().__init__(detail, code)
+        self.code = code
+
+
+class TokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>` with a personal API token. Tokens in query strings are never read."""
+
+    keyword = "bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.encode():
+            return None
+        if len(header) != 2:
+            raise TokenFailed(_("Malformed Authorization header: expected 'Bearer <token>'."), "invalid_token")
+        try:
+            secret = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenFailed(_("Invalid token."), "invalid_token") from None
+        try:
+            token = services.token_authenticate(secret=secret)
+        except services.TokenError as exc:
+            raise TokenFailed(str(exc), exc.code) from None
+        return token.user, token
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'

@@ -1,0 +1,121 @@
+"""The demo catalog: the OPT family, with real file names and small synthetic contents."""
+
+from __future__ import annotations
+
+import hashlib
+
+OPT_175B_SHARDS = [f"checkpoint_last-model_part-{part}-shard{shard}.pt" for part in range(8) for shard in range(124)]
+
+TOKENIZER_FILES = [
+    "config.json",
+    "generation_config.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+    "vocab.json",
+]
+
+
+def _weights(shards: int) -> list[str]:
+    if shards == 1:
+        return ["pytorch_model.bin"]
+    return [f"pytorch_model-{i:05d}-of-{shards:05d}.bin" for i in range(1, shards + 1)]
+
+
+# (name, parameters, access, weight shards)
+OPT_FAMILY = [
+    ("opt-125m", 125_000_000, "open", 1),
+    ("opt-350m", 350_000_000, "open", 1),
+    ("opt-1.3b", 1_300_000_000, "open", 1),
+    ("opt-2.7b", 2_700_000_000, "open", 1),
+    ("opt-6.7b", 6_700_000_000, "open", 2),
+    ("opt-13b", 13_000_000_000, "open", 3),
+    ("opt-30b", 30_000_000_000, "open", 7),
+    ("opt-66b", 66_000_000_000, "gated", 14),
+]
+
+
+def release_files(name: str) -> list[str]:
+    if name == "opt-175b":
+        return list(OPT_175B_SHARDS)
+    shards = next(s for n, _, _, s in OPT_FAMILY if n == name)
+    return TOKENIZER_FILES + _weights(shards)
+
+
+def releases() -> list[dict]:
+    rows = [
+        {"repo_id": f"facebook/{name}", "display_name": name.upper(), "parameters": params, "access": access}
+        for name, params, access, _ in OPT_FAMILY
+    ]
+    rows.append(
+        {"repo_id": "facebook/opt-175b", "display_name": "OPT-175B", "parameters": 175_000_000_000, "access": "gated"}
+    )
+    for row in rows:
+        row["description"] = (
+            f"Open Pre-trained Transformer, {row['display_name']}: a decoder-only language model trained on "
+            "publicly available data. Demo release: file names and counts are real, contents are synthetic."
+        )
+    return rows
+
+
+class SyntheticFile:
+    """A deterministic byte stream of a given size, generated in chunks so any size uses constant memory."""
+
+    BLOCK = 1024 * 1024
+
+    def __init__(self, seed: str, size: int):
+        self.seed = seed.encode()
+        self.size = size
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        remaining = self.size - self.pos
+        if remaining <= 0:
+            return b""
+        n = remaining if n is None or n < 0 else min(n, remaining)
+        out = bytearray()
+        while len(out) < n:
+            block, offset = divmod(self.pos, self.BLOCK)
+            data = hashlib.shake_256(self.seed + block.to_bytes(8, "big")).digest(self.BLOCK)
+            take = data[offset : offset + n - len(out)]
+            out += take
+            self.pos += len(take)
+        return bytes(out)
+
+
+def synthetic_size(path: str, base: int) -> int:
+    """Weight files get the base size (varied a little, so sizes differ); small text files stay small."""
+    if path.endswith((".pt", ".bin")):
+        return base + int(hashlib.sha256(path.encode()).hexdigest()[:4], 16) % 512
+    return 256 + len(path) * 16
+
+
+OPT_LICENSE_TEXT = """\
+OPT-175B NON-COMMERCIAL RESEARCH LICENSE (demo text written for this portal)
+
+1. What you receive. The licensor grants you a personal, non-exclusive, non-transferable, royalty-free
+   licence to download, copy, run and modify the OPT-175B model weights and code ("the Materials") for
+   non-commercial research only.
+
+2. Non-commercial research only. You may not use the Materials, or anything derived from them, for any
+   commercial purpose, for products or services offered to others, or in production systems. Research
+   results may be published.
+
+3. No redistribution. You may not share, sell, sublicense or otherwise make the Materials available to
+   anyone else. Colleagues at your institution must apply for their own access.
+
+4. Responsible use. You will not use the Materials to harm people, to generate disinformation, to
+   surveil or to discriminate, nor in violation of any law. You will report to the licensor any
+   vulnerability, misuse or harmful behaviour of the model that you find.
+
+5. Attribution. Publications that use the Materials will cite the OPT paper.
+
+6. Security of access. Your access is personal. Keep your API tokens secret; the licensor may revoke
+   access at any time, and revocation ends this licence.
+
+7. No warranty. The Materials are provided "as is", without warranty of any kind; the licensor is not
+   liable for any damages arising from their use.
+
+8. Termination. This licence ends automatically if you breach it; you must then delete every copy of
+   the Materials.
+"""

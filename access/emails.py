@@ -1,0 +1,37 @@
+"""Emails are subject/text/html template triplets under templates/emails/<name>.{subject.txt,txt,html}."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils import translation
+
+from .models import OutboundEmail
+
+
+def render(template: str, context: dict) -> tuple[str, str, str]:
+    context = {"site_url": settings.SITE_URL, **context}
+    subject = render_to_string(f"emails/{template}.subject.txt", context).strip().replace("\n", " ")
+    text = render_to_string(f"emails/{template}.txt", context)
+    html = render_to_string(f"emails/{template}.html", context)
+    return settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + subject, text, html
+
+
+def send_once(*, dedupe_key: str, template: str, to: str, context: dict, language: str | None = None) -> bool:
+    """Send unless an email with this key was already sent; returns whether it sent.
+
+    The record and the send share a transaction: a failed send rolls the record back so a retry sends again.
+    """
+    with translation.override(language or settings.LANGUAGE_CODE):
+        subject, text, html = render(template, context)
+    try:
+        with transaction.atomic():
+            OutboundEmail.objects.create(dedupe_key=dedupe_key, template=template, to=to, subject=subject[:300])
+            message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+            message.attach_alternative(html, "text/html")
+            message.send()
+    except IntegrityError:
+        return False
+    return True

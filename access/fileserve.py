@@ -1,0 +1,141 @@
+"""LocalStorage's signed-URL file view, and the relay that re-signs for tools naming files after the URL."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.utils.http import http_date
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
+
+from . import downloads, selectors, services
+from .models import DownloadEvent, ModelFile, User
+from .storage import CHUNK_SIZE, LocalStorage, content_disposition, get_storage
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def json_error(code: str, detail: str, status: int) -> JsonResponse:
+    return JsonResponse({"code": code, "detail": detail}, status=status)
+
+
+def _etag(key: str, stat) -> str:
+    return '"' + hashlib.sha256(f"{key}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:32] + '"'
+
+
+def _read_range(f, start: int, length: int):
+    f.seek(start)
+    remaining = length
+    try:
+        while remaining > 0:
+            chunk = f.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        f.close()
+
+
+@require_safe
+def storage_file(request, expires: int, signature: str, key: str):
+    """Serve a LocalStorage object for a valid, unexpired signature. Streams in 1 MiB chunks (constant memory),
+    answers a single `Range` with 206, and sends extra headers the Hugging Face client reads after a redirect."""
+    storage = get_storage()
+    if not isinstance(storage, LocalStorage):
+        return json_error("not_found", _("Not found."), 404)
+    if not storage.verify(key, expires, signature):
+        return json_error(
+            "invalid_signature", _("This download link is invalid or has expired; ask the portal for a fresh one."), 403
+        )
+    try:
+        path = storage.path(key)
+        f = path.open("rb")
+    except (ValueError, FileNotFoundError, IsADirectoryError):
+        return json_error("not_found", _("Not found."), 404)
+    stat = path.stat()
+    size = stat.st_size
+    etag = _etag(key, stat)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Last-Modified": http_date(stat.st_mtime),
+        "Content-Disposition": content_disposition(key.rsplit("/", 1)[-1]),
+        "Cache-Control": "private, max-age=0",
+    }
+    file = ModelFile.objects.filter(storage_key=key).select_related("release").first()
+    if file is not None:
+        headers.update(
+            {
+                "X-Linked-Size": str(file.size),
+                "X-Linked-Etag": f'"{file.sha256}"',
+                "X-Repo-Commit": file.release.revision,
+            }
+        )
+    range_header = request.headers.get("Range", "")
+    if_range = request.headers.get("If-Range")
+    match = RANGE_RE.match(range_header.strip()) if range_header else None
+    if match and (not if_range or if_range == etag):
+        first, last = match.groups()
+        if first == "" and last == "":
+            match = None
+        else:
+            if first == "":
+                start, end = max(0, size - int(last)), size - 1
+            else:
+                start, end = int(first), min(int(last), size - 1) if last else size - 1
+            if start >= size or start > end:
+                f.close()
+                response = HttpResponse(status=416)
+                response["Content-Range"] = f"bytes */{size}"
+                for name, value in headers.items():
+                    response[name] = value
+                return response
+            length = end - start + 1
+            response = StreamingHttpResponse(
+                _read_range(f, start, length), status=206, content_type="application/octet-stream"
+            )
+            response["Content-Range"] = f"bytes {start}-{end}/{size}"
+            response["Content-Length"] = str(length)
+            for name, value in headers.items():
+                response[name] = value
+            return response
+    response = FileResponse(f, content_type="application/octet-stream")
+    response.block_size = CHUNK_SIZE
+    response["Content-Length"] = str(size)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+@require_safe
+def download_relay(request, ticket: str, path: str):
+    """Redirect to a fresh signed URL; the ticket names the file and the user it was issued to."""
+    from django.conf import settings
+
+    opened = downloads.relay_open(ticket, max_age=settings.SIGNED_URL_TTL)
+    if opened is None:
+        return json_error(
+            "invalid_signature", _("This download link is invalid or has expired; ask the portal for a fresh one."), 403
+        )
+    file_id, user_id = opened
+    file = ModelFile.objects.select_related("release").filter(pk=file_id, path=path).first()
+    if file is None:
+        return json_error("not_found", _("Not found."), 404)
+    user = User.objects.filter(pk=user_id, is_active=True).first() if user_id else None
+    decision = selectors.release_access_decision(user=user, release=file.release)
+    if not decision.allowed:
+        return json_error(decision.code, decision.detail, decision.status)
+    services.download_record(
+        actor=services.Actor(user=user, credential="relay", ip=request.META.get("REMOTE_ADDR")),
+        release=file.release,
+        file=file,
+        grant=decision.grant,
+        via=DownloadEvent.Via.MANIFEST,
+        manifest_format="wget",
+    )
+    response = HttpResponseRedirect(downloads.signed_file_url(file, base_url=request.build_absolute_uri("/")))
+    response["Cache-Control"] = "no-store"
+    return response

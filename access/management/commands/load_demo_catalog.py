@@ -1,0 +1,50 @@
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from access import catalog_data, services
+from access.models import License, ModelFile, ModelRelease
+from access.storage import get_storage
+
+
+class Command(BaseCommand):
+    help = "Load the OPT demo catalog (idempotent): releases, license and synthetic files in the configured storage."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--size", type=int, default=16384, help="bytes per weight file (default 16384)")
+        parser.add_argument("--only", action="append", help="load only these repo ids (repeatable)")
+
+    def handle(self, *args, size, only, **options):
+        storage = get_storage()
+        license_obj, _ = License.objects.get_or_create(
+            slug="opt-175b-noncommercial",
+            version="1.0",
+            defaults={"title": "OPT-175B Non-Commercial Research License", "text": catalog_data.OPT_LICENSE_TEXT},
+        )
+        for row in catalog_data.releases():
+            if only and row["repo_id"] not in only:
+                continue
+            release, created = ModelRelease.objects.update_or_create(
+                repo_id=row["repo_id"],
+                defaults={**row, "license": license_obj if row["access"] == "gated" else None},
+            )
+            existing = {f.path: f for f in ModelFile.objects.filter(release=release)}
+            paths = catalog_data.release_files(release.name)
+            added = 0
+            for i, path in enumerate(paths, 1):
+                expected = catalog_data.synthetic_size(path, size)
+                key = f"{release.repo_id}/{path}"
+                have = existing.get(path)
+                if have is not None and have.size == expected and storage.exists(key):
+                    continue
+                stored_size, sha256 = storage.save(key, catalog_data.SyntheticFile(key, expected))
+                with transaction.atomic():
+                    services.release_upsert_file(
+                        release=release, path=path, size=stored_size, sha256=sha256, storage_key=key
+                    )
+                added += 1
+                if added % 100 == 0:
+                    self.stdout.write(f"  {release.repo_id}: {i}/{len(paths)} files")
+            services.release_refresh_revision(release=release)
+            state = "created" if created else "up to date" if not added else "updated"
+            self.stdout.write(f"{release.repo_id}: {len(paths)} files ({added} stored) — {state}")
+        self.stdout.write(self.style.SUCCESS("Demo catalog ready."))

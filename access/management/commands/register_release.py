@@ -1,0 +1,110 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from access import selectors, services
+from access.models import License, ModelRelease
+from access.storage import StorageError, get_storage
+
+
+class Command(BaseCommand):
+    help = (
+        "Register a release from a local directory (uploaded to storage) or from files already under a storage "
+        "prefix. Each file is streamed once to compute its SHA-256; files already recorded with the same size are "
+        "skipped, so re-running after adding a file adds only that file."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("repo_id", help="namespace/name, e.g. facebook/opt-125m")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--from-dir", type=Path, help="local directory to upload")
+        source.add_argument("--from-prefix", help="storage prefix (S3 key prefix or LocalStorage folder) to register")
+        parser.add_argument("--access", choices=["open", "gated"], default=None)
+        parser.add_argument("--license", help="license slug (latest version is used); required for gated releases")
+        parser.add_argument("--display-name")
+        parser.add_argument("--parameters", type=int)
+        parser.add_argument("--rehash", action="store_true", help="hash every file again, even if recorded")
+
+    def handle(self, *args, repo_id, from_dir, from_prefix, access, license, display_name, parameters, rehash, **o):
+        if "/" not in repo_id or repo_id.count("/") != 1:
+            raise CommandError("repo_id must look like namespace/name")
+        license_obj = None
+        if license:
+            license_obj = License.objects.filter(slug=license).order_by("-created_at").first()
+            if license_obj is None:
+                raise CommandError(f"no license with slug {license!r}")
+        release = ModelRelease.objects.filter(repo_id=repo_id).first()
+        if release is None:
+            access = access or "open"
+            if access == "gated" and license_obj is None:
+                raise CommandError("a gated release needs --license")
+            release = ModelRelease.objects.create(
+                repo_id=repo_id,
+                display_name=display_name or repo_id.split("/")[1],
+                parameters=parameters,
+                access=access,
+                license=license_obj,
+            )
+        else:
+            for field, value in (
+                ("access", access),
+                ("license", license_obj),
+                ("display_name", display_name),
+                ("parameters", parameters),
+            ):
+                if value is not None:
+                    setattr(release, field, value)
+            release.full_clean(exclude=["revision"])
+            release.save()
+        known = {f.path: f for f in release.files.all()}
+        storage = get_storage()
+        if from_dir:
+            entries = self._local_entries(from_dir)
+        else:
+            prefix = from_prefix.strip("/")
+            try:
+                entries = [
+                    (obj.key[len(prefix) + 1 :] if prefix else obj.key, obj.size, obj.key)
+                    for obj in storage.list(prefix)
+                ]
+            except StorageError as exc:
+                raise CommandError(f"cannot list {from_prefix!r}: {exc}") from exc
+        added = skipped = 0
+        for i, (path, size, source) in enumerate(entries, 1):
+            if selectors.clean_file_path(path) is None:
+                self.stderr.write(f"skipping unsafe path {path!r}")
+                continue
+            have = known.get(path)
+            if have is not None and have.size == size and not rehash:
+                skipped += 1
+                continue
+            if from_dir:
+                key = f"{release.repo_id}/{path}"
+                with open(source, "rb") as f:
+                    stored_size, sha256 = storage.save(key, f)
+            else:
+                key = source
+                stored_size, sha256 = storage.hash_object(key)
+            with transaction.atomic():
+                services.release_upsert_file(
+                    release=release, path=path, size=stored_size, sha256=sha256, storage_key=key
+                )
+            added += 1
+            self.stdout.write(f"[{i}/{len(entries)}] {path} {stored_size} bytes sha256={sha256}")
+        services.release_refresh_revision(release=release)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{release.repo_id}: {added} added or changed, {skipped} unchanged; revision {release.revision}"
+            )
+        )
+
+    @staticmethod
+    def _local_entries(root: Path):
+        if not root.is_dir():
+            raise CommandError(f"{root} is not a directory")
+        return [
+            (p.relative_to(root).as_posix(), p.stat().st_size, p)
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        ]

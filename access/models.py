@@ -1,0 +1,367 @@
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_countries.fields import CountryField
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email, password, **extra):
+        email = self.normalize_email(email)
+        user = self.model(email=email, **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra):
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.update(is_staff=True, is_superuser=True)
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractUser):
+    """A portal account; people sign in with their email address."""
+
+    username = None
+    email = models.EmailField(_("email address"), unique=True)
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = []
+    objects = UserManager()
+
+    class Meta:
+        permissions = [("review_accessrequest", "Can review access requests and manage grants")]
+
+    def __str__(self):
+        return self.email
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class License(TimeStamped):
+    slug = models.SlugField(max_length=100)
+    version = models.CharField(max_length=40)
+    title = models.CharField(max_length=200)
+    text = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["slug", "version"], name="license_slug_version_unique")]
+
+    def __str__(self):
+        return f"{self.title} (v{self.version})"
+
+
+class ModelRelease(TimeStamped):
+    class Access(models.TextChoices):
+        OPEN = "open", _("Open")
+        GATED = "gated", _("Gated")
+
+    class ApprovalMode(models.TextChoices):
+        MANUAL = "manual", _("Manual review")
+        AUTO_DOMAIN = "auto_domain", _("Automatic for allow-listed email domains")
+
+    repo_id = models.CharField(max_length=200, unique=True)
+    display_name = models.CharField(max_length=200)
+    parameters = models.BigIntegerField(null=True, blank=True, help_text=_("Parameter count"))
+    description = models.TextField(blank=True)
+    access = models.CharField(max_length=10, choices=Access.choices, default=Access.OPEN)
+    license = models.ForeignKey(License, on_delete=models.PROTECT, null=True, blank=True, related_name="releases")
+    revision = models.CharField(max_length=40, blank=True, help_text=_("40-hex id derived from the file list"))
+    published = models.BooleanField(default=True)
+    approval_mode = models.CharField(max_length=20, choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
+    auto_approve_domains = models.TextField(
+        blank=True, help_text=_("One email domain per line; used when the approval mode is automatic.")
+    )
+
+    class Meta:
+        ordering = ["parameters", "repo_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(repo_id__regex=r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$"), name="release_repo_id_format"
+            ),
+            models.CheckConstraint(
+                condition=Q(revision="") | Q(revision__regex=r"^[0-9a-f]{40}$"), name="release_revision_hex"
+            ),
+            models.CheckConstraint(
+                condition=~Q(access="gated") | Q(license__isnull=False), name="release_gated_needs_license"
+            ),
+        ]
+
+    def __str__(self):
+        return self.repo_id
+
+    @property
+    def is_gated(self):
+        return self.access == self.Access.GATED
+
+    @property
+    def namespace(self):
+        return self.repo_id.split("/", 1)[0]
+
+    @property
+    def name(self):
+        return self.repo_id.split("/", 1)[1]
+
+
+class ModelFile(TimeStamped):
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=500)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=1000)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "path"], name="file_release_path_unique"),
+            models.CheckConstraint(condition=Q(size__gte=0), name="file_size_non_negative"),
+            models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="file_sha256_hex"),
+        ]
+        indexes = [models.Index(fields=["storage_key"], name="file_storage_key_idx")]
+
+    def __str__(self):
+        return f"{self.release.repo_id}/{self.path}"
+
+
+class AccessRequest(TimeStamped):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending review")
+        NEEDS_INFO = "needs_info", _("More information needed")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    OPEN_STATUSES = (Status.PENDING, Status.NEEDS_INFO)
+
+    class OrganizationType(models.TextChoices):
+        ACADEMIC = "academic", _("Academic")
+        GOVERNMENT = "government", _("Government")
+        NONPROFIT = "nonprofit", _("Non-profit / civil society")
+        INDUSTRY_RESEARCH = "industry_research", _("Industry research lab")
+        OTHER = "other", _("Other")
+
+    # Not guessable: request pages are addressed by this, never by the sequential primary key.
+    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_hex, editable=False)
+    applicant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
+    release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="access_requests")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+
+    full_name = models.CharField(max_length=200)
+    email = models.EmailField()
+    affiliation = models.CharField(max_length=300)
+    organization_type = models.CharField(max_length=30, choices=OrganizationType.choices)
+    country = CountryField()
+    role = models.CharField(max_length=200)
+    intended_use = models.TextField()
+    publications = models.TextField(blank=True)
+
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="+")
+    license_version = models.CharField(max_length=40)
+    license_accepted_at = models.DateTimeField()
+    license_accepted_ip = models.GenericIPAddressField(null=True, blank=True)
+    noncommercial_attested = models.BooleanField(default=False)
+
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decision_reason = models.TextField(blank=True)
+    info_request = models.TextField(blank=True)
+    info_response = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    renewal_of = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="renewals")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["applicant", "release"],
+                condition=Q(status__in=["pending", "needs_info"]),
+                name="request_one_open_per_applicant_release",
+            ),
+            models.CheckConstraint(condition=Q(noncommercial_attested=True), name="request_attested"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at", "id"], name="request_queue_idx"),
+            models.Index(fields=["release", "status", "created_at"], name="request_release_queue_idx"),
+            models.Index(fields=["country", "status", "created_at"], name="request_country_queue_idx"),
+            models.Index(fields=["organization_type", "status", "created_at"], name="request_orgtype_queue_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.full_name} → {self.release.repo_id} ({self.status})"
+
+    @property
+    def is_open(self):
+        return self.status in self.OPEN_STATUSES
+
+
+class ReasonTemplate(TimeStamped):
+    class Kind(models.TextChoices):
+        APPROVE = "approve", _("Approval")
+        REJECT = "reject", _("Rejection")
+        REQUEST_INFO = "request_info", _("Request for information")
+        REVOKE = "revoke", _("Revocation")
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    title = models.CharField(max_length=100)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["kind", "title"]
+        constraints = [models.UniqueConstraint(fields=["kind", "title"], name="reason_template_unique")]
+
+    def __str__(self):
+        return self.title
+
+
+class Grant(TimeStamped):
+    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_hex, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
+    release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="grants")
+    request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+    expiry_warned_at = models.DateTimeField(null=True, blank=True)
+    expired_notified_at = models.DateTimeField(null=True, blank=True)
+    issued_email_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        indexes = [models.Index(fields=["user", "release", "expires_at"], name="grant_lookup_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("issued_at")), name="grant_expires_after_issue")
+        ]
+
+    def __str__(self):
+        return f"{self.user} → {self.release.repo_id}"
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class UrlBatch(TimeStamped):
+    """One set of signed URLs for every file of a grant's release; the newest ready one is current."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Being issued")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+
+    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_hex, editable=False)
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="batches")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    urls = models.JSONField(default=list, blank=True, help_text=_("[{path, size, sha256, url}]"))
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.grant} batch {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class ApiToken(TimeStamped):
+    PREFIX = "mp_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text=_("First characters of the token, shown to tell tokens apart"))
+    secret_hash = models.CharField(max_length=64, unique=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_usable(self):
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every change to access and every access decision."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    credential = models.CharField(max_length=100, blank=True, help_text=_("session, token:<id>, task or system"))
+    action = models.CharField(max_length=60, db_index=True)
+    target_type = models.CharField(max_length=60, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    request = models.ForeignKey(AccessRequest, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    data = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
+
+
+class DownloadEvent(models.Model):
+    class Via(models.TextChoices):
+        API = "api", _("API redirect")
+        MANIFEST = "manifest", _("Manifest")
+        HF = "hf", _("Hugging Face compatible")
+        WEB = "web", _("Web")
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="+")
+    file = models.ForeignKey(ModelFile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    grant = models.ForeignKey(Grant, on_delete=models.SET_NULL, null=True, blank=True, related_name="downloads")
+    via = models.CharField(max_length=10, choices=Via.choices)
+    manifest_format = models.CharField(max_length=10, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.via} {self.release_id}/{self.file_id or 'manifest'}"
+
+
+class OutboundEmail(models.Model):
+    """Every email the portal sends; `dedupe_key` makes a retried task send a given notice only once."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    template = models.CharField(max_length=100)
+    to = models.EmailField()
+    subject = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.template} → {self.to}"

@@ -1,0 +1,320 @@
+"""Where model files live, behind one interface chosen by STORAGE_BACKEND.
+
+`LocalStorage` keeps files on disk and signs portal URLs with an HMAC; it is meant for development and
+small deployments. `S3Storage` keeps them in any S3-compatible store and hands out presigned SigV4 URLs,
+so the bytes never pass through the portal. No boto3 call lives outside this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
+from django.utils.crypto import salted_hmac
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class StorageError(Exception):
+    """The storage backend could not be reached or refused an operation."""
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment header naming the file, safe for any characters (RFC 6266 / RFC 5987)."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def validate_key(key: str) -> str:
+    parts = PurePosixPath(key).parts
+    if not key or key.startswith("/") or "\x00" in key or "\\" in key or any(p in ("..", ".") for p in parts):
+        raise ValueError(f"invalid storage key: {key!r}")
+    return key
+
+
+class Storage(ABC):
+    name: str
+
+    @abstractmethod
+    def save(self, key: str, fileobj: BinaryIO) -> tuple[int, str]:
+        """Store a stream under key; returns (size, sha256) computed from the bytes as they were written."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[StoredObject]: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def signed_url(self, key: str, *, filename: str, ttl: int | None = None, base_url: str | None = None) -> str:
+        """A URL that fetches the object without further credentials until it expires in `ttl` seconds."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise StorageError when the backend is not usable."""
+
+    def hash_object(self, key: str) -> tuple[int, str]:
+        digest, size = hashlib.sha256(), 0
+        with self.open(key) as f:
+            while chunk := f.read(CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+        return size, digest.hexdigest()
+
+
+class LocalStorage(Storage):
+    """Files under a directory, served by the portal's own signed-URL view. For development, not for scale."""
+
+    name = "local"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def save(self, key, fileobj):
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := fileobj.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size, digest.hexdigest()
+
+    def open(self, key):
+        try:
+            return self.path(key).open("rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def list(self, prefix):
+        base = self.root / prefix if prefix else self.root
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.startswith(".upload-"):
+                yield StoredObject(key=path.relative_to(self.root).as_posix(), size=path.stat().st_size)
+
+    def exists(self, key):
+        return self.path(key).is_file()
+
+    @staticmethod
+    def signature(key: str, expires: int) -> str:
+        return salted_hmac("access.storage.local", f"{key}\n{expires}", algorithm="sha256").hexdigest()
+
+    def verify(self, key: str, expires: int, signature: str, *, now: float | None = None) -> bool:
+        if expires < (time.time() if now is None else now):
+            return False
+        return hmac.compare_digest(self.signature(key, expires), signature)
+
+    def signed_url(self, key, *, filename, ttl=None, base_url=None):
+        # The signature sits in the path, so the last path segment is the file name and tools that name the
+        # saved file after the URL (wget, curl -O) never save a query string.
+        expires = int(time.time()) + (ttl or settings.SIGNED_URL_TTL)
+        path = reverse(
+            "storage-file", kwargs={"expires": expires, "signature": self.signature(key, expires), "key": key}
+        )
+        return f"{(base_url or settings.SITE_URL).rstrip('/')}{quote(path, safe='/%')}"
+
+    def check(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"{self.root} is not writable")
+
+    def delete(self, key):
+        self.path(key).unlink(missing_ok=True)
+
+
+class S3Storage(Storage):
+    """Any S3-compatible store through one reused boto3 client; downloads are presigned SigV4 GET URLs."""
+
+    name = "s3"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str | None,
+        region: str,
+        access_key: str | None,
+        secret_key: str | None,
+        session_token: str | None = None,
+        addressing_style: str = "auto",
+        prefix: str = "",
+    ):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=session_token,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": addressing_style},
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+            ),
+        )
+        # Static keys can be signed by our own presigner (much faster, byte-identical to boto3); credentials
+        # that refresh themselves (instance roles, session tokens) stay with boto3.
+        self.presigner = None
+        if access_key and secret_key:
+            from .sigv4 import Presigner
+
+            presigner = Presigner(
+                access_key=access_key,
+                secret_key=secret_key,
+                region=region,
+                endpoint_url=endpoint_url,
+                addressing_style=addressing_style,
+                session_token=session_token,
+            )
+            if presigner.supports():
+                self.presigner = presigner
+
+    def _key(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _errors(self):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return BotoCoreError, ClientError
+
+    def save(self, key, fileobj):
+        from boto3.s3.transfer import TransferConfig
+
+        digest, size = hashlib.sha256(), 0
+        # Spool through a temporary file: hashing while uploading a multipart stream would need the bytes twice.
+        with tempfile.TemporaryFile() as spool:
+            while chunk := fileobj.read(CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+                spool.write(chunk)
+            spool.seek(0)
+            try:
+                self.client.upload_fileobj(
+                    spool, self.bucket, self._key(key), Config=TransferConfig(multipart_threshold=64 * CHUNK_SIZE)
+                )
+            except self._errors() as exc:
+                raise StorageError(str(exc)) from exc
+        return size, digest.hexdigest()
+
+    def open(self, key):
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except self._errors() as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectNotFound(key) from exc
+            raise StorageError(str(exc)) from exc
+
+    def list(self, prefix):
+        full = self._key(prefix.strip("/")) + "/" if prefix.strip("/") else (f"{self.prefix}/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                for obj in page.get("Contents", []):
+                    yield StoredObject(key=obj["Key"][strip:], size=obj["Size"])
+        except self._errors() as exc:
+            raise StorageError(str(exc)) from exc
+
+    def exists(self, key):
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except self._errors() as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise StorageError(str(exc)) from exc
+
+    def signed_url(self, key, *, filename, ttl=None, base_url=None):
+        ttl = ttl or settings.SIGNED_URL_TTL
+        disposition = content_disposition(filename)
+        if self.presigner is not None:
+            from .sigv4 import UnsupportedRequest
+
+            try:
+                return self.presigner.presign_get(
+                    bucket=self.bucket, key=self._key(key), expires_in=ttl, response_content_disposition=disposition
+                )
+            except UnsupportedRequest:
+                pass  # boto3 knows the special cases (S3 Express, access point ARNs)
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key), "ResponseContentDisposition": disposition},
+            ExpiresIn=ttl,
+        )
+
+    def check(self):
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except self._errors() as exc:
+            raise StorageError(str(exc)) from exc
+
+    def delete(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+
+def build_storage() -> Storage:
+    if settings.STORAGE_BACKEND == "local":
+        return LocalStorage(settings.LOCAL_STORAGE_DIR)
+    if settings.STORAGE_BACKEND == "s3":
+        return S3Storage(
+            bucket=settings.S3_BUCKET,
+            endpoint_url=settings.S3_ENDPOINT_URL,
+            region=settings.S3_REGION,
+            access_key=settings.S3_ACCESS_KEY_ID,
+            secret_key=settings.S3_SECRET_ACCESS_KEY,
+            session_token=settings.S3_SESSION_TOKEN,
+            addressing_style=settings.S3_ADDRESSING_STYLE,
+            prefix=settings.S3_PREFIX,
+        )
+    raise ImproperlyConfigured(f"unknown STORAGE_BACKEND {settings.STORAGE_BACKEND!r}")
+
+
+@cache
+def get_storage() -> Storage:
+    """The process-wide storage; one boto3 client is built once and reused (clients are thread-safe)."""
+    return build_storage()

@@ -1,0 +1,37 @@
+from django.urls import path, re_path
+
+from . import fileserve, views
+from .views import grants, requests, review
+
+REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
+
+urlpatterns = [
+    path("", views.catalog, name="catalog"),
+    re_path(rf"^models/{REPO}/?$", views.release_detail, name="release-detail"),
+    re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
+    path("download.py", views.download_script, name="download-script"),
+    path("downloading", views.downloading, name="downloading"),
+    path("healthz", views.healthz, name="healthz"),
+    # Applicants
+    path("requests/", requests.my_requests, name="my-requests"),
+    path("requests/<str:public_id>/", requests.request_detail, name="request-detail"),
+    path("requests/<str:public_id>/withdraw", requests.request_withdraw, name="request-withdraw"),
+    path("grants/", grants.my_grants, name="my-grants"),
+    path("grants/<str:public_id>/", grants.grant_detail, name="grant-detail"),
+    path("grants/<str:public_id>/status", grants.grant_batch_status, name="grant-batch-status"),
+    path("grants/<str:public_id>/batch.<str:fmt>", grants.grant_batch_download, name="grant-batch-download"),
+    path("grants/<str:public_id>/refresh", grants.grant_refresh, name="grant-refresh"),
+    path("grants/<str:public_id>/renew", grants.grant_renew, name="grant-renew"),
+    path("tokens/", grants.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke", grants.token_revoke, name="token-revoke"),
+    # Reviewers
+    path("review/", review.queue, name="review-queue"),
+    path("review/bulk", review.bulk, name="review-bulk"),
+    path("review/requests/<str:public_id>/", review.detail, name="review-detail"),
+    path("review/grants/", review.grants, name="review-grants"),
+    path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
+    path("review/export/<str:kind>.csv", review.export, name="review-export"),
+    # File serving
+    path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
+    path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),
+]

@@ -1,0 +1,114 @@
+"""Web pages for researchers and the public catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from .. import selectors
+from ..storage import get_storage
+
+CLIENT_SCRIPT = Path(__file__).resolve().parent.parent / "client" / "download.py"
+
+
+@require_safe
+def catalog(request):
+    return render(request, "access/catalog.html", {"releases": selectors.release_list(user=request.user)})
+
+
+@require_safe
+def release_detail(request, repo_id):
+    release = selectors.release_get(repo_id=repo_id, user=request.user)
+    if release is None:
+        raise Http404
+    decision = selectors.release_access_decision(user=request.user, release=release)
+    context = {
+        "release": release,
+        "files": selectors.release_files(release=release),
+        "decision": decision,
+        "portal_url": request.build_absolute_uri("/").rstrip("/"),
+    }
+    return render(request, "access/release_detail.html", context)
+
+
+@require_safe
+def download_script(request):
+    response = FileResponse(CLIENT_SCRIPT.open("rb"), content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="download.py"'
+    return response
+
+
+def _check(fn) -> dict:
+    try:
+        fn()
+    except Exception as exc:  # each backend raises its own errors; all mean "down"
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True}
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_broker():
+    from kombu import Connection
+
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+    with Connection(settings.CELERY_BROKER_URL, transport_options=options, connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    checks = {
+        "database": _check(_check_database),
+        "broker": _check(_check_broker),
+        "storage": _check(lambda: get_storage().check()),
+    }
+    ok = all(c["ok"] for c in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ok else "degraded", "checks": checks, "storage_backend": settings.STORAGE_BACKEND},
+        status=200 if ok else 503,
+    )
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/") or request.path.startswith("/storage/") or request.path.startswith("/dl/")
+
+
+def page_not_found(request, exception=None):
+    if _wants_json(request):
+        return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    if _wants_json(request):
+        return JsonResponse({"code": "server_error", "detail": "Internal error; it has been logged."}, status=500)
+    return render(request, "500.html", status=500)
+
+
+def csrf_failure(request, reason=""):
+    if _wants_json(request):
+        return JsonResponse(
+            {"code": "csrf_failed", "detail": "CSRF check failed; send the X-CSRFToken header."}, status=403
+        )
+    return render(request, "403_csrf.html", status=403)
+
+
+@require_safe
+def downloading(request):
+    repo_id = request.GET.get("repo") or ""
+    release = selectors.release_get(repo_id=repo_id, user=request.user) if repo_id else None
+    if release is None:
+        release = selectors.release_list(user=request.user).filter(access="gated").first()
+    context = {"release": release, "portal_url": request.build_absolute_uri("/").rstrip("/")}
+    return render(request, "access/downloading.html", context)

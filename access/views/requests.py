@@ -1,0 +1,122 @@
+"""The applicant's side: apply for a gated release, follow and answer requests."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from .. import selectors, services
+from ..forms import AccessRequestForm, AnswerForm
+from ..models import AccessRequest
+
+
+def web_actor(request) -> services.Actor:
+    return services.Actor(
+        user=request.user if request.user.is_authenticated else None,
+        credential="session",
+        ip=request.META.get("REMOTE_ADDR") or None,
+    )
+
+
+def _previous_answers(user, release) -> dict:
+    """Pre-fill a new application with the answers of the applicant's last request."""
+    last = AccessRequest.objects.filter(applicant=user).order_by("-created_at").first()
+    if last is None:
+        return {}
+    return {name: getattr(last, name) for name in services.REQUEST_FIELDS if name != "intended_use"}
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def apply(request, repo_id):
+    release = selectors.release_get(repo_id=repo_id, user=request.user)
+    if release is None or not release.is_gated:
+        raise Http404
+    if not services.email_verified(request.user):
+        messages.error(request, _("Verify your email address before applying; we sent you a link."))
+        return redirect("account_email")
+    decision = selectors.release_access_decision(user=request.user, release=release)
+    existing = AccessRequest.objects.filter(
+        applicant=request.user, release=release, status__in=AccessRequest.OPEN_STATUSES
+    ).first()
+    if existing is not None:
+        messages.info(request, _("You already have an open request for this release."))
+        return redirect("request-detail", public_id=existing.public_id)
+    if decision.allowed:
+        messages.info(request, _("You already have access to this release."))
+        return redirect("release-detail", repo_id=release.repo_id)
+    form = AccessRequestForm(request.POST or None, initial=_previous_answers(request.user, release))
+    if request.method == "POST" and form.is_valid():
+        data = {**form.cleaned_data, "country": form.cleaned_data["country"]}
+        try:
+            access_request = services.request_submit(
+                actor=web_actor(request),
+                release=release,
+                data=data,
+                license_accepted=form.cleaned_data["accept_license"],
+            )
+        except services.OpenRequestExists as exc:
+            messages.info(request, str(exc))
+            if exc.existing is not None:
+                return redirect("request-detail", public_id=exc.existing.public_id)
+            return redirect("my-requests")
+        except services.ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Your request was submitted. We emailed you a confirmation."))
+            return redirect("request-detail", public_id=access_request.public_id)
+    return render(request, "access/apply.html", {"release": release, "form": form, "decision": decision})
+
+
+@login_required
+@require_safe
+def my_requests(request):
+    return render(request, "access/my_requests.html", {"requests": selectors.user_requests(user=request.user)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def request_detail(request, public_id):
+    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
+    if access_request is None:
+        raise Http404
+    form = AnswerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.request_decide(
+                actor=web_actor(request),
+                access_request=access_request,
+                action="answer",
+                reason=form.cleaned_data["answer"],
+            )
+        except services.ServiceError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, _("Thank you; your request is back with the reviewer."))
+        return redirect("request-detail", public_id=public_id)
+    context = {
+        "request_obj": access_request,
+        "events": access_request.events.select_related("actor").order_by("created_at", "id"),
+        "form": form,
+        "grant": getattr(access_request, "grant", None) if access_request.status == "approved" else None,
+    }
+    return render(request, "access/request_detail.html", context)
+
+
+@login_required
+@require_POST
+def request_withdraw(request, public_id):
+    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
+    if access_request is None:
+        raise Http404
+    try:
+        services.request_decide(actor=web_actor(request), access_request=access_request, action="withdraw")
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Your request was withdrawn."))
+    return redirect("request-detail", public_id=public_id)

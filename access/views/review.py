@@ -1,0 +1,260 @@
+"""The reviewer's side: the queue, a request's detail and decisions, grants, and audit exports."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, time, timedelta
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.db.models import Count
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_countries import countries
+
+from .. import selectors, services
+from ..forms import BulkDecisionForm, DecisionForm, RevokeForm
+from ..models import AccessRequest, AuditEvent, DownloadEvent, Grant, ModelRelease
+from .requests import web_actor
+
+
+def reviewer_required(view):
+    """Reviewers only (the review permission, not just is_staff). Others get a 404: the pages do not exist
+    for them, so request ids cannot be probed."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not selectors.is_reviewer(request.user):
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+QUEUE_FILTERS = ("status", "release", "country", "organization_type", "search")
+
+
+def _page(request, queryset, per_page=50):
+    paginator = Paginator(queryset, per_page)
+    try:
+        return paginator.page(request.GET.get("page") or 1)
+    except (EmptyPage, PageNotAnInteger):
+        raise Http404 from None
+
+
+@reviewer_required
+@require_safe
+def queue(request):
+    filters = {name: (request.GET.get(name) or "").strip()[:200] for name in QUEUE_FILTERS}
+    if "status" not in request.GET:
+        filters["status"] = "pending"
+    queryset = selectors.review_queue(**{k: v or None for k, v in filters.items()})
+    context = {
+        "page": _page(request, queryset),
+        "filters": filters,
+        "statuses": AccessRequest.Status.choices,
+        "org_types": AccessRequest.OrganizationType.choices,
+        "releases": ModelRelease.objects.filter(access="gated").order_by("repo_id"),
+        "countries": list(countries),
+        "bulk_form": BulkDecisionForm(),
+        "querystring": "&".join(f"{k}={v}" for k, v in filters.items() if v),
+    }
+    return render(request, "access/review/queue.html", context)
+
+
+@reviewer_required
+@require_http_methods(["GET", "POST"])
+def detail(request, public_id):
+    access_request = (
+        AccessRequest.objects.select_related("release", "applicant", "license", "renewal_of")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if access_request is None:
+        raise Http404
+    form = DecisionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        enqueued = services.Enqueued()
+        try:
+            services.request_decide(
+                actor=web_actor(request),
+                access_request=access_request,
+                action=form.cleaned_data["action"],
+                reason=form.cleaned_data["reason"],
+                enqueued=enqueued,
+            )
+        except services.ServiceError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, _("Decision recorded."))
+            if form.cleaned_data["action"] == "approve" and enqueued.ok is False:
+                messages.warning(
+                    request,
+                    _(
+                        "The approval is saved, but the task queue is unreachable: the grant will be issued as soon "
+                        "as it is back."
+                    ),
+                )
+        return redirect("review-detail", public_id=public_id)
+    history = (
+        AccessRequest.objects.filter(applicant=access_request.applicant)
+        .exclude(pk=access_request.pk)
+        .select_related("release")
+        .order_by("-created_at")
+    )
+    context = {
+        "r": access_request,
+        "form": form,
+        "history": history,
+        "events": access_request.events.select_related("actor").order_by("created_at", "id"),
+        "grant": Grant.objects.filter(request=access_request).first(),
+    }
+    return render(request, "access/review/detail.html", context)
+
+
+@reviewer_required
+@require_POST
+def bulk(request):
+    form = BulkDecisionForm(request.POST)
+    ids = [i for i in request.POST.getlist("ids") if i][:500]
+    if not form.is_valid() or not ids:
+        messages.error(request, _("Choose requests and an action (a rejection needs a reason)."))
+    else:
+        result = services.request_bulk_decide(
+            actor=web_actor(request),
+            public_ids=ids,
+            action=form.cleaned_data["action"],
+            reason=form.cleaned_data.get("reason") or "",
+        )
+        messages.success(request, _("%(n)d requests decided.") % {"n": len(result["done"])})
+        if result["refused"]:
+            messages.warning(
+                request, _("%(n)d were refused: already decided or withdrawn.") % {"n": len(result["refused"])}
+            )
+    return redirect(
+        request.POST.get("next") if str(request.POST.get("next", "")).startswith("/review") else "review-queue"
+    )
+
+
+@reviewer_required
+@require_http_methods(["GET", "POST"])
+def grant_detail(request, public_id):
+    grant = Grant.objects.select_related("user", "release", "request", "revoked_by").filter(public_id=public_id).first()
+    if grant is None:
+        raise Http404
+    form = RevokeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.grant_revoke(actor=web_actor(request), grant=grant, reason=form.cleaned_data["reason"])
+        except services.ServiceError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, _("The grant was revoked; the portal refuses this researcher from now on."))
+        return redirect("review-grant", public_id=public_id)
+    fetched = (
+        DownloadEvent.objects.filter(grant=grant, file__isnull=False)
+        .values("file__path")
+        .annotate(times=Count("id"))
+        .order_by("file__path")
+    )
+    context = {
+        "grant": grant,
+        "form": form,
+        "fetched": fetched,
+        "file_total": grant.release.files.count(),
+        "manifests": DownloadEvent.objects.filter(grant=grant, file__isnull=True).count(),
+    }
+    return render(request, "access/review/grant.html", context)
+
+
+def _date_range(request):
+    today = timezone.localdate()
+    start = parse_date(request.GET.get("from") or "") or today - timedelta(days=30)
+    end = parse_date(request.GET.get("to") or "") or today
+    tz = timezone.get_current_timezone()
+    return (
+        timezone.make_aware(datetime.combine(start, time.min), tz),
+        timezone.make_aware(datetime.combine(end, time.max), tz),
+        start,
+        end,
+    )
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _csv_response(filename, header, rows):
+    writer = csv.writer(_Echo())
+
+    def stream():
+        yield writer.writerow(header)
+        for row in rows:
+            # A cell starting with = + - @ would run as a formula in a spreadsheet.
+            yield writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c for c in row])
+
+    response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@reviewer_required
+@require_safe
+def export(request, kind):
+    start, end, start_date, end_date = _date_range(request)
+    if kind == "audit":
+        rows = (
+            (
+                e.created_at.isoformat(),
+                e.action,
+                e.actor.email if e.actor else "",
+                e.credential,
+                e.target_type,
+                e.target_id,
+                e.ip or "",
+                e.data,
+            )
+            for e in AuditEvent.objects.filter(created_at__range=(start, end)).select_related("actor").iterator()
+        )
+        header = ["time", "action", "actor", "credential", "target_type", "target_id", "ip", "data"]
+    elif kind == "downloads":
+        rows = (
+            (
+                d.created_at.isoformat(),
+                d.release.repo_id,
+                d.file.path if d.file else "",
+                d.user.email if d.user else "",
+                d.token.prefix if d.token else "",
+                d.via,
+                d.manifest_format,
+                d.ip or "",
+            )
+            for d in DownloadEvent.objects.filter(created_at__range=(start, end))
+            .select_related("release", "file", "user", "token")
+            .iterator()
+        )
+        header = ["time", "release", "file", "user", "token", "via", "manifest_format", "ip"]
+    else:
+        raise Http404
+    services.audit(
+        actor=web_actor(request),
+        action="export.downloaded",
+        data={"kind": kind, "from": str(start_date), "to": str(end_date)},
+    )
+    return _csv_response(f"{kind}-{start_date}-{end_date}.csv", header, rows)
+
+
+@reviewer_required
+@require_safe
+def grants(request):
+    queryset = Grant.objects.select_related("user", "release").order_by("-issued_at")
+    return render(request, "access/review/grants.html", {"page": _page(request, queryset), "now": timezone.now()})

@@ -1,0 +1,296 @@
+"""All settings come from environment variables; see the configuration table in README.md.
+
+Every typed read goes through `env`, which raises ImproperlyConfigured on a value it cannot parse, so a
+typo in production stops the process at start instead of silently falling back to a default.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
+
+
+class StrictEnv(environ.FileAwareEnv):
+    """FileAwareEnv (`NAME_FILE` reads the secret from a file) that refuses values it cannot parse."""
+
+    TRUE = {"1", "true", "yes", "on"}
+    FALSE = {"0", "false", "no", "off", ""}
+
+    def bool(self, var, default=environ.Env.NOTSET):
+        raw = self.str(var, default=None if default is not environ.Env.NOTSET else default)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value in self.TRUE:
+            return True
+        if value in self.FALSE:
+            return False
+        raise ImproperlyConfigured(f"{var} must be a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+
+    def int(self, var, default=environ.Env.NOTSET):
+        raw = self.str(var, default=None if default is not environ.Env.NOTSET else default)
+        if raw is None or isinstance(raw, int):
+            return raw if raw is not None else default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ImproperlyConfigured(f"{var} must be an integer, got {raw!r}") from None
+
+    def choice(self, var, choices, default):
+        value = self.str(var, default=default)
+        if value not in choices:
+            raise ImproperlyConfigured(f"{var} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+
+env = StrictEnv()
+
+DEBUG = env.bool("DEBUG", default=False)
+# Dev mode is what `make run` sets: it creates a local reviewer account and prints emails to the console.
+DEV_MODE = env.bool("PORTAL_DEV_MODE", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set; `make run` sets one for development.")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Absolute base used in emails and signed local URLs when there is no request to derive it from.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "allauth",
+    "allauth.account",
+    "django_countries",
+    "access",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "access.context_processors.portal",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while the Celery worker writes.
+    DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://portal")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Model file storage -------------------------------------------------------------------------------
+STORAGE_BACKEND = env.choice("STORAGE_BACKEND", ["local", "s3"], default="local")
+LOCAL_STORAGE_DIR = Path(env.str("LOCAL_STORAGE_DIR", default=str(VAR_DIR / "storage")))
+S3_BUCKET = env.str("S3_BUCKET", default="")
+S3_ENDPOINT_URL = env.str("S3_ENDPOINT_URL", default="") or None
+S3_REGION = env.str("S3_REGION", default="us-east-1")
+S3_ACCESS_KEY_ID = env.str("S3_ACCESS_KEY_ID", default="") or None
+S3_SECRET_ACCESS_KEY = env.str("S3_SECRET_ACCESS_KEY", default="") or None
+S3_SESSION_TOKEN = env.str("S3_SESSION_TOKEN", default="") or None
+S3_ADDRESSING_STYLE = env.choice("S3_ADDRESSING_STYLE", ["auto", "path", "virtual"], default="auto")
+S3_PREFIX = env.str("S3_PREFIX", default="").strip("/")
+if STORAGE_BACKEND == "s3" and not S3_BUCKET:
+    raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs S3_BUCKET.")
+# Lifetime of one signed download URL. Short, because a URL handed out before a revocation works until then.
+SIGNED_URL_TTL = env.int("SIGNED_URL_TTL", default=3600)
+# Lifetime of the URLs in a grant's issued batch (the manifest a researcher downloads from the grant page).
+GRANT_URL_TTL = env.int("GRANT_URL_TTL", default=7 * 24 * 3600)
+for _name in ("SIGNED_URL_TTL", "GRANT_URL_TTL"):
+    # SigV4 refuses more than 7 days.
+    if not 1 <= globals()[_name] <= 604800:
+        raise ImproperlyConfigured(f"{_name} must be between 1 and 604800 seconds.")
+
+# --- Access policy ------------------------------------------------------------------------------------
+GRANT_LIFETIME_DAYS = env.int("GRANT_LIFETIME_DAYS", default=365)
+GRANT_EXPIRY_WARNING_DAYS = env.int("GRANT_EXPIRY_WARNING_DAYS", default=30)
+REJECTION_COOLDOWN_DAYS = env.int("REJECTION_COOLDOWN_DAYS", default=30)
+REVIEWER_NOTIFICATIONS = env.choice("REVIEWER_NOTIFICATIONS", ["realtime", "digest", "off"], default="realtime")
+
+# --- Celery -------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- Email --------------------------------------------------------------------------------------------
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEV_MODE
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Model access portal <noreply@localhost>")
+
+# --- Accounts (django-allauth) ------------------------------------------------------------------------
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Model access] "
+AUTH_USER_MODEL = "access.User"
+
+# --- API ----------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "access.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "access.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "access.api.throttling.UserRateThrottle",
+        "access.api.throttling.IpRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        # A 992-file download with 16 connections makes ~1000 redirects plus retries in a few minutes.
+        "user": env.str("THROTTLE_USER_RATE", default="6000/hour"),
+        "ip": env.str("THROTTLE_IP_RATE", default="12000/hour"),
+    },
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # `format` is the manifest format here, not DRF content negotiation.
+    "URL_FORMAT_OVERRIDE": None,
+}
+THROTTLE_CACHE_URL = env.str("THROTTLE_CACHE_URL", default="")
+if THROTTLE_CACHE_URL:
+    CACHES["throttle"] = env.cache_url_config(THROTTLE_CACHE_URL)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Model access portal API",
+    "DESCRIPTION": "Gated model releases: catalog, access requests, grants and signed downloads.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Security -----------------------------------------------------------------------------------------
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG and not DEV_MODE)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG or DEV_MODE else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = False
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if env.bool("BEHIND_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+CSRF_FAILURE_VIEW = "access.views.csrf_failure"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Server-less broker for `make run` without Redis: web and worker exchange messages through a folder.
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.2,
+    }
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600}

@@ -1,0 +1,79 @@
+import factory
+from django.utils import timezone
+
+from access import services
+from access.models import AccessRequest, License, ModelRelease, User
+from access.storage import get_storage
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@uni.example")
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery staple")
+
+    @factory.post_generation
+    def verified(self, create, extracted, **kwargs):
+        """Users have a verified email unless created with verified=False."""
+        from allauth.account.models import EmailAddress
+
+        self.save()
+        if create and extracted is not False:
+            EmailAddress.objects.create(user=self, email=self.email, verified=True, primary=True)
+
+
+class LicenseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = License
+        django_get_or_create = ["slug", "version"]
+
+    slug = "test-noncommercial"
+    version = "1.0"
+    title = "Test Non-Commercial License"
+    text = "Use for non-commercial research only."
+
+
+class ReleaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelRelease
+
+    repo_id = factory.Sequence(lambda n: f"testorg/model-{n}")
+    display_name = factory.LazyAttribute(lambda o: o.repo_id.split("/")[1])
+    parameters = 125_000_000
+    access = "open"
+    license = factory.Maybe(
+        factory.LazyAttribute(lambda o: o.access == "gated"), factory.SubFactory(LicenseFactory), None
+    )
+
+
+def add_file(release, path, content: bytes):
+    """Store bytes through the configured storage and record the file, as the commands do."""
+    import io
+
+    key = f"{release.repo_id}/{path}"
+    size, sha256 = get_storage().save(key, io.BytesIO(content))
+    services.release_upsert_file(release=release, path=path, size=size, sha256=sha256, storage_key=key)
+    services.release_refresh_revision(release=release)
+    return release.files.get(path=path)
+
+
+class AccessRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AccessRequest
+
+    applicant = factory.SubFactory(UserFactory)
+    release = factory.SubFactory(ReleaseFactory, access="gated")
+    full_name = "Alice Example"
+    email = factory.LazyAttribute(lambda o: o.applicant.email)
+    affiliation = "University of Examples"
+    organization_type = "academic"
+    country = "NL"
+    role = "PhD student"
+    intended_use = "Studying calibration of large language models on held-out reasoning benchmarks."
+    license = factory.LazyAttribute(lambda o: o.release.license)
+    license_version = factory.LazyAttribute(lambda o: o.release.license.version)
+    license_accepted_at = factory.LazyFunction(timezone.now)
+    license_accepted_ip = "127.0.0.1"
+    noncommercial_attested = True

@@ -1,0 +1,126 @@
+import hashlib
+
+import pytest
+from rest_framework.test import APIClient
+
+from access.models import DownloadEvent
+from tests.factories import ReleaseFactory, add_file
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def open_release(local_storage):
+    release = ReleaseFactory(repo_id="facebook/opt-125m", access="open")
+    add_file(release, "config.json", b'{"a": 1}')
+    add_file(release, "pytorch_model.bin", b"\x00weights" * 100)
+    return release
+
+
+@pytest.fixture
+def gated_release(local_storage):
+    release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+    add_file(release, "checkpoint_last-model_part-0-shard0.pt", b"shard")
+    return release
+
+
+def test_it_lists_releases_including_gated_metadata(api, open_release, gated_release):
+    data = api.get("/api/v1/models").json()
+    assert data["count"] == 2
+    by_id = {r["repo_id"]: r for r in data["results"]}
+    assert by_id["facebook/opt-175b"]["access"] == "gated"
+    assert by_id["facebook/opt-175b"]["license"]["slug"] == "test-noncommercial"
+    assert by_id["facebook/opt-125m"]["file_count"] == 2
+
+
+def test_it_shows_a_release_with_its_files(api, open_release):
+    data = api.get("/api/v1/models/facebook/opt-125m/").json()
+    assert [f["path"] for f in data["files"]] == ["config.json", "pytorch_model.bin"]
+    assert data["files"][0]["sha256"] == hashlib.sha256(b'{"a": 1}').hexdigest()
+    assert len(data["revision"]) == 40
+
+
+def test_it_redirects_an_open_file_to_a_signed_url_and_records_it(api, open_release):
+    response = api.get("/api/v1/models/facebook/opt-125m/files/config.json")
+    assert response.status_code == 302
+    assert "/storage/" in response["Location"]
+    assert response["Location"].endswith("/config.json")
+    followed = api.get(response["Location"].replace("http://testserver", ""))
+    assert b"".join(followed.streaming_content) == b'{"a": 1}'
+    assert DownloadEvent.objects.filter(via="api", file__path="config.json", user=None).count() == 1
+
+
+def test_head_answers_the_same_redirect(api, open_release):
+    response = api.head("/api/v1/models/facebook/opt-125m/files/pytorch_model.bin")
+    assert response.status_code == 302
+    assert response["X-File-Size"] == str(len(b"\x00weights" * 100))
+
+
+@pytest.mark.parametrize(
+    "path", ["../config.json", "a/../config.json", "%2e%2e/config.json", "/etc/passwd", "config.json%00", "x\\y"]
+)
+def test_it_does_not_find_paths_that_escape(api, open_release, path):
+    response = api.get(f"/api/v1/models/facebook/opt-125m/files/{path}")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_unknown_release_and_file_are_json_404(api, open_release):
+    assert api.get("/api/v1/models/nobody/nothing").json()["code"] == "not_found"
+    response = api.get("/api/v1/models/facebook/opt-125m/files/missing.bin")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("fmt", ["json", "aria2", "wget", "sha256sum"])
+def test_the_manifest_comes_in_each_format(api, open_release, fmt):
+    response = api.get(f"/api/v1/models/facebook/opt-125m/manifest?format={fmt}")
+    assert response.status_code == 200
+    body = response.content.decode()
+    sha = hashlib.sha256(b'{"a": 1}').hexdigest()
+    if fmt == "json":
+        files = response.json()["files"]
+        assert files[0]["sha256"] == sha and files[0]["url"].startswith("http://testserver/storage/")
+    elif fmt == "aria2":
+        assert f"  out=config.json\n  checksum=sha-256={sha}\n" in body
+    elif fmt == "wget":
+        assert all(line.rsplit("/", 1)[1] in ("config.json", "pytorch_model.bin") for line in body.splitlines())
+    else:
+        assert f"{sha}  config.json\n" in body
+    assert DownloadEvent.objects.filter(via="manifest", manifest_format=fmt).count() == 1
+
+
+def test_an_unknown_manifest_format_is_refused(api, open_release):
+    response = api.get("/api/v1/models/facebook/opt-125m/manifest?format=zip")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_format"
+
+
+def test_gated_files_and_manifest_refuse_anonymous_callers(api, gated_release):
+    for url in (
+        "/api/v1/models/facebook/opt-175b/files/checkpoint_last-model_part-0-shard0.pt",
+        "/api/v1/models/facebook/opt-175b/manifest",
+    ):
+        response = api.get(url)
+        assert response.status_code == 401
+        assert response.json()["code"] == "not_authenticated"
+        assert "apply" in response.json()["detail"]
+    assert not DownloadEvent.objects.exists()
+
+
+def test_absurd_pagination_is_a_clean_404(api, open_release):
+    for page in ("999999999999999999", "-1", "abc"):
+        response = api.get(f"/api/v1/models?page={page}")
+        assert response.status_code == 404
+        assert response.json()["code"] == "not_found"
+
+
+def test_schema_and_docs_are_served_without_a_cdn(client):
+    assert client.get("/api/schema").status_code == 200
+    docs = client.get("/api/docs").content.decode()
+    assert "cdn" not in docs.lower() and "jsdelivr" not in docs
