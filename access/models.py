@@ -9,6 +9,11 @@ from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
 
+def new_public_id() -> str:
+    """128 random bits: the id in every URL that names a request, grant or batch (never the primary key)."""
+    return secrets.token_hex(16)
+
+
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
@@ -156,7 +161,7 @@ class AccessRequest(TimeStamped):
         OTHER = "other", _("Other")
 
     # Not guessable: request pages are addressed by this, never by the sequential primary key.
-    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_hex, editable=False)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     applicant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
     release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="access_requests")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
@@ -230,7 +235,7 @@ class ReasonTemplate(TimeStamped):
 
 
 class Grant(TimeStamped):
-    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_hex, editable=False)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
     release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="grants")
     request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
@@ -268,7 +273,7 @@ class UrlBatch(TimeStamped):
         READY = "ready", _("Ready")
         FAILED = "failed", _("Failed")
 
-    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_hex, editable=False)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="batches")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -105,7 +105,12 @@ def release_access_decision(*, user: User | None, release: ModelRelease) -> Acce
         return AccessDecision(False, "pending", detail % {"repo": release.repo_id, "url": request_url(open_request)})
     last_grant = Grant.objects.filter(user=user, release=release).order_by("-issued_at").first()
     last_request = AccessRequest.objects.filter(applicant=user, release=release).order_by("-created_at").first()
-    if last_grant is not None and (last_request is None or last_request.created_at <= last_grant.issued_at):
+    grant_is_newest = last_grant is not None and (
+        last_request is None
+        or last_request.pk == last_grant.request_id
+        or last_request.created_at <= last_grant.issued_at
+    )
+    if grant_is_newest:
         if last_grant.revoked_at is not None:
             return AccessDecision(
                 False,

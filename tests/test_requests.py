@@ -1,0 +1,223 @@
+"""Access requests: the form's rules, every transition and every refused one, the reviewer's tools."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from access import services
+from access.models import AccessRequest, AuditEvent, Grant
+from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+ANSWERS = {
+    "full_name": "Alice Example",
+    "affiliation": "University of Examples",
+    "organization_type": "academic",
+    "country": "NL",
+    "role": "PhD student",
+    "intended_use": "We study calibration and memorisation in large language models across scales, using "
+    "held-out reasoning benchmarks; results will be published openly.",
+    "publications": "https://scholar.example/alice",
+    "noncommercial_attested": True,
+}
+
+
+@pytest.fixture
+def release(local_storage):
+    return ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+
+
+@pytest.fixture
+def reviewer(db):
+    user = UserFactory(email="rita@portal.example")
+    services.reviewer_add(user=user)
+    return user
+
+
+def actor(user):
+    return services.Actor(user=user, credential="session", ip="127.0.0.1")
+
+
+def submit(user, release, **overrides):
+    return services.request_submit(
+        actor=actor(user), release=release, data={**ANSWERS, **overrides}, license_accepted=True
+    )
+
+
+def test_it_records_the_license_version_time_and_ip(alice, release, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        request = submit(alice, release)
+    assert request.status == "pending"
+    assert request.license_version == "1.0" and request.license_accepted_ip == "127.0.0.1"
+    assert request.email == alice.email
+    assert AuditEvent.objects.filter(action="request.submitted", request=request).count() == 1
+    assert [m.to for m in mail.outbox] == [[alice.email]]
+    assert f"/requests/{request.public_id}/" in mail.outbox[0].body
+
+
+def test_it_refuses_an_unverified_email(release):
+    user = UserFactory(verified=False)
+    with pytest.raises(services.ServiceError) as exc:
+        submit(user, release)
+    assert exc.value.code == "email_unverified"
+    assert not AccessRequest.objects.exists()
+
+
+def test_a_second_open_request_is_refused(alice, release):
+    first = submit(alice, release)
+    with pytest.raises(services.OpenRequestExists) as exc:
+        submit(alice, release)
+    assert exc.value.existing == first
+    assert AccessRequest.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_submits_store_one_request(release):
+    alice = UserFactory()
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def go():
+        barrier.wait()
+        try:
+            submit(alice, release)
+            outcomes.append("created")
+        except services.OpenRequestExists:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created", "refused"]
+    assert AccessRequest.objects.filter(applicant=alice).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("start", "action", "end"),
+    [
+        ("pending", "request_info", "needs_info"),
+        ("needs_info", "answer", "pending"),
+        ("pending", "approve", "approved"),
+        ("needs_info", "approve", "approved"),
+        ("pending", "reject", "rejected"),
+        ("needs_info", "reject", "rejected"),
+        ("pending", "withdraw", "withdrawn"),
+        ("needs_info", "withdraw", "withdrawn"),
+    ],
+)
+def test_every_allowed_transition(release, reviewer, start, action, end):
+    request = AccessRequestFactory(release=release, status=start)
+    who = request.applicant if action in ("answer", "withdraw") else reviewer
+    services.request_decide(actor=actor(who), access_request=request, action=action, reason="Because.")
+    request.refresh_from_db()
+    assert request.status == end
+    event = AuditEvent.objects.get(action=f"request.{action}", request=request)
+    assert event.data["from"] == start and event.data["to"] == end
+    assert event.actor == who
+
+
+@pytest.mark.parametrize(
+    ("start", "action"),
+    [
+        (s, a)
+        for s in ["pending", "needs_info", "approved", "rejected", "withdrawn"]
+        for a in ["request_info", "answer", "approve", "reject", "withdraw"]
+        if s not in services.TRANSITIONS[a][0]
+    ],
+)
+def test_every_refused_transition_changes_nothing(release, reviewer, start, action):
+    request = AccessRequestFactory(release=release, status=start, decision_reason="kept")
+    with pytest.raises(services.InvalidTransition):
+        services.request_decide(actor=actor(reviewer), access_request=request, action=action, reason="x")
+    request.refresh_from_db()
+    assert request.status == start and request.decision_reason == "kept"
+    assert not AuditEvent.objects.filter(request=request).exists()
+
+
+def test_a_rejection_needs_a_reason(release, reviewer):
+    request = AccessRequestFactory(release=release)
+    with pytest.raises(services.ServiceError) as exc:
+        services.request_decide(actor=actor(reviewer), access_request=request, action="reject", reason=" ")
+    assert exc.value.code == "reason_required"
+
+
+def test_a_rejected_applicant_waits_for_the_cooldown(alice, release, reviewer, settings):
+    settings.REJECTION_COOLDOWN_DAYS = 30
+    request = submit(alice, release)
+    services.request_decide(actor=actor(reviewer), access_request=request, action="reject", reason="Too vague.")
+    with pytest.raises(services.ServiceError) as exc:
+        submit(alice, release)
+    assert exc.value.code == "cooldown"
+    AccessRequest.objects.filter(pk=request.pk).update(decided_at=timezone.now() - timedelta(days=31))
+    again = submit(alice, release)
+    assert again.status == "pending"
+
+
+def test_a_withdrawn_applicant_may_apply_again_at_once(alice, release):
+    request = submit(alice, release)
+    services.request_decide(actor=actor(alice), access_request=request, action="withdraw")
+    assert submit(alice, release).status == "pending"
+
+
+def test_approval_issues_one_grant_and_one_email(alice, release, reviewer, django_capture_on_commit_callbacks):
+    request = submit(alice, release)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.request_decide(actor=actor(reviewer), access_request=request, action="approve")
+    grant = Grant.objects.get(request=request)
+    assert grant.is_active
+    services.grant_issue(request_id=request.pk)
+    assert Grant.objects.filter(request=request).count() == 1
+    assert len(mail.outbox) == 1
+    assert f"/grants/{grant.public_id}/" in mail.outbox[0].body
+    assert "/storage/" not in mail.outbox[0].body and "X-Amz" not in mail.outbox[0].body
+
+
+def test_bulk_decisions_decide_what_they_can(release, reviewer):
+    pending = AccessRequestFactory.create_batch(3, release=release)
+    withdrawn = AccessRequestFactory(release=release, status="withdrawn")
+    result = services.request_bulk_decide(
+        actor=actor(reviewer), public_ids=[r.public_id for r in [*pending, withdrawn]], action="reject", reason="No."
+    )
+    assert sorted(result["done"]) == sorted(r.public_id for r in pending)
+    assert list(result["refused"]) == [withdrawn.public_id]
+    assert AccessRequest.objects.filter(status="rejected").count() == 3
+
+
+def test_auto_approval_for_an_allowlisted_domain(release, django_capture_on_commit_callbacks):
+    release.approval_mode = "auto_domain"
+    release.auto_approve_domains = "uni.example\n"
+    release.save()
+    insider, outsider = UserFactory(email="i@uni.example"), UserFactory(email="o@else.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        approved = submit(insider, release)
+    assert approved.status == "approved"
+    assert AuditEvent.objects.get(action="request.approve", request=approved).credential == "auto-approval"
+    assert Grant.objects.filter(request=approved).exists()
+    assert submit(outsider, release).status == "pending"
+
+
+def test_reviewers_are_told_of_new_requests(alice, release, reviewer, settings, django_capture_on_commit_callbacks):
+    settings.REVIEWER_NOTIFICATIONS = "realtime"
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(alice, release)
+    assert reviewer.email in [m.to[0] for m in mail.outbox]
+
+
+def test_the_daily_digest_lists_new_requests(release, reviewer, settings):
+    from access.tasks import reviewer_digest
+
+    settings.REVIEWER_NOTIFICATIONS = "digest"
+    AccessRequestFactory.create_batch(2, release=release)
+    assert reviewer_digest() == 1
+    assert reviewer_digest() == 0  # once a day
+    assert "2 new access requests" in mail.outbox[-1].subject
