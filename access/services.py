@@ -608,10 +608,12 @@ def grants_expire() -> dict:
     return {"warned": warned, "expired": expired}
 
 
-def grants_reconcile(*, older_than: timedelta = timedelta(seconds=30)) -> list[int]:
+def grants_reconcile(*, older_than: timedelta | None = None) -> list[int]:
     """Approved requests whose grant never appeared (a lost message, a broker outage): enqueue them again."""
     from . import tasks
 
+    if older_than is None:
+        older_than = timedelta(seconds=settings.GRANT_RECONCILE_AFTER_SECONDS)
     cutoff = timezone.now() - older_than
     missing = list(
         AccessRequest.objects.filter(status=S.APPROVED, grant__isnull=True, decided_at__lte=cutoff).values_list(

@@ -7,6 +7,7 @@ typo in production stops the process at start instead of silently falling back t
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -187,6 +188,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
+# How often beat looks for approvals whose grant never appeared, and how old such an approval must be.
+GRANT_RECONCILE_SECONDS = env.int("GRANT_RECONCILE_SECONDS", default=60)
+GRANT_RECONCILE_AFTER_SECONDS = env.int("GRANT_RECONCILE_AFTER_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-grants": {"task": "access.tasks.grants_reconcile", "schedule": float(GRANT_RECONCILE_SECONDS)},
+    "expire-grants": {"task": "access.tasks.grants_expire", "schedule": 3600.0},
+    "reviewer-digest": {"task": "access.tasks.reviewer_digest", "schedule": crontab(hour=7, minute=0)},
+}
 
 # --- Email --------------------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str(
@@ -293,4 +302,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600}
+    # An unacknowledged message (a worker killed mid-task; tasks are acks_late) is delivered again after this.
+    _visibility = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "visibility_timeout": _visibility,
+        # Look for such messages every few seconds (kombu's default scans every 100 s).
+        "unacked_restore_interval": max(1, min(10, _visibility)),
+        "unacked_restore_throttle": 1,
+    }

@@ -59,3 +59,69 @@ def alice(db):
 @pytest.fixture
 def bob(db):
     return UserFactory(email="bob@lab.example")
+
+
+@pytest.fixture
+def redis_server():
+    from tests.support.processes import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def celery_broker(redis_server, settings, monkeypatch):
+    """Point this process's Celery app at a private Redis and send real messages (not eager)."""
+    from portal.celery import app
+
+    monkeypatch.setenv("CELERY_BROKER_URL", redis_server.url)  # Celery reads this variable before its config
+    old = (app.conf.broker_url, app.conf.task_always_eager)
+    settings.CELERY_BROKER_URL = redis_server.url
+    app.conf.broker_url = redis_server.url
+    app.conf.task_always_eager = False
+    app._after_fork()  # drop pooled connections to the old broker
+    yield redis_server
+    app.conf.broker_url, app.conf.task_always_eager = old
+    app._after_fork()
+
+
+@pytest.fixture
+def worker_env(celery_broker, settings, tmp_path, live_server):
+    """The environment of a worker process that sees what this test process sees."""
+    import os
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        CELERY_BROKER_URL=celery_broker.url,
+        CELERY_TASK_ALWAYS_EAGER="0",
+        SITE_URL=live_server.url,
+        STORAGE_BACKEND=settings.STORAGE_BACKEND,
+        LOCAL_STORAGE_DIR=str(settings.LOCAL_STORAGE_DIR),
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        PORTAL_VAR_DIR=str(tmp_path / "worker-var"),
+    )
+    if settings.STORAGE_BACKEND == "s3":
+        env.update(
+            S3_BUCKET=settings.S3_BUCKET,
+            S3_ENDPOINT_URL=settings.S3_ENDPOINT_URL,
+            S3_REGION=settings.S3_REGION,
+            S3_ACCESS_KEY_ID=settings.S3_ACCESS_KEY_ID,
+            S3_SECRET_ACCESS_KEY=settings.S3_SECRET_ACCESS_KEY,
+            S3_ADDRESSING_STYLE=settings.S3_ADDRESSING_STYLE,
+        )
+    settings.SITE_URL = live_server.url
+    return env
+
+
+@pytest.fixture
+def celery_worker(worker_env):
+    from tests.support.processes import CeleryWorker
+
+    worker = CeleryWorker(worker_env).start()
+    yield worker
+    worker.stop()
