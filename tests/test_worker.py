@@ -1,6 +1,7 @@
 """Grant issuance through a real Celery worker and a real Redis broker (no eager mode), and its faults."""
 
 import hashlib
+import io
 
 import psycopg
 import pytest
@@ -9,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from access import services
-from access.models import AccessRequest, Grant, ModelRelease, OutboundEmail
+from access.models import Grant, ModelRelease, OutboundEmail
 from tests.factories import AccessRequestFactory, UserFactory
 from tests.support.processes import CeleryWorker, wait_until
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 @pytest.fixture
 def opt_175b(settings):
-    call_command("load_demo_catalog", "--size", "64", "--only", "facebook/opt-175b", stdout=open("/dev/null", "w"))
+    call_command("load_demo_catalog", "--size", "64", "--only", "facebook/opt-175b", stdout=io.StringIO())
     return ModelRelease.objects.get(repo_id="facebook/opt-175b")
 
 
