@@ -36,7 +36,7 @@ format: install
 # The suite runs on the real PostgreSQL and Redis of this machine (scripts/services starts them if down).
 TEST_ENV := SECRET_KEY=test-only-not-secret DATABASE_URL=$(TEST_DATABASE_URL) \
 	CACHE_URL=$(TEST_REDIS_URL)/14 THROTTLE_CACHE_URL=$(TEST_REDIS_URL)/15 CELERY_BROKER_URL=$(TEST_REDIS_URL)/13 \
-	EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend SECURE_COOKIES=0 SECURE_HSTS_SECONDS=0 \
+	EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend SECURE_COOKIES=0 SECURE_HSTS_SECONDS=0 SECURE_SSL_REDIRECT=0 \
 	CELERY_TASK_ALWAYS_EAGER=1 \
 	PORTAL_VAR_DIR=$(CURDIR)/var/test
 

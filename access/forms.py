@@ -113,7 +113,7 @@ class AnswerForm(forms.Form):
 
 class DecisionForm(forms.Form):
     ACTIONS = [("approve", _("Approve")), ("reject", _("Reject")), ("request_info", _("Ask for information"))]
-    action = forms.ChoiceField(choices=ACTIONS)
+    action = forms.ChoiceField(choices=ACTIONS, label=_("Action"))
     reason = forms.CharField(
         label=_("Reason or question (shown to the applicant)"),
         widget=forms.Textarea(attrs={"rows": 4}),

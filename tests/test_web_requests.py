@@ -6,6 +6,7 @@ from django.core import mail
 from access import services
 from access.models import AccessRequest, Grant
 from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory
+from tests.support.auth import login_recently
 
 pytestmark = pytest.mark.django_db
 
@@ -117,7 +118,7 @@ def test_staff_without_the_review_permission_is_not_a_reviewer(client, release):
 def test_the_queue_filters_and_searches(client, reviewer, release):
     AccessRequestFactory(release=release, full_name="Zed Zulu", country="DE", organization_type="government")
     AccessRequestFactory(release=release, full_name="Amy Alpha", country="NL", affiliation="Delft")
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     body = client.get("/review/?country=DE").content.decode()
     assert "Zed Zulu" in body and "Amy Alpha" not in body
     body = client.get("/review/?search=delft").content.decode()
@@ -131,14 +132,14 @@ def test_the_queue_is_oldest_first(client, reviewer, release):
     first = AccessRequestFactory(release=release, full_name="First Person")
     AccessRequestFactory(release=release, full_name="Second Person")
     assert first.created_at
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     body = client.get("/review/").content.decode()
     assert body.index("First Person") < body.index("Second Person")
 
 
 def test_a_reviewer_approves_from_the_detail_page(client, reviewer, release, django_capture_on_commit_callbacks):
     request = AccessRequestFactory(release=release)
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     page = client.get(f"/review/requests/{request.public_id}/").content.decode()
     assert request.intended_use in page
     with django_capture_on_commit_callbacks(execute=True):
@@ -150,7 +151,7 @@ def test_a_reviewer_approves_from_the_detail_page(client, reviewer, release, dja
 
 def test_deciding_twice_shows_a_clear_error(client, reviewer, release):
     request = AccessRequestFactory(release=release, status="approved")
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     response = client.post(f"/review/requests/{request.public_id}/", {"action": "reject", "reason": "No"}, follow=True)
     assert "Cannot reject a request that is approved" in response.content.decode()
     request.refresh_from_db()
@@ -159,7 +160,7 @@ def test_deciding_twice_shows_a_clear_error(client, reviewer, release):
 
 def test_bulk_reject_from_the_queue(client, reviewer, release):
     requests = AccessRequestFactory.create_batch(2, release=release)
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     client.post("/review/bulk", {"action": "reject", "reason": "Out of scope.", "ids": [r.public_id for r in requests]})
     assert AccessRequest.objects.filter(status="rejected").count() == 2
 
@@ -167,14 +168,14 @@ def test_bulk_reject_from_the_queue(client, reviewer, release):
 def test_the_reviewer_sees_earlier_requests_of_the_applicant(client, reviewer, release, alice):
     AccessRequestFactory(applicant=alice, release=release, status="rejected", decision_reason="Too vague earlier.")
     current = AccessRequestFactory(applicant=alice, release=release)
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     assert "Too vague earlier." in client.get(f"/review/requests/{current.public_id}/").content.decode()
 
 
 def test_html_in_answers_is_escaped_for_reviewers_and_in_emails(client, reviewer, release, alice):
     evil = "<script>alert(1)</script>"
     request = AccessRequestFactory(applicant=alice, release=release, full_name=evil, intended_use=evil * 10)
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     body = client.get(f"/review/requests/{request.public_id}/").content.decode()
     assert evil not in body and "&lt;script&gt;" in body
     from access.emails import render
@@ -189,3 +190,13 @@ def test_csrf_is_enforced_on_forms(alice, release):
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(alice)
     assert csrf_client.post("/models/facebook/opt-175b/apply", FORM).status_code == 403
+
+
+def test_a_decision_needs_a_recent_password(client, reviewer, release, settings):
+    request = AccessRequestFactory(release=release)
+    client.force_login(reviewer)  # a session with no recent password entry
+    assert client.get(f"/review/requests/{request.public_id}/").status_code == 200
+    response = client.post(f"/review/requests/{request.public_id}/", {"action": "approve"})
+    assert response.status_code == 302 and "/accounts/reauthenticate/" in response["Location"]
+    request.refresh_from_db()
+    assert request.status == "pending"

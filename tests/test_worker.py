@@ -12,6 +12,7 @@ from django.db import connection
 from access import services
 from access.models import Grant, ModelRelease, OutboundEmail
 from tests.factories import AccessRequestFactory, UserFactory
+from tests.support.auth import login_recently
 from tests.support.processes import CeleryWorker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -110,7 +111,7 @@ def test_an_approval_while_redis_is_down_is_kept_and_issued_when_it_returns(
 ):
     access_request = AccessRequestFactory(release=opt_175b)
     celery_broker.stop()
-    client.force_login(reviewer)
+    login_recently(client, reviewer)
     response = client.post(f"/review/requests/{access_request.public_id}/", {"action": "approve"}, follow=True)
     assert "the grant will be issued as soon as it is back" in response.content.decode()
     access_request.refresh_from_db()

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -86,20 +87,20 @@ def _wants_json(request) -> bool:
 
 def page_not_found(request, exception=None):
     if _wants_json(request):
-        return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
+        return JsonResponse({"code": "not_found", "detail": _("Not found.")}, status=404)
     return render(request, "404.html", status=404)
 
 
 def server_error(request):
     if _wants_json(request):
-        return JsonResponse({"code": "server_error", "detail": "Internal error; it has been logged."}, status=500)
+        return JsonResponse({"code": "server_error", "detail": _("Internal error; it has been logged.")}, status=500)
     return render(request, "500.html", status=500)
 
 
 def csrf_failure(request, reason=""):
     if _wants_json(request):
         return JsonResponse(
-            {"code": "csrf_failed", "detail": "CSRF check failed; send the X-CSRFToken header."}, status=403
+            {"code": "csrf_failed", "detail": _("CSRF check failed; send the X-CSRFToken header.")}, status=403
         )
     return render(request, "403_csrf.html", status=403)
 

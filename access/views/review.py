@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_countries import countries
 
 from .. import selectors, services
+from ..decorators import recent_login_required
 from ..forms import BulkDecisionForm, DecisionForm, RevokeForm
 from ..models import AccessRequest, AuditEvent, DownloadEvent, Grant, ModelRelease
 from .requests import web_actor
@@ -71,6 +72,7 @@ def queue(request):
 
 
 @reviewer_required
+@recent_login_required
 @require_http_methods(["GET", "POST"])
 def detail(request, public_id):
     access_request = (
@@ -121,6 +123,7 @@ def detail(request, public_id):
 
 
 @reviewer_required
+@recent_login_required
 @require_POST
 def bulk(request):
     form = BulkDecisionForm(request.POST)
@@ -145,6 +148,7 @@ def bulk(request):
 
 
 @reviewer_required
+@recent_login_required
 @require_http_methods(["GET", "POST"])
 def grant_detail(request, public_id):
     grant = Grant.objects.select_related("user", "release", "request", "revoked_by").filter(public_id=public_id).first()

@@ -1,0 +1,26 @@
+"""Entry-point guards shared by web views."""
+
+import time
+from functools import wraps
+
+from allauth.account.internal.flows.login import get_authentication_records
+from allauth.core.exceptions import ReauthenticationRequired
+from django.conf import settings
+
+
+def recently_authenticated(request) -> bool:
+    records = get_authentication_records(request, request.user)
+    return bool(records) and time.time() - records[-1]["at"] < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT
+
+
+def recent_login_required(view):
+    """Changes (POST) need a password entered within ACCOUNT_REAUTHENTICATION_TIMEOUT: a sign-in or allauth's
+    reauthentication page, which this sends the user to. Reading (GET) does not."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD") and not recently_authenticated(request):
+            raise ReauthenticationRequired()
+        return view(request, *args, **kwargs)
+
+    return wrapper
