@@ -1,0 +1,407 @@
+"""Every entry point × every role × every way of presenting credentials, against an oracle written from the
+access rules (not from the code). Plus signed-URL attacks and guessed ids. Zero unauthorized successes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+import requests
+from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from access import services
+from access.models import AccessRequest, ApiToken, DownloadEvent, Grant
+from access.storage import get_storage
+from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file
+from tests.support.auth import login_recently
+
+pytestmark = pytest.mark.django_db
+
+SHARD = "checkpoint_last-model_part-0-shard0.pt"
+ROLES = [
+    "anonymous",
+    "researcher",
+    "pending",
+    "needs_info",
+    "rejected",
+    "approved",
+    "revoked",
+    "expired",
+    "other_researcher",
+    "reviewer",
+    "admin",
+]
+CREDENTIALS = ["none", "session", "token", "other_token", "revoked_token", "expired_token", "malformed", "query"]
+GATED_CODE = {
+    "researcher": "gated",
+    "pending": "pending",
+    "needs_info": "pending",
+    "rejected": "rejected",
+    "revoked": "revoked",
+    "expired": "expired",
+    "other_researcher": "pending",
+    "reviewer": "gated",
+    "admin": "gated",
+}
+
+
+@dataclass
+class World:
+    users: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)
+    victim_request: AccessRequest | None = None
+    victim_grant: Grant | None = None
+    own_request: dict = field(default_factory=dict)
+
+
+def build_world(role) -> World:
+    gated = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+    add_file(gated, SHARD, b"secret weights")
+    other_release = ReleaseFactory(repo_id="facebook/opt-66b", access="gated")
+    reviewer = UserFactory(email="rita@portal.example")
+    services.reviewer_add(user=reviewer)
+    world = World()
+    # The victim owns a grant and an open request: nobody else may see or act on them as their own.
+    victim = UserFactory(email="victim@uni.example")
+    world.victim_grant = _grant(victim, gated, reviewer)
+    world.victim_request = AccessRequestFactory(applicant=victim, release=other_release)
+    other = UserFactory(email="other@uni.example")
+    world.users["other"] = other
+    world.tokens["other"] = services.token_create(actor=services.Actor(user=other), name="t")[1]
+    if role == "anonymous":
+        return world
+    user = {
+        "reviewer": reviewer,
+        "admin": UserFactory(email="admin@portal.example", is_staff=True, is_superuser=True),
+    }.get(role) or UserFactory(email=f"{role}@uni.example")
+    world.users[role] = user
+    if role in ("pending", "needs_info", "rejected", "other_researcher"):
+        status = "pending" if role == "other_researcher" else role
+        world.own_request[role] = AccessRequestFactory(
+            applicant=user, release=gated, status=status, decided_at=timezone.now(), decision_reason="Not now."
+        )
+    if role in ("approved", "revoked", "expired"):
+        grant = _grant(user, gated, reviewer)
+        world.own_request[role] = grant.request
+        if role == "revoked":
+            services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
+        if role == "expired":
+            Grant.objects.filter(pk=grant.pk).update(
+                issued_at=timezone.now() - timedelta(days=400), expires_at=timezone.now() - timedelta(days=1)
+            )
+    actor = services.Actor(user=user)
+    world.tokens["token"] = services.token_create(actor=actor, name="valid")[1]
+    revoked, world.tokens["revoked_token"] = services.token_create(actor=actor, name="revoked")
+    services.token_revoke(actor=actor, token=revoked)
+    expired, world.tokens["expired_token"] = services.token_create(actor=actor, name="expired")
+    ApiToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    return world
+
+
+def _grant(user, release, reviewer):
+    request = AccessRequestFactory(applicant=user, release=release)
+    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
+    return services.grant_issue(request_id=request.pk)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    url: str  # {victim_request} {victim_grant} {own_request} are filled in
+    kind: str  # public | gated | mine | own_object | victim_object | review | review_action | web_*
+    body: dict | None = None
+    ok: int = 200
+
+
+ENDPOINTS = [
+    Endpoint("models", "get", "/api/v1/models", "public"),
+    Endpoint("model", "get", "/api/v1/models/facebook/opt-175b", "public"),
+    Endpoint("file", "get", f"/api/v1/models/facebook/opt-175b/files/{SHARD}", "gated", ok=302),
+    Endpoint("file-head", "head", f"/api/v1/models/facebook/opt-175b/files/{SHARD}", "gated", ok=302),
+    Endpoint("manifest", "get", "/api/v1/models/facebook/opt-175b/manifest", "gated"),
+    Endpoint("manifest-wget", "get", "/api/v1/models/facebook/opt-175b/manifest?format=wget", "gated"),
+    Endpoint("my-requests", "get", "/api/v1/access-requests", "mine"),
+    Endpoint("my-grants", "get", "/api/v1/grants", "mine"),
+    Endpoint("own-request", "get", "/api/v1/access-requests/{own_request}", "own_object"),
+    Endpoint("victim-request", "get", "/api/v1/access-requests/{victim_request}", "victim_object"),
+    Endpoint("victim-withdraw", "post", "/api/v1/access-requests/{victim_request}/withdraw", "victim_object"),
+    Endpoint("review-list", "get", "/api/v1/review/access-requests", "review"),
+    Endpoint("review-approve", "post", "/api/v1/review/access-requests/{victim_request}/approve", "review_action"),
+    Endpoint(
+        "review-reject",
+        "post",
+        "/api/v1/review/access-requests/{victim_request}/reject",
+        "review_action",
+        {"reason": "x"},
+    ),
+    Endpoint(
+        "review-revoke", "post", "/api/v1/review/grants/{victim_grant}/revoke", "review_action", {"reason": "Breach"}
+    ),
+    Endpoint("web-my-requests", "get", "/requests/", "web_mine"),
+    Endpoint("web-victim-request", "get", "/requests/{victim_request}/", "web_victim"),
+    Endpoint("web-victim-grant", "get", "/grants/{victim_grant}/", "web_victim"),
+    Endpoint("web-victim-batch", "get", "/grants/{victim_grant}/batch.json", "web_victim"),
+    Endpoint("web-tokens", "get", "/tokens/", "web_mine"),
+    Endpoint("web-review", "get", "/review/", "web_review"),
+    Endpoint("web-review-request", "get", "/review/requests/{victim_request}/", "web_review"),
+    Endpoint("web-review-export", "get", "/review/export/downloads.csv", "web_review"),
+    Endpoint(
+        "web-review-decide", "post", "/review/requests/{victim_request}/", "web_review_action", {"action": "approve"}
+    ),
+]
+
+BAD_TOKEN_CODE = {"revoked_token": "token_revoked", "expired_token": "token_expired", "malformed": "invalid_token"}
+
+
+def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
+    """(status, code or None) the access rules promise."""
+    is_web = endpoint.kind.startswith("web_")
+    if is_web:
+        # Web pages know only the session cookie; any Authorization header or query token is ignored.
+        who = role if credential == "session" else "anonymous"
+        if who == "anonymous":
+            # A form post without the session's CSRF token fails the CSRF check before anything else.
+            return (403, None) if endpoint.method == "post" else (302, None)
+        reviewer = who in ("reviewer", "admin")
+        if endpoint.kind == "web_mine":
+            return 200, None
+        if endpoint.kind == "web_victim":
+            return 404, None
+        if endpoint.kind == "web_review":
+            return (200, None) if reviewer else (404, None)
+        if endpoint.kind == "web_review_action":
+            return (302, None) if reviewer else (404, None)
+    if credential in BAD_TOKEN_CODE:
+        return 401, BAD_TOKEN_CODE[credential]
+    who = {"none": "anonymous", "query": "anonymous", "other_token": "other_researcher_token"}.get(credential, role)
+    if who == "other_researcher_token":
+        who = "researcher"  # the other user holds no request and no grant
+    if who == "anonymous":
+        if endpoint.kind == "public":
+            return endpoint.ok, None
+        return 401, "not_authenticated"
+    reviewer = who in ("reviewer", "admin")
+    match endpoint.kind:
+        case "public" | "mine":
+            return endpoint.ok, None
+        case "gated":
+            return (endpoint.ok, None) if who == "approved" else (401 if who == "anonymous" else 403, GATED_CODE[who])
+        case "own_object":
+            return (200, None) if has_own and credential in ("session", "token") else (404, "not_found")
+        case "victim_object":
+            return 404, "not_found"
+        case "review":
+            return (200, None) if reviewer else (403, "permission_denied")
+        case "review_action":
+            return (200, None) if reviewer else (403, "permission_denied")
+    raise AssertionError(endpoint)
+
+
+def make_client(world: World, role: str, credential: str) -> APIClient | None:
+    client = APIClient(enforce_csrf_checks=True)
+    user = world.users.get(role)
+    if credential in ("session", "token", "revoked_token", "expired_token") and user is None:
+        return None  # an anonymous visitor has no session or tokens of its own
+    if credential == "session":
+        login_recently(client, user)
+        secret = _get_new_csrf_string()
+        client.cookies["csrftoken"] = secret
+        client.credentials(HTTP_X_CSRFTOKEN=_mask_cipher_secret(secret))
+    elif credential in ("token", "revoked_token", "expired_token"):
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.tokens[credential]}")
+    elif credential == "other_token":
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.tokens['other']}")
+    elif credential == "malformed":
+        client.credentials(HTTP_AUTHORIZATION="Bearer mp_not-a-real-token")
+    return client
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+def test_attack_matrix(local_storage, endpoint, role):
+    world = build_world(role)
+    own = world.own_request.get(role)
+    if "{own_request}" in endpoint.url and own is None:
+        pytest.skip("this role owns no request")
+    failures = []
+    checked = 0
+    for credential in CREDENTIALS:
+        client = make_client(world, role, credential)
+        if client is None:
+            continue
+        url = endpoint.url.format(
+            victim_request=world.victim_request.public_id,
+            victim_grant=world.victim_grant.public_id,
+            own_request=own.public_id if own else "",
+        )
+        if credential == "query":
+            secret = world.tokens.get("token") or world.tokens["other"]
+            url += ("&" if "?" in url else "?") + f"token={secret}&access_token={secret}"
+        state_before = _state(world)
+        downloads_before = DownloadEvent.objects.count()
+        if endpoint.kind.startswith("web_"):
+            response = getattr(client, endpoint.method)(url, endpoint.body or {})
+        else:
+            response = getattr(client, endpoint.method)(url, endpoint.body or {}, format="json")
+        status, code = expected(endpoint, role, credential, own is not None)
+        got_code = None
+        if response.get("Content-Type", "").startswith("application/json") and endpoint.method != "head":
+            got_code = response.json().get("code")
+        if response.status_code != status or (code and endpoint.method != "head" and got_code != code):
+            failures.append(f"{credential}: expected {status} {code}, got {response.status_code} {got_code}")
+        if status >= 400 and (_state(world) != state_before or DownloadEvent.objects.count() != downloads_before):
+            failures.append(f"{credential}: a refused call changed state")
+        checked += 1
+        _reset(world)
+    assert checked
+    assert not failures, "\n".join(failures)
+
+
+def _state(world):
+    world.victim_request.refresh_from_db()
+    world.victim_grant.refresh_from_db()
+    return (world.victim_request.status, world.victim_grant.revoked_at)
+
+
+def _reset(world):
+    """Undo a permitted reviewer action so the next credential meets the same world."""
+    AccessRequest.objects.filter(pk=world.victim_request.pk).update(status="pending", decided_at=None)
+    Grant.objects.filter(request__pk=world.victim_request.pk).delete()
+    Grant.objects.filter(pk=world.victim_grant.pk).update(revoked_at=None, revoke_reason="")
+
+
+# --- Signed URLs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed(local_storage, live_server, settings):
+    settings.SITE_URL = live_server.url
+    release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+    file = add_file(release, SHARD, b"secret weights")
+    add_file(release, "checkpoint_last-model_part-0-shard1.pt", b"other shard")
+    return file
+
+
+def _parts(url):
+    prefix, rest = url.split("/storage/", 1)
+    expires, signature, key = rest.split("/", 2)
+    return prefix, expires, signature, key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_valid_signed_url_works(signed):
+    url = get_storage().signed_url(signed.storage_key, filename=SHARD, ttl=60)
+    assert requests.get(url).content == b"secret weights"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "attack",
+    ["tampered_signature", "changed_key", "changed_expiry", "truncated_signature", "no_signature", "traversal"],
+)
+def test_signed_url_attacks_are_refused(signed, attack):
+    prefix, expires, signature, key = _parts(get_storage().signed_url(signed.storage_key, filename=SHARD, ttl=60))
+    if attack == "tampered_signature":
+        signature = ("0" if signature[0] != "0" else "1") + signature[1:]
+    elif attack == "changed_key":
+        key = key.replace("shard0", "shard1")
+    elif attack == "changed_expiry":
+        expires = str(int(expires) + 3600)
+    elif attack == "truncated_signature":
+        signature = signature[:10]
+    elif attack == "no_signature":
+        signature = "x"
+    elif attack == "traversal":
+        key = "../" + key
+    response = requests.get(f"{prefix}/storage/{expires}/{signature}/{key}")
+    assert response.status_code in (403, 404)
+    assert response.status_code == 403 or attack == "traversal"
+    assert response.content != b"secret weights"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_expired_signed_url_is_refused(signed):
+    url = get_storage().signed_url(signed.storage_key, filename=SHARD, ttl=1)
+    time.sleep(2.1)
+    response = requests.get(url)
+    assert response.status_code == 403 and response.json()["code"] == "invalid_signature"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_revocation_issued_urls_die_at_their_ttl_and_relays_at_once(signed, settings, live_server):
+    reviewer = UserFactory()
+    services.reviewer_add(user=reviewer)
+    alice = UserFactory()
+    grant = _grant(alice, signed.release, reviewer)
+    settings.SIGNED_URL_TTL = 2
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {services.token_create(actor=services.Actor(user=alice), name='t')[1]}"
+    )
+    direct = client.get(f"/api/v1/models/facebook/opt-175b/files/{SHARD}")["Location"]
+    wget_list = client.get("/api/v1/models/facebook/opt-175b/manifest?format=wget").content.decode().split()
+    direct, wget_list = (
+        direct.replace("http://testserver", live_server.url),
+        [u.replace("http://testserver", live_server.url) for u in wget_list],
+    )
+    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Breach.")
+    # The portal refuses at once ...
+    assert client.get(f"/api/v1/models/facebook/opt-175b/files/{SHARD}").status_code == 403
+    # ... an already issued storage URL works until its TTL (the documented window) and not after.
+    assert requests.get(direct).status_code == 200
+    time.sleep(2.5)
+    assert requests.get(direct).status_code == 403
+    for url in wget_list:
+        assert requests.get(url).status_code == 403
+
+
+# --- Guessed ids ----------------------------------------------------------------------------------
+
+
+GUESSES = ["1", "2", "00000000000000000000000000000000", "ffffffffffffffffffffffffffffffff", "../1", "%00"]
+
+
+@pytest.mark.parametrize("guess", GUESSES)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/api/v1/access-requests/{}",
+        "/api/v1/access-requests/{}/withdraw",
+        "/api/v1/review/access-requests/{}/approve",
+        "/api/v1/review/grants/{}/revoke",
+        "/requests/{}/",
+        "/grants/{}/",
+        "/grants/{}/batch.json",
+        "/grants/{}/status",
+        "/review/requests/{}/",
+        "/review/grants/{}/",
+        "/tokens/{}/revoke",
+    ],
+)
+def test_guessed_ids_are_not_found(local_storage, template, guess):
+    reviewer = UserFactory()
+    services.reviewer_add(user=reviewer)
+    release = ReleaseFactory(access="gated")
+    owner = UserFactory()
+    _grant(owner, release, reviewer)
+    client = APIClient(enforce_csrf_checks=False)
+    login_recently(client, reviewer)  # even a reviewer cannot reach objects by guessing
+    url = template.format(guess)
+    method = "post" if template.endswith(("withdraw", "approve", "revoke")) else "get"
+    response = getattr(client, method)(url, {"reason": "x"}, format="json")
+    assert response.status_code == 404
+    assert Grant.objects.filter(revoked_at__isnull=False).count() == 0
+
+
+def test_a_nul_byte_in_a_query_is_a_clean_400(client, local_storage):
+    reviewer = UserFactory()
+    services.reviewer_add(user=reviewer)
+    client.force_login(reviewer)
+    assert client.get("/review/?search=a%00b").status_code == 400
+    response = client.get("/api/v1/models?page=%00")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid")
