@@ -4,7 +4,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -74,20 +74,22 @@ class ReleaseDetailSerializer(ReleaseSerializer):
     files = FileSerializer(many=True, source="files.all")
 
 
-class ReleaseListApi(APIView):
+class ReleaseListApi(generics.ListAPIView):
+    serializer_class = ReleaseSerializer
     pagination_class = Pagination
 
-    @extend_schema(responses=ReleaseSerializer(many=True), operation_id="models_list")
-    def get(self, request):
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.release_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(ReleaseSerializer(page, many=True).data)
+    def get_queryset(self):
+        return selectors.release_list(user=self.request.user)
+
+    @extend_schema(operation_id="models_list")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 class ReleaseDetailApi(APIView):
     @extend_schema(responses={200: ReleaseDetailSerializer, 404: ERROR}, operation_id="models_retrieve")
-    def get(self, request, repo_id):
-        return Response(ReleaseDetailSerializer(get_release_or_404(request, repo_id)).data)
+    def get(self, request, namespace, name):
+        return Response(ReleaseDetailSerializer(get_release_or_404(request, f"{namespace}/{name}")).data)
 
 
 class FileDownloadApi(APIView):
@@ -97,7 +99,8 @@ class FileDownloadApi(APIView):
         responses={302: OpenApiResponse(description="Redirect to a signed URL"), 401: ERROR, 403: ERROR, 404: ERROR},
         operation_id="models_file",
     )
-    def get(self, request, repo_id, path):
+    def get(self, request, namespace, name, path):
+        repo_id = f"{namespace}/{name}"
         release = get_release_or_404(request, repo_id)
         file = selectors.release_file_get(release=release, path=path)
         if file is None:
@@ -125,7 +128,8 @@ class ManifestApi(APIView):
         responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
         operation_id="models_manifest",
     )
-    def get(self, request, repo_id):
+    def get(self, request, namespace, name):
+        repo_id = f"{namespace}/{name}"
         fmt = request.query_params.get("format", "json")
         if fmt not in manifests.FORMATS:
             raise ApiError(

@@ -2,8 +2,8 @@
 
 from django.utils.translation import gettext as _
 from django_countries.serializer_fields import CountryField
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -102,18 +102,17 @@ class GrantOutput(serializers.ModelSerializer):
         fields = ["id", "repo_id", "user", "issued_at", "expires_at", "revoked_at", "revoke_reason", "active"]
 
 
-def paginated(view, request, queryset, serializer):
-    paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
-
-
-class AccessRequestListApi(APIView):
+class AccessRequestListApi(generics.ListAPIView):
     permission_classes = [IsAuthenticated]
+    serializer_class = RequestOutput
+    pagination_class = Pagination
 
-    @extend_schema(responses={200: RequestOutput(many=True), 401: ERROR}, operation_id="access_requests_list")
-    def get(self, request):
-        return paginated(self, request, selectors.user_requests(user=request.user), RequestOutput)
+    def get_queryset(self):
+        return selectors.user_requests(user=self.request.user)
+
+    @extend_schema(operation_id="access_requests_list")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=RequestInput,
@@ -167,33 +166,45 @@ class AccessRequestWithdrawApi(APIView):
         return Response(RequestOutput(access_request).data)
 
 
-class GrantListApi(APIView):
+class GrantListApi(generics.ListAPIView):
     permission_classes = [IsAuthenticated]
+    serializer_class = GrantOutput
+    pagination_class = Pagination
 
-    @extend_schema(responses={200: GrantOutput(many=True), 401: ERROR}, operation_id="grants_list")
-    def get(self, request):
-        return paginated(self, request, selectors.user_grants(user=request.user), GrantOutput)
+    def get_queryset(self):
+        return selectors.user_grants(user=self.request.user)
 
 
-class ReviewRequestListApi(APIView):
+class ReviewRequestListApi(generics.ListAPIView):
     permission_classes = [IsAuthenticated, IsReviewer]
+    serializer_class = RequestOutput
+    pagination_class = Pagination
 
     @extend_schema(
-        responses={200: RequestOutput(many=True), 401: ERROR, 403: ERROR}, operation_id="review_access_requests_list"
+        parameters=[
+            OpenApiParameter("status", str, enum=AccessRequest.Status.values, default="pending"),
+            OpenApiParameter("release", str),
+            OpenApiParameter("country", str),
+            OpenApiParameter("organization_type", str, enum=AccessRequest.OrganizationType.values),
+            OpenApiParameter("search", str),
+        ],
+        operation_id="review_access_requests_list",
     )
-    def get(self, request):
-        params = request.query_params
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        params = self.request.query_params
         status_filter = params.get("status", "pending")
         if status_filter and status_filter not in AccessRequest.Status.values:
             raise ApiError(_("Unknown status."), "invalid", 400)
-        queryset = selectors.review_queue(
+        return selectors.review_queue(
             status=status_filter or None,
             release=params.get("release") or None,
             country=params.get("country") or None,
             organization_type=params.get("organization_type") or None,
             search=(params.get("search") or "")[:200] or None,
         )
-        return paginated(self, request, queryset, RequestOutput)
 
 
 class ReviewDecisionApi(APIView):

@@ -1,10 +1,11 @@
-from django.urls import path, re_path
 from csp.decorators import csp_update
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import catalog, requests
 
-REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
+# namespace and name are separate path parameters, so the OpenAPI schema can describe them.
+REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
 
 urlpatterns = [
     re_path(r"^v1/models/?$", catalog.ReleaseListApi.as_view(), name="api-models"),
