@@ -14,14 +14,19 @@ INTENDED_USE_MIN = 100
 BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
 
 
-def clean_text(value: str, *, multiline: bool) -> str:
-    """Refuse control characters (and, on one-line fields, bidi controls); normalise to NFC."""
+def clean_text(value: str, *, multiline: bool, name: bool = False) -> str:
+    """Refuse control characters (and, on one-line fields, bidi controls; in names, emoji and other symbols);
+    normalise to NFC."""
     allowed = {"\n", "\r", "\t"} if multiline else set()
     for ch in value:
         if ch in allowed:
             continue
-        if unicodedata.category(ch) in ("Cc", "Cs", "Co") or (not multiline and ch in BIDI_CONTROLS):
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Cs", "Co", "Cn") or (not multiline and ch in BIDI_CONTROLS):
             raise ValidationError(_("Remove control or direction-changing characters."), code="control_characters")
+        # U+200C (zero-width non-joiner) is part of correctly written Persian names.
+        if name and ((category in ("So", "Sk", "Cf") and ch != "\u200c") or ch in "<>{}[]\\|"):
+            raise ValidationError(_("Use letters, not symbols or emoji."), code="symbols")
     return unicodedata.normalize("NFC", value.strip())
 
 
@@ -72,7 +77,7 @@ class AccessRequestForm(forms.ModelForm):
         self.fields["organization_type"].choices = [("", _("Choose…")), *AccessRequest.OrganizationType.choices]
 
     def _line(self, name):
-        return clean_text(self.cleaned_data.get(name, ""), multiline=False)
+        return clean_text(self.cleaned_data.get(name, ""), multiline=False, name=True)
 
     def clean_full_name(self):
         return self._line("full_name")

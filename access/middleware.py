@@ -1,5 +1,9 @@
+import logging
+
 from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
 from django.utils.translation import gettext as _
+
+logger = logging.getLogger(__name__)
 
 
 class RejectNulMiddleware:
@@ -21,3 +25,36 @@ class RejectNulMiddleware:
                 return JsonResponse({"code": "invalid", "detail": detail}, status=400)
             return HttpResponseBadRequest(detail)
         return self.get_response(request)
+
+
+class DependencyErrorMiddleware:
+    """The database or file storage being unreachable is an outage, not a bug: answer 503 with Retry-After
+    (JSON for scripts, a page for people) instead of a 500 traceback. Connections are re-made on the next
+    request (CONN_HEALTH_CHECKS), so the service recovers on its own when the dependency returns."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.db import InterfaceError, OperationalError, close_old_connections
+        from django.shortcuts import render
+
+        from .storage import StorageError
+
+        if isinstance(exception, OperationalError | InterfaceError):
+            code, detail = "database_unavailable", _("The service is briefly unavailable; try again in a moment.")
+            close_old_connections()
+        elif isinstance(exception, StorageError):
+            code, detail = "storage_unavailable", _("File storage is unavailable; try again shortly.")
+        else:
+            return None
+        logger.warning("%s on %s: %s", code, request.path, exception)
+        if request.path.startswith(("/api/", "/storage/", "/dl/", "/healthz")) or "/resolve/" in request.path:
+            response = JsonResponse({"code": code, "detail": str(detail)}, status=503)
+        else:
+            response = render(request, "503.html", {"detail": detail}, status=503)
+        response["Retry-After"] = "30"
+        return response

@@ -66,7 +66,7 @@ class RequestInput(serializers.Serializer):
 
     def validate(self, data):
         for name in ("full_name", "affiliation", "role"):
-            data[name] = self._clean(name, data[name], multiline=False)
+            data[name] = self._clean(name, data[name], multiline=False, symbols=True)
         for name in ("intended_use", "publications"):
             data[name] = self._clean(name, data[name], multiline=True)
         if not data["accept_license"]:
@@ -78,11 +78,11 @@ class RequestInput(serializers.Serializer):
         return data
 
     @staticmethod
-    def _clean(name, value, multiline):
+    def _clean(name, value, multiline, symbols=False):
         from django.core.exceptions import ValidationError
 
         try:
-            return clean_text(value, multiline=multiline)
+            return clean_text(value, multiline=multiline, name=symbols)
         except ValidationError as exc:
             raise serializers.ValidationError({name: exc.messages}) from None
 
