@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -49,10 +49,11 @@ def release_files(*, release: ModelRelease) -> QuerySet[ModelFile]:
 
 
 def clean_file_path(path: str) -> str | None:
-    """The path as stored, or None for anything that could escape the release (`..`, NUL, absolute, backslash)."""
-    if not path or "\x00" in path or "\\" in path or path.startswith("/"):
+    """The path as stored, or None for anything that could escape the release or a manifest line: `..` or `.`
+    segments, empty segments, absolute paths, backslashes, NUL and other control characters."""
+    if not path or "\\" in path or any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
         return None
-    if any(part in ("..", ".") for part in PurePosixPath(path).parts) or "//" in path:
+    if any(part in ("", ".", "..") for part in path.split("/")):
         return None
     return path
 
@@ -65,7 +66,8 @@ def release_file_get(*, release: ModelRelease, path: str) -> ModelFile | None:
 
 
 def apply_url(release: ModelRelease) -> str:
-    return reverse("release-detail", kwargs={"repo_id": release.repo_id}) + "#request-access"
+    """Absolute, because scripts show it to people in a terminal."""
+    return settings.SITE_URL + reverse("release-detail", kwargs={"repo_id": release.repo_id}) + "#request-access"
 
 
 def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
@@ -142,7 +144,7 @@ def release_access_decision(*, user: User | None, release: ModelRelease) -> Acce
 
 
 def request_url(access_request: AccessRequest) -> str:
-    return reverse("request-detail", kwargs={"public_id": access_request.public_id})
+    return settings.SITE_URL + reverse("request-detail", kwargs={"public_id": access_request.public_id})
 
 
 def token_lookup(*, secret_hash: str) -> ApiToken | None:

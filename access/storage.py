@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
@@ -49,8 +49,7 @@ def content_disposition(filename: str) -> str:
 
 
 def validate_key(key: str) -> str:
-    parts = PurePosixPath(key).parts
-    if not key or key.startswith("/") or "\x00" in key or "\\" in key or any(p in ("..", ".") for p in parts):
+    if not key or "\\" in key or any(ord(ch) < 32 for ch in key) or any(p in ("", ".", "..") for p in key.split("/")):
         raise ValueError(f"invalid storage key: {key!r}")
     return key
 

@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 
 from . import fileserve, views
+from .api import hf
 from .views import grants, requests, review
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
@@ -34,4 +35,9 @@ urlpatterns = [
     # File serving
     path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
     path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),
+    # Hugging Face Hub compatible; /api/ here, since access.api.urls keeps to /api/v1 and the schema
+    re_path(rf"^api/models/{REPO}/?$", hf.ModelInfoApi.as_view(), name="hf-model"),
+    re_path(rf"^api/models/{REPO}/revision/(?P<revision>.+?)/?$", hf.ModelInfoApi.as_view(), name="hf-model-rev"),
+    re_path(rf"^api/models/{REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?$", hf.TreeApi.as_view(), name="hf-tree"),
+    re_path(rf"^{REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)$", hf.ResolveApi.as_view(), name="hf-resolve"),
 ]

@@ -62,7 +62,17 @@ def test_head_answers_the_same_redirect(api, open_release):
 
 
 @pytest.mark.parametrize(
-    "path", ["../config.json", "a/../config.json", "%2e%2e/config.json", "/etc/passwd", "config.json%00", "x\\y"]
+    "path",
+    [
+        "../config.json",
+        "a/../config.json",
+        "%2e%2e/config.json",
+        "/etc/passwd",
+        "config.json%00",
+        "x\\y",
+        "a%0Ab",
+        "./config.json",
+    ],
 )
 def test_it_does_not_find_paths_that_escape(api, open_release, path):
     response = api.get(f"/api/v1/models/facebook/opt-125m/files/{path}")
