@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .models import AccessRequest, ApiToken, ReasonTemplate
+from .services import REQUEST_FIELDS
 
 INTENDED_USE_MIN = 100
 # Bidirectional overrides and isolates can make a name display differently from what it is.
@@ -42,15 +43,7 @@ class AccessRequestForm(forms.ModelForm):
 
     class Meta:
         model = AccessRequest
-        fields = [
-            "full_name",
-            "affiliation",
-            "organization_type",
-            "country",
-            "role",
-            "intended_use",
-            "publications",
-        ]
+        fields = REQUEST_FIELDS
         labels = {
             "full_name": _("Full name"),
             "affiliation": _("Affiliation"),

@@ -131,3 +131,12 @@ def celery_worker(worker_env):
     worker = CeleryWorker(worker_env).start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def reviewer(db):
+    from access import services
+
+    user = UserFactory(email="rita@portal.example")
+    services.reviewer_add(user=user)
+    return user

@@ -59,6 +59,19 @@ def add_file(release, path, content: bytes):
     return release.files.get(path=path)
 
 
+# A complete, valid set of answers to the request form.
+ANSWERS = {
+    "full_name": "Alice Example",
+    "affiliation": "University of Examples",
+    "organization_type": "academic",
+    "country": "NL",
+    "role": "PhD student",
+    "intended_use": "We study calibration and memorisation in large language models across scales, using "
+    "held-out reasoning benchmarks; results will be published openly.",
+    "publications": "",
+}
+
+
 class AccessRequestFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = AccessRequest
@@ -77,3 +90,14 @@ class AccessRequestFactory(factory.django.DjangoModelFactory):
     license_accepted_at = factory.LazyFunction(timezone.now)
     license_accepted_ip = "127.0.0.1"
     noncommercial_attested = True
+
+
+def grant_for(user, release, reviewer):
+    """An approved request and its issued grant, through the same services the reviewer's click runs."""
+    request = AccessRequestFactory(applicant=user, release=release)
+    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
+    return services.grant_issue(request_id=request.pk)
+
+
+def token_secret(user, name="test", **kwargs) -> str:
+    return services.token_create(actor=services.Actor(user=user), name=name, **kwargs)[1]

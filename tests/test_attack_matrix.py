@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from access import services
 from access.models import AccessRequest, ApiToken, DownloadEvent, Grant
 from access.storage import get_storage
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file
+from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file, grant_for
 from tests.support.auth import login_recently
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +67,7 @@ def build_world(role) -> World:
     world = World()
     # The victim owns a grant and an open request: nobody else may see or act on them as their own.
     victim = UserFactory(email="victim@uni.example")
-    world.victim_grant = _grant(victim, gated, reviewer)
+    world.victim_grant = grant_for(victim, gated, reviewer)
     world.victim_request = AccessRequestFactory(applicant=victim, release=other_release)
     other = UserFactory(email="other@uni.example")
     world.users["other"] = other
@@ -85,7 +85,7 @@ def build_world(role) -> World:
             applicant=user, release=gated, status=status, decided_at=timezone.now(), decision_reason="Not now."
         )
     if role in ("approved", "revoked", "expired"):
-        grant = _grant(user, gated, reviewer)
+        grant = grant_for(user, gated, reviewer)
         world.own_request[role] = grant.request
         if role == "revoked":
             services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
@@ -100,12 +100,6 @@ def build_world(role) -> World:
     expired, world.tokens["expired_token"] = services.token_create(actor=actor, name="expired")
     ApiToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     return world
-
-
-def _grant(user, release, reviewer):
-    request = AccessRequestFactory(applicant=user, release=release)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
-    return services.grant_issue(request_id=request.pk)
 
 
 @dataclass(frozen=True)
@@ -337,7 +331,7 @@ def test_after_revocation_issued_urls_die_at_their_ttl_and_relays_at_once(signed
     reviewer = UserFactory()
     services.reviewer_add(user=reviewer)
     alice = UserFactory()
-    grant = _grant(alice, signed.release, reviewer)
+    grant = grant_for(alice, signed.release, reviewer)
     settings.SIGNED_URL_TTL = 2
     client = APIClient()
     client.credentials(
@@ -388,7 +382,7 @@ def test_guessed_ids_are_not_found(local_storage, template, guess):
     services.reviewer_add(user=reviewer)
     release = ReleaseFactory(access="gated")
     owner = UserFactory()
-    _grant(owner, release, reviewer)
+    grant_for(owner, release, reviewer)
     client = APIClient(enforce_csrf_checks=False)
     login_recently(client, reviewer)  # even a reviewer cannot reach objects by guessing
     url = template.format(guess)

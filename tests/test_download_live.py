@@ -13,7 +13,7 @@ from django.http import StreamingHttpResponse
 
 from access import fileserve, services
 from access.models import DownloadEvent
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file
+from tests.factories import ReleaseFactory, add_file, grant_for, token_secret
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -36,23 +36,6 @@ def _no_persistent_db_connections(monkeypatch):
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
 
 
-@pytest.fixture
-def reviewer(db):
-    user = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=user)
-    return user
-
-
-def approved(user, release, reviewer):
-    request = AccessRequestFactory(applicant=user, release=release)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
-    return services.grant_issue(request_id=request.pk)
-
-
-def token_for(user):
-    return services.token_create(actor=services.Actor(user=user), name="download.py")[1]
-
-
 def gated_release(files, repo_id="facebook/opt-175b"):
     release = ReleaseFactory(repo_id=repo_id, access="gated")
     for path, content in files.items():
@@ -70,8 +53,8 @@ def portal(live_server, settings, local_storage):
 def researcher(alice, reviewer):
     """Alice with an approved grant for a gated release, and her token."""
     release = gated_release(FILES)
-    grant = approved(alice, release, reviewer)
-    return release, grant, token_for(alice)
+    grant = grant_for(alice, release, reviewer)
+    return release, grant, token_secret(alice)
 
 
 def client_command(portal, repo_id, folder, *args):
@@ -191,8 +174,8 @@ def test_urls_that_expire_mid_run_are_refreshed(portal, researcher, settings, mo
 def test_a_download_killed_mid_file_resumes_where_it_stopped(portal, alice, reviewer, monkeypatch, tmp_path):
     content = hashlib.shake_256(b"big shard").digest(BIG_SIZE)
     release = gated_release({BIG: content})
-    approved(alice, release, reviewer)
-    token = token_for(alice)
+    grant_for(alice, release, reviewer)
+    token = token_secret(alice)
     part = tmp_path / "opt" / f"{BIG}.part"
 
     monkeypatch.setattr(fileserve, "FileResponse", slow_file_response(BIG, delay=0.02))  # ~12 MiB/s
@@ -224,8 +207,8 @@ def test_a_download_killed_mid_file_resumes_where_it_stopped(portal, alice, revi
 def test_it_downloads_a_gated_release_from_s3(live_server, settings, s3_storage, alice, reviewer, tmp_path):
     settings.SITE_URL = live_server.url
     release = gated_release(FILES, repo_id="facebook/opt-66b")
-    approved(alice, release, reviewer)
-    result = download(live_server.url, release.repo_id, tmp_path / "opt", token_for(alice))
+    grant_for(alice, release, reviewer)
+    result = download(live_server.url, release.repo_id, tmp_path / "opt", token_secret(alice))
     assert result.returncode == 0, result.stdout + result.stderr
     assert_verified(tmp_path / "opt", FILES)
     assert transferred(result) == sum(len(c) for c in FILES.values())

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from access import services
 from access.models import ApiToken, AuditEvent, DownloadEvent, Grant, UrlBatch
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file
+from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file, grant_for
 
 pytestmark = pytest.mark.django_db
 
@@ -25,19 +25,6 @@ def release(local_storage):
     add_file(release, SHARD, b"shard-bytes")
     add_file(release, "checkpoint_last-model_part-0-shard1.pt", b"more")
     return release
-
-
-@pytest.fixture
-def reviewer(db):
-    user = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=user)
-    return user
-
-
-def approved(user, release, reviewer):
-    request = AccessRequestFactory(applicant=user, release=release)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
-    return services.grant_issue(request_id=request.pk)
 
 
 def token_for(user, **kwargs):
@@ -92,7 +79,7 @@ def test_a_malformed_authorization_header_is_401(release):
 
 
 def test_a_token_in_the_query_string_is_ignored(alice, release, reviewer):
-    approved(alice, release, reviewer)
+    grant_for(alice, release, reviewer)
     _, secret = token_for(alice)
     response = APIClient().get(f"{MANIFEST_URL}?token={secret}")
     assert (response.status_code, response.json()["code"]) == (401, "not_authenticated")
@@ -106,7 +93,7 @@ def state_user(state, release, reviewer):
     if state in ("pending", "needs_info", "rejected"):
         AccessRequestFactory(applicant=user, release=release, status=state, decided_at=timezone.now())
         return user
-    grant = approved(user, release, reviewer)
+    grant = grant_for(user, release, reviewer)
     if state == "revoked":
         services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Policy breach.")
     elif state == "expired":
@@ -155,13 +142,13 @@ def test_anonymous_callers_are_told_to_authenticate(release, url):
 
 
 def test_another_users_grant_does_not_help(alice, bob, release, reviewer):
-    approved(alice, release, reviewer)
+    grant_for(alice, release, reviewer)
     response = bearer(token_for(bob)[1]).get(FILE_URL)
     assert (response.status_code, response.json()["code"]) == (403, "gated")
 
 
 def test_revocation_takes_effect_at_once(alice, release, reviewer):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     client = bearer(token_for(alice)[1])
     assert client.get(FILE_URL).status_code == 302
     services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
@@ -173,7 +160,7 @@ def test_revocation_takes_effect_at_once(alice, release, reviewer):
 
 
 def test_the_manifest_signs_fresh_urls_and_records_the_token(alice, release, reviewer):
-    approved(alice, release, reviewer)
+    grant_for(alice, release, reviewer)
     token, secret = token_for(alice)
     files = bearer(secret).get(MANIFEST_URL).json()["files"]
     assert [f["path"] for f in files] == [SHARD, "checkpoint_last-model_part-0-shard1.pt"]
@@ -182,14 +169,14 @@ def test_the_manifest_signs_fresh_urls_and_records_the_token(alice, release, rev
 
 
 def test_the_grant_gets_a_batch_of_signed_urls_for_every_file(alice, release, reviewer):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     batch = grant.batches.get(status="ready")
     assert [u["path"] for u in batch.urls] == [SHARD, "checkpoint_last-model_part-0-shard1.pt"]
     assert all("/storage/" in u["url"] for u in batch.urls)
 
 
 def test_refreshing_links_issues_a_new_batch(alice, release, reviewer, django_capture_on_commit_callbacks):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     with django_capture_on_commit_callbacks(execute=True):
         batch = services.grant_refresh_links(actor=services.Actor(user=alice), grant=grant)
     batch.refresh_from_db()
@@ -198,7 +185,7 @@ def test_refreshing_links_issues_a_new_batch(alice, release, reviewer, django_ca
 
 
 def test_expiry_warns_then_notifies_once(alice, release, reviewer):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     mail.outbox.clear()
     Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() + timedelta(days=10))
     assert services.grants_expire() == {"warned": 1, "expired": 0}
@@ -216,7 +203,7 @@ def test_expiry_warns_then_notifies_once(alice, release, reviewer):
 
 
 def test_a_renewal_goes_to_the_queue_linked_to_the_old_grant(alice, release, reviewer):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     renewal = services.grant_request_renewal(actor=services.Actor(user=alice), grant=grant)
     assert renewal.status == "pending" and renewal.renewal_of == grant
     assert renewal.intended_use == grant.request.intended_use
@@ -235,7 +222,7 @@ def test_reconcile_reissues_approvals_whose_message_was_lost(alice, release, rev
 
 
 def test_reviewers_revoke_through_the_api(alice, release, reviewer):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     client = bearer(token_for(reviewer)[1])
     response = client.post(f"/api/v1/review/grants/{grant.public_id}/revoke", {"reason": "Breach"}, format="json")
     assert response.status_code == 200 and response.json()["active"] is False
@@ -246,7 +233,7 @@ def test_reviewers_revoke_through_the_api(alice, release, reviewer):
 
 
 def test_the_reviewer_grant_page_counts_fetches_and_exports_csv(client, alice, release, reviewer):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     api = bearer(token_for(alice)[1])
     api.get(FILE_URL)
     api.get(FILE_URL)
@@ -280,7 +267,7 @@ def test_a_guessed_token_id_is_not_found(client, alice, bob):
 def test_throttled_callers_get_429_with_retry_after(alice, release, reviewer, settings):
     from rest_framework.settings import api_settings
 
-    approved(alice, release, reviewer)
+    grant_for(alice, release, reviewer)
     client = bearer(token_for(alice)[1])
     rates = {**api_settings.DEFAULT_THROTTLE_RATES, "user": "3/minute"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
@@ -298,7 +285,7 @@ def test_throttled_callers_get_429_with_retry_after(alice, release, reviewer, se
 
 
 def test_the_batch_is_not_served_after_revocation(client, alice, release, reviewer):
-    grant = approved(alice, release, reviewer)
+    grant = grant_for(alice, release, reviewer)
     client.force_login(alice)
     assert client.get(f"/grants/{grant.public_id}/batch.aria2").status_code == 200
     services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="No.")

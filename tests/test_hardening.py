@@ -11,24 +11,12 @@ from rest_framework.test import APIClient
 
 from access import services
 from access.models import AccessRequest, AuditEvent, ModelFile
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file
+from tests.factories import ANSWERS, AccessRequestFactory, ReleaseFactory, UserFactory, add_file
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db
 
-VALID = {
-    "repo_id": "facebook/opt-175b",
-    "full_name": "Alice Example",
-    "affiliation": "University of Examples",
-    "organization_type": "academic",
-    "country": "NL",
-    "role": "PhD student",
-    "intended_use": "We study calibration and memorisation in large language models across scales, using "
-    "held-out reasoning benchmarks; results will be published openly.",
-    "publications": "",
-    "accept_license": True,
-    "noncommercial_attested": True,
-}
+VALID = {**ANSWERS, "repo_id": "facebook/opt-175b", "accept_license": True, "noncommercial_attested": True}
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from huggingface_hub.utils import close_session
 
 from access import services
 from access.models import DownloadEvent
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file
+from tests.factories import ReleaseFactory, add_file, grant_for, token_secret
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -86,23 +86,6 @@ def gated_release(portal):
         add_file(release, path, content)
     release.refresh_from_db()
     return release
-
-
-@pytest.fixture
-def reviewer(db):
-    user = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=user)
-    return user
-
-
-def approved(user, release, reviewer):
-    request = AccessRequestFactory(applicant=user, release=release)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
-    return services.grant_issue(request_id=request.pk)
-
-
-def token_for(user):
-    return services.token_create(actor=services.Actor(user=user), name="hf")[1]
 
 
 def sha256(path) -> str:
@@ -232,7 +215,7 @@ def test_a_gated_release_needs_a_grant(portal, gated_release, alice, tmp_path):
     with pytest.raises(hf_errors.GatedRepoError):
         hf.hf_hub_download(repo, "config.json", endpoint=portal, cache_dir=tmp_path / "a", token=False)
     with pytest.raises(hf_errors.GatedRepoError) as no_grant:
-        hf.hf_hub_download(repo, "config.json", endpoint=portal, cache_dir=tmp_path / "b", token=token_for(alice))
+        hf.hf_hub_download(repo, "config.json", endpoint=portal, cache_dir=tmp_path / "b", token=token_secret(alice))
     assert no_grant.value.response.status_code == 403
 
     response = requests.get(f"{portal}/{repo}/resolve/main/config.json")
@@ -246,8 +229,8 @@ def test_a_gated_release_needs_a_grant(portal, gated_release, alice, tmp_path):
 
 
 def test_an_approved_researcher_downloads_with_a_token_until_revoked(portal, gated_release, alice, reviewer, tmp_path):
-    grant = approved(alice, gated_release, reviewer)
-    secret = token_for(alice)
+    grant = grant_for(alice, gated_release, reviewer)
+    secret = token_secret(alice)
     folder = hf.snapshot_download(gated_release.repo_id, endpoint=portal, cache_dir=tmp_path / "ok", token=secret)
     assert_snapshot(folder, GATED_FILES)
     events = DownloadEvent.objects.filter(via="hf")
@@ -281,9 +264,9 @@ def test_s3_files_are_fetched_from_storage_with_the_metadata_of_the_redirect(
     release = ReleaseFactory(repo_id="facebook/opt-66b", access="gated")
     for path, content in GATED_FILES.items():
         add_file(release, path, content)
-    approved(alice, release, reviewer)
+    grant_for(alice, release, reviewer)
     folder = hf.snapshot_download(
-        release.repo_id, endpoint=live_server.url, cache_dir=tmp_path / "s3", token=token_for(alice)
+        release.repo_id, endpoint=live_server.url, cache_dir=tmp_path / "s3", token=token_secret(alice)
     )
     assert_snapshot(folder, GATED_FILES)
 
@@ -303,12 +286,12 @@ def test_the_hf_cli_downloads_a_gated_release_with_a_token(portal, gated_release
     )
     assert refused.returncode != 0
     assert "requires approval" in refused.stderr  # the CLI's wording for GatedRepoError
-    approved(alice, gated_release, reviewer)
+    grant_for(alice, gated_release, reviewer)
     result = cli(
         ["download", gated_release.repo_id, "--local-dir", str(tmp_path / "opt")],
         portal=portal,
         home=tmp_path,
-        token=token_for(alice),
+        token=token_secret(alice),
     )
     assert result.returncode == 0, result.stderr
     assert_snapshot(tmp_path / "opt", GATED_FILES)
@@ -331,7 +314,7 @@ def test_a_signed_in_researcher_resolves_with_the_session(client, gated_release,
     url = f"/{gated_release.repo_id}/resolve/main/config.json"
     client.force_login(alice)
     assert client.head(url).status_code == 403
-    approved(alice, gated_release, reviewer)
+    grant_for(alice, gated_release, reviewer)
     response = client.head(url)
     assert response.status_code == 302
     assert response["X-Repo-Commit"] == gated_release.revision

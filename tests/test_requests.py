@@ -10,33 +10,17 @@ from django.utils import timezone
 
 from access import services
 from access.models import AccessRequest, AuditEvent, Grant
+from tests.factories import ANSWERS as FORM_ANSWERS
 from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-ANSWERS = {
-    "full_name": "Alice Example",
-    "affiliation": "University of Examples",
-    "organization_type": "academic",
-    "country": "NL",
-    "role": "PhD student",
-    "intended_use": "We study calibration and memorisation in large language models across scales, using "
-    "held-out reasoning benchmarks; results will be published openly.",
-    "publications": "https://scholar.example/alice",
-    "noncommercial_attested": True,
-}
+ANSWERS = {**FORM_ANSWERS, "publications": "https://scholar.example/alice", "noncommercial_attested": True}
 
 
 @pytest.fixture
 def release(local_storage):
     return ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
-
-
-@pytest.fixture
-def reviewer(db):
-    user = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=user)
-    return user
 
 
 def actor(user):

@@ -5,35 +5,17 @@ from django.core import mail
 
 from access import services
 from access.models import AccessRequest, Grant
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory
+from tests.factories import ANSWERS, AccessRequestFactory, ReleaseFactory, UserFactory
 from tests.support.auth import login_recently
 
 pytestmark = pytest.mark.django_db
 
-FORM = {
-    "full_name": "Alice Example",
-    "affiliation": "University of Examples",
-    "organization_type": "academic",
-    "country": "NL",
-    "role": "PhD student",
-    "intended_use": "We study calibration and memorisation in large language models across scales, using "
-    "held-out reasoning benchmarks; results will be published openly.",
-    "publications": "",
-    "accept_license": "on",
-    "noncommercial_attested": "on",
-}
+FORM = {**ANSWERS, "accept_license": "on", "noncommercial_attested": "on"}
 
 
 @pytest.fixture
 def release(local_storage):
     return ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
-
-
-@pytest.fixture
-def reviewer(db):
-    user = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=user)
-    return user
 
 
 def test_the_release_page_invites_anonymous_visitors_to_sign_in(client, release):

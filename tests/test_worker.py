@@ -11,7 +11,7 @@ from django.db import connection
 
 from access import services
 from access.models import Grant, ModelRelease, OutboundEmail
-from tests.factories import AccessRequestFactory, UserFactory
+from tests.factories import AccessRequestFactory
 from tests.support.auth import login_recently
 from tests.support.processes import CeleryWorker, wait_until
 
@@ -22,13 +22,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def opt_175b(settings):
     call_command("load_demo_catalog", "--size", "64", "--only", "facebook/opt-175b", stdout=io.StringIO())
     return ModelRelease.objects.get(repo_id="facebook/opt-175b")
-
-
-@pytest.fixture
-def reviewer(db):
-    user = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=user)
-    return user
 
 
 def approve(request, reviewer):
