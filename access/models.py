@@ -231,7 +231,7 @@ class ReasonTemplate(TimeStamped):
         constraints = [models.UniqueConstraint(fields=["kind", "title"], name="reason_template_unique")]
 
     def __str__(self):
-        return self.title
+        return f"{self.get_kind_display()}: {self.title}"
 
 
 class Grant(TimeStamped):

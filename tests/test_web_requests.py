@@ -182,3 +182,16 @@ def test_a_decision_needs_a_recent_password(client, reviewer, release, settings)
     assert response.status_code == 302 and "/accounts/reauthenticate/" in response["Location"]
     request.refresh_from_db()
     assert request.status == "pending"
+
+
+def test_a_saved_reason_fills_an_empty_reason(client, reviewer, release):
+    from access.models import ReasonTemplate
+
+    template = ReasonTemplate.objects.get(kind="reject", title="Commercial use")
+    request = AccessRequestFactory(release=release)
+    login_recently(client, reviewer)
+    page = client.get(f"/review/requests/{request.public_id}/").content.decode()
+    assert "Rejection: Commercial use" in page
+    client.post(f"/review/requests/{request.public_id}/", {"action": "reject", "reason": "", "template": template.pk})
+    request.refresh_from_db()
+    assert request.status == "rejected" and request.decision_reason == template.text
