@@ -5,6 +5,7 @@ import unicodedata
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .models import AccessRequest, ApiToken, ReasonTemplate
@@ -53,10 +54,7 @@ class AccessRequestForm(forms.ModelForm):
             "intended_use": _("Intended non-commercial research use"),
             "publications": _("Publications or profile links (optional)"),
         }
-        help_texts = {
-            "intended_use": _("At least %(n)d characters: what you will study, and how.") % {"n": INTENDED_USE_MIN},
-            "publications": _("One link per line: Google Scholar, ORCID, papers, lab page."),
-        }
+        help_texts = {"publications": _("One link per line: Google Scholar, ORCID, papers, lab page.")}
         widgets = {
             "intended_use": forms.Textarea(attrs={"rows": 6, "maxlength": 5000}),
             "publications": forms.Textarea(attrs={"rows": 3, "maxlength": 2000}),
@@ -68,6 +66,10 @@ class AccessRequestForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["organization_type"].choices = [("", _("Choose…")), *AccessRequest.OrganizationType.choices]
+        # Formatted per request, in the language of the request.
+        self.fields["intended_use"].help_text = gettext("At least %(n)d characters: what you will study, and how.") % {
+            "n": INTENDED_USE_MIN
+        }
 
     def _line(self, name):
         return clean_text(self.cleaned_data.get(name, ""), multiline=False, name=True)

@@ -249,10 +249,12 @@ def test_the_reviewer_grant_page_counts_fetches_and_exports_csv(client, alice, r
 def test_token_pages_show_the_secret_once(client, alice):
     client.force_login(alice)
     response = client.post("/tokens/", {"name": "cluster"})
+    assert response.status_code == 302  # post/redirect/get: a reload cannot create a second token
+    body = client.get("/tokens/").content.decode()
     token = ApiToken.objects.get(user=alice)
-    body = response.content.decode()
     assert 'id="new-token"' in body and token.prefix in body
     assert 'id="new-token"' not in client.get("/tokens/").content.decode()
+    assert ApiToken.objects.filter(user=alice).count() == 1
     client.post(f"/tokens/{token.pk}/revoke")
     token.refresh_from_db()
     assert token.revoked_at is not None

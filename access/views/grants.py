@@ -115,21 +115,30 @@ def grant_renew(request, public_id):
     return redirect("request-detail", public_id=access_request.public_id)
 
 
+NEW_TOKEN_SESSION_KEY = "access.new_token"  # noqa: S105 (a session key name, not a secret)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request):
+    """Create and list tokens. A created token's secret goes through the session to the page the browser is
+    redirected to, so it is shown exactly once and reloading cannot create a second token."""
     form = TokenForm(request.POST or None)
-    new_secret = None
     if request.method == "POST" and form.is_valid():
         try:
-            _token, new_secret = services.token_create(
+            _token, secret = services.token_create(
                 actor=web_actor(request), name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
             )
         except services.ServiceError as exc:
             form.add_error("expires_at", str(exc))
         else:
-            form = TokenForm()
-    context = {"form": form, "new_secret": new_secret, "tokens": request.user.api_tokens.order_by("-created_at")}
+            request.session[NEW_TOKEN_SESSION_KEY] = secret
+            return redirect("tokens")
+    context = {
+        "form": form,
+        "new_secret": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
+        "tokens": request.user.api_tokens.order_by("-created_at"),
+    }
     response = render(request, "access/tokens.html", context)
     response["Cache-Control"] = "no-store"
     return response
