@@ -20,11 +20,11 @@ def signed_file_url(file: ModelFile, *, base_url: str | None = None, ttl: int | 
     )
 
 
-def relay_url(file: ModelFile, *, user_id: int | None, base_url: str) -> str:
+def relay_url(file_id: int, path: str, *, user_id: int | None, base_url: str) -> str:
     """A portal URL ending in the file name that redirects to a fresh signed URL, for tools that name files
     after the URL (wget). It checks the user's access again when followed, so a revocation takes effect."""
-    ticket = signing.dumps([file.pk, user_id or 0], salt=RELAY_SALT, compress=True)
-    return base_url.rstrip("/") + reverse("download-relay", kwargs={"ticket": ticket, "path": file.path})
+    ticket = signing.dumps([file_id, user_id or 0], salt=RELAY_SALT, compress=True)
+    return base_url.rstrip("/") + reverse("download-relay", kwargs={"ticket": ticket, "path": path})
 
 
 def relay_open(ticket: str, *, max_age: int) -> tuple[int, int | None] | None:
@@ -36,18 +36,28 @@ def relay_open(ticket: str, *, max_age: int) -> tuple[int, int | None] | None:
 
 
 def manifest_entries(
-    release: ModelRelease, *, base_url: str, ttl: int | None = None, user_id: int | None = None, wget: bool = False
+    release: ModelRelease,
+    *,
+    base_url: str,
+    ttl: int | None = None,
+    user_id: int | None = None,
+    wget: bool = False,
+    urls: bool = True,
 ) -> tuple[list[dict], str]:
-    """Signed entries for every file of the release, and their expiry as ISO 8601."""
+    """Entries for every file of the release, signed unless urls=False, and their expiry as ISO 8601."""
     ttl = ttl or settings.SIGNED_URL_TTL
     expires_at = (
         datetime.fromtimestamp(int(datetime.now(UTC).timestamp()) + ttl, UTC).isoformat().replace("+00:00", "Z")
     )
-    entries = []
-    for file in release.files.order_by("path"):
-        entry = {"path": file.path, "size": file.size, "sha256": file.sha256}
-        entry["url"] = signed_file_url(file, base_url=base_url, ttl=ttl)
-        if wget and "?" in entry["url"]:
-            entry["wget_url"] = relay_url(file, user_id=user_id, base_url=base_url)
-        entries.append(entry)
+    rows = list(release.files.order_by("path").values_list("pk", "path", "size", "sha256", "storage_key"))
+    entries = [{"path": path, "size": size, "sha256": sha} for _, path, size, sha, _ in rows]
+    if not urls:
+        return entries, expires_at
+    signed = get_storage().signed_urls(
+        [(key, path.rsplit("/", 1)[-1]) for _, path, _, _, key in rows], ttl=ttl, base_url=base_url
+    )
+    for entry, url, (pk, path, *_) in zip(entries, signed, rows, strict=True):
+        entry["url"] = url
+        if wget and "?" in url:
+            entry["wget_url"] = relay_url(pk, path, user_id=user_id, base_url=base_url)
     return entries, expires_at

@@ -52,10 +52,11 @@ def storage_file(request, expires: int, signature: str, key: str):
         )
     try:
         path = storage.path(key)
-        f = path.open("rb")
-    except (ValueError, FileNotFoundError, IsADirectoryError):
+        stat = path.stat()
+    except (ValueError, FileNotFoundError, NotADirectoryError):
         return json_error("not_found", _("Not found."), 404)
-    stat = path.stat()
+    if not path.is_file():
+        return json_error("not_found", _("Not found."), 404)
     size = stat.st_size
     etag = _etag(key, stat)
     headers = {
@@ -74,37 +75,48 @@ def storage_file(request, expires: int, signature: str, key: str):
                 "X-Repo-Commit": file.release.revision,
             }
         )
-    range_header = request.headers.get("Range", "")
+    status, start, length = 200, 0, size
+    byte_range = _requested_range(request, etag, size)
+    if byte_range == "unsatisfiable":
+        response = HttpResponse(status=416)
+        headers["Content-Range"] = f"bytes */{size}"
+        return _with_headers(response, headers)
+    if byte_range is not None:
+        start, end = byte_range
+        status, length = 206, end - start + 1
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        # Headers only, without opening the file: a body here would break keep-alive connections.
+        response = HttpResponse(status=status, content_type="application/octet-stream")
+    elif status == 200:
+        # A whole file goes through the server's file wrapper (sendfile under gunicorn): no Python copy loop.
+        response = FileResponse(path.open("rb"), content_type="application/octet-stream")
+        response.block_size = CHUNK_SIZE
+    else:
+        response = StreamingHttpResponse(
+            _read_range(path.open("rb"), start, length), status=status, content_type="application/octet-stream"
+        )
+    return _with_headers(response, headers)
+
+
+def _requested_range(request, etag: str, size: int):
+    """(start, end) of a single satisfiable `Range`, "unsatisfiable", or None to send the whole file."""
+    match = RANGE_RE.match(request.headers.get("Range", "").strip())
     if_range = request.headers.get("If-Range")
-    match = RANGE_RE.match(range_header.strip()) if range_header else None
-    if match and (not if_range or if_range == etag):
-        first, last = match.groups()
-        if first == "" and last == "":
-            match = None
-        else:
-            if first == "":
-                start, end = max(0, size - int(last)), size - 1
-            else:
-                start, end = int(first), min(int(last), size - 1) if last else size - 1
-            if start >= size or start > end:
-                f.close()
-                response = HttpResponse(status=416)
-                response["Content-Range"] = f"bytes */{size}"
-                for name, value in headers.items():
-                    response[name] = value
-                return response
-            length = end - start + 1
-            response = StreamingHttpResponse(
-                _read_range(f, start, length), status=206, content_type="application/octet-stream"
-            )
-            response["Content-Range"] = f"bytes {start}-{end}/{size}"
-            response["Content-Length"] = str(length)
-            for name, value in headers.items():
-                response[name] = value
-            return response
-    response = FileResponse(f, content_type="application/octet-stream")
-    response.block_size = CHUNK_SIZE
-    response["Content-Length"] = str(size)
+    if not match or (if_range and if_range != etag) or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        return "unsatisfiable"
+    return start, end
+
+
+def _with_headers(response, headers: dict):
     for name, value in headers.items():
         response[name] = value
     return response

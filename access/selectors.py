@@ -40,8 +40,15 @@ def release_list(*, user: User | None = None) -> QuerySet[ModelRelease]:
     return qs.filter(published=True)
 
 
-def release_get(*, repo_id: str, user: User | None = None) -> ModelRelease | None:
-    return release_list(user=user).filter(repo_id=repo_id).first()
+def release_get(*, repo_id: str, user: User | None = None, with_totals: bool = False) -> ModelRelease | None:
+    """One release by repo id. File totals are summed only when asked: the download hot path needs the row
+    alone, and the review permission is looked up only for an unpublished release."""
+    if with_totals:
+        return release_list(user=user).filter(repo_id=repo_id).first()
+    release = ModelRelease.objects.select_related("license").filter(repo_id=repo_id).first()
+    if release is None or (not release.published and not is_reviewer(user)):
+        return None
+    return release
 
 
 def release_files(*, release: ModelRelease) -> QuerySet[ModelFile]:
@@ -193,10 +200,5 @@ def review_queue(
     if organization_type:
         qs = qs.filter(organization_type=organization_type)
     if search:
-        qs = qs.filter(
-            Q(full_name__icontains=search)
-            | Q(email__icontains=search)
-            | Q(affiliation__icontains=search)
-            | Q(applicant__email__icontains=search)
-        )
+        qs = qs.filter(Q(full_name__icontains=search) | Q(email__icontains=search) | Q(affiliation__icontains=search))
     return qs

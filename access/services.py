@@ -447,12 +447,8 @@ def _sign_batch(grant: Grant) -> tuple[list[dict], datetime]:
     from . import downloads
 
     ttl = settings.GRANT_URL_TTL
-    expires_at = timezone.now() + timedelta(seconds=ttl)
-    urls = [
-        {"path": f.path, "size": f.size, "sha256": f.sha256, "url": downloads.signed_file_url(f, ttl=ttl)}
-        for f in grant.release.files.order_by("path")
-    ]
-    return urls, expires_at
+    entries, _ = downloads.manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl)
+    return entries, timezone.now() + timedelta(seconds=ttl)
 
 
 def grant_issue(*, request_id: int) -> Grant | None:

@@ -303,7 +303,10 @@ def test_error_pages_in_the_browser(new_page, shots, opt_175b, settings, monkeyp
     from access.api import throttling
 
     throttling._cache().clear()  # the manifest call above counted too
-    monkeypatch.setattr(throttling.IpRateThrottle, "THROTTLE_RATES", {"ip": "2/minute", "user": "2/minute"})
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"ip": "2/minute", "user": "2/minute"},
+    }
     statuses = [page.goto("/api/v1/models/").status for _ in range(2)]
     response = page.goto("/api/v1/models/")
     assert statuses == [200, 200] and response.status == 429

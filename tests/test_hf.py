@@ -297,10 +297,9 @@ def test_the_hf_cli_downloads_a_gated_release_with_a_token(portal, gated_release
     assert_snapshot(tmp_path / "opt", GATED_FILES)
 
 
-def test_it_is_throttled_like_the_v1_api(portal, open_release, monkeypatch):
-    from access.api.throttling import IpRateThrottle
-
-    monkeypatch.setattr(IpRateThrottle, "THROTTLE_RATES", {**IpRateThrottle.THROTTLE_RATES, "ip": "2/min"})
+def test_it_is_throttled_like_the_v1_api(portal, open_release, settings):
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "ip": "2/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     url = f"{portal}/{open_release.repo_id}/resolve/main/config.json"
     assert [requests.head(url).status_code for _ in range(2)] == [302, 302]
     throttled = requests.head(url)

@@ -109,3 +109,22 @@ def test_it_names_the_file_for_download(backend):
 def test_it_refuses_keys_that_escape(local_storage, key):
     with pytest.raises(ValueError):
         local_storage.save(key, io.BytesIO(b"x"))
+
+
+def test_head_sends_headers_only_and_keeps_the_connection_usable(local_storage, live_server, settings):
+    """A HEAD that sent a body would desynchronise keep-alive clients (the Hugging Face client HEADs, then GETs)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    settings.SITE_URL = live_server.url
+    local_storage.save("contract/head.bin", io.BytesIO(PAYLOAD))
+    url = urlsplit(local_storage.signed_url("contract/head.bin", filename="head.bin", ttl=60))
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+    conn.request("HEAD", url.path)
+    head = conn.getresponse()
+    assert head.status == 200 and head.getheader("Content-Length") == str(len(PAYLOAD))
+    assert head.read() == b""
+    conn.request("GET", url.path, headers={"Range": "bytes=0-99"})
+    partial = conn.getresponse()
+    assert partial.status == 206 and partial.read() == PAYLOAD[:100]
+    conn.close()

@@ -32,8 +32,8 @@ def base_url(request) -> str:
     return request.build_absolute_uri("/").rstrip("/")
 
 
-def get_release_or_404(request, repo_id):
-    release = selectors.release_get(repo_id=repo_id, user=request.user)
+def get_release_or_404(request, repo_id, *, with_totals=False):
+    release = selectors.release_get(repo_id=repo_id, user=request.user, with_totals=with_totals)
     if release is None:
         raise ApiError(_("No release named %(repo)s.") % {"repo": repo_id}, "not_found", 404)
     return release
@@ -89,7 +89,8 @@ class ReleaseListApi(generics.ListAPIView):
 class ReleaseDetailApi(APIView):
     @extend_schema(responses={200: ReleaseDetailSerializer, 404: ERROR}, operation_id="models_retrieve")
     def get(self, request, namespace, name):
-        return Response(ReleaseDetailSerializer(get_release_or_404(request, f"{namespace}/{name}")).data)
+        release = get_release_or_404(request, f"{namespace}/{name}", with_totals=True)
+        return Response(ReleaseDetailSerializer(release).data)
 
 
 class FileDownloadApi(APIView):
@@ -140,7 +141,7 @@ class ManifestApi(APIView):
         release = get_release_or_404(request, repo_id)
         decision = require_access(request, release)
         entries, expires_at = downloads.manifest_entries(
-            release, base_url=base_url(request), user_id=request.user.pk, wget=fmt == "wget"
+            release, base_url=base_url(request), user_id=request.user.pk, wget=fmt == "wget", urls=fmt != "sha256sum"
         )
         services.download_record(
             actor=actor_for(request),
