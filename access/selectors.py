@@ -72,6 +72,17 @@ def release_file_get(*, release: ModelRelease, path: str) -> ModelFile | None:
     return release.files.filter(path=clean).first()
 
 
+def file_get(*, repo_id: str, path: str, user: User | None = None) -> ModelFile | None:
+    """A release's file with its release, in one query: the per-file download path."""
+    clean = clean_file_path(path)
+    if clean is None:
+        return None
+    file = ModelFile.objects.select_related("release__license").filter(release__repo_id=repo_id, path=clean).first()
+    if file is None or (not file.release.published and not is_reviewer(user)):
+        return None
+    return file
+
+
 def apply_url(release: ModelRelease) -> str:
     """Absolute, because scripts show it to people in a terminal."""
     return settings.SITE_URL + reverse("release-detail", kwargs={"repo_id": release.repo_id}) + "#request-access"

@@ -102,10 +102,11 @@ class FileDownloadApi(APIView):
     )
     def get(self, request, namespace, name, path):
         repo_id = f"{namespace}/{name}"
-        release = get_release_or_404(request, repo_id)
-        file = selectors.release_file_get(release=release, path=path)
+        file = selectors.file_get(repo_id=repo_id, path=path, user=request.user)
         if file is None:
+            get_release_or_404(request, repo_id)  # says which of the two is unknown
             raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
+        release = file.release
         decision = require_access(request, release)
         url = downloads.signed_file_url(file, base_url=base_url(request))
         services.download_record(
