@@ -206,7 +206,7 @@ def main() -> int:
         and download["gated"].get("ok") == 992
         and gated_events == 992
     )
-    print(goal_line("zero errors; every application stored exactly once; every download verified", ok))
+    goal_line("zero errors; every application stored exactly once; every download verified", ok)
     return 0 if ok else 1
 
 
