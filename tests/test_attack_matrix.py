@@ -215,13 +215,20 @@ def make_client(world: World, role: str, credential: str) -> APIClient | None:
     return client
 
 
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+# Roles that own a request of their own; the own-request endpoint is only asked of them.
+OWNERS = {"pending", "needs_info", "rejected", "approved", "revoked", "expired", "other_researcher"}
+CASES = [
+    pytest.param(endpoint, role, id=f"{endpoint.name}-{role}")
+    for endpoint in ENDPOINTS
+    for role in ROLES
+    if "{own_request}" not in endpoint.url or role in OWNERS
+]
+
+
+@pytest.mark.parametrize(("endpoint", "role"), CASES)
 def test_attack_matrix(local_storage, endpoint, role):
     world = build_world(role)
     own = world.own_request.get(role)
-    if "{own_request}" in endpoint.url and own is None:
-        pytest.skip("this role owns no request")
     failures = []
     checked = 0
     for credential in CREDENTIALS:
