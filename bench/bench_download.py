@@ -127,17 +127,10 @@ def main() -> int:
     results: dict[str, dict[str, list[float]]] = {}
     with Bench("download") as bench:
         from access.models import License, ModelRelease
-        from access.storage import S3Storage, get_storage
+        from access.storage import get_storage
 
         server = bench.nanio()
-        s3 = S3Storage(
-            bucket=server.bucket,
-            endpoint_url=server.endpoint_url,
-            region=server.region,
-            access_key=server.access_key,
-            secret_key=server.secret_key,
-            addressing_style="path",
-        )
+        s3 = bench.s3_storage(server)
         license_obj = License.objects.create(slug="bench", version="1.0", title="Bench license", text="...")
         release = ModelRelease.objects.create(
             repo_id=REPO_ID, display_name="download bench", access="gated", license=license_obj

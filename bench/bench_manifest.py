@@ -81,17 +81,10 @@ def main() -> int:
     print_machine()
     results: dict[str, dict[str, dict]] = {}
     with Bench("manifest") as bench:
-        from access.storage import S3Storage, get_storage
+        from access.storage import get_storage
 
         server = bench.nanio()
-        s3 = S3Storage(
-            bucket=server.bucket,
-            endpoint_url=server.endpoint_url,
-            region=server.region,
-            access_key=server.access_key,
-            secret_key=server.secret_key,
-            addressing_style="path",
-        )
+        s3 = bench.s3_storage(server)
         seed_opt175b(storages=[get_storage(), s3])
         _, token = researcher_with_grant("researcher@bench.example")
         from access.models import DownloadEvent

@@ -189,18 +189,9 @@ def main() -> int:
     with Bench("redirect") as bench:
         env = bench.env()
         if args.storage == "s3":
-            from access.storage import S3Storage
-
             server = bench.nanio()
             env.update(bench.s3_env(server))
-            storage = S3Storage(
-                bucket=server.bucket,
-                endpoint_url=server.endpoint_url,
-                region=server.region,
-                access_key=server.access_key,
-                secret_key=server.secret_key,
-                addressing_style="path",
-            )
+            storage = bench.s3_storage(server)
             seed_opt175b(storages=[storage])
         else:
             seed_opt175b()

@@ -307,6 +307,20 @@ class Bench:
         return server
 
     @staticmethod
+    def s3_storage(server):
+        """An S3Storage on a nanio server, for seeding files into it from this process."""
+        from access.storage import S3Storage
+
+        return S3Storage(
+            bucket=server.bucket,
+            endpoint_url=server.endpoint_url,
+            region=server.region,
+            access_key=server.access_key,
+            secret_key=server.secret_key,
+            addressing_style="path",
+        )
+
+    @staticmethod
     def s3_env(server) -> dict:
         return {
             "STORAGE_BACKEND": "s3",
