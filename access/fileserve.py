@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from . import downloads, selectors, services
+from .api.catalog import client_ip
 from .models import DownloadEvent, ModelFile, User
 from .storage import CHUNK_SIZE, LocalStorage, content_disposition, get_storage
 
@@ -141,7 +142,7 @@ def download_relay(request, ticket: str, path: str):
     if not decision.allowed:
         return json_error(decision.code, decision.detail, decision.status)
     services.download_record(
-        actor=services.Actor(user=user, credential="relay", ip=request.META.get("REMOTE_ADDR")),
+        actor=services.Actor(user=user, credential="relay", ip=client_ip(request)),
         release=file.release,
         file=file,
         grant=decision.grant,

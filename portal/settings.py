@@ -283,8 +283,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=SECURE_HSTS_SECONDS > 0)
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if env.bool("BEHIND_PROXY", default=False):
+# Behind a load balancer: trust its X-Forwarded-Proto, and take the client's address from the last entry of
+# X-Forwarded-For (the one the balancer appended) for audit records and per-IP throttles.
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    REST_FRAMEWORK["NUM_PROXIES"] = 1
 X_FRAME_OPTIONS = "DENY"
 # No inline script anywhere: every page's JavaScript is a static file.
 CONTENT_SECURITY_POLICY = {

@@ -195,3 +195,19 @@ def test_no_token_secret_is_ever_logged(caplog, gated, alice, client):
     assert caplog.records
     assert secret not in logged and "mp_guessed-secret-value" not in logged
     assert secret not in str(list(AuditEvent.objects.values_list("data", flat=True)))
+
+
+@pytest.mark.parametrize(
+    ("behind_proxy", "forwarded", "recorded"),
+    [(False, "203.0.113.9", "127.0.0.1"), (True, "10.0.0.1, 203.0.113.9", "203.0.113.9"), (True, "junk", "127.0.0.1")],
+)
+def test_the_recorded_address_honours_a_trusted_proxy_only(
+    client, local_storage, settings, behind_proxy, forwarded, recorded
+):
+    from access.models import DownloadEvent
+
+    settings.BEHIND_PROXY = behind_proxy
+    release = ReleaseFactory(repo_id="facebook/opt-125m", access="open")
+    add_file(release, "config.json", b"{}")
+    client.get("/api/v1/models/facebook/opt-125m/files/config.json", HTTP_X_FORWARDED_FOR=forwarded)
+    assert DownloadEvent.objects.get().ip == recorded

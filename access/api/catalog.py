@@ -1,5 +1,8 @@
 """Releases, their files, per-file redirects and manifests."""
 
+import ipaddress
+
+from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -25,6 +28,13 @@ def actor_for(request) -> services.Actor:
 
 
 def client_ip(request) -> str | None:
+    """The caller's address: REMOTE_ADDR, or behind a load balancer the address it appended to X-Forwarded-For."""
+    if settings.BEHIND_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass  # absent or not an address: fall back to the peer
     return request.META.get("REMOTE_ADDR") or None
 
 

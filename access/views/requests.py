@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from .. import selectors, services
+from ..api.catalog import client_ip
 from ..forms import AccessRequestForm, AnswerForm
 from ..models import AccessRequest
 
@@ -18,7 +19,7 @@ def web_actor(request) -> services.Actor:
     return services.Actor(
         user=request.user if request.user.is_authenticated else None,
         credential="session",
-        ip=request.META.get("REMOTE_ADDR") or None,
+        ip=client_ip(request),
     )
 
 
