@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379
 
 .PHONY: install system-deps run test lint format bench messages clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
