@@ -287,3 +287,15 @@ def test_the_batch_is_not_served_after_revocation(client, alice, release, review
     services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="No.")
     assert client.get(f"/grants/{grant.public_id}/batch.aria2").status_code == 302
     assert UrlBatch.objects.filter(grant=grant).count() == 1
+
+
+def test_the_batch_wget_list_names_files_not_query_strings_on_s3(client, alice, reviewer, s3_storage):
+    release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+    add_file(release, SHARD, b"shard-bytes")
+    grant = grant_for(alice, release, reviewer)
+    assert "X-Amz-Signature" in grant.batches.get().urls[0]["url"]
+    client.force_login(alice)
+    lines = client.get(f"/grants/{grant.public_id}/batch.wget").content.decode().split()
+    assert len(lines) == 1 and "?" not in lines[0] and lines[0].endswith(f"/{SHARD}") and "/dl/" in lines[0]
+    relayed = client.get(lines[0].replace("http://testserver", ""))
+    assert relayed.status_code == 302 and "X-Amz-Signature" in relayed["Location"]

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import manifests, selectors, services
+from .. import downloads, manifests, selectors, services
 from ..forms import TokenForm
 from ..models import ApiToken, DownloadEvent, UrlBatch
 from .requests import web_actor
@@ -70,12 +70,23 @@ def grant_batch_download(request, public_id, fmt):
     if not decision.allowed or batch is None:
         messages.error(request, decision.detail or _("No download links are ready yet."))
         return redirect("grant-detail", public_id=public_id)
+    entries = batch.urls
+    if fmt == "wget" and any("?" in e["url"] for e in entries):
+        # wget names files after the URL: S3 URLs would leave query strings in the names, so the list gets relay
+        # URLs that end in the file name (and check the grant again when followed).
+        file_ids = dict(grant.release.files.values_list("path", "pk"))
+        base = request.build_absolute_uri("/")
+        entries = [
+            {**e, "wget_url": downloads.relay_url(file_ids[e["path"]], e["path"], user_id=grant.user_id, base_url=base)}
+            for e in entries
+            if e["path"] in file_ids
+        ]
     body = manifests.render(
         fmt,
         repo_id=grant.release.repo_id,
         revision=grant.release.revision,
         expires_at=batch.expires_at.isoformat() if batch.expires_at else "",
-        entries=batch.urls,
+        entries=entries,
     )
     services.download_record(
         actor=web_actor(request), release=grant.release, grant=grant, via=DownloadEvent.Via.WEB, manifest_format=fmt
