@@ -299,6 +299,14 @@ def test_error_pages_in_the_browser(new_page, shots, opt_175b, settings, monkeyp
     assert response.json()["code"] == "not_authenticated"
     shots(page, "manifest-not-authenticated")
 
+    # Signed in without a grant: 403 with the code that says what to do next, in the browser's session too.
+    researcher = new_page()
+    sign_in(researcher, shots, UserFactory(email="nogrant@uni.example").email, step="sign-in-no-grant")
+    response = researcher.goto(f"/api/v1/models/{REPO}/manifest")
+    assert response.status == 403
+    assert response.json()["code"] == "gated" and "apply" in response.json()["detail"]
+    shots(researcher, "manifest-gated-403")
+
     # The API throttle, at 2 calls a minute per IP.
     from access.api import throttling
 
