@@ -36,16 +36,6 @@ class LicenseAdmin(admin.ModelAdmin):
     list_display = ["title", "slug", "version", "created_at"]
 
 
-class ModelFileInline(admin.TabularInline):
-    model = ModelFile
-    extra = 0
-    fields = ["path", "size", "sha256", "storage_key"]
-    readonly_fields = fields
-    show_change_link = False
-    can_delete = False
-    max_num = 0
-
-
 @admin.register(ModelRelease)
 class ModelReleaseAdmin(admin.ModelAdmin):
     list_display = ["repo_id", "display_name", "access", "approval_mode", "published", "revision"]

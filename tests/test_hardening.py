@@ -211,3 +211,30 @@ def test_the_recorded_address_honours_a_trusted_proxy_only(
     add_file(release, "config.json", b"{}")
     client.get("/api/v1/models/facebook/opt-125m/files/config.json", HTTP_X_FORWARDED_FOR=forwarded)
     assert DownloadEvent.objects.get().ip == recorded
+
+
+def test_every_admin_page_renders_for_an_admin(client, gated, alice):
+    from django.contrib import admin
+
+    from tests.support.auth import login_recently
+
+    admin_user = UserFactory(is_staff=True, is_superuser=True)
+    AccessRequestFactory(applicant=alice, release=gated)
+    login_recently(client, admin_user)
+    for model in admin.site._registry:
+        meta = model._meta
+        changelist = client.get(f"/admin/{meta.app_label}/{meta.model_name}/")
+        assert changelist.status_code == 200, meta.model_name
+        obj = model.objects.first()
+        if obj is not None:
+            assert client.get(f"/admin/{meta.app_label}/{meta.model_name}/{obj.pk}/change/").status_code == 200
+
+
+def test_an_admin_change_needs_a_recent_password(client, gated):
+    admin_user = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(admin_user)  # a session with no recent password entry
+    assert client.get("/admin/access/modelrelease/").status_code == 200
+    response = client.post(f"/admin/access/modelrelease/{gated.pk}/change/", {"display_name": "renamed"})
+    assert response.status_code == 302 and "/accounts/reauthenticate/" in response["Location"]
+    gated.refresh_from_db()
+    assert gated.display_name != "renamed"
