@@ -77,7 +77,7 @@ def file_get(*, repo_id: str, path: str, user: User | None = None) -> ModelFile 
     clean = clean_file_path(path)
     if clean is None:
         return None
-    file = ModelFile.objects.select_related("release__license").filter(release__repo_id=repo_id, path=clean).first()
+    file = ModelFile.objects.select_related("release").filter(release__repo_id=repo_id, path=clean).first()
     if file is None or (not file.release.published and not is_reviewer(user)):
         return None
     return file
