@@ -12,15 +12,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import downloads, manifests, selectors, services
-from ..models import DownloadEvent
+from ..models import ApiToken, DownloadEvent
 from .errors import ApiError
 from .pagination import Pagination
 
 ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
 
 
+def request_token(request):
+    """The API token the request authenticated with, or None (session or anonymous)."""
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
 def actor_for(request) -> services.Actor:
-    token = request.auth if getattr(request.auth, "secret_hash", None) else None
+    token = request_token(request)
     credential = f"token:{token.pk}" if token else ("session" if request.user.is_authenticated else "anonymous")
     return services.Actor(
         user=request.user if request.user.is_authenticated else None, credential=credential, ip=client_ip(request)
@@ -123,7 +128,7 @@ class FileDownloadApi(APIView):
             actor=actor_for(request),
             release=release,
             file=file,
-            token=request.auth if getattr(request.auth, "secret_hash", None) else None,
+            token=request_token(request),
             grant=decision.grant,
             via=DownloadEvent.Via.API,
         )
@@ -157,7 +162,7 @@ class ManifestApi(APIView):
         services.download_record(
             actor=actor_for(request),
             release=release,
-            token=request.auth if getattr(request.auth, "secret_hash", None) else None,
+            token=request_token(request),
             grant=decision.grant,
             via=DownloadEvent.Via.MANIFEST,
             manifest_format=fmt,

@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 
 from .. import downloads, selectors, services
 from ..models import DownloadEvent, ModelRelease
-from .catalog import actor_for, base_url
+from .catalog import actor_for, base_url, request_token
 from .errors import ApiError
 
 DEFAULT_BRANCH = "main"
@@ -223,7 +223,7 @@ class ResolveApi(HfApiView):
             )
         decision = self.require_access(release)
         url = downloads.signed_file_url(file, base_url=base_url(request))
-        token = request.auth if getattr(request.auth, "secret_hash", None) else None
+        token = request_token(request)
         services.download_record(
             actor=actor_for(request),
             release=release,
