@@ -139,10 +139,12 @@ def download_relay(request, ticket: str, path: str):
         return json_error("not_found", _("Not found."), 404)
     user = User.objects.filter(pk=user_id, is_active=True).first() if user_id else None
     decision = selectors.release_access_decision(user=user, release=file.release)
+    actor = services.Actor(user=user, credential="relay", ip=client_ip(request))
     if not decision.allowed:
+        services.download_refused(actor=actor, release=file.release, code=decision.code, via="wget", path=file.path)
         return json_error(decision.code, decision.detail, decision.status)
     services.download_record(
-        actor=services.Actor(user=user, credential="relay", ip=client_ip(request)),
+        actor=actor,
         release=file.release,
         file=file,
         grant=decision.grant,

@@ -189,6 +189,13 @@ def token_authenticate(*, secret: str) -> ApiToken:
 # --- Downloads ----------------------------------------------------------------------------------------
 
 
+def download_refused(*, actor: Actor, release: ModelRelease, code: str, via: str, path: str = "") -> AuditEvent:
+    """A refused download is an access decision too: recorded with the code the caller was given."""
+    return audit(
+        actor=actor, action="download.refused", target=release, data={"code": code, "via": via, "path": path[:500]}
+    )
+
+
 def download_record(
     *,
     actor: Actor,

@@ -299,3 +299,16 @@ def test_the_batch_wget_list_names_files_not_query_strings_on_s3(client, alice, 
     assert len(lines) == 1 and "?" not in lines[0] and lines[0].endswith(f"/{SHARD}") and "/dl/" in lines[0]
     relayed = client.get(lines[0].replace("http://testserver", ""))
     assert relayed.status_code == 302 and "X-Amz-Signature" in relayed["Location"]
+
+
+def test_every_refused_download_is_audited_with_its_code(alice, release, reviewer):
+    from access.models import AuditEvent
+
+    bearer(token_for(alice)[1]).get(FILE_URL)
+    APIClient().get(MANIFEST_URL)
+    refusals = AuditEvent.objects.filter(action="download.refused").order_by("id")
+    assert [(e.actor, e.data["code"], e.data["via"]) for e in refusals] == [
+        (alice, "gated", "api"),
+        (None, "not_authenticated", "manifest"),
+    ]
+    assert refusals[0].data["path"] == SHARD and refusals[0].credential.startswith("token:")

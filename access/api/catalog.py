@@ -54,9 +54,10 @@ def get_release_or_404(request, repo_id, *, with_totals=False):
     return release
 
 
-def require_access(request, release) -> selectors.AccessDecision:
+def require_access(request, release, *, via: str, path: str = "") -> selectors.AccessDecision:
     decision = selectors.release_access_decision(user=request.user, release=release)
     if not decision.allowed:
+        services.download_refused(actor=actor_for(request), release=release, code=decision.code, via=via, path=path)
         raise ApiError(decision.detail, decision.code, decision.status)
     return decision
 
@@ -122,7 +123,7 @@ class FileDownloadApi(APIView):
             get_release_or_404(request, repo_id)  # says which of the two is unknown
             raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
         release = file.release
-        decision = require_access(request, release)
+        decision = require_access(request, release, via=DownloadEvent.Via.API, path=file.path)
         url = downloads.signed_file_url(file, base_url=base_url(request))
         services.download_record(
             actor=actor_for(request),
@@ -155,7 +156,7 @@ class ManifestApi(APIView):
                 400,
             )
         release = get_release_or_404(request, repo_id)
-        decision = require_access(request, release)
+        decision = require_access(request, release, via=DownloadEvent.Via.MANIFEST)
         entries, expires_at = downloads.manifest_entries(
             release, base_url=base_url(request), user_id=request.user.pk, wget=fmt == "wget", urls=fmt != "sha256sum"
         )

@@ -104,9 +104,12 @@ class HfApiView(APIView):
                 "RevisionNotFound",
             )
 
-    def require_access(self, release: ModelRelease) -> selectors.AccessDecision:
+    def require_access(self, release: ModelRelease, path: str = "") -> selectors.AccessDecision:
         decision = selectors.release_access_decision(user=self.request.user, release=release)
         if not decision.allowed:
+            services.download_refused(
+                actor=actor_for(self.request), release=release, code=decision.code, via=DownloadEvent.Via.HF, path=path
+            )
             raise hf_error(decision.detail, decision.code, decision.status, "GatedRepo")
         return decision
 
@@ -221,7 +224,7 @@ class ResolveApi(HfApiView):
                 "EntryNotFound",
                 {"X-Repo-Commit": release.revision},
             )
-        decision = self.require_access(release)
+        decision = self.require_access(release, path=file.path)
         url = downloads.signed_file_url(file, base_url=base_url(request))
         token = request_token(request)
         services.download_record(
