@@ -170,9 +170,6 @@ class LocalStorage(Storage):
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"{self.root} is not writable")
 
-    def delete(self, key):
-        self.path(key).unlink(missing_ok=True)
-
 
 class S3Storage(Storage):
     """Any S3-compatible store through one reused boto3 client; downloads are presigned SigV4 GET URLs."""
@@ -306,9 +303,6 @@ class S3Storage(Storage):
             self.client.head_bucket(Bucket=self.bucket)
         except self._errors() as exc:
             raise StorageError(str(exc)) from exc
-
-    def delete(self, key):
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
 def build_storage() -> Storage:

@@ -57,6 +57,10 @@ def hf_error(detail: str, code: str, status: int, error_code: str, headers: dict
     )
 
 
+def entry_not_found(release: ModelRelease, detail: str) -> ApiError:
+    return hf_error(detail, "not_found", 404, "EntryNotFound", {"X-Repo-Commit": release.revision})
+
+
 def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
@@ -161,12 +165,8 @@ class TreeApi(HfApiView):
         recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
         entries = tree_entries(release, prefix=prefix, recursive=recursive)
         if entries is None:
-            raise hf_error(
-                _("No folder %(path)s in %(repo)s.") % {"path": prefix, "repo": release.repo_id},
-                "not_found",
-                404,
-                "EntryNotFound",
-                {"X-Repo-Commit": release.revision},
+            raise entry_not_found(
+                release, _("No folder %(path)s in %(repo)s.") % {"path": prefix, "repo": release.repo_id}
             )
         cursor = request.query_params.get("cursor", "0")
         if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 9:
@@ -217,13 +217,7 @@ class ResolveApi(HfApiView):
         self.check_revision(release, revision)
         file = selectors.release_file_get(release=release, path=path)
         if file is None:
-            raise hf_error(
-                _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id},
-                "not_found",
-                404,
-                "EntryNotFound",
-                {"X-Repo-Commit": release.revision},
-            )
+            raise entry_not_found(release, _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id})
         decision = self.require_access(release, path=file.path)
         url = downloads.signed_file_url(file, base_url=base_url(request))
         token = request_token(request)
