@@ -1,0 +1,43 @@
+"""Request-context helpers shared by every entry point: the caller's address and credential, and error bodies."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings
+from django.http import JsonResponse
+
+# Paths whose callers are scripts: errors are JSON `{"code", "detail"}` there, pages elsewhere.
+JSON_PREFIXES = ("/api/", "/storage/", "/dl/", "/healthz", "/metrics")
+
+
+def wants_json(request) -> bool:
+    path = request.path
+    return path.startswith(JSON_PREFIXES) or "/resolve/" in path
+
+
+def error_body(code: str, detail) -> dict:
+    return {"code": code, "detail": str(detail)}
+
+
+def json_error(code: str, detail, status: int, headers: dict | None = None) -> JsonResponse:
+    response = JsonResponse(error_body(code, detail), status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def client_ip(request) -> str | None:
+    """The caller's address: REMOTE_ADDR, or behind a load balancer (BEHIND_PROXY) the address it appended to
+    X-Forwarded-For. Without BEHIND_PROXY the header is never read: anyone can send it."""
+    if settings.BEHIND_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass  # absent or not an address: fall back to the peer
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def base_url(request) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
