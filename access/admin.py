@@ -1,6 +1,14 @@
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+"""The Django admin is one more entry point: every change to access goes through a service, audited with the
+actor `admin:<email>`. Fields that only services change are read-only here."""
 
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .decorators import recently_authenticated
+from .http import client_ip
 from .models import (
     AccessRequest,
     ApiToken,
@@ -29,6 +37,42 @@ class UserAdmin(BaseUserAdmin):
         ("Important dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    AUDITED = ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        changed = [name for name in form.changed_data if name in self.AUDITED]
+        if change and changed:
+            # An inactive account loses every download at once; who changed a role or that flag is recorded.
+            services.audit(
+                actor=admin_actor(request),
+                action="user.updated",
+                target=obj,
+                data={"fields": changed, "is_active": obj.is_active, "is_staff": obj.is_staff},
+            )
+
+
+def admin_actor(request) -> services.Actor:
+    """The admin site asks for a recent password before any change (portal.admin), so its actor has one."""
+    return services.Actor(
+        user=request.user,
+        credential=f"admin:{request.user.email}",
+        ip=client_ip(request),
+        reauthenticated=recently_authenticated(request),
+    )
+
+
+class ServiceErrorsAdmin(admin.ModelAdmin):
+    """Show a service's refusal as a message on the change form instead of a server error."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.ServiceError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            from django.http import HttpResponseRedirect
+
+            return HttpResponseRedirect(request.get_full_path())
 
 
 @admin.register(License)
@@ -37,46 +81,29 @@ class LicenseAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelRelease)
-class ModelReleaseAdmin(admin.ModelAdmin):
+class ModelReleaseAdmin(ServiceErrorsAdmin):
     list_display = ["repo_id", "display_name", "access", "approval_mode", "published", "revision"]
     list_filter = ["access", "published", "approval_mode"]
     search_fields = ["repo_id", "display_name"]
-    readonly_fields = ["revision"]
 
+    def get_readonly_fields(self, request, obj=None):
+        return ["revision", "repo_id"] if obj is not None else ["revision"]
 
-@admin.register(ModelFile)
-class ModelFileAdmin(admin.ModelAdmin):
-    list_display = ["path", "release", "size", "sha256"]
-    list_filter = ["release"]
-    search_fields = ["path"]
-    readonly_fields = ["size", "sha256"]
-
-
-@admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
-    list_display = ["full_name", "email", "release", "status", "country", "organization_type", "created_at"]
-    list_filter = ["status", "release", "organization_type"]
-    search_fields = ["full_name", "email", "affiliation"]
-    readonly_fields = ["public_id", "license_version", "license_accepted_at", "license_accepted_ip", "status"]
-    raw_id_fields = ["applicant", "reviewer", "renewal_of"]
-
-
-@admin.register(Grant)
-class GrantAdmin(admin.ModelAdmin):
-    list_display = ["user", "release", "issued_at", "expires_at", "revoked_at"]
-    list_filter = ["release"]
-    readonly_fields = ["public_id", "issued_at", "revoked_at", "revoked_by"]
-    raw_id_fields = ["user", "request"]
-
-
-@admin.register(ReasonTemplate)
-class ReasonTemplateAdmin(admin.ModelAdmin):
-    list_display = ["title", "kind"]
-    list_filter = ["kind"]
+    def save_model(self, request, obj, form, change):
+        fields = {
+            name: form.cleaned_data[name] for name in services.releases.EDITABLE_FIELDS if name in form.cleaned_data
+        }
+        if change:
+            changes = {name: value for name, value in fields.items() if name in form.changed_data}
+            services.release_update(actor=admin_actor(request), release=obj, changes=changes)
+        else:
+            created = services.release_create(actor=admin_actor(request), fields={"repo_id": obj.repo_id, **fields})
+            obj.pk = created.pk
+            obj._state.adding = False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit records are append-only: visible to admins, never editable or deletable."""
+    """Visible to admins, never editable or deletable here: records only services write."""
 
     def has_add_permission(self, request):
         return False
@@ -86,6 +113,78 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ModelFile)
+class ModelFileAdmin(ReadOnlyAdmin):
+    """Files are registered by `register_release`, which hashes what storage holds."""
+
+    list_display = ["path", "release", "size", "sha256"]
+    list_filter = ["release"]
+    search_fields = ["path"]
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(ReadOnlyAdmin):
+    """Requests are decided on the review pages, where every decision has its rules and its audit event."""
+
+    list_display = ["full_name", "email", "release", "status", "country", "organization_type", "created_at"]
+    list_filter = ["status", "release", "organization_type"]
+    search_fields = ["full_name", "email", "affiliation"]
+
+
+class GrantAdminForm(forms.ModelForm):
+    revoke = forms.BooleanField(required=False, label=_("Revoke this grant"))
+    reason = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label=_("Reason (shown to the researcher)")
+    )
+
+    class Meta:
+        model = Grant
+        fields = ["expires_at"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("revoke") and not (data.get("reason") or "").strip():
+            self.add_error("reason", _("Give a reason; the researcher will see it."))
+        return data
+
+
+@admin.register(Grant)
+class GrantAdmin(ServiceErrorsAdmin):
+    form = GrantAdminForm
+    list_display = ["user", "release", "issued_at", "expires_at", "revoked_at"]
+    list_filter = ["release"]
+    readonly_fields = [
+        "public_id",
+        "user",
+        "release",
+        "request",
+        "issued_at",
+        "revoked_at",
+        "revoked_by",
+        "revoke_reason",
+    ]
+    fields = [*readonly_fields[:5], "expires_at", "revoked_at", "revoked_by", "revoke_reason", "revoke", "reason"]
+
+    def has_add_permission(self, request):
+        return False  # grants are issued by approving a request
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(request)
+        if "expires_at" in form.changed_data:
+            services.grant_set_expiry(actor=actor, grant=obj, expires_at=form.cleaned_data["expires_at"])
+        if form.cleaned_data.get("revoke") and obj.revoked_at is None:
+            services.grant_revoke(actor=actor, grant=obj, reason=form.cleaned_data["reason"])
+
+
+@admin.register(ReasonTemplate)
+class ReasonTemplateAdmin(admin.ModelAdmin):
+    list_display = ["title", "kind"]
+    list_filter = ["kind"]
 
 
 @admin.register(AuditEvent)
@@ -108,10 +207,20 @@ class UrlBatchAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
-    readonly_fields = ["prefix", "last_used_at"]
+class ApiTokenAdmin(ReadOnlyAdmin):
+    list_display = ["name", "user", "prefix", "scope", "created_at", "last_used_at", "expires_at", "revoked_at"]
     exclude = ["secret_hash"]
+    actions = ["revoke"]
+
+    @admin.action(description=_("Revoke selected tokens"))
+    def revoke(self, request, queryset):
+        for token in queryset:
+            services.token_revoke(actor=admin_actor(request), token=token)
+        self.message_user(request, _("Tokens revoked."), messages.SUCCESS)
+
+    def has_change_permission(self, request, obj=None):
+        # Actions need the change permission; the form itself stays read-only (no editable fields).
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
 
 
 @admin.register(OutboundEmail)

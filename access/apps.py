@@ -3,7 +3,7 @@ from django.db.models.signals import post_migrate
 
 
 def _ensure_reviewers_group(sender, **kwargs):
-    from .services import reviewers_group
+    from .services.reviewers import reviewers_group
 
     reviewers_group()
 

@@ -1,17 +1,207 @@
-"""Turning an allowed download into signed URLs: shared by the API, the HF-compatible endpoints and the web."""
+"""The one download gate. Every channel (API file and manifest, Hugging Face tree and resolve, relay URLs, the
+grant page and its batches) asks `authorize` whether a download may happen, and lets `issue` sign and record
+it. A channel only renders the decision in its own error shape.
+
+The rule: an unpublished release is unknown except to reviewers; an open release is for anyone; a gated one only
+for an active account holding an active grant (issued, not expired, not revoked) — the grant the caller names,
+when it names one. Every refusal is audited with the code the caller was given; every allowed download leaves
+a `DownloadEvent` before the URLs are handed out.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from .models import ModelFile, ModelRelease
+from . import selectors
+from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, UrlBatch, User
+from .services.audit import audit
+from .services.base import Actor
 from .storage import get_storage
 
 RELAY_SALT = "access.downloads.relay"
+Via = DownloadEvent.Via
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """Whether a download may happen, and if not, the code that says what to do next."""
+
+    allowed: bool
+    code: str
+    detail: str
+    grant: Grant | None = None
+    release: ModelRelease | None = None
+    actor: Actor | None = field(default=None, compare=False)
+    via: str = ""
+
+    @property
+    def status(self) -> int:
+        if self.allowed:
+            return 200
+        return {"not_authenticated": 401, "not_found": 404}.get(self.code, 403)
+
+
+def url_expiry(ttl: int) -> datetime:
+    """When a URL signed now with this TTL stops working (whole seconds, as storage signs them)."""
+    return datetime.fromtimestamp(int(datetime.now(UTC).timestamp()) + ttl, UTC)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- Deciding ---------------------------------------------------------------------------------------------
+
+
+def access_state(*, user: User | None, release: ModelRelease, grant: Grant | None = None) -> AccessDecision:
+    """The rule itself, without auditing: what pages show about where the user stands."""
+    if not release.published and not selectors.is_reviewer(user):
+        return AccessDecision(False, "not_found", _("No release named %(repo)s.") % {"repo": release.repo_id})
+    if not release.is_gated:
+        return AccessDecision(True, "open", "", release=release)
+    if user is None or not user.is_authenticated:
+        return AccessDecision(
+            False,
+            "not_authenticated",
+            _("%(repo)s is gated. Sign in or send 'Authorization: Bearer <token>'; to get access, apply at %(url)s.")
+            % {"repo": release.repo_id, "url": selectors.apply_url(release)},
+        )
+    if not user.is_active:
+        return AccessDecision(False, "account_inactive", _("This account is disabled."))
+    if grant is not None:
+        # The caller names a grant (its page, its batch): only that grant, and only while it is active.
+        if grant.user_id != user.pk or grant.release_id != release.pk:
+            return AccessDecision(False, "not_found", _("Not found."))
+        if grant.is_active:
+            return AccessDecision(True, "granted", "", grant, release)
+        return _ended(grant, release)
+    active = selectors.user_active_grant(user=user, release=release)
+    if active is not None:
+        return AccessDecision(True, "granted", "", active, release)
+    return _refusal(user, release)
+
+
+def _ended(grant: Grant, release: ModelRelease) -> AccessDecision:
+    if grant.revoked_at is not None:
+        return AccessDecision(
+            False,
+            "revoked",
+            _("Your access to %(repo)s was revoked: %(reason)s")
+            % {"repo": release.repo_id, "reason": grant.revoke_reason or _("no reason given")},
+            grant,
+        )
+    return AccessDecision(
+        False,
+        "expired",
+        _("Your access to %(repo)s expired on %(date)s (UTC); ask for a renewal at %(url)s.")
+        % {"repo": release.repo_id, "date": f"{grant.expires_at:%Y-%m-%d}", "url": selectors.apply_url(release)},
+        grant,
+    )
+
+
+def _refusal(user: User, release: ModelRelease) -> AccessDecision:
+    """Why a signed-in user without an active grant is refused, named so the message says what to do next."""
+    open_request = AccessRequest.objects.open().filter(applicant=user, release=release).order_by("-created_at").first()
+    if open_request is not None:
+        if open_request.status == AccessRequest.Status.NEEDS_INFO:
+            detail = _("Your request for %(repo)s needs more information from you: answer the reviewer at %(url)s.")
+        else:
+            detail = _("Your request for %(repo)s is pending review; you will be emailed when it is decided (%(url)s).")
+        return AccessDecision(
+            False, "pending", detail % {"repo": release.repo_id, "url": selectors.request_url(open_request)}
+        )
+    last_grant = Grant.objects.filter(user=user, release=release).order_by("-issued_at").first()
+    last_request = AccessRequest.objects.filter(applicant=user, release=release).order_by("-created_at").first()
+    grant_is_newest = last_grant is not None and (
+        last_request is None
+        or last_request.pk == last_grant.request_id
+        or last_request.created_at <= last_grant.issued_at
+    )
+    if grant_is_newest:
+        return _ended(last_grant, release)
+    if last_request is not None and last_request.status == AccessRequest.Status.REJECTED:
+        return AccessDecision(
+            False,
+            "rejected",
+            _("Your request for %(repo)s was rejected: %(reason)s")
+            % {"repo": release.repo_id, "reason": last_request.decision_reason or _("no reason given")},
+        )
+    return AccessDecision(
+        False,
+        "gated",
+        _("%(repo)s is gated: apply for access at %(url)s; downloads work once a reviewer approves.")
+        % {"repo": release.repo_id, "url": selectors.apply_url(release)},
+    )
+
+
+def authorize(
+    *, actor: Actor, release: ModelRelease, via: str, grant: Grant | None = None, path: str = ""
+) -> AccessDecision:
+    """Decide a download for this actor on this channel. A refusal is audited with the code given."""
+    decision = access_state(user=actor.user, release=release, grant=grant)
+    if not decision.allowed:
+        audit(
+            actor=actor,
+            action="download.refused",
+            target=release,
+            data={"code": decision.code, "via": via, "path": path[:500]},
+        )
+    return AccessDecision(
+        decision.allowed, decision.code, decision.detail, decision.grant, release, actor=actor, via=via
+    )
+
+
+# --- Issuing ----------------------------------------------------------------------------------------------
+
+
+def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest_format: str = "") -> DownloadEvent:
+    if not decision.allowed:
+        raise PermissionError("issue() needs an allowed decision")
+    actor = decision.actor
+    return DownloadEvent.objects.create(
+        release=decision.release,
+        file=file,
+        user=actor.user if actor.user and actor.user.pk else None,
+        token=actor.token,
+        grant=decision.grant,
+        via=decision.via,
+        manifest_format=manifest_format,
+        ip=actor.ip,
+    )
+
+
+def issue_file(decision: AccessDecision, file: ModelFile, *, base_url: str | None = None) -> str:
+    """Record the download, then sign a fresh URL for the file."""
+    _record(decision, file=file)
+    return signed_file_url(file, base_url=base_url)
+
+
+def issue_manifest(
+    decision: AccessDecision, *, fmt: str, base_url: str, entries: list[dict] | None = None
+) -> tuple[list[dict], str]:
+    """Record the manifest download, then sign every file (or hand out the grant batch's `entries`). wget lists
+    get relay URLs where storage URLs carry a query string (wget would save it as part of the file name)."""
+    _record(decision, manifest_format=fmt)
+    if entries is None:
+        entries, expires_at = manifest_entries(decision.release, base_url=base_url, urls=fmt != "sha256sum")
+    else:
+        expires_at = ""
+    if fmt == "wget" and any("?" in e.get("url", "") for e in entries):
+        file_ids = dict(decision.release.files.values_list("path", "pk"))
+        user_id = decision.actor.user.pk if decision.actor.user else None
+        entries = [
+            {**e, "wget_url": relay_url(file_ids[e["path"]], e["path"], user_id=user_id, base_url=base_url)}
+            for e in entries
+            if e["path"] in file_ids
+        ]
+    return entries, expires_at
 
 
 def signed_file_url(file: ModelFile, *, base_url: str | None = None, ttl: int | None = None) -> str:
@@ -20,44 +210,54 @@ def signed_file_url(file: ModelFile, *, base_url: str | None = None, ttl: int | 
     )
 
 
+def manifest_entries(
+    release: ModelRelease, *, base_url: str, ttl: int | None = None, urls: bool = True
+) -> tuple[list[dict], str]:
+    """Entries for every file of the release, signed unless urls=False, and their expiry as ISO 8601."""
+    ttl = ttl or settings.SIGNED_URL_TTL
+    expires_at = iso(url_expiry(ttl))
+    rows = list(release.files.order_by("path").values_list("path", "size", "sha256", "storage_key"))
+    entries = [{"path": path, "size": size, "sha256": sha} for path, size, sha, _ in rows]
+    if not urls:
+        return entries, expires_at
+    signed = get_storage().signed_urls(
+        [(key, path.rsplit("/", 1)[-1]) for path, _, _, key in rows], ttl=ttl, base_url=base_url
+    )
+    for entry, url in zip(entries, signed, strict=True):
+        entry["url"] = url
+    return entries, expires_at
+
+
+def batch_sign(grant: Grant) -> tuple[list[dict], datetime]:
+    """The signed URLs of a grant's batch (every file of its release) and when they expire."""
+    ttl = settings.GRANT_URL_TTL
+    entries, _ = manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl)
+    return entries, url_expiry(ttl)
+
+
+def current_batch(grant: Grant) -> UrlBatch | None:
+    """The batch the grant page hands out: the newest ready one, while it has not expired."""
+    return (
+        grant.batches.filter(status=UrlBatch.Status.READY)
+        .exclude(expires_at__lte=timezone.now())
+        .order_by("-created_at")
+        .first()
+    )
+
+
+# --- Relay URLs -------------------------------------------------------------------------------------------
+
+
 def relay_url(file_id: int, path: str, *, user_id: int | None, base_url: str) -> str:
     """A portal URL ending in the file name that redirects to a fresh signed URL, for tools that name files
-    after the URL (wget). It checks the user's access again when followed, so a revocation takes effect."""
+    after the URL (wget). The gate decides again when it is followed, so a revocation takes effect at once."""
     ticket = signing.dumps([file_id, user_id or 0], salt=RELAY_SALT, compress=True)
     return base_url.rstrip("/") + reverse("download-relay", kwargs={"ticket": ticket, "path": path})
 
 
-def relay_open(ticket: str, *, max_age: int) -> tuple[int, int | None] | None:
+def relay_open(ticket: str, *, max_age: int | timedelta) -> tuple[int, int | None] | None:
     try:
         file_id, user_id = signing.loads(ticket, salt=RELAY_SALT, max_age=max_age)
     except (signing.BadSignature, ValueError, TypeError):
         return None
     return int(file_id), (int(user_id) or None)
-
-
-def manifest_entries(
-    release: ModelRelease,
-    *,
-    base_url: str,
-    ttl: int | None = None,
-    user_id: int | None = None,
-    wget: bool = False,
-    urls: bool = True,
-) -> tuple[list[dict], str]:
-    """Entries for every file of the release, signed unless urls=False, and their expiry as ISO 8601."""
-    ttl = ttl or settings.SIGNED_URL_TTL
-    expires_at = (
-        datetime.fromtimestamp(int(datetime.now(UTC).timestamp()) + ttl, UTC).isoformat().replace("+00:00", "Z")
-    )
-    rows = list(release.files.order_by("path").values_list("pk", "path", "size", "sha256", "storage_key"))
-    entries = [{"path": path, "size": size, "sha256": sha} for _, path, size, sha, _ in rows]
-    if not urls:
-        return entries, expires_at
-    signed = get_storage().signed_urls(
-        [(key, path.rsplit("/", 1)[-1]) for _, path, _, _, key in rows], ttl=ttl, base_url=base_url
-    )
-    for entry, url, (pk, path, *_) in zip(entries, signed, rows, strict=True):
-        entry["url"] = url
-        if wget and "?" in url:
-            entry["wget_url"] = relay_url(pk, path, user_id=user_id, base_url=base_url)
-    return entries, expires_at

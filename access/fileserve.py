@@ -5,21 +5,19 @@ from __future__ import annotations
 import hashlib
 import re
 
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
-from . import downloads, selectors, services
-from .api.catalog import client_ip
+from . import downloads
+from .http import base_url, client_ip, json_error
 from .models import DownloadEvent, ModelFile, User
+from .services.base import Actor
 from .storage import CHUNK_SIZE, LocalStorage, content_disposition, get_storage
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def json_error(code: str, detail: str, status: int) -> JsonResponse:
-    return JsonResponse({"code": code, "detail": detail}, status=status)
 
 
 def _etag(key: str, stat) -> str:
@@ -125,10 +123,9 @@ def _with_headers(response, headers: dict):
 
 @require_safe
 def download_relay(request, ticket: str, path: str):
-    """Redirect to a fresh signed URL; the ticket names the file and the user it was issued to."""
-    from django.conf import settings
-
-    opened = downloads.relay_open(ticket, max_age=settings.SIGNED_URL_TTL)
+    """Redirect to a fresh signed URL; the ticket names the file and the user it was issued to, and the gate
+    decides again on every fetch (so a revocation stops a running `wget -i` at once)."""
+    opened = downloads.relay_open(ticket, max_age=max(settings.SIGNED_URL_TTL, settings.GRANT_URL_TTL))
     if opened is None:
         return json_error(
             "invalid_signature", _("This download link is invalid or has expired; ask the portal for a fresh one."), 403
@@ -137,20 +134,11 @@ def download_relay(request, ticket: str, path: str):
     file = ModelFile.objects.select_related("release").filter(pk=file_id, path=path).first()
     if file is None:
         return json_error("not_found", _("Not found."), 404)
-    user = User.objects.filter(pk=user_id, is_active=True).first() if user_id else None
-    decision = selectors.release_access_decision(user=user, release=file.release)
-    actor = services.Actor(user=user, credential="relay", ip=client_ip(request))
+    user = User.objects.filter(pk=user_id).first() if user_id else None
+    actor = Actor(user=user, credential="relay", ip=client_ip(request))
+    decision = downloads.authorize(actor=actor, release=file.release, via=DownloadEvent.Via.RELAY, path=file.path)
     if not decision.allowed:
-        services.download_refused(actor=actor, release=file.release, code=decision.code, via="wget", path=file.path)
         return json_error(decision.code, decision.detail, decision.status)
-    services.download_record(
-        actor=actor,
-        release=file.release,
-        file=file,
-        grant=decision.grant,
-        via=DownloadEvent.Via.MANIFEST,
-        manifest_format="wget",
-    )
-    response = HttpResponseRedirect(downloads.signed_file_url(file, base_url=request.build_absolute_uri("/")))
+    response = HttpResponseRedirect(downloads.issue_file(decision, file, base_url=base_url(request)))
     response["Cache-Control"] = "no-store"
     return response

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import unicodedata
-
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -10,26 +8,9 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import AccessRequest, ApiToken, ReasonTemplate
 from .services import REQUEST_FIELDS
+from .text import clean_text
 
 INTENDED_USE_MIN = 100
-# Bidirectional overrides and isolates can make a name display differently from what it is.
-BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
-
-
-def clean_text(value: str, *, multiline: bool, name: bool = False) -> str:
-    """Refuse control characters (and, on one-line fields, bidi controls; in names, emoji and other symbols);
-    normalise to NFC."""
-    allowed = {"\n", "\r", "\t"} if multiline else set()
-    for ch in value:
-        if ch in allowed:
-            continue
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cs", "Co", "Cn") or (not multiline and ch in BIDI_CONTROLS):
-            raise ValidationError(_("Remove control or direction-changing characters."), code="control_characters")
-        # U+200C (zero-width non-joiner) is part of correctly written Persian names.
-        if name and ((category in ("So", "Sk", "Cf") and ch != "\u200c") or ch in "<>{}[]\\|"):
-            raise ValidationError(_("Use letters, not symbols or emoji."), code="symbols")
-    return unicodedata.normalize("NFC", value.strip())
 
 
 class AccessRequestForm(forms.ModelForm):
@@ -161,11 +142,22 @@ class TokenForm(forms.ModelForm):
         label=_("Expires on (optional)"), required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
 
+    review = forms.BooleanField(
+        label=_("Reviewer access"),
+        required=False,
+        help_text=_("Lets scripts decide requests and revoke grants through the API. Asks for your password again."),
+    )
+
     class Meta:
         model = ApiToken
         fields = ["name"]
         labels = {"name": _("Name")}
         help_texts = {"name": _("Where you will use it, e.g. 'cluster download'.")}
+
+    def __init__(self, *args, reviewer: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not reviewer:
+            del self.fields["review"]
 
     def clean_name(self):
         return clean_text(self.cleaned_data["name"], multiline=False)

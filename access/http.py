@@ -7,6 +7,10 @@ import ipaddress
 from django.conf import settings
 from django.http import JsonResponse
 
+from .decorators import recently_authenticated
+from .models import ApiToken
+from .services.base import Actor
+
 # Paths whose callers are scripts: errors are JSON `{"code", "detail"}` there, pages elsewhere.
 JSON_PREFIXES = ("/api/", "/storage/", "/dl/", "/healthz", "/metrics")
 
@@ -41,3 +45,29 @@ def client_ip(request) -> str | None:
 
 def base_url(request) -> str:
     return request.build_absolute_uri("/").rstrip("/")
+
+
+def request_token(request) -> ApiToken | None:
+    """The API token the request authenticated with, or None (session or anonymous)."""
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, ApiToken) else None
+
+
+def actor_for(request) -> Actor:
+    """The acting party of a web page or API call: its user, credential, address, token, and for a session
+    whether the password was entered recently (what reviewer powers need)."""
+    user = request.user if request.user.is_authenticated else None
+    token = request_token(request)
+    if token is not None:
+        credential = f"token:{token.pk}"
+    elif user is not None:
+        credential = "session"
+    else:
+        credential = "anonymous"
+    return Actor(
+        user=user,
+        credential=credential,
+        ip=client_ip(request),
+        token=token,
+        reauthenticated=credential == "session" and recently_authenticated(request),
+    )

@@ -1,7 +1,9 @@
 import logging
 
-from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
+from django.http import HttpResponseBadRequest, HttpResponseNotFound
 from django.utils.translation import gettext as _
+
+from .http import json_error, wants_json
 
 logger = logging.getLogger(__name__)
 
@@ -16,13 +18,13 @@ class RejectNulMiddleware:
     def __call__(self, request):
         if "\x00" in request.path:
             # No object's name contains NUL, so such a path names nothing.
-            if request.path.startswith(("/api/", "/storage/", "/dl/")):
-                return JsonResponse({"code": "not_found", "detail": _("Not found.")}, status=404)
+            if wants_json(request):
+                return json_error("not_found", _("Not found."), 404)
             return HttpResponseNotFound(_("Not found."))
         if "%00" in request.META.get("QUERY_STRING", ""):
             detail = _("The request contains a NUL byte.")
-            if request.path.startswith(("/api/", "/storage/", "/dl/")):
-                return JsonResponse({"code": "invalid", "detail": detail}, status=400)
+            if wants_json(request):
+                return json_error("invalid", detail, 400)
             return HttpResponseBadRequest(detail)
         return self.get_response(request)
 
@@ -52,8 +54,8 @@ class DependencyErrorMiddleware:
         else:
             return None
         logger.warning("%s on %s: %s", code, request.path, exception)
-        if request.path.startswith(("/api/", "/storage/", "/dl/", "/healthz")) or "/resolve/" in request.path:
-            response = JsonResponse({"code": code, "detail": str(detail)}, status=503)
+        if wants_json(request):
+            response = json_error(code, detail, 503)
         else:
             response = render(request, "503.html", {"detail": detail}, status=503)
         response["Retry-After"] = "30"

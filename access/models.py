@@ -143,6 +143,12 @@ class ModelFile(TimeStamped):
         return f"{self.release.repo_id}/{self.path}"
 
 
+class AccessRequestQuerySet(models.QuerySet):
+    def open(self):
+        """Waiting on a reviewer or on the applicant: at most one per applicant and release."""
+        return self.filter(status__in=AccessRequest.OPEN_STATUSES)
+
+
 class AccessRequest(TimeStamped):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending review")
@@ -190,6 +196,8 @@ class AccessRequest(TimeStamped):
     decided_at = models.DateTimeField(null=True, blank=True)
     renewal_of = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="renewals")
 
+    objects = AccessRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
@@ -234,6 +242,12 @@ class ReasonTemplate(TimeStamped):
         return f"{self.get_kind_display()}: {self.title}"
 
 
+class GrantQuerySet(models.QuerySet):
+    def active(self, now=None):
+        """The one definition of an active grant: issued, not expired, not revoked."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
 class Grant(TimeStamped):
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
@@ -250,6 +264,8 @@ class Grant(TimeStamped):
     expired_notified_at = models.DateTimeField(null=True, blank=True)
     issued_email_sent_at = models.DateTimeField(null=True, blank=True)
 
+    objects = GrantQuerySet.as_manager()
+
     class Meta:
         ordering = ["-issued_at"]
         indexes = [models.Index(fields=["user", "release", "expires_at"], name="grant_lookup_idx")]
@@ -262,6 +278,7 @@ class Grant(TimeStamped):
 
     @property
     def is_active(self):
+        # The same rule as GrantQuerySet.active, for a row already loaded.
         return self.revoked_at is None and self.expires_at > timezone.now()
 
 
@@ -289,6 +306,10 @@ class UrlBatch(TimeStamped):
 class ApiToken(TimeStamped):
     PREFIX = "mp_"
 
+    class Scope(models.TextChoices):
+        DOWNLOAD = "download", _("Downloads")
+        REVIEW = "review", _("Downloads and reviewer actions")
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text=_("First characters of the token, shown to tell tokens apart"))
@@ -296,12 +317,17 @@ class ApiToken(TimeStamped):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.DOWNLOAD)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def can_review(self):
+        return self.scope == self.Scope.REVIEW
 
     @property
     def is_usable(self):
@@ -336,6 +362,7 @@ class DownloadEvent(models.Model):
         MANIFEST = "manifest", _("Manifest")
         HF = "hf", _("Hugging Face compatible")
         WEB = "web", _("Web")
+        RELAY = "relay", _("Relay URL (wget lists)")
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="+")

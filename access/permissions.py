@@ -1,15 +1,18 @@
 from rest_framework.permissions import BasePermission, IsAuthenticated
 
+from .http import request_token
 from .selectors import is_reviewer
 
 
 class IsReviewer(BasePermission):
-    """Holders of the review permission (the Reviewers group), whichever credential they use."""
+    """Holders of the review permission (the Reviewers group), through a session or a token created with
+    reviewer access. Decisions check the same again in the services, with the fresh-password rule."""
 
     message = "Only reviewers may do this."
 
     def has_permission(self, request, view):
-        return is_reviewer(request.user)
+        token = request_token(request)
+        return is_reviewer(request.user) and (token is None or token.can_review)
 
 
 __all__ = ["IsAuthenticated", "IsReviewer"]

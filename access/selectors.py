@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.translation import gettext as _
 
-from .models import AccessRequest, ApiToken, Grant, ModelFile, ModelRelease, UrlBatch, User
-
-
-@dataclass(frozen=True)
-class AccessDecision:
-    """Whether a user may download a release's files, and if not, the code that says what to do next."""
-
-    allowed: bool
-    code: str
-    detail: str
-    grant: Grant | None = None
-
-    @property
-    def status(self) -> int:
-        if self.allowed:
-            return 200
-        return 401 if self.code == "not_authenticated" else 403
+from .models import AccessRequest, ApiToken, Grant, ModelFile, ModelRelease, User
 
 
 def release_list(*, user: User | None = None) -> QuerySet[ModelRelease]:
@@ -89,76 +69,7 @@ def apply_url(release: ModelRelease) -> str:
 
 
 def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
-    now = timezone.now()
-    return (
-        Grant.objects.filter(user=user, release=release, revoked_at__isnull=True, expires_at__gt=now)
-        .order_by("-expires_at")
-        .first()
-    )
-
-
-def release_access_decision(*, user: User | None, release: ModelRelease) -> AccessDecision:
-    """The one rule: open releases for anyone; gated releases only with an active (issued, unexpired,
-    unrevoked) grant. A refusal names the state the user is in, so the message can say what to do next."""
-    if not release.is_gated:
-        return AccessDecision(True, "open", "")
-    if user is None or not user.is_authenticated:
-        return AccessDecision(
-            False,
-            "not_authenticated",
-            _("%(repo)s is gated. Sign in or send 'Authorization: Bearer <token>'; to get access, apply at %(url)s.")
-            % {"repo": release.repo_id, "url": apply_url(release)},
-        )
-    grant = user_active_grant(user=user, release=release)
-    if grant is not None:
-        return AccessDecision(True, "granted", "", grant)
-    open_request = (
-        AccessRequest.objects.filter(applicant=user, release=release, status__in=AccessRequest.OPEN_STATUSES)
-        .order_by("-created_at")
-        .first()
-    )
-    if open_request is not None:
-        if open_request.status == AccessRequest.Status.NEEDS_INFO:
-            detail = _("Your request for %(repo)s needs more information from you: answer the reviewer at %(url)s.")
-        else:
-            detail = _("Your request for %(repo)s is pending review; you will be emailed when it is decided (%(url)s).")
-        return AccessDecision(False, "pending", detail % {"repo": release.repo_id, "url": request_url(open_request)})
-    last_grant = Grant.objects.filter(user=user, release=release).order_by("-issued_at").first()
-    last_request = AccessRequest.objects.filter(applicant=user, release=release).order_by("-created_at").first()
-    grant_is_newest = last_grant is not None and (
-        last_request is None
-        or last_request.pk == last_grant.request_id
-        or last_request.created_at <= last_grant.issued_at
-    )
-    if grant_is_newest:
-        if last_grant.revoked_at is not None:
-            return AccessDecision(
-                False,
-                "revoked",
-                _("Your access to %(repo)s was revoked: %(reason)s")
-                % {"repo": release.repo_id, "reason": last_grant.revoke_reason or _("no reason given")},
-                last_grant,
-            )
-        return AccessDecision(
-            False,
-            "expired",
-            _("Your access to %(repo)s expired on %(date)s; ask for a renewal at %(url)s.")
-            % {"repo": release.repo_id, "date": f"{last_grant.expires_at:%Y-%m-%d}", "url": apply_url(release)},
-            last_grant,
-        )
-    if last_request is not None and last_request.status == AccessRequest.Status.REJECTED:
-        return AccessDecision(
-            False,
-            "rejected",
-            _("Your request for %(repo)s was rejected: %(reason)s")
-            % {"repo": release.repo_id, "reason": last_request.decision_reason or _("no reason given")},
-        )
-    return AccessDecision(
-        False,
-        "gated",
-        _("%(repo)s is gated: apply for access at %(url)s; downloads work once a reviewer approves.")
-        % {"repo": release.repo_id, "url": apply_url(release)},
-    )
+    return Grant.objects.active().filter(user=user, release=release).order_by("-expires_at").first()
 
 
 def request_url(access_request: AccessRequest) -> str:
@@ -183,10 +94,6 @@ def user_grants(*, user: User) -> QuerySet[Grant]:
 
 def user_grant_get(*, user: User, public_id: str) -> Grant | None:
     return user_grants(user=user).filter(public_id=public_id).first()
-
-
-def grant_current_batch(*, grant: Grant) -> UrlBatch | None:
-    return grant.batches.filter(status=UrlBatch.Status.READY).order_by("-created_at").first()
 
 
 def is_reviewer(user) -> bool:

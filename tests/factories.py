@@ -95,7 +95,7 @@ class AccessRequestFactory(factory.django.DjangoModelFactory):
 def grant_for(user, release, reviewer):
     """An approved request and its issued grant, through the same services the reviewer's click runs."""
     request = AccessRequestFactory(applicant=user, release=release)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
     return services.grant_issue(request_id=request.pk)
 
 

@@ -26,11 +26,11 @@ def portal(live_server, local_storage, settings):
     services.reviewer_add(user=reviewer)
     alice = UserFactory()
     request = AccessRequestFactory(applicant=alice, release=gated)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
     services.grant_issue(request_id=request.pk)
     AccessRequestFactory(release=gated)
     token = services.token_create(actor=services.Actor(user=alice), name="fuzz")[1]
-    reviewer_token = services.token_create(actor=services.Actor(user=reviewer), name="fuzz")[1]
+    reviewer_token = services.token_create(actor=services.Actor(user=reviewer), name="fuzz", review=True)[1]
     return {"url": live_server.url, "token": token, "reviewer_token": reviewer_token}
 
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from access import services
-from access.models import AccessRequest, ApiToken, DownloadEvent, Grant
+from access.downloads import relay_url
+from access.models import AccessRequest, ApiToken, AuditEvent, DownloadEvent, Grant, ModelRelease, User
 from access.storage import get_storage
 from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file, grant_for
 from tests.support.auth import login_recently
@@ -31,11 +32,24 @@ ROLES = [
     "approved",
     "revoked",
     "expired",
+    "inactive",
+    "unpublished",
     "other_researcher",
     "reviewer",
     "admin",
 ]
-CREDENTIALS = ["none", "session", "token", "other_token", "revoked_token", "expired_token", "malformed", "query"]
+CREDENTIALS = [
+    "none",
+    "session",
+    "stale_session",
+    "token",
+    "review_token",
+    "other_token",
+    "revoked_token",
+    "expired_token",
+    "malformed",
+    "query",
+]
 GATED_CODE = {
     "researcher": "gated",
     "pending": "pending",
@@ -43,10 +57,15 @@ GATED_CODE = {
     "rejected": "rejected",
     "revoked": "revoked",
     "expired": "expired",
+    "inactive": "account_inactive",
+    "unpublished": "not_found",
     "other_researcher": "pending",
     "reviewer": "gated",
     "admin": "gated",
 }
+REVIEWERS = ("reviewer", "admin")
+# Roles holding a grant of their own (active or not) on the gated release.
+GRANT_HOLDERS = {"approved", "revoked", "expired", "inactive", "unpublished"}
 
 
 @dataclass
@@ -56,11 +75,13 @@ class World:
     victim_request: AccessRequest | None = None
     victim_grant: Grant | None = None
     own_request: dict = field(default_factory=dict)
+    own_grant: dict = field(default_factory=dict)
+    relay: str = ""
 
 
 def build_world(role) -> World:
     gated = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
-    add_file(gated, SHARD, b"secret weights")
+    shard = add_file(gated, SHARD, b"secret weights")
     other_release = ReleaseFactory(repo_id="facebook/opt-66b", access="gated")
     reviewer = UserFactory(email="rita@portal.example")
     services.reviewer_add(user=reviewer)
@@ -73,6 +94,9 @@ def build_world(role) -> World:
     world.users["other"] = other
     world.tokens["other"] = services.token_create(actor=services.Actor(user=other), name="t")[1]
     if role == "anonymous":
+        world.relay = relay_url(shard.pk, SHARD, user_id=None, base_url="http://testserver").removeprefix(
+            "http://testserver"
+        )
         return world
     user = {
         "reviewer": reviewer,
@@ -84,9 +108,10 @@ def build_world(role) -> World:
         world.own_request[role] = AccessRequestFactory(
             applicant=user, release=gated, status=status, decided_at=timezone.now(), decision_reason="Not now."
         )
-    if role in ("approved", "revoked", "expired"):
+    if role in GRANT_HOLDERS:
         grant = grant_for(user, gated, reviewer)
         world.own_request[role] = grant.request
+        world.own_grant[role] = grant
         if role == "revoked":
             services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
         if role == "expired":
@@ -95,10 +120,21 @@ def build_world(role) -> World:
             )
     actor = services.Actor(user=user)
     world.tokens["token"] = services.token_create(actor=actor, name="valid")[1]
+    if role in REVIEWERS:
+        world.tokens["review_token"] = services.token_create(actor=actor, name="review", review=True)[1]
     revoked, world.tokens["revoked_token"] = services.token_create(actor=actor, name="revoked")
     services.token_revoke(actor=actor, token=revoked)
     expired, world.tokens["expired_token"] = services.token_create(actor=actor, name="expired")
     ApiToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    world.relay = relay_url(shard.pk, SHARD, user_id=user.pk, base_url="http://testserver").removeprefix(
+        "http://testserver"
+    )
+    # The account or release changes last: a disabled account cannot create tokens, and a grant is only
+    # issued on a published release.
+    if role == "inactive":
+        User.objects.filter(pk=user.pk).update(is_active=False)
+    if role == "unpublished":
+        ModelRelease.objects.filter(pk=gated.pk).update(published=False)
     return world
 
 
@@ -106,19 +142,24 @@ def build_world(role) -> World:
 class Endpoint:
     name: str
     method: str
-    url: str  # {victim_request} {victim_grant} {own_request} are filled in
-    kind: str  # public | gated | mine | own_object | victim_object | review | review_action | web_*
+    url: str  # {victim_request} {victim_grant} {own_request} {own_grant} {relay} are filled in
+    # public | gated | mine | own_object | victim_object | review | review_action | relay | web_*
+    kind: str
     body: dict | None = None
     ok: int = 200
 
 
 ENDPOINTS = [
     Endpoint("models", "get", "/api/v1/models", "public"),
-    Endpoint("model", "get", "/api/v1/models/facebook/opt-175b", "public"),
+    Endpoint("model", "get", "/api/v1/models/facebook/opt-175b", "release"),
     Endpoint("file", "get", f"/api/v1/models/facebook/opt-175b/files/{SHARD}", "gated", ok=302),
     Endpoint("file-head", "head", f"/api/v1/models/facebook/opt-175b/files/{SHARD}", "gated", ok=302),
     Endpoint("manifest", "get", "/api/v1/models/facebook/opt-175b/manifest", "gated"),
     Endpoint("manifest-wget", "get", "/api/v1/models/facebook/opt-175b/manifest?format=wget", "gated"),
+    Endpoint("hf-tree", "get", "/api/models/facebook/opt-175b/tree/main?recursive=true", "gated"),
+    Endpoint("hf-resolve", "get", f"/facebook/opt-175b/resolve/main/{SHARD}", "gated", ok=302),
+    Endpoint("hf-resolve-head", "head", f"/facebook/opt-175b/resolve/main/{SHARD}", "gated", ok=302),
+    Endpoint("relay", "get", "{relay}", "relay", ok=302),
     Endpoint("my-requests", "get", "/api/v1/access-requests", "mine"),
     Endpoint("my-grants", "get", "/api/v1/grants", "mine"),
     Endpoint("own-request", "get", "/api/v1/access-requests/{own_request}", "own_object"),
@@ -140,6 +181,9 @@ ENDPOINTS = [
     Endpoint("web-victim-request", "get", "/requests/{victim_request}/", "web_victim"),
     Endpoint("web-victim-grant", "get", "/grants/{victim_grant}/", "web_victim"),
     Endpoint("web-victim-batch", "get", "/grants/{victim_grant}/batch.json", "web_victim"),
+    Endpoint("web-own-grant", "get", "/grants/{own_grant}/", "web_own_grant"),
+    Endpoint("web-own-batch", "get", "/grants/{own_grant}/batch.json", "web_own_batch"),
+    Endpoint("web-own-batch-wget", "get", "/grants/{own_grant}/batch.wget", "web_own_batch"),
     Endpoint("web-tokens", "get", "/tokens/", "web_mine"),
     Endpoint("web-review", "get", "/review/", "web_review"),
     Endpoint("web-review-request", "get", "/review/requests/{victim_request}/", "web_review"),
@@ -150,63 +194,100 @@ ENDPOINTS = [
 ]
 
 BAD_TOKEN_CODE = {"revoked_token": "token_revoked", "expired_token": "token_expired", "malformed": "invalid_token"}
+SESSIONS = ("session", "stale_session")
 
 
 def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
     """(status, code or None) the access rules promise."""
-    is_web = endpoint.kind.startswith("web_")
-    if is_web:
-        # Web pages know only the session cookie; any Authorization header or query token is ignored.
-        who = role if credential == "session" else "anonymous"
+    if endpoint.kind == "relay":
+        # The ticket is the credential: it names the user it was issued to, whatever else the caller sends.
+        if role == "anonymous":
+            return 401, "not_authenticated"
+        return (302, None) if role == "approved" else (404 if role == "unpublished" else 403, GATED_CODE[role])
+    if endpoint.kind.startswith("web_"):
+        # Web pages know only the session cookie; any Authorization header or query token is ignored, and a
+        # disabled account's session signs nobody in.
+        if role == "inactive" and credential in SESSIONS:
+            return 302, None  # the CSRF check passes, then the disabled account is sent to sign in
+        who = role if credential in SESSIONS else "anonymous"
         if who == "anonymous":
             # A form post without the session's CSRF token fails the CSRF check before anything else.
             return (403, None) if endpoint.method == "post" else (302, None)
-        reviewer = who in ("reviewer", "admin")
-        if endpoint.kind == "web_mine":
-            return 200, None
-        if endpoint.kind == "web_victim":
-            return 404, None
-        if endpoint.kind == "web_review":
-            return (200, None) if reviewer else (404, None)
-        if endpoint.kind == "web_review_action":
-            return (302, None) if reviewer else (404, None)
+        reviewer = who in REVIEWERS
+        match endpoint.kind:
+            case "web_mine" | "web_own_grant":
+                return 200, None
+            case "web_own_batch":
+                # Only an active grant on a published release hands out its batch; others go back to the page.
+                return (200, None) if who == "approved" else (302, None)
+            case "web_victim":
+                return 404, None
+            case "web_review":
+                return (200, None) if reviewer else (404, None)
+            case "web_review_action":
+                if not reviewer:
+                    return 404, None
+                # A stale session is sent to enter its password again; a fresh one decides.
+                return 302, None
+    if role == "inactive" and credential in ("token", "revoked_token", "expired_token"):
+        return 401, "invalid_token"  # a disabled account's tokens are unknown, whatever their own state
     if credential in BAD_TOKEN_CODE:
         return 401, BAD_TOKEN_CODE[credential]
     who = {"none": "anonymous", "query": "anonymous", "other_token": "other_researcher_token"}.get(credential, role)
     if who == "other_researcher_token":
         who = "researcher"  # the other user holds no request and no grant
+    if role == "unpublished" and endpoint.kind in ("release", "gated"):
+        return 404, "not_found"  # an unpublished release does not exist for anyone but reviewers
+    if role == "inactive" and credential in SESSIONS:
+        return _anonymous(endpoint)  # a disabled account's session signs nobody in
     if who == "anonymous":
-        if endpoint.kind == "public":
-            return endpoint.ok, None
-        return 401, "not_authenticated"
-    reviewer = who in ("reviewer", "admin")
+        return _anonymous(endpoint)
+    reviewer = who in REVIEWERS
+    scoped = credential in (*SESSIONS, "review_token")  # credentials that carry reviewer powers
     match endpoint.kind:
         case "public" | "mine":
             return endpoint.ok, None
+        case "release":
+            return endpoint.ok, None
         case "gated":
-            return (endpoint.ok, None) if who == "approved" else (401 if who == "anonymous" else 403, GATED_CODE[who])
+            return (endpoint.ok, None) if who == "approved" else (403, GATED_CODE[who])
         case "own_object":
-            return (200, None) if has_own and credential in ("session", "token") else (404, "not_found")
+            return (200, None) if has_own and credential != "other_token" else (404, "not_found")
         case "victim_object":
             return 404, "not_found"
         case "review":
-            return (200, None) if reviewer else (403, "permission_denied")
+            return (200, None) if reviewer and scoped else (403, "permission_denied")
         case "review_action":
-            return (200, None) if reviewer else (403, "permission_denied")
+            if not (reviewer and scoped):
+                return 403, "permission_denied"
+            if credential == "stale_session":
+                return 403, "reauthentication_required"
+            return 200, None
     raise AssertionError(endpoint)
+
+
+def _anonymous(endpoint: Endpoint):
+    if endpoint.kind in ("public", "release"):
+        return endpoint.ok, None
+    return 401, "not_authenticated"
 
 
 def make_client(world: World, role: str, credential: str) -> APIClient | None:
     client = APIClient(enforce_csrf_checks=True)
     user = world.users.get(role)
-    if credential in ("session", "token", "revoked_token", "expired_token") and user is None:
+    if credential in ("session", "stale_session", "token", "revoked_token", "expired_token") and user is None:
         return None  # an anonymous visitor has no session or tokens of its own
-    if credential == "session":
-        login_recently(client, user)
+    if credential == "review_token" and credential not in world.tokens:
+        return None  # only reviewers can create one
+    if credential in SESSIONS:
+        if credential == "session":
+            login_recently(client, user)
+        else:
+            client.force_login(user)  # signed in, but the password was not entered recently
         secret = _get_new_csrf_string()
         client.cookies["csrftoken"] = secret
         client.credentials(HTTP_X_CSRFTOKEN=_mask_cipher_secret(secret))
-    elif credential in ("token", "revoked_token", "expired_token"):
+    elif credential in ("token", "review_token", "revoked_token", "expired_token"):
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.tokens[credential]}")
     elif credential == "other_token":
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.tokens['other']}")
@@ -216,12 +297,13 @@ def make_client(world: World, role: str, credential: str) -> APIClient | None:
 
 
 # Roles that own a request of their own; the own-request endpoint is only asked of them.
-OWNERS = {"pending", "needs_info", "rejected", "approved", "revoked", "expired", "other_researcher"}
+OWNERS = {"pending", "needs_info", "rejected", "other_researcher", *GRANT_HOLDERS}
 CASES = [
     pytest.param(endpoint, role, id=f"{endpoint.name}-{role}")
     for endpoint in ENDPOINTS
     for role in ROLES
-    if "{own_request}" not in endpoint.url or role in OWNERS
+    if ("{own_request}" not in endpoint.url or role in OWNERS)
+    and ("{own_grant}" not in endpoint.url or role in GRANT_HOLDERS)
 ]
 
 
@@ -229,6 +311,7 @@ CASES = [
 def test_attack_matrix(local_storage, endpoint, role):
     world = build_world(role)
     own = world.own_request.get(role)
+    own_grant = world.own_grant.get(role)
     failures = []
     checked = 0
     for credential in CREDENTIALS:
@@ -239,12 +322,15 @@ def test_attack_matrix(local_storage, endpoint, role):
             victim_request=world.victim_request.public_id,
             victim_grant=world.victim_grant.public_id,
             own_request=own.public_id if own else "",
+            own_grant=own_grant.public_id if own_grant else "",
+            relay=world.relay,
         )
         if credential == "query":
             secret = world.tokens.get("token") or world.tokens["other"]
             url += ("&" if "?" in url else "?") + f"token={secret}&access_token={secret}"
         state_before = _state(world)
         downloads_before = DownloadEvent.objects.count()
+        refusals_before = AuditEvent.objects.filter(action="download.refused").count()
         if endpoint.kind.startswith("web_"):
             response = getattr(client, endpoint.method)(url, endpoint.body or {})
         else:
@@ -252,11 +338,24 @@ def test_attack_matrix(local_storage, endpoint, role):
         status, code = expected(endpoint, role, credential, own is not None)
         got_code = None
         if response.get("Content-Type", "").startswith("application/json") and endpoint.method != "head":
-            got_code = response.json().get("code")
+            body = response.json()
+            got_code = body.get("code") if isinstance(body, dict) else None
         if response.status_code != status or (code and endpoint.method != "head" and got_code != code):
             failures.append(f"{credential}: expected {status} {code}, got {response.status_code} {got_code}")
-        if status >= 400 and (_state(world) != state_before or DownloadEvent.objects.count() != downloads_before):
+        refused = status >= 400 or (endpoint.kind == "web_own_batch" and status == 302)
+        if refused and (_state(world) != state_before or DownloadEvent.objects.count() != downloads_before):
             failures.append(f"{credential}: a refused call changed state")
+        # A tree listing is decided by the gate but hands out no URL, so it records no download.
+        downloaded = endpoint.kind in ("gated", "relay", "web_own_batch") and endpoint.name != "hf-tree" and not refused
+        if downloaded and DownloadEvent.objects.count() != downloads_before + 1:
+            failures.append(f"{credential}: an allowed download left no DownloadEvent")
+        if refused and code in GATED_CODE.values() and code != "not_found" and endpoint.kind in ("gated", "relay"):
+            # Every refusal the gate gives is audited with the code the caller was given.
+            last = AuditEvent.objects.filter(action="download.refused").order_by("-id").first()
+            if AuditEvent.objects.filter(action="download.refused").count() != refusals_before + 1 or (
+                last.data["code"] != code
+            ):
+                failures.append(f"{credential}: the refusal {code} was not audited with its code")
         checked += 1
         _reset(world)
     assert checked

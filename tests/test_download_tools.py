@@ -56,7 +56,7 @@ def granted(portal, alice):
     for path, content in FILES.items():
         add_file(release, path, content)
     access_request = AccessRequestFactory(applicant=alice, release=release)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=access_request, action="approve")
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=access_request)
     services.grant_issue(request_id=access_request.pk)
     return release, services.token_create(actor=services.Actor(user=alice), name="tools")[1]
 

@@ -204,17 +204,17 @@ def test_expiry_warns_then_notifies_once(alice, release, reviewer):
 
 def test_a_renewal_goes_to_the_queue_linked_to_the_old_grant(alice, release, reviewer):
     grant = grant_for(alice, release, reviewer)
-    renewal = services.grant_request_renewal(actor=services.Actor(user=alice), grant=grant)
+    renewal = services.request_renew(actor=services.Actor(user=alice), grant=grant)
     assert renewal.status == "pending" and renewal.renewal_of == grant
     assert renewal.intended_use == grant.request.intended_use
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=renewal, action="approve")
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=renewal)
     new_grant = services.grant_issue(request_id=renewal.pk)
     assert new_grant.pk != grant.pk and new_grant.expires_at > grant.expires_at
 
 
 def test_reconcile_reissues_approvals_whose_message_was_lost(alice, release, reviewer):
     request = AccessRequestFactory(applicant=alice, release=release)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
     assert not Grant.objects.filter(request=request).exists()  # the on-commit message never ran here
     assert services.grants_reconcile(older_than=timedelta(0)) == [request.pk]
     assert Grant.objects.filter(request=request).count() == 1
@@ -223,7 +223,10 @@ def test_reconcile_reissues_approvals_whose_message_was_lost(alice, release, rev
 
 def test_reviewers_revoke_through_the_api(alice, release, reviewer):
     grant = grant_for(alice, release, reviewer)
-    client = bearer(token_for(reviewer)[1])
+    plain = bearer(token_for(reviewer)[1])
+    response = plain.post(f"/api/v1/review/grants/{grant.public_id}/revoke", {"reason": "Breach"}, format="json")
+    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    client = bearer(token_for(reviewer, review=True)[1])
     response = client.post(f"/api/v1/review/grants/{grant.public_id}/revoke", {"reason": "Breach"}, format="json")
     assert response.status_code == 200 and response.json()["active"] is False
     response = bearer(token_for(alice)[1]).post(

@@ -179,7 +179,7 @@ def test_no_token_secret_is_ever_logged(caplog, gated, alice, client):
     reviewer = UserFactory()
     services.reviewer_add(user=reviewer)
     request = AccessRequestFactory(applicant=alice, release=gated)
-    services.request_decide(actor=services.Actor(user=reviewer), access_request=request, action="approve")
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
     services.grant_issue(request_id=request.pk)
     token, secret = services.token_create(actor=services.Actor(user=alice), name="t")
     api = APIClient()

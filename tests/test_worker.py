@@ -26,9 +26,7 @@ def opt_175b(settings):
 
 def approve(request, reviewer):
     enqueued = services.Enqueued()
-    services.request_decide(
-        actor=services.Actor(user=reviewer), access_request=request, action="approve", enqueued=enqueued
-    )
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=request, enqueued=enqueued)
     return enqueued
 
 

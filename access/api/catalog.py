@@ -1,8 +1,5 @@
 """Releases, their files, per-file redirects and manifests."""
 
-import ipaddress
-
-from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -11,40 +8,13 @@ from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import downloads, manifests, selectors, services
-from ..models import ApiToken, DownloadEvent
+from .. import downloads, manifests, selectors
+from ..http import actor_for, base_url
+from ..models import DownloadEvent
 from .errors import ApiError
 from .pagination import Pagination
 
 ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
-
-
-def request_token(request):
-    """The API token the request authenticated with, or None (session or anonymous)."""
-    return request.auth if isinstance(request.auth, ApiToken) else None
-
-
-def actor_for(request) -> services.Actor:
-    token = request_token(request)
-    credential = f"token:{token.pk}" if token else ("session" if request.user.is_authenticated else "anonymous")
-    return services.Actor(
-        user=request.user if request.user.is_authenticated else None, credential=credential, ip=client_ip(request)
-    )
-
-
-def client_ip(request) -> str | None:
-    """The caller's address: REMOTE_ADDR, or behind a load balancer the address it appended to X-Forwarded-For."""
-    if settings.BEHIND_PROXY:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
-        try:
-            return str(ipaddress.ip_address(forwarded))
-        except ValueError:
-            pass  # absent or not an address: fall back to the peer
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def base_url(request) -> str:
-    return request.build_absolute_uri("/").rstrip("/")
 
 
 def get_release_or_404(request, repo_id, *, with_totals=False):
@@ -54,10 +24,10 @@ def get_release_or_404(request, repo_id, *, with_totals=False):
     return release
 
 
-def require_access(request, release, *, via: str, path: str = "") -> selectors.AccessDecision:
-    decision = selectors.release_access_decision(user=request.user, release=release)
+def require_access(request, release, *, via: str, path: str = "") -> downloads.AccessDecision:
+    """The gate's decision for this call, or its refusal as the API's JSON error."""
+    decision = downloads.authorize(actor=actor_for(request), release=release, via=via, path=path)
     if not decision.allowed:
-        services.download_refused(actor=actor_for(request), release=release, code=decision.code, via=via, path=path)
         raise ApiError(decision.detail, decision.code, decision.status)
     return decision
 
@@ -124,15 +94,7 @@ class FileDownloadApi(APIView):
             raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
         release = file.release
         decision = require_access(request, release, via=DownloadEvent.Via.API, path=file.path)
-        url = downloads.signed_file_url(file, base_url=base_url(request))
-        services.download_record(
-            actor=actor_for(request),
-            release=release,
-            file=file,
-            token=request_token(request),
-            grant=decision.grant,
-            via=DownloadEvent.Via.API,
-        )
+        url = downloads.issue_file(decision, file, base_url=base_url(request))
         response = HttpResponseRedirect(url)
         response["Cache-Control"] = "no-store"
         response["X-Checksum-Sha256"] = file.sha256
@@ -157,17 +119,7 @@ class ManifestApi(APIView):
             )
         release = get_release_or_404(request, repo_id)
         decision = require_access(request, release, via=DownloadEvent.Via.MANIFEST)
-        entries, expires_at = downloads.manifest_entries(
-            release, base_url=base_url(request), user_id=request.user.pk, wget=fmt == "wget", urls=fmt != "sha256sum"
-        )
-        services.download_record(
-            actor=actor_for(request),
-            release=release,
-            token=request_token(request),
-            grant=decision.grant,
-            via=DownloadEvent.Via.MANIFEST,
-            manifest_format=fmt,
-        )
+        entries, expires_at = downloads.issue_manifest(decision, fmt=fmt, base_url=base_url(request))
         body = manifests.render(
             fmt, repo_id=release.repo_id, revision=release.revision, expires_at=expires_at, entries=entries
         )

@@ -33,7 +33,10 @@ def _flatten(detail):
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        return error_response(exc.code, str(exc), 409 if exc.code == "invalid_transition" else 400)
+        response = error_response(exc.code, str(exc), exc.status)
+        if exc.field:
+            response.data["fields"] = {exc.field: [str(exc)]}
+        return response
     if isinstance(exc, StorageError):
         return error_response(
             "storage_unavailable", _("File storage is unavailable; try again shortly."), 503, {"Retry-After": "30"}

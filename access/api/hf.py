@@ -29,9 +29,9 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import downloads, selectors, services
+from .. import downloads, selectors
+from ..http import actor_for, base_url
 from ..models import DownloadEvent, ModelRelease
-from .catalog import actor_for, base_url, request_token
 from .errors import ApiError
 
 DEFAULT_BRANCH = "main"
@@ -108,12 +108,11 @@ class HfApiView(APIView):
                 "RevisionNotFound",
             )
 
-    def require_access(self, release: ModelRelease, path: str = "") -> selectors.AccessDecision:
-        decision = selectors.release_access_decision(user=self.request.user, release=release)
+    def require_access(self, release: ModelRelease, path: str = "") -> downloads.AccessDecision:
+        decision = downloads.authorize(
+            actor=actor_for(self.request), release=release, via=DownloadEvent.Via.HF, path=path
+        )
         if not decision.allowed:
-            services.download_refused(
-                actor=actor_for(self.request), release=release, code=decision.code, via=DownloadEvent.Via.HF, path=path
-            )
             raise hf_error(decision.detail, decision.code, decision.status, "GatedRepo")
         return decision
 
@@ -219,16 +218,7 @@ class ResolveApi(HfApiView):
         if file is None:
             raise entry_not_found(release, _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id})
         decision = self.require_access(release, path=file.path)
-        url = downloads.signed_file_url(file, base_url=base_url(request))
-        token = request_token(request)
-        services.download_record(
-            actor=actor_for(request),
-            release=release,
-            file=file,
-            token=token,
-            grant=decision.grant,
-            via=DownloadEvent.Via.HF,
-        )
+        url = downloads.issue_file(decision, file, base_url=base_url(request))
         response = HttpResponseRedirect(url)
         response["Cache-Control"] = "no-store"
         response["X-Repo-Commit"] = release.revision

@@ -8,10 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..forms import INTENDED_USE_MIN, clean_text
+from ..forms import INTENDED_USE_MIN
+from ..http import actor_for
 from ..models import AccessRequest, Grant
 from ..permissions import IsAuthenticated, IsReviewer
-from .catalog import ERROR, actor_for
+from ..text import clean_text
+from .catalog import ERROR
 from .errors import ApiError
 from .pagination import Pagination
 
@@ -160,9 +162,7 @@ class AccessRequestWithdrawApi(APIView):
         access_request = selectors.user_request_get(user=request.user, public_id=public_id)
         if access_request is None:
             raise ApiError(_("Not found."), "not_found", 404)
-        access_request = services.request_decide(
-            actor=actor_for(request), access_request=access_request, action="withdraw"
-        )
+        access_request = services.request_withdraw(actor=actor_for(request), access_request=access_request)
         return Response(RequestOutput(access_request).data)
 
 
@@ -208,8 +208,12 @@ class ReviewRequestListApi(generics.ListAPIView):
 
 
 class ReviewDecisionApi(APIView):
+    """One decision on a request; subclasses name the service that makes it."""
+
     permission_classes = [IsAuthenticated, IsReviewer]
-    action = ""
+
+    def decide(self, actor, access_request, reason, enqueued):
+        raise NotImplementedError
 
     @extend_schema(
         request=ReasonInput, responses={200: RequestOutput, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR}
@@ -221,17 +225,26 @@ class ReviewDecisionApi(APIView):
         if access_request is None:
             raise ApiError(_("Not found."), "not_found", 404)
         enqueued = services.Enqueued()
-        access_request = services.request_decide(
-            actor=actor_for(request),
-            access_request=access_request,
-            action=self.action,
-            reason=data.validated_data["reason"],
-            enqueued=enqueued,
-        )
+        access_request = self.decide(actor_for(request), access_request, data.validated_data["reason"], enqueued)
         body = RequestOutput(access_request).data
-        if self.action == "approve":
+        if isinstance(self, ReviewApproveApi):
             body["grant_issuance"] = "delayed" if enqueued.ok is False else "queued"
         return Response(body)
+
+
+class ReviewApproveApi(ReviewDecisionApi):
+    def decide(self, actor, access_request, reason, enqueued):
+        return services.request_approve(actor=actor, access_request=access_request, reason=reason, enqueued=enqueued)
+
+
+class ReviewRejectApi(ReviewDecisionApi):
+    def decide(self, actor, access_request, reason, enqueued):
+        return services.request_reject(actor=actor, access_request=access_request, reason=reason)
+
+
+class ReviewAskInfoApi(ReviewDecisionApi):
+    def decide(self, actor, access_request, reason, enqueued):
+        return services.request_ask_info(actor=actor, access_request=access_request, question=reason)
 
 
 class ReviewGrantRevokeApi(APIView):

@@ -27,17 +27,17 @@ urlpatterns = [
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(
         r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/approve/?$",
-        requests.ReviewDecisionApi.as_view(action="approve"),
+        requests.ReviewApproveApi.as_view(),
         name="api-review-approve",
     ),
     re_path(
         r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/reject/?$",
-        requests.ReviewDecisionApi.as_view(action="reject"),
+        requests.ReviewRejectApi.as_view(),
         name="api-review-reject",
     ),
     re_path(
         r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/request-info/?$",
-        requests.ReviewDecisionApi.as_view(action="request_info"),
+        requests.ReviewAskInfoApi.as_view(),
         name="api-review-request-info",
     ),
     re_path(

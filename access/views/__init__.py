@@ -12,7 +12,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from .. import selectors
+from .. import downloads, selectors
+from ..http import base_url, json_error, wants_json
 from ..storage import get_storage
 
 CLIENT_SCRIPT = Path(__file__).resolve().parent.parent / "client" / "download.py"
@@ -28,12 +29,12 @@ def release_detail(request, repo_id):
     release = selectors.release_get(repo_id=repo_id, user=request.user)
     if release is None:
         raise Http404
-    decision = selectors.release_access_decision(user=request.user, release=release)
+    decision = downloads.access_state(user=request.user, release=release)
     context = {
         "release": release,
         "files": selectors.release_files(release=release),
         "decision": decision,
-        "portal_url": request.build_absolute_uri("/").rstrip("/"),
+        "portal_url": base_url(request),
     }
     return render(request, "access/release_detail.html", context)
 
@@ -81,27 +82,21 @@ def healthz(request):
     )
 
 
-def _wants_json(request) -> bool:
-    return request.path.startswith("/api/") or request.path.startswith("/storage/") or request.path.startswith("/dl/")
-
-
 def page_not_found(request, exception=None):
-    if _wants_json(request):
-        return JsonResponse({"code": "not_found", "detail": _("Not found.")}, status=404)
+    if wants_json(request):
+        return json_error("not_found", _("Not found."), 404)
     return render(request, "404.html", status=404)
 
 
 def server_error(request):
-    if _wants_json(request):
-        return JsonResponse({"code": "server_error", "detail": _("Internal error; it has been logged.")}, status=500)
+    if wants_json(request):
+        return json_error("server_error", _("Internal error; it has been logged."), 500)
     return render(request, "500.html", status=500)
 
 
 def csrf_failure(request, reason=""):
-    if _wants_json(request):
-        return JsonResponse(
-            {"code": "csrf_failed", "detail": _("CSRF check failed; send the X-CSRFToken header.")}, status=403
-        )
+    if wants_json(request):
+        return json_error("csrf_failed", _("CSRF check failed; send the X-CSRFToken header."), 403)
     return render(request, "403_csrf.html", status=403)
 
 
@@ -111,5 +106,5 @@ def downloading(request):
     release = selectors.release_get(repo_id=repo_id, user=request.user) if repo_id else None
     if release is None:
         release = selectors.release_list(user=request.user).filter(access="gated").first()
-    context = {"release": release, "portal_url": request.build_absolute_uri("/").rstrip("/")}
+    context = {"release": release, "portal_url": base_url(request)}
     return render(request, "access/downloading.html", context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allauth.core.exceptions import ReauthenticationRequired
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
@@ -10,9 +11,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from .. import downloads, manifests, selectors, services
+from ..decorators import recently_authenticated
 from ..forms import TokenForm
+from ..http import actor_for, base_url
 from ..models import ApiToken, DownloadEvent, UrlBatch
-from .requests import web_actor
 
 
 def _own_grant(request, public_id):
@@ -32,16 +34,16 @@ def my_grants(request):
 @require_safe
 def grant_detail(request, public_id):
     grant = _own_grant(request, public_id)
-    decision = selectors.release_access_decision(user=request.user, release=grant.release)
-    active = decision.allowed and decision.grant is not None and decision.grant.pk == grant.pk
+    decision = downloads.access_state(user=request.user, release=grant.release, grant=grant)
+    active = decision.allowed
     context = {
         "grant": grant,
         "active": active,
         "decision": decision,
-        "batch": selectors.grant_current_batch(grant=grant) if active else None,
+        "batch": downloads.current_batch(grant) if active else None,
         "pending_batch": grant.batches.filter(status=UrlBatch.Status.PENDING).first() if active else None,
         "files": grant.release.files.order_by("path"),
-        "portal_url": request.build_absolute_uri("/").rstrip("/"),
+        "portal_url": base_url(request),
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
     }
@@ -54,7 +56,7 @@ def grant_batch_status(request, public_id):
     """Polled by the grant page while a refreshed batch is being issued."""
     grant = _own_grant(request, public_id)
     pending = grant.batches.filter(status=UrlBatch.Status.PENDING).exists()
-    current = selectors.grant_current_batch(grant=grant)
+    current = downloads.current_batch(grant)
     return JsonResponse({"pending": pending, "ready_batch": current.public_id if current else None})
 
 
@@ -65,31 +67,20 @@ def grant_batch_download(request, public_id, fmt):
     grant = _own_grant(request, public_id)
     if fmt not in manifests.FORMATS:
         raise Http404
-    decision = selectors.release_access_decision(user=request.user, release=grant.release)
-    batch = selectors.grant_current_batch(grant=grant)
-    if not decision.allowed or batch is None:
+    decision = downloads.authorize(
+        actor=actor_for(request), release=grant.release, via=DownloadEvent.Via.WEB, grant=grant, path=f"batch.{fmt}"
+    )
+    batch = downloads.current_batch(grant) if decision.allowed else None
+    if batch is None:
         messages.error(request, decision.detail or _("No download links are ready yet."))
         return redirect("grant-detail", public_id=public_id)
-    entries = batch.urls
-    if fmt == "wget" and any("?" in e["url"] for e in entries):
-        # wget names files after the URL: S3 URLs would leave query strings in the names, so the list gets relay
-        # URLs that end in the file name (and check the grant again when followed).
-        file_ids = dict(grant.release.files.values_list("path", "pk"))
-        base = request.build_absolute_uri("/")
-        entries = [
-            {**e, "wget_url": downloads.relay_url(file_ids[e["path"]], e["path"], user_id=grant.user_id, base_url=base)}
-            for e in entries
-            if e["path"] in file_ids
-        ]
+    entries, _expires = downloads.issue_manifest(decision, fmt=fmt, base_url=base_url(request), entries=batch.urls)
     body = manifests.render(
         fmt,
         repo_id=grant.release.repo_id,
         revision=grant.release.revision,
-        expires_at=batch.expires_at.isoformat() if batch.expires_at else "",
+        expires_at=downloads.iso(batch.expires_at),
         entries=entries,
-    )
-    services.download_record(
-        actor=web_actor(request), release=grant.release, grant=grant, via=DownloadEvent.Via.WEB, manifest_format=fmt
     )
     response = HttpResponse(body, content_type=manifests.FORMATS[fmt])
     response["Content-Disposition"] = f'attachment; filename="{grant.release.name}-{manifests.FILENAMES[fmt]}"'
@@ -102,7 +93,7 @@ def grant_batch_download(request, public_id, fmt):
 def grant_refresh(request, public_id):
     grant = _own_grant(request, public_id)
     try:
-        services.grant_refresh_links(actor=web_actor(request), grant=grant)
+        services.grant_refresh_links(actor=actor_for(request), grant=grant)
     except services.ServiceError as exc:
         messages.error(request, str(exc))
     else:
@@ -115,7 +106,7 @@ def grant_refresh(request, public_id):
 def grant_renew(request, public_id):
     grant = _own_grant(request, public_id)
     try:
-        access_request = services.grant_request_renewal(actor=web_actor(request), grant=grant)
+        access_request = services.request_renew(actor=actor_for(request), grant=grant)
     except services.OpenRequestExists as exc:
         messages.info(request, str(exc))
         return redirect("my-requests")
@@ -134,14 +125,22 @@ NEW_TOKEN_SESSION_KEY = "access.new_token"  # noqa: S105 (a session key name, no
 def tokens(request):
     """Create and list tokens. A created token's secret goes through the session to the page the browser is
     redirected to, so it is shown exactly once and reloading cannot create a second token."""
-    form = TokenForm(request.POST or None)
+    reviewer = selectors.is_reviewer(request.user)
+    form = TokenForm(request.POST or None, reviewer=reviewer)
     if request.method == "POST" and form.is_valid():
+        review = reviewer and form.cleaned_data.get("review")
+        if review and not recently_authenticated(request):
+            # Reviewer powers need the password again; allauth brings the browser back here afterwards.
+            raise ReauthenticationRequired()
         try:
             _token, secret = services.token_create(
-                actor=web_actor(request), name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
+                actor=actor_for(request),
+                name=form.cleaned_data["name"],
+                expires_at=form.cleaned_data["expires_at"],
+                review=review,
             )
         except services.ServiceError as exc:
-            form.add_error("expires_at", str(exc))
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             request.session[NEW_TOKEN_SESSION_KEY] = secret
             return redirect("tokens")
@@ -161,6 +160,6 @@ def token_revoke(request, pk):
     token = ApiToken.objects.filter(user=request.user, pk=pk).first()
     if token is None:
         raise Http404
-    services.token_revoke(actor=web_actor(request), token=token)
+    services.token_revoke(actor=actor_for(request), token=token)
     messages.success(request, _("Token %(prefix)s… revoked.") % {"prefix": token.prefix})
     return redirect("tokens")

@@ -9,18 +9,10 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import selectors, services
-from ..api.catalog import client_ip
+from .. import downloads, selectors, services
 from ..forms import AccessRequestForm, AnswerForm
+from ..http import actor_for
 from ..models import AccessRequest
-
-
-def web_actor(request) -> services.Actor:
-    return services.Actor(
-        user=request.user if request.user.is_authenticated else None,
-        credential="session",
-        ip=client_ip(request),
-    )
 
 
 def _previous_answers(user, release) -> dict:
@@ -40,10 +32,8 @@ def apply(request, repo_id):
     if not services.email_verified(request.user):
         messages.error(request, _("Verify your email address before applying; we sent you a link."))
         return redirect("account_email")
-    decision = selectors.release_access_decision(user=request.user, release=release)
-    existing = AccessRequest.objects.filter(
-        applicant=request.user, release=release, status__in=AccessRequest.OPEN_STATUSES
-    ).first()
+    decision = downloads.access_state(user=request.user, release=release)
+    existing = AccessRequest.objects.open().filter(applicant=request.user, release=release).first()
     if existing is not None:
         messages.info(request, _("You already have an open request for this release."))
         return redirect("request-detail", public_id=existing.public_id)
@@ -55,7 +45,7 @@ def apply(request, repo_id):
         data = {**form.cleaned_data, "country": form.cleaned_data["country"]}
         try:
             access_request = services.request_submit(
-                actor=web_actor(request),
+                actor=actor_for(request),
                 release=release,
                 data=data,
                 license_accepted=form.cleaned_data["accept_license"],
@@ -88,11 +78,8 @@ def request_detail(request, public_id):
     form = AnswerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.request_decide(
-                actor=web_actor(request),
-                access_request=access_request,
-                action="answer",
-                reason=form.cleaned_data["answer"],
+            services.request_answer(
+                actor=actor_for(request), access_request=access_request, answer=form.cleaned_data["answer"]
             )
         except services.ServiceError as exc:
             messages.error(request, str(exc))
@@ -115,7 +102,7 @@ def request_withdraw(request, public_id):
     if access_request is None:
         raise Http404
     try:
-        services.request_decide(actor=web_actor(request), access_request=access_request, action="withdraw")
+        services.request_withdraw(actor=actor_for(request), access_request=access_request)
     except services.ServiceError as exc:
         messages.error(request, str(exc))
     else:

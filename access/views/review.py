@@ -9,7 +9,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -21,8 +21,8 @@ from django_countries import countries
 from .. import selectors, services
 from ..decorators import recent_login_required
 from ..forms import BulkDecisionForm, DecisionForm, RevokeForm
+from ..http import actor_for
 from ..models import AccessRequest, AuditEvent, DownloadEvent, Grant, ModelRelease
-from .requests import web_actor
 
 
 def reviewer_required(view):
@@ -96,14 +96,14 @@ def detail(request, public_id):
     form = DecisionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         enqueued = services.Enqueued()
+        action, reason, actor = form.cleaned_data["action"], form.cleaned_data["reason"], actor_for(request)
         try:
-            services.request_decide(
-                actor=web_actor(request),
-                access_request=access_request,
-                action=form.cleaned_data["action"],
-                reason=form.cleaned_data["reason"],
-                enqueued=enqueued,
-            )
+            if action == "approve":
+                services.request_approve(actor=actor, access_request=access_request, reason=reason, enqueued=enqueued)
+            elif action == "reject":
+                services.request_reject(actor=actor, access_request=access_request, reason=reason)
+            else:
+                services.request_ask_info(actor=actor, access_request=access_request, question=reason)
         except services.ServiceError as exc:
             messages.error(request, str(exc))
         else:
@@ -127,10 +127,23 @@ def detail(request, public_id):
         "r": access_request,
         "form": form,
         "history": history,
+        "renewed_grant_events": _grant_history(access_request.renewal_of),
         "events": access_request.events.select_related("actor").order_by("created_at", "id"),
         "grant": Grant.objects.filter(request=access_request).first(),
     }
     return render(request, "access/review/detail.html", context)
+
+
+def _grant_history(grant: Grant | None):
+    """Everything that happened to the grant a renewal would extend (issue, batches, revocation, expiry), and to
+    the request that led to it: a reviewer deciding a renewal sees why access ended, if it did."""
+    if grant is None:
+        return []
+    return (
+        AuditEvent.objects.filter(Q(target_type="Grant", target_id=grant.public_id) | Q(request_id=grant.request_id))
+        .select_related("actor")
+        .order_by("created_at", "id")
+    )
 
 
 @reviewer_required
@@ -142,8 +155,8 @@ def bulk(request):
     if not form.is_valid() or not ids:
         messages.error(request, _("Choose requests and an action (a rejection needs a reason)."))
     else:
-        result = services.request_bulk_decide(
-            actor=web_actor(request),
+        result = services.requests_decide_many(
+            actor=actor_for(request),
             public_ids=ids,
             action=form.cleaned_data["action"],
             reason=form.cleaned_data.get("reason") or "",
@@ -168,7 +181,7 @@ def grant_detail(request, public_id):
     form = RevokeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.grant_revoke(actor=web_actor(request), grant=grant, reason=form.cleaned_data["reason"])
+            services.grant_revoke(actor=actor_for(request), grant=grant, reason=form.cleaned_data["reason"])
         except services.ServiceError as exc:
             messages.error(request, str(exc))
         else:
@@ -261,7 +274,7 @@ def export(request, kind):
     else:
         raise Http404
     services.audit(
-        actor=web_actor(request),
+        actor=actor_for(request),
         action="export.downloaded",
         data={"kind": kind, "from": str(start_date), "to": str(end_date)},
     )

@@ -17,8 +17,8 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"no account with email {email}; the person must sign up first")
         if remove:
-            services.reviewer_remove(user=user)
+            services.reviewer_remove(user=user, actor=services.command_actor("add_reviewer"))
             self.stdout.write(f"{user.email} is no longer a reviewer")
             return
-        services.reviewer_add(user=user, staff=staff)
+        services.reviewer_add(user=user, staff=staff, actor=services.command_actor("add_reviewer"))
         self.stdout.write(self.style.SUCCESS(f"{user.email} is a reviewer"))

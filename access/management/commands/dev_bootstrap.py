@@ -23,7 +23,7 @@ class Command(BaseCommand):
             user.set_password(password)
             user.is_staff = True
             user.save()
-            services.reviewer_add(user=user, verified=True)
+            services.reviewer_add(user=user, verified=True, actor=services.command_actor("dev_bootstrap"))
             path.write_text(password)
             path.chmod(0o600)
         self.stdout.write(

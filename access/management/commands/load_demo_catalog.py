@@ -20,13 +20,18 @@ class Command(BaseCommand):
             version="1.0",
             defaults={"title": "OPT-175B Non-Commercial Research License", "text": catalog_data.OPT_LICENSE_TEXT},
         )
+        actor = services.command_actor("load_demo_catalog")
         for row in catalog_data.releases():
             if only and row["repo_id"] not in only:
                 continue
-            release, created = ModelRelease.objects.update_or_create(
-                repo_id=row["repo_id"],
-                defaults={**row, "license": license_obj if row["access"] == "gated" else None},
-            )
+            fields = {**row, "license": license_obj if row["access"] == "gated" else None}
+            release = ModelRelease.objects.filter(repo_id=row["repo_id"]).first()
+            created = release is None
+            if created:
+                release = services.release_create(actor=actor, fields=fields)
+            else:
+                changes = {k: v for k, v in fields.items() if k != "repo_id"}
+                release = services.release_update(actor=actor, release=release, changes=changes)
             existing = {f.path: f for f in ModelFile.objects.filter(release=release)}
             paths = catalog_data.release_files(release.name)
             added = 0
@@ -39,7 +44,7 @@ class Command(BaseCommand):
                 stored_size, sha256 = storage.save(key, catalog_data.SyntheticFile(key, expected))
                 with transaction.atomic():
                     services.release_upsert_file(
-                        release=release, path=path, size=stored_size, sha256=sha256, storage_key=key
+                        release=release, path=path, size=stored_size, sha256=sha256, storage_key=key, actor=actor
                     )
                 added += 1
                 if added % 100 == 0:

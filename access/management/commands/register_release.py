@@ -34,29 +34,39 @@ class Command(BaseCommand):
             license_obj = License.objects.filter(slug=license).order_by("-created_at").first()
             if license_obj is None:
                 raise CommandError(f"no license with slug {license!r}")
+        actor = services.command_actor("register_release")
         release = ModelRelease.objects.filter(repo_id=repo_id).first()
-        if release is None:
-            access = access or "open"
-            if access == "gated" and license_obj is None:
-                raise CommandError("a gated release needs --license")
-            release = ModelRelease.objects.create(
-                repo_id=repo_id,
-                display_name=display_name or repo_id.split("/")[1],
-                parameters=parameters,
-                access=access,
-                license=license_obj,
-            )
-        else:
-            for field, value in (
-                ("access", access),
-                ("license", license_obj),
-                ("display_name", display_name),
-                ("parameters", parameters),
-            ):
-                if value is not None:
-                    setattr(release, field, value)
-            release.full_clean(exclude=["revision"])
-            release.save()
+        try:
+            if release is None:
+                access = access or "open"
+                if access == "gated" and license_obj is None:
+                    raise CommandError("a gated release needs --license")
+                candidate = ModelRelease(repo_id=repo_id, display_name=display_name or repo_id.split("/")[1])
+                candidate.full_clean(exclude=["revision", "license"])
+                release = services.release_create(
+                    actor=actor,
+                    fields={
+                        "repo_id": repo_id,
+                        "display_name": candidate.display_name,
+                        "parameters": parameters,
+                        "access": access,
+                        "license": license_obj,
+                    },
+                )
+            else:
+                changes = {
+                    field: value
+                    for field, value in (
+                        ("access", access),
+                        ("license", license_obj),
+                        ("display_name", display_name),
+                        ("parameters", parameters),
+                    )
+                    if value is not None
+                }
+                release = services.release_update(actor=actor, release=release, changes=changes)
+        except services.ServiceError as exc:
+            raise CommandError(str(exc)) from exc
         known = {f.path: f for f in release.files.all()}
         storage = get_storage()
         if from_dir:
@@ -88,7 +98,7 @@ class Command(BaseCommand):
                 stored_size, sha256 = storage.hash_object(key)
             with transaction.atomic():
                 services.release_upsert_file(
-                    release=release, path=path, size=stored_size, sha256=sha256, storage_key=key
+                    release=release, path=path, size=stored_size, sha256=sha256, storage_key=key, actor=actor
                 )
             added += 1
             self.stdout.write(f"[{i}/{len(entries)}] {path} {stored_size} bytes sha256={sha256}")

@@ -1,0 +1,229 @@
+"""Grants: issued by a worker after approval, with their URL batches; refreshed, revoked, expired, reconciled."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import downloads, emails
+from ..models import AccessRequest, Grant, UrlBatch
+from ..taskbase import portal_task
+from .audit import audit
+from .base import TASK, Actor, InvalidTransition, ServiceError, clean, require_reviewer
+from .notifications import request_notify
+from .workflow import lock, transition
+
+S = AccessRequest.Status
+
+
+def grant_issue(*, request_id: int) -> Grant | None:
+    """Create the grant for an approved request with its first URL batch, and email the researcher once.
+    Idempotent: a second run finds the grant, the batch and the sent email, and does nothing."""
+    with transaction.atomic():
+        access_request = AccessRequest.objects.select_for_update().select_related("release").get(pk=request_id)
+        if access_request.status != S.APPROVED:
+            return None
+        grant = Grant.objects.filter(request=access_request).first()
+        if grant is None:
+            now = timezone.now()
+            grant = Grant.objects.create(
+                user_id=access_request.applicant_id,
+                release=access_request.release,
+                request=access_request,
+                issued_at=now,
+                expires_at=now + timedelta(days=settings.GRANT_LIFETIME_DAYS),
+            )
+            audit(
+                actor=TASK,
+                action="grant.issued",
+                target=grant,
+                access_request=access_request,
+                data={"expires_at": grant.expires_at.isoformat()},
+            )
+        if not grant.batches.filter(status=UrlBatch.Status.READY).exists():
+            urls, expires_at = downloads.batch_sign(grant)
+            batch = UrlBatch.objects.create(grant=grant, status=UrlBatch.Status.READY, urls=urls, expires_at=expires_at)
+            audit(
+                actor=TASK,
+                action="grant.batch_issued",
+                target=batch,
+                access_request=access_request,
+                data={"grant": grant.public_id, "files": len(urls)},
+            )
+    sent = emails.send_once(
+        dedupe_key=f"grant-issued:{grant.pk}",
+        template="grant_issued",
+        to=access_request.email,
+        context={"grant": grant, "release": grant.release, "request": access_request},
+    )
+    if sent:
+        Grant.objects.filter(pk=grant.pk).update(issued_email_sent_at=timezone.now())
+    return grant
+
+
+@portal_task("access.tasks.grant_issue")
+def grant_issue_task(request_id: int) -> str | None:
+    grant = grant_issue(request_id=request_id)
+    return grant.public_id if grant else None
+
+
+def grant_refresh_links(*, actor: Actor, grant: Grant) -> UrlBatch:
+    """Ask for a new URL batch; the worker signs it and the grant page shows progress until it is ready."""
+    decision = downloads.access_state(user=actor.user, release=grant.release, grant=grant)
+    if not decision.allowed:
+        raise ServiceError(_("This grant is no longer active."), "grant_inactive")
+    with transaction.atomic():
+        pending = grant.batches.filter(status=UrlBatch.Status.PENDING).first()
+        if pending is not None:
+            return pending
+        batch = UrlBatch.objects.create(grant=grant)
+        audit(actor=actor, action="grant.batch_requested", target=batch, data={"grant": grant.public_id})
+        batch_issue_task.enqueue(batch.pk)
+    return batch
+
+
+def batch_fill(*, batch_id: int) -> UrlBatch | None:
+    with transaction.atomic():
+        batch = UrlBatch.objects.select_for_update().select_related("grant__release").filter(pk=batch_id).first()
+        if batch is None or batch.status != UrlBatch.Status.PENDING:
+            return batch
+        if not batch.grant.is_active:
+            batch.status = UrlBatch.Status.FAILED
+            batch.save(update_fields=["status", "updated_at"])
+            return batch
+        batch.urls, batch.expires_at = downloads.batch_sign(batch.grant)
+        batch.status = UrlBatch.Status.READY
+        batch.save(update_fields=["urls", "expires_at", "status", "updated_at"])
+        audit(
+            actor=TASK,
+            action="grant.batch_issued",
+            target=batch,
+            data={"grant": batch.grant.public_id, "files": len(batch.urls)},
+        )
+    return batch
+
+
+@portal_task("access.tasks.batch_issue")
+def batch_issue_task(batch_id: int) -> None:
+    batch_fill(batch_id=batch_id)
+
+
+def grant_revoke(*, actor: Actor, grant: Grant, reason: str) -> Grant:
+    """Refuse every later portal call at once. URLs already handed out keep working until their TTL.
+    Open renewal requests of the grant are closed with it, so approving one cannot give access back."""
+    require_reviewer(actor)
+    reason = clean(reason, field="reason", multiline=True)
+    if not reason:
+        raise ServiceError(_("Give a reason; the researcher will see it."), "reason_required", field="reason")
+    with transaction.atomic():
+        locked = Grant.objects.select_for_update().get(pk=grant.pk)
+        if locked.revoked_at is not None:
+            raise InvalidTransition(_("This grant is already revoked."))
+        locked.revoked_at, locked.revoked_by, locked.revoke_reason = timezone.now(), actor.user, reason
+        locked.save(update_fields=["revoked_at", "revoked_by", "revoke_reason", "updated_at"])
+        event = audit(
+            actor=actor, action="grant.revoked", target=locked, access_request=locked.request, data={"reason": reason}
+        )
+        request_notify.enqueue(event.pk)
+        for renewal in locked.renewals.open():
+            closed = transition(
+                actor=actor,
+                locked=lock(renewal),
+                action="close",
+                reason=_("The grant this request would renew was revoked: %(reason)s") % {"reason": reason},
+                data={"revoked_grant": locked.public_id},
+            )
+            request_notify.enqueue(closed.pk)
+    return locked
+
+
+def grant_set_expiry(*, actor: Actor, grant: Grant, expires_at: datetime) -> Grant:
+    """Move a grant's expiry (the admin site's one change to a grant), audited with before and after."""
+    require_reviewer(actor)
+    with transaction.atomic():
+        locked = Grant.objects.select_for_update().get(pk=grant.pk)
+        if expires_at <= locked.issued_at:
+            raise ServiceError(_("A grant must expire after it was issued."), "invalid_expiry", field="expires_at")
+        if expires_at != locked.expires_at:
+            before = locked.expires_at
+            locked.expires_at = expires_at
+            # A later expiry warns and notifies again.
+            locked.expiry_warned_at = locked.expired_notified_at = None
+            locked.save(update_fields=["expires_at", "expiry_warned_at", "expired_notified_at", "updated_at"])
+            audit(
+                actor=actor,
+                action="grant.expiry_changed",
+                target=locked,
+                access_request=locked.request,
+                data={"from": before.isoformat(), "to": expires_at.isoformat()},
+            )
+    return locked
+
+
+def grants_expire() -> dict:
+    """Warn researchers before expiry and tell them at expiry; idempotent (each notice is sent once)."""
+    now = timezone.now()
+    warned = expired = 0
+    soon = now + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS)
+    for grant in (
+        Grant.objects.active(now)
+        .filter(expiry_warned_at__isnull=True, expires_at__lte=soon)
+        .select_related("release", "user")
+    ):
+        emails.send_once(
+            dedupe_key=f"grant-expiring:{grant.pk}:{grant.expires_at:%Y%m%d}",
+            template="grant_expiring",
+            to=grant.user.email,
+            context={"grant": grant, "release": grant.release},
+        )
+        Grant.objects.filter(pk=grant.pk).update(expiry_warned_at=now)
+        warned += 1
+    for grant in Grant.objects.filter(
+        revoked_at__isnull=True, expired_notified_at__isnull=True, expires_at__lte=now
+    ).select_related("release", "user"):
+        with transaction.atomic():
+            updated = Grant.objects.filter(pk=grant.pk, expired_notified_at__isnull=True).update(
+                expired_notified_at=now
+            )
+            if updated:
+                audit(actor=TASK, action="grant.expired", target=grant, access_request=grant.request)
+        emails.send_once(
+            dedupe_key=f"grant-expired:{grant.pk}:{grant.expires_at:%Y%m%d}",
+            template="grant_expired",
+            to=grant.user.email,
+            context={"grant": grant, "release": grant.release},
+        )
+        expired += 1
+    return {"warned": warned, "expired": expired}
+
+
+@portal_task("access.tasks.grants_expire")
+def grants_expire_task() -> dict:
+    return grants_expire()
+
+
+def grants_reconcile(*, older_than: timedelta | None = None) -> list[int]:
+    """Approved requests whose grant never appeared (a lost message, a broker outage): enqueue them again."""
+    if older_than is None:
+        older_than = timedelta(seconds=settings.GRANT_RECONCILE_AFTER_SECONDS)
+    cutoff = timezone.now() - older_than
+    missing = list(
+        AccessRequest.objects.filter(status=S.APPROVED, grant__isnull=True, decided_at__lte=cutoff).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in missing:
+        grant_issue_task.apply_async(args=(pk,), retry=False)
+    stale_batches = UrlBatch.objects.filter(status=UrlBatch.Status.PENDING, created_at__lte=cutoff)
+    for pk in stale_batches.values_list("pk", flat=True):
+        batch_issue_task.apply_async(args=(pk,), retry=False)
+    return missing
+
+
+@portal_task("access.tasks.grants_reconcile")
+def grants_reconcile_task() -> list[int]:
+    return grants_reconcile()

@@ -1,0 +1,241 @@
+"""Access requests: applicants submit, answer and withdraw; reviewers approve, reject and ask for information.
+
+Each verb checks its actor itself (a reviewer with a fresh credential for decisions, never on their own
+request; the applicant for answers and withdrawals), so the rule holds whichever entry point calls it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import selectors
+from ..models import AccessRequest, Grant, ModelRelease, User
+from ..taskbase import Enqueued
+from .audit import audit
+from .base import Actor, Forbidden, NotFound, ServiceError, clean, require_reviewer, require_user
+from .grants import grant_issue_task
+from .notifications import request_notify, reviewers_notify
+from .workflow import lock, transition
+
+S = AccessRequest.Status
+
+REQUEST_FIELDS = [
+    "full_name",
+    "affiliation",
+    "organization_type",
+    "country",
+    "role",
+    "intended_use",
+    "publications",
+]
+# The free-text answers, each with the cleaning it gets: (one line, a person's or organisation's name, limit).
+TEXT_FIELDS = {
+    "full_name": (False, True, 200),
+    "affiliation": (False, True, 300),
+    "role": (False, True, 200),
+    "intended_use": (True, False, 5000),
+    "publications": (True, False, 2000),
+}
+AUTO_APPROVAL = "auto-approval"
+
+
+class OpenRequestExists(ServiceError):
+    code = "request_exists"
+    status = 409
+
+    def __init__(self, message: str, existing: AccessRequest | None):
+        super().__init__(message)
+        self.existing = existing
+
+
+def email_verified(user: User) -> bool:
+    return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
+
+
+def _cooldown_ends(*, user: User, release: ModelRelease) -> datetime | None:
+    last = (
+        AccessRequest.objects.filter(applicant=user, release=release, status=S.REJECTED).order_by("-decided_at").first()
+    )
+    if last is None or last.decided_at is None:
+        return None
+    ends = last.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
+    return ends if ends > timezone.now() else None
+
+
+def _reason(reason: str, *, required: bool) -> str:
+    reason = clean(reason, field="reason", multiline=True)
+    if required and not reason:
+        raise ServiceError(_("Give a reason; the applicant will see it."), "reason_required", field="reason")
+    return reason
+
+
+def _require_decider(actor: Actor, access_request: AccessRequest) -> None:
+    require_reviewer(actor)
+    if actor.user is not None and actor.user.pk == access_request.applicant_id:
+        raise Forbidden(_("Reviewers cannot decide their own requests; another reviewer must."), "own_request")
+
+
+def _require_applicant(actor: Actor, access_request: AccessRequest) -> None:
+    if actor.user is None or actor.user.pk != access_request.applicant_id:
+        # Someone else's request does not exist for them.
+        raise NotFound(_("Not found."))
+
+
+def request_submit(
+    *, actor: Actor, release: ModelRelease, data: dict, license_accepted: bool, renewal_of: Grant | None = None
+) -> AccessRequest:
+    """File an access request. Refuses unverified accounts, open releases, a second open request (a database
+    constraint, so two concurrent submits cannot both succeed) and applications inside the rejection cool-down."""
+    user = require_user(actor)
+    if not release.is_gated or release.license is None:
+        raise ServiceError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated")
+    if not email_verified(user):
+        raise ServiceError(_("Verify your email address before applying."), "email_unverified")
+    if not license_accepted or not data.get("noncommercial_attested"):
+        raise ServiceError(_("You must accept the license and attest non-commercial use."), "license_not_accepted")
+    if renewal_of is None and selectors.user_active_grant(user=user, release=release) is not None:
+        raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
+    ends = _cooldown_ends(user=user, release=release)
+    if ends is not None:
+        raise ServiceError(
+            _("Your last request was rejected; you can apply again after %(date)s (UTC).")
+            % {"date": f"{ends:%Y-%m-%d}"},
+            "cooldown",
+        )
+    fields = {name: data.get(name, "") for name in REQUEST_FIELDS}
+    for name, (multiline, is_name, limit) in TEXT_FIELDS.items():
+        fields[name] = clean(fields[name], field=name, multiline=multiline, name=is_name, max_length=limit)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            access_request = AccessRequest.objects.create(
+                applicant=user,
+                release=release,
+                email=user.email,
+                license=release.license,
+                license_version=release.license.version,
+                license_accepted_at=now,
+                license_accepted_ip=actor.ip,
+                noncommercial_attested=True,
+                renewal_of=renewal_of,
+                **fields,
+            )
+            event = audit(
+                actor=actor,
+                action="request.submitted",
+                target=access_request,
+                access_request=access_request,
+                data={
+                    "license": release.license.slug,
+                    "license_version": release.license.version,
+                    "renewal_of": renewal_of.public_id if renewal_of else None,
+                },
+            )
+            request_notify.enqueue(event.pk)
+            if settings.REVIEWER_NOTIFICATIONS == "realtime":
+                reviewers_notify.enqueue(access_request.pk)
+    except IntegrityError:
+        existing = AccessRequest.objects.open().filter(applicant=user, release=release).first()
+        raise OpenRequestExists(_("You already have an open request for this release."), existing) from None
+    if _auto_approvable(release=release, user=user):
+        request_approve(
+            actor=Actor(user=None, credential=AUTO_APPROVAL, ip=actor.ip),
+            access_request=access_request,
+            reason=_("Approved automatically: your verified email domain is on this release's allowlist."),
+        )
+        access_request.refresh_from_db()
+    return access_request
+
+
+def _auto_approvable(*, release: ModelRelease, user: User) -> bool:
+    if release.approval_mode != ModelRelease.ApprovalMode.AUTO_DOMAIN:
+        return False
+    domains = {d.strip().lower().lstrip("@") for d in release.auto_approve_domains.splitlines() if d.strip()}
+    domain = user.email.rsplit("@", 1)[-1].lower()
+    return email_verified(user) and domain in domains
+
+
+def request_approve(
+    *, actor: Actor, access_request: AccessRequest, reason: str = "", enqueued: Enqueued | None = None
+) -> AccessRequest:
+    """Approve; a worker then issues the grant (the one hook for what approval sets off, emails included)."""
+    _require_decider(actor, access_request)
+    reason = _reason(reason, required=False)
+    with transaction.atomic():
+        locked = lock(access_request)
+        transition(actor=actor, locked=locked, action="approve", reason=reason)
+        grant_issue_task.enqueue(locked.pk, result=enqueued)
+    access_request.refresh_from_db()
+    return access_request
+
+
+def request_reject(*, actor: Actor, access_request: AccessRequest, reason: str) -> AccessRequest:
+    _require_decider(actor, access_request)
+    return _move(actor, access_request, "reject", _reason(reason, required=True), notify=True)
+
+
+def request_ask_info(*, actor: Actor, access_request: AccessRequest, question: str) -> AccessRequest:
+    _require_decider(actor, access_request)
+    return _move(actor, access_request, "request_info", _reason(question, required=True), notify=True)
+
+
+def request_answer(*, actor: Actor, access_request: AccessRequest, answer: str) -> AccessRequest:
+    _require_applicant(actor, access_request)
+    answer = clean(answer, field="answer", multiline=True)
+    if not answer:
+        raise ServiceError(_("Write an answer for the reviewer."), "answer_required", field="answer")
+    return _move(actor, access_request, "answer", answer, notify=True)
+
+
+def request_withdraw(*, actor: Actor, access_request: AccessRequest) -> AccessRequest:
+    _require_applicant(actor, access_request)
+    return _move(actor, access_request, "withdraw", "", notify=False)
+
+
+def _move(actor: Actor, access_request: AccessRequest, action: str, reason: str, *, notify: bool) -> AccessRequest:
+    with transaction.atomic():
+        event = transition(actor=actor, locked=lock(access_request), action=action, reason=reason)
+        if notify:
+            request_notify.enqueue(event.pk)
+    access_request.refresh_from_db()
+    return access_request
+
+
+BULK_VERBS = {"approve": request_approve, "reject": request_reject}
+
+
+def requests_decide_many(*, actor: Actor, public_ids: list[str], action: str, reason: str = "") -> dict:
+    """Approve or reject many requests; each is its own transaction, so one refusal does not undo the others.
+    Returns the ids done and, for each refused id, why."""
+    require_reviewer(actor)
+    verb = BULK_VERBS.get(action)
+    if verb is None:
+        raise ServiceError(_("Bulk actions are approve and reject."), "invalid_action")
+    done, refused = [], {}
+    for access_request in AccessRequest.objects.filter(public_id__in=public_ids).order_by("created_at"):
+        try:
+            verb(actor=actor, access_request=access_request, reason=reason)
+            done.append(access_request.public_id)
+        except ServiceError as exc:
+            refused[access_request.public_id] = str(exc)
+    for missing in set(public_ids) - set(done) - set(refused):
+        refused[missing] = _("Not found.")
+    return {"done": done, "refused": refused}
+
+
+def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
+    """A new request, linked to the old grant, with the earlier answers; it goes to the reviewer queue."""
+    user = require_user(actor)
+    if grant.user_id != user.pk:
+        raise NotFound(_("Not found."))
+    if grant.revoked_at is not None:
+        raise ServiceError(_("A revoked grant cannot be renewed; apply again instead."), "grant_revoked")
+    previous = grant.request
+    data = {name: getattr(previous, name) for name in REQUEST_FIELDS}
+    data["noncommercial_attested"] = True
+    return request_submit(actor=actor, release=grant.release, data=data, license_accepted=True, renewal_of=grant)

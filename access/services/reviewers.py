@@ -1,0 +1,45 @@
+"""The reviewer role: a permission held through the Reviewers group."""
+
+from __future__ import annotations
+
+from allauth.account.models import EmailAddress
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+from ..models import User
+from .audit import audit
+from .base import SYSTEM, Actor
+
+REVIEWERS_GROUP = "Reviewers"
+
+
+def reviewers_group() -> Group:
+    group, _ = Group.objects.get_or_create(name=REVIEWERS_GROUP)
+    permission = Permission.objects.get(codename="review_accessrequest", content_type__app_label="access")
+    group.permissions.add(permission)
+    return group
+
+
+def reviewer_add(*, user: User, staff: bool = False, verified: bool = False, actor: Actor = SYSTEM) -> User:
+    with transaction.atomic():
+        user.groups.add(reviewers_group())
+        if staff and not user.is_staff:
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+        if verified:
+            EmailAddress.objects.update_or_create(
+                user=user, email=user.email, defaults={"verified": True, "primary": True}
+            )
+        audit(actor=actor, action="reviewer.added", target=user, data={"email": user.email, "staff": staff})
+    return user
+
+
+def reviewer_remove(*, user: User, actor: Actor = SYSTEM) -> User:
+    with transaction.atomic():
+        user.groups.remove(reviewers_group())
+        audit(actor=actor, action="reviewer.removed", target=user, data={"email": user.email})
+    return user
+
+
+def reviewers() -> list[User]:
+    return list(User.objects.filter(is_active=True, groups__name=REVIEWERS_GROUP).distinct().order_by("email"))
