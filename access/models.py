@@ -1,5 +1,6 @@
 import secrets
 
+import pgtrigger
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
@@ -338,19 +339,21 @@ class AuditEvent(models.Model):
     """Append-only record of every change to access and every access decision."""
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # PROTECT, not SET_NULL: nulling the link is an UPDATE the trigger refuses, and history keeps who and what.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     credential = models.CharField(max_length=100, blank=True, help_text=_("session, token:<id>, task or system"))
     action = models.CharField(max_length=60, db_index=True)
     target_type = models.CharField(max_length=60, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
-    request = models.ForeignKey(AccessRequest, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
     data = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
+        triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
@@ -365,19 +368,21 @@ class DownloadEvent(models.Model):
         RELAY = "relay", _("Relay URL (wget lists)")
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="+")
-    file = models.ForeignKey(ModelFile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # PROTECT everywhere: a CASCADE is a DELETE and a SET_NULL an UPDATE, both refused by the trigger.
+    release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="+")
+    file = models.ForeignKey(ModelFile, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    grant = models.ForeignKey(Grant, on_delete=models.SET_NULL, null=True, blank=True, related_name="downloads")
+    token = models.ForeignKey(ApiToken, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="downloads")
     via = models.CharField(max_length=10, choices=Via.choices)
     manifest_format = models.CharField(max_length=10, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
+        triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.via} {self.release_id}/{self.file_id or 'manifest'}"

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "django_countries",
     "csp",
+    "pgtrigger",
     "access",
 ]
 
