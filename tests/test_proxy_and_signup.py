@@ -1,0 +1,83 @@
+"""Rate limits key on the address the portal can trust, are shared by every web process, and sign-up answers an
+existing address exactly as it answers a new one."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+API = "/api/v1/models/"
+LOAD_BALANCER = "10.0.0.1"
+
+
+@pytest.fixture
+def ip_rate(settings):
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "ip": "3/hour"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+
+
+def api_get(client, *, peer="203.0.113.9", forwarded=None):
+    headers = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
+    return client.get(API, REMOTE_ADDR=peer, **headers).status_code
+
+
+# --- The API's per-IP throttle -------------------------------------------------------------------------
+
+
+def test_it_throttles_a_caller_that_rotates_x_forwarded_for(db, client, ip_rate, settings):
+    settings.BEHIND_PROXY = False
+    statuses = [api_get(client, forwarded=f"198.51.100.{n}") for n in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_a_forged_x_forwarded_for_does_not_spend_another_callers_quota(db, client, ip_rate, settings):
+    settings.BEHIND_PROXY = False
+    victim = "192.0.2.77"
+    statuses = [api_get(client, forwarded=victim) for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # the attacker's own address ran out ...
+    assert api_get(client, peer=victim) == 200  # ... not the victim's
+
+
+def test_behind_a_proxy_only_the_address_it_appended_counts(db, client, ip_rate, settings):
+    settings.BEHIND_PROXY = True
+    # The caller controls everything before the load balancer's entry.
+    statuses = [api_get(client, peer=LOAD_BALANCER, forwarded=f"198.51.100.{n}, 203.0.113.5") for n in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    # Another client behind the same load balancer has its own quota.
+    assert api_get(client, peer=LOAD_BALANCER, forwarded="203.0.113.5, 203.0.113.6") == 200
+
+
+# --- allauth's rate limits -----------------------------------------------------------------------------
+
+TOO_MANY = "Too many failed login attempts"
+
+
+@pytest.fixture
+def login_rate(settings):
+    # Per IP only: every attempt below uses another email, so the per-address limit never applies.
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "login_failed": "3/m/ip"}
+
+
+def failed_login(n, *, peer="203.0.113.9", forwarded=None):
+    headers = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
+    response = Client().post(
+        "/accounts/login/",
+        {"login": f"nobody{n}@uni.example", "password": "wrong password"},
+        REMOTE_ADDR=peer,
+        **headers,
+    )
+    assert response.status_code == 200
+    return TOO_MANY in response.content.decode()
+
+
+def test_failed_sign_ins_that_rotate_x_forwarded_for_are_still_limited(db, login_rate, settings):
+    settings.BEHIND_PROXY = False
+    assert [failed_login(n, forwarded=f"198.51.100.{n}") for n in range(4)] == [False, False, False, True]
+
+
+def test_behind_a_proxy_the_sign_in_limit_counts_the_address_it_appended(db, login_rate, settings):
+    settings.BEHIND_PROXY = True
+    limited = [failed_login(n, peer=LOAD_BALANCER, forwarded=f"198.51.100.{n}, 203.0.113.5") for n in range(4)]
+    assert limited == [False, False, False, True]
+    # Everyone behind the load balancer shares its address: they must not share one limit.
+    assert not failed_login(9, peer=LOAD_BALANCER, forwarded="203.0.113.6")
