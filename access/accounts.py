@@ -1,8 +1,11 @@
-"""The portal's hooks into django-allauth."""
+"""The portal's hooks into django-allauth: the caller's address for its rate limits, and a sign-up that answers an
+existing address exactly as it answers a new one."""
 
 from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.forms import SignupForm as AllauthSignupForm
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import PermissionDenied
 
 from .http import client_ip
@@ -16,3 +19,12 @@ class AccountAdapter(DefaultAccountAdapter):
         if not ip:
             raise PermissionDenied
         return ip
+
+
+class SignupForm(AllauthSignupForm):
+    def try_save(self, request):
+        if self.account_already_exists:
+            # A new account costs a password hash (hundreds of milliseconds with PBKDF2). Without one here an
+            # existing address answers that much sooner, which tells anyone which addresses have accounts.
+            make_password(self.cleaned_data["password1"])
+        return super().try_save(request)

@@ -3,8 +3,18 @@ existing address exactly as it answers a new one."""
 
 from __future__ import annotations
 
+import re
+import statistics
+import time
+from unittest import mock
+
 import pytest
+from django.conf import global_settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.core import mail
 from django.test import Client
+
+from tests.factories import UserFactory
 
 API = "/api/v1/models/"
 LOAD_BALANCER = "10.0.0.1"
@@ -81,3 +91,44 @@ def test_behind_a_proxy_the_sign_in_limit_counts_the_address_it_appended(db, log
     assert limited == [False, False, False, True]
     # Everyone behind the load balancer shares its address: they must not share one limit.
     assert not failed_login(9, peer=LOAD_BALANCER, forwarded="203.0.113.6")
+
+
+# --- Sign-up timing --------------------------------------------------------------------------------------
+
+
+def sign_up(email):
+    client = Client()
+    sent = len(mail.outbox)
+    started = time.perf_counter()
+    response = client.post(
+        "/accounts/signup/",
+        {"email": email, "password1": "a long unusual passphrase", "password2": "a long unusual passphrase"},
+    )
+    elapsed = time.perf_counter() - started
+    assert [m.to for m in mail.outbox[sent:]] == [[email]]
+    page = client.get(response["Location"]).content.decode().replace(email, "EMAIL")
+    page = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", page)  # differs on every page
+    return elapsed, (response.status_code, response["Location"], page)
+
+
+def test_sign_up_answers_an_existing_address_as_fast_and_alike_as_a_new_one(db, settings):
+    rounds = 4
+    existing = [UserFactory(email=f"member{n}@uni.example").email for n in range(rounds)]
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
+    times = {"existing": [], "new": []}
+    answers, hashes = set(), {"existing": 0, "new": 0}
+    real_encode = PBKDF2PasswordHasher.encode
+    sign_up("warm-up@uni.example")  # the first request of a process is slower whichever path it takes
+    for n in range(rounds):
+        for kind, email in (("existing", existing[n]), ("new", f"newcomer{n}@uni.example")):
+            with mock.patch.object(PBKDF2PasswordHasher, "encode", autospec=True, side_effect=real_encode) as encode:
+                elapsed, answer = sign_up(email)
+            times[kind].append(elapsed)
+            hashes[kind] += encode.call_count
+            answers.add(answer)
+    assert hashes == {"existing": rounds, "new": rounds}
+    assert len(answers) == 1, answers  # the same redirect and the same page
+    status, location, _ = answers.pop()
+    assert status == 302 and location == "/accounts/confirm-email/"
+    ratio = statistics.median(times["existing"]) / statistics.median(times["new"])
+    assert 0.5 < ratio < 2, times
