@@ -259,6 +259,8 @@ REST_FRAMEWORK = {
     # `format` is the manifest format here, not DRF content negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Unset, the API counters live in the default cache (CACHE_URL) with allauth's; either way they are shared by the
+# web processes only when the cache is Redis.
 THROTTLE_CACHE_URL = env.str("THROTTLE_CACHE_URL", default="")
 if THROTTLE_CACHE_URL:
     CACHES["throttle"] = env.cache_url_config(THROTTLE_CACHE_URL)

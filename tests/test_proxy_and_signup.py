@@ -3,18 +3,25 @@ existing address exactly as it answers a new one."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from unittest import mock
 
 import pytest
+import requests
 from django.conf import global_settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core import mail
 from django.test import Client
 
 from tests.factories import UserFactory
+from tests.support.processes import ROOT, WebServer
 
 API = "/api/v1/models/"
 LOAD_BALANCER = "10.0.0.1"
@@ -132,3 +139,86 @@ def test_sign_up_answers_an_existing_address_as_fast_and_alike_as_a_new_one(db, 
     assert status == 302 and location == "/accounts/confirm-email/"
     ratio = statistics.median(times["existing"]) / statistics.median(times["new"])
     assert 0.5 < ratio < 2, times
+
+
+# --- Limits shared by every web process --------------------------------------------------------------------
+
+
+def redis_location(settings, alias):
+    config = settings.CACHES.get(alias, settings.CACHES["default"])
+    if not config["BACKEND"].endswith("RedisCache"):
+        pytest.fail("this test needs THROTTLE_CACHE_URL (or CACHE_URL) to be Redis, as `make test` sets it")
+    return config["LOCATION"]
+
+
+def test_the_api_ip_limit_holds_across_two_web_processes(transactional_db, settings, tmp_path):
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CACHE_URL": redis_location(settings, "default"),
+        "THROTTLE_CACHE_URL": redis_location(settings, "throttle"),
+        "THROTTLE_IP_RATE": "5/hour",
+        "BEHIND_PROXY": "0",
+        "PORTAL_VAR_DIR": str(tmp_path),
+    }
+    if time.time() % 3600 > 3540:
+        time.sleep(3600 - time.time() % 3600)  # the six calls must fall in one fixed hourly window
+    servers = [WebServer(env, log_path=tmp_path / f"web{n}.log").start() for n in range(2)]
+    try:
+        statuses = [requests.get(servers[n % 2].url + API, timeout=30).status_code for n in range(6)]
+        throttled = requests.get(servers[0].url + API, timeout=30)
+    finally:
+        for server in servers:
+            server.stop()
+    assert statuses == [200] * 5 + [429], statuses
+    assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
+
+
+def run_dev_run(tmp_path, env):
+    """scripts/dev-run in a copy of the tree whose .venv only reports the environment gunicorn would get."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "dev-run", tmp_path / "scripts" / "dev-run")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    stubs = {"python": "exit 0", "celery": "exec sleep 30", "gunicorn": 'env | grep "CACHE_URL=" | sort; exit 0'}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    result = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "dev-run")],
+        env={**keep, "SECRET_KEY": "x", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def redis_port_6379():
+    """dev-run looks for Redis at 127.0.0.1:6379; something must answer there."""
+    try:
+        listener = socket.create_server(("127.0.0.1", 6379))
+    except OSError:
+        yield  # taken: the machine's Redis answers
+        return
+    yield
+    listener.close()
+
+
+def test_make_run_counts_limits_in_redis_when_it_answers(tmp_path, redis_port_6379):
+    out = run_dev_run(tmp_path, {})
+    assert "CACHE_URL=redis://127.0.0.1:6379/1\n" in out
+    assert "THROTTLE_CACHE_URL=redis://127.0.0.1:6379/2\n" in out
+    assert "Cache (rate limits): redis://127.0.0.1:6379/1" in out
+
+
+def test_make_run_keeps_a_cache_given_to_it(tmp_path: Path, redis_port_6379):
+    out = run_dev_run(tmp_path, {"CACHE_URL": "redis://cache.example:6379/3"})
+    assert "CACHE_URL=redis://cache.example:6379/3\n" in out
+    assert "THROTTLE_CACHE_URL" not in out  # the API counters fall back to that same cache
