@@ -230,6 +230,8 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Model access] "
+ACCOUNT_ADAPTER = "access.accounts.AccountAdapter"
+ACCOUNT_FORMS = {"signup": "access.accounts.SignupForm"}
 AUTH_USER_MODEL = "access.User"
 
 # --- API ----------------------------------------------------------------------------------------------
@@ -258,6 +260,8 @@ REST_FRAMEWORK = {
     # `format` is the manifest format here, not DRF content negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Unset, the API counters live in the default cache (CACHE_URL) with allauth's; either way they are shared by the
+# web processes only when the cache is Redis.
 THROTTLE_CACHE_URL = env.str("THROTTLE_CACHE_URL", default="")
 if THROTTLE_CACHE_URL:
     CACHES["throttle"] = env.cache_url_config(THROTTLE_CACHE_URL)
@@ -290,6 +294,8 @@ BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
 if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     REST_FRAMEWORK["NUM_PROXIES"] = 1
+# allauth's adapter takes the address from access.http.client_ip; its own reading agrees should anything bypass it.
+ALLAUTH_TRUSTED_PROXY_COUNT = 1 if BEHIND_PROXY else 0
 X_FRAME_OPTIONS = "DENY"
 # No inline script anywhere: every page's JavaScript is a static file.
 CONTENT_SECURITY_POLICY = {

@@ -15,6 +15,8 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework import throttling
 
+from ..http import client_ip
+
 
 @cache
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -79,4 +81,5 @@ class IpRateThrottle(WindowRateThrottle):
     scope = "ip"
 
     def ident(self, request):
-        return self.get_ident(request)
+        # Not DRF's get_ident: without NUM_PROXIES it keys on X-Forwarded-For, which any caller can rotate.
+        return client_ip(request)

@@ -139,3 +139,48 @@ class CeleryWorker:
 
     def output(self) -> str:
         return self.log_path.read_text()
+
+
+class WebServer:
+    """`gunicorn portal.wsgi` on a free port in its own process group, with the given environment."""
+
+    def __init__(self, env: dict, *, workers: int = 1, log_path: Path | None = None):
+        self.env = env
+        self.workers = workers
+        self.port = free_port()
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30):
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        args = [str(gunicorn), "portal.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)]
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [*args, "--log-level", "warning"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(self.port, timeout)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError("gunicorn did not start:\n" + self.log_path.read_text()) from None
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if getattr(self, "log", None):
+            self.log.close()
