@@ -1,13 +1,22 @@
 """Input from outside that once reached a 500: each now gets a clear 4xx (or, for a Range the server may
 ignore, an ordinary answer), on the test client and through a real HTTP server."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import requests
 
 from access.storage import LocalStorage
 from tests.factories import ReleaseFactory, add_file
+from tests.support.nanio import free_port
+from tests.support.processes import ROOT, wait_for_port
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 KEY = "facebook/opt-125m/config.json"
+HUGE = "9" * 5000  # more digits than Python's int() accepts from a string
 
 
 @pytest.fixture
@@ -15,6 +24,73 @@ def release(local_storage):
     release = ReleaseFactory(repo_id="facebook/opt-125m", access="open")
     add_file(release, "config.json", PAYLOAD)
     return release
+
+
+@pytest.fixture(scope="module")
+def storage_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("storage")
+
+
+@pytest.fixture
+def local_storage(settings, storage_dir):
+    """One directory for the module, so the gunicorn below serves the files the tests store."""
+    from access.storage import get_storage
+
+    settings.STORAGE_BACKEND = "local"
+    settings.LOCAL_STORAGE_DIR = storage_dir
+    get_storage.cache_clear()
+    return get_storage()
+
+
+@pytest.fixture(scope="module")
+def gunicorn(django_db_setup, storage_dir, tmp_path_factory):
+    """The server `make run` starts: unlike the test live server, it refuses to send a header holding a
+    control character, which the caller then sees as a 500."""
+    from django.db import connection
+
+    db, port = connection.settings_dict, free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DB_CONN_MAX_AGE": "0",
+        "STORAGE_BACKEND": "local",
+        "LOCAL_STORAGE_DIR": str(storage_dir),
+        "SITE_URL": f"http://127.0.0.1:{port}",
+        "PORTAL_VAR_DIR": str(tmp_path_factory.mktemp("gunicorn-var")),
+    }
+    log = tmp_path_factory.mktemp("gunicorn-log") / "gunicorn.log"
+    command = [str(Path(sys.executable).with_name("gunicorn")), "portal.wsgi", "--bind", f"127.0.0.1:{port}"]
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [*command, "--workers", "1", "--threads", "4", "--graceful-timeout", "1"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def _no_persistent_db_connections(monkeypatch):
+    """Live-server threads close their connection after each request, so the test database can be dropped."""
+    from django.db import connections
+
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+
+
+@pytest.fixture(params=["live_server", "gunicorn"])
+def portal(request, settings, local_storage, _no_persistent_db_connections):
+    """The base URL of a real HTTP server running the portal on the test database."""
+    server = request.getfixturevalue(request.param)
+    url = server if request.param == "gunicorn" else server.url
+    settings.SITE_URL = url
+    return url
 
 
 # ---------------------------------------------------------------------------------------------- signed storage URLs
@@ -34,3 +110,40 @@ def test_a_non_ascii_signature_in_the_url_is_a_403(client, release):
     response = client.get(f"/storage/99999999999/%C3%A9/{KEY}")
     assert response.status_code == 403
     assert response.json()["code"] == "invalid_signature"
+
+
+def signed_path(storage) -> str:
+    return "/storage/" + storage.signed_url(KEY, filename="config.json", ttl=600).split("/storage/", 1)[1]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "header", "status", "content_range"),
+    [
+        ("GET", f"bytes={HUGE}-", 416, f"bytes */{len(PAYLOAD)}"),  # starts past every file
+        ("HEAD", f"bytes={HUGE}-", 416, f"bytes */{len(PAYLOAD)}"),
+        ("GET", f"bytes=-{HUGE}", 206, f"bytes 0-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"),  # a suffix longer than the file
+        ("HEAD", f"bytes=-{HUGE}", 206, f"bytes 0-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"),
+        ("GET", f"bytes=10-{HUGE}", 206, f"bytes 10-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"),  # clamped to the end
+        ("GET", f"bytes={'0' * 5000}7-{'0' * 5000}9", 206, f"bytes 7-9/{len(PAYLOAD)}"),  # leading zeros are legal
+    ],
+)
+def test_an_overlong_range_number_is_read_by_its_value(
+    client, release, local_storage, method, header, status, content_range
+):
+    response = client.generic(method, signed_path(local_storage), HTTP_RANGE=header)
+    assert response.status_code == status
+    assert response["Content-Range"] == content_range
+    if method == "GET" and status == 206:
+        start, end = (int(n) for n in content_range.split()[1].split("/")[0].split("-"))
+        assert b"".join(response.streaming_content) == PAYLOAD[start : end + 1]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes=-{HUGE}", f"bytes=0-{HUGE}"])
+def test_an_overlong_range_through_a_real_server(portal, release, local_storage, method, header):
+    response = requests.request(method, portal + signed_path(local_storage), headers={"Range": header}, timeout=10)
+    assert response.status_code in (206, 416)
+    if method == "GET" and response.status_code == 206:
+        assert response.content == PAYLOAD
