@@ -4,6 +4,7 @@ ignore, an ordinary answer), on the test client and through a real HTTP server."
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,22 @@ from tests.support.processes import ROOT, wait_for_port
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 KEY = "facebook/opt-125m/config.json"
 HUGE = "9" * 5000  # more digits than Python's int() accepts from a string
+HF_PATHS = [
+    ("HEAD", "/facebook/opt-125m/resolve/main/a%01b"),
+    ("GET", "/facebook/opt-125m/resolve/a%01b/config.json"),
+    ("GET", "/api/models/facebook/opt-125m/tree/main/a%1bb"),
+    ("GET", "/api/models/facebook/opt-125m/revision/a%07"),
+    ("GET", "/facebook/opt-125m/resolve/main/%C2%9B31m%E2%80%A8x"),
+]
+
+
+def controls(text: str) -> list[str]:
+    return [ch for ch in text if unicodedata.category(ch) == "Cc"]
+
+
+def error_message(response) -> str:
+    """X-Error-Message as huggingface_hub reads it: the header's bytes decoded as UTF-8."""
+    return response.headers["X-Error-Message"].encode("latin-1").decode("utf-8")
 
 
 @pytest.fixture
@@ -147,3 +164,41 @@ def test_an_overlong_range_through_a_real_server(portal, release, local_storage,
     assert response.status_code in (206, 416)
     if method == "GET" and response.status_code == 206:
         assert response.content == PAYLOAD
+
+
+# ---------------------------------------------------------------------------------------------- Hugging Face headers
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), HF_PATHS)
+def test_control_characters_never_reach_the_hub_error_header(client, release, method, path):
+    response = client.generic(method, path)
+    assert response.status_code == 404
+    assert response["X-Error-Code"] in ("EntryNotFound", "RevisionNotFound")
+    assert error_message(response) and controls(error_message(response)) == []
+    if method == "GET":
+        body = response.json()
+        assert body["code"] == "not_found" and body["error"] == body["detail"]
+
+
+@pytest.mark.django_db
+def test_an_error_the_view_did_not_raise_itself_gets_a_clean_hub_header_too(client, release):
+    response = client.generic("GE\x1bT", "/facebook/opt-125m/resolve/main/config.json")
+    assert response.status_code == 405
+    assert error_message(response) == 'Method "GET" not allowed.'
+
+
+@pytest.mark.django_db
+def test_the_hub_error_header_keeps_non_ascii_text_readable(client, release):
+    response = client.head("/facebook/opt-125m/resolve/main/%E6%9D%83%E9%87%8D.bin")
+    assert "权重.bin" in error_message(response)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("method", "path"), HF_PATHS)
+def test_control_characters_in_hub_paths_through_a_real_server(portal, release, method, path):
+    response = requests.request(method, portal + path, timeout=10, allow_redirects=False)
+    assert response.status_code == 404
+    assert controls(error_message(response)) == []
+    if method == "GET":
+        assert response.json()["code"] == "not_found"
