@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pytest
 import requests
+from rest_framework.test import APIClient
 
+from access.models import AccessRequest
 from access.storage import LocalStorage
-from tests.factories import ReleaseFactory, add_file
+from tests.factories import ReleaseFactory, add_file, token_secret
 from tests.support.nanio import free_port
 from tests.support.processes import ROOT, wait_for_port
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 KEY = "facebook/opt-125m/config.json"
 HUGE = "9" * 5000  # more digits than Python's int() accepts from a string
+DEEP_JSON = "[" * 50_000 + "]" * 50_000
 HF_PATHS = [
     ("HEAD", "/facebook/opt-125m/resolve/main/a%01b"),
     ("GET", "/facebook/opt-125m/resolve/a%01b/config.json"),
@@ -202,3 +205,34 @@ def test_control_characters_in_hub_paths_through_a_real_server(portal, release, 
     assert controls(error_message(response)) == []
     if method == "GET":
         assert response.json()["code"] == "not_found"
+
+
+# ---------------------------------------------------------------------------------------------- JSON bodies
+
+
+@pytest.fixture
+def api(alice, release):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_secret(alice)}")
+    return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [DEEP_JSON.encode(), b'{"full_name": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", b"\xff\xfe{", b'{"a": '],
+)
+def test_a_body_that_is_not_usable_json_is_a_400_parse_error(api, body):
+    response = api.generic("POST", "/api/v1/access-requests", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+    assert response.json()["detail"]
+    assert not AccessRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_nesting_just_inside_the_parser_limit_is_a_validation_error(api):
+    body = '{"full_name": ' + "[" * 500 + "]" * 500 + "}"
+    response = api.generic("POST", "/api/v1/access-requests", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
