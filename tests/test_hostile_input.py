@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from access.models import AccessRequest
 from access.storage import LocalStorage
 from tests.factories import ReleaseFactory, add_file, token_secret
+from tests.support.auth import login_recently
 from tests.support.nanio import free_port
 from tests.support.processes import ROOT, wait_for_port
 
@@ -236,3 +237,40 @@ def test_nesting_just_inside_the_parser_limit_is_a_validation_error(api):
     response = api.generic("POST", "/api/v1/access-requests", body, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
+
+
+# ---------------------------------------------------------------------------------------------- reviewer CSV exports
+
+
+@pytest.fixture
+def reviewer_client(client, reviewer):
+    return login_recently(client, reviewer)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    ["from=2024-02-30", "to=2024-13-01", "from=2023-02-29", "to=2024-04-31", "from=yesterday", "to=2024-1-1x"],
+)
+@pytest.mark.parametrize("kind", ["audit", "downloads"])
+def test_an_impossible_export_date_is_a_400_page_saying_so(reviewer_client, kind, query):
+    response = reviewer_client.get(f"/review/export/{kind}.csv?{query}")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+    assert "YYYY-MM-DD" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_export_date_message_is_translated(reviewer_client):
+    response = reviewer_client.get("/review/export/audit.csv?from=2024-02-30", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.status_code == 400
+    assert "“from”日期不是真实存在的日期" in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("start", "end"), [("2024-02-29", "2024-03-01"), ("0001-01-01", "9999-12-31")])
+def test_real_dates_export_those_days(reviewer_client, start, end):
+    response = reviewer_client.get(f"/review/export/audit.csv?from={start}&to={end}")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="audit-{start}-{end}.csv"'
+    assert b"".join(response.streaming_content).startswith(b"time,action,")

@@ -191,9 +191,22 @@ def grant_detail(request, public_id):
 
 
 def _date_range(request):
+    """The export's days from `from` and `to` (YYYY-MM-DD; the last 30 days by default). A date that is given
+    but is no real day raises ValueError with a message for the reviewer."""
     today = timezone.localdate()
-    start = parse_date(request.GET.get("from") or "") or today - timedelta(days=30)
-    end = parse_date(request.GET.get("to") or "") or today
+    days = {"from": today - timedelta(days=30), "to": today}
+    for name in days:
+        value = request.GET.get(name) or ""
+        try:
+            day = parse_date(value)  # None when not YYYY-MM-DD, ValueError when no such day (2024-02-30)
+        except ValueError:
+            day = None
+        if value and day is None:
+            raise ValueError(
+                _("The “%(name)s” date is not a real day; write it as YYYY-MM-DD, e.g. 2024-02-29.") % {"name": name}
+            )
+        days[name] = day or days[name]
+    start, end = days["from"], days["to"]
     tz = timezone.get_current_timezone()
     return (
         timezone.make_aware(datetime.combine(start, time.min), tz),
@@ -225,7 +238,11 @@ def _csv_response(filename, header, rows):
 @reviewer_required
 @require_safe
 def export(request, kind):
-    start, end, start_date, end_date = _date_range(request)
+    try:
+        start, end, start_date, end_date = _date_range(request)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return render(request, "base.html", status=400)
     if kind == "audit":
         rows = (
             (
