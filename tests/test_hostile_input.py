@@ -1,6 +1,9 @@
 """Input from outside that once reached a 500: each now gets a clear 4xx (or, for a Range the server may
 ignore, an ordinary answer), on the test client and through a real HTTP server."""
 
+import csv
+import io
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +14,7 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
+from access import services
 from access.models import AccessRequest
 from access.storage import LocalStorage
 from tests.factories import ReleaseFactory, add_file, token_secret
@@ -274,3 +278,33 @@ def test_real_dates_export_those_days(reviewer_client, start, end):
     assert response.status_code == 200
     assert response["Content-Disposition"] == f'attachment; filename="audit-{start}-{end}.csv"'
     assert b"".join(response.streaming_content).startswith(b"time,action,")
+
+
+def export_rows(client, kind) -> list[list[str]]:
+    response = client.get(f"/review/export/{kind}.csv")
+    assert response.status_code == 200
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+@pytest.mark.django_db
+def test_export_cells_are_empty_when_empty_and_data_is_json(reviewer_client, reviewer):
+    services.audit(
+        actor=services.Actor(user=None, credential="system"),
+        action="test.event",
+        data={"zeta": "=1+1", "alpha": ["é", None]},
+    )
+    rows = export_rows(reviewer_client, "audit")
+    header, row = rows[0], next(r for r in rows if r[1] == "test.event")
+    assert header[-1] == "data"
+    cells = dict(zip(header, row, strict=True))
+    assert cells["actor"] == "" and cells["ip"] == "" and cells["target_type"] == ""
+    assert cells["data"] == '{"alpha": ["é", null], "zeta": "=1+1"}'
+    assert json.loads(cells["data"]) == {"alpha": ["é", None], "zeta": "=1+1"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["=HYPERLINK(1)", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"])
+def test_export_cells_that_a_spreadsheet_would_run_are_quoted(reviewer_client, value):
+    services.audit(actor=services.Actor(user=None, credential=value), action="test.event")
+    row = next(r for r in export_rows(reviewer_client, "audit") if r[1] == "test.event")
+    assert row[3] == "'" + value

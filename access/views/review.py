@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import datetime, time, timedelta
 from functools import wraps
 
@@ -227,8 +228,8 @@ def _csv_response(filename, header, rows):
     def stream():
         yield writer.writerow(header)
         for row in rows:
-            # A cell starting with = + - @ would run as a formula in a spreadsheet.
-            yield writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c for c in row])
+            # A cell starting with = + - @, a tab or a carriage return can run as a formula in a spreadsheet.
+            yield writer.writerow(["'" + c if isinstance(c, str) and c and c[0] in "=+-@\t\r" else c for c in row])
 
     response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -253,7 +254,7 @@ def export(request, kind):
                 e.target_type,
                 e.target_id,
                 e.ip or "",
-                e.data,
+                json.dumps(e.data, sort_keys=True, ensure_ascii=False),
             )
             for e in AuditEvent.objects.filter(created_at__range=(start, end)).select_related("actor").iterator()
         )
