@@ -15,12 +15,14 @@ import requests
 from rest_framework.test import APIClient
 
 from access import services
+from access.client import download
 from access.models import AccessRequest
 from access.storage import LocalStorage
 from tests.factories import ReleaseFactory, add_file, token_secret
 from tests.support.auth import login_recently
 from tests.support.nanio import free_port
 from tests.support.processes import ROOT, wait_for_port
+from tests.test_download_client import backend, run_client  # noqa: F401 -- backend is a fixture used below
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 KEY = "facebook/opt-125m/config.json"
@@ -308,3 +310,47 @@ def test_export_cells_that_a_spreadsheet_would_run_are_quoted(reviewer_client, v
     services.audit(actor=services.Actor(user=None, credential=value), action="test.event")
     row = next(r for r in export_rows(reviewer_client, "audit") if r[1] == "test.event")
     assert row[3] == "'" + value
+
+
+# ---------------------------------------------------------------------------------------------- the download client
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text, é and 权重", "plain text, é and 权重"),
+        ("\x1b[2J\x1b[31mred", "[2J[31mred"),
+        ("csi\x9b31m and osc\x1b]0;title\x07", "csi31m and osc]0;title"),
+        ("line\r\nforged\tline\x00\x7f", "lineforgedline"),
+    ],
+)
+def test_the_client_shows_remote_text_without_control_characters(text, shown):
+    assert download.shown(text) == shown
+
+
+def test_the_client_prints_no_terminal_escapes_from_a_portal_refusal(backend, tmp_path):  # noqa: F811
+    backend.portal_error = (403, "gated\x1b[2J", "You need\x1b[2J\x1b[31m access.\r\nAll files verified.\x9b0m")
+    result = run_client(backend, tmp_path / "opt")
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert controls(output.replace("\n", "")) == []
+    assert "You need[2J[31m access.All files verified.0m" in result.stderr
+    assert not any(line.startswith("All files verified") for line in output.splitlines())
+
+
+def test_the_client_keeps_its_own_hint_on_a_line_of_its_own(backend, tmp_path):  # noqa: F811
+    backend.portal_error = (403, "gated", "You need\x1b[31m access.")
+    result = run_client(backend, tmp_path / "opt")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == download.REFUSAL_HINTS["gated"]
+
+
+def test_the_client_prints_no_terminal_escapes_from_file_names(backend, tmp_path):  # noqa: F811
+    good = backend.manifest(1)["files"][0]
+    evil = "weights\x9b2J\x9b31m.bin"  # C1 controls: not refused as a path, but never printed raw
+    backend.raw_manifest_files = [dict(good, path=evil, url=good["url"].replace(good["path"], "missing"))]
+    result = run_client(backend, tmp_path / "opt")
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "weights2J31m.bin" in result.stderr
+    assert controls(output.replace("\n", "")) == []
