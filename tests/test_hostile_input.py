@@ -354,3 +354,32 @@ def test_the_client_prints_no_terminal_escapes_from_file_names(backend, tmp_path
     output = result.stdout + result.stderr
     assert "weights2J31m.bin" in result.stderr
     assert controls(output.replace("\n", "")) == []
+
+
+# ---------------------------------------------------------------------------------------------- all of it, live
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_hostile_input_gets_a_500_from_a_real_server(portal, release, local_storage, alice, reviewer, client):
+    token = {"Authorization": f"Bearer {token_secret(alice)}", "Content-Type": "application/json"}
+    signed = signed_path(local_storage)
+    attacks = [
+        ("GET", f"/storage/99999999999/%C3%A9/{KEY}", {}, None),
+        ("GET", signed, {"Range": f"bytes={HUGE}-"}, None),
+        ("HEAD", signed, {"Range": f"bytes=-{HUGE}"}, None),
+        *((method, path, {}, None) for method, path in HF_PATHS),
+        ("POST", "/api/v1/access-requests", token, DEEP_JSON),
+        ("GET", "/review/export/audit.csv?from=2024-02-30", {}, None),
+        ("GET", "/review/export/downloads.csv?to=2024-13-01", {}, None),
+    ]
+    cookies = {"sessionid": login_recently(client, reviewer).cookies["sessionid"].value}
+    for method, path, headers, body in attacks:
+        response = requests.request(
+            method, portal + path, headers=headers, data=body, cookies=cookies, timeout=30, allow_redirects=False
+        )
+        assert response.status_code < 500, (method, path, response.status_code)
+        if path.startswith("/review/"):
+            assert response.status_code == 400 and "YYYY-MM-DD" in response.text, path
+        elif response.status_code >= 400 and response.content:
+            assert response.headers["Content-Type"] == "application/json", (method, path)
+            assert response.json()["code"] and response.json()["detail"], (method, path)
