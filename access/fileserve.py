@@ -105,14 +105,21 @@ def _requested_range(request, etag: str, size: int):
     if_range = request.headers.get("If-Range")
     if not match or (if_range and if_range != etag) or match.groups() == ("", ""):
         return None
-    first, last = match.groups()
-    if first == "":
-        start, end = max(0, size - int(last)), size - 1
+    first, last = (_position(n) if n else None for n in match.groups())
+    if first is None:
+        start, end = max(0, size - last), size - 1
     else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        start, end = first, min(last, size - 1) if last is not None else size - 1
     if start >= size or start > end:
         return "unsatisfiable"
     return start, end
+
+
+def _position(digits: str) -> int:
+    """A Range number by its value. Python refuses int() of more than 4300 digits; any number past 2**63 is
+    past the end of every file, so it counts as that."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 19 else 2**63
 
 
 def _with_headers(response, headers: dict):

@@ -148,6 +148,9 @@ class LocalStorage(Storage):
         return hmac.new(hmac_key or cls._hmac_key(), f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def verify(self, key: str, expires: int, signature: str, *, now: float | None = None) -> bool:
+        # The signature comes from the URL, and compare_digest raises TypeError on non-ASCII text.
+        if len(signature) != 64 or not set(signature) <= set("0123456789abcdef"):
+            return False
         if expires < (time.time() if now is None else now):
             return False
         return hmac.compare_digest(self.signature(key, expires), signature)

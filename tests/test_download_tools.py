@@ -133,5 +133,5 @@ def test_wget_saves_each_file_under_its_name(portal, granted, settings, tmp_path
     check = run([tool("sha256sum"), "-c", "SHA256SUMS"], cwd=tmp_path / "opt")
     assert check.returncode == 0, check.stdout + check.stderr
     if settings.STORAGE_BACKEND == "s3":
-        relayed = DownloadEvent.objects.filter(via="manifest", manifest_format="wget", file__isnull=False)
+        relayed = DownloadEvent.objects.filter(via="relay", file__isnull=False)
         assert relayed.count() == len(FILES)

@@ -32,6 +32,7 @@ from rest_framework.views import APIView
 from .. import downloads, selectors
 from ..http import actor_for, base_url
 from ..models import DownloadEvent, ModelRelease
+from ..text import printable
 from .errors import ApiError
 
 DEFAULT_BRANCH = "main"
@@ -43,9 +44,10 @@ LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\n
 
 
 def header_text(text: str) -> str:
-    """A message fit for one header line (a newline in a revocation reason must not break the response), sent as
-    UTF-8 bytes: Django writes header strings as Latin-1, and httpx (so huggingface_hub) reads UTF-8."""
-    return " ".join(str(text).split())[:500].encode().decode("latin-1")
+    """A message fit for one header line, sent as UTF-8 bytes: Django writes header strings as Latin-1, and httpx
+    (so huggingface_hub) reads UTF-8. Messages quote paths and revisions from the URL, and gunicorn answers 500
+    rather than send a header holding a control character, so none is kept."""
+    return printable(text)[:500].encode().decode("latin-1")
 
 
 def hf_error(detail: str, code: str, status: int, error_code: str, headers: dict | None = None) -> ApiError:

@@ -55,6 +55,9 @@ MAX_RETRY_AFTER = 600.0  # never sleep longer than this on one Retry-After
 MAX_URL_REFRESHES = 2  # fresh manifests per file, without progress in between, when storage keeps answering 403
 SUMS_NAME = "SHA256SUMS"
 USER_AGENT = f"portal-download/{__version__} Python/{platform.python_version()}"
+# What a terminal acts on rather than shows: C0 (ESC starts ANSI sequences; CR and LF overwrite or forge lines),
+# DEL and C1 (0x9b is a one-byte CSI).
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
@@ -73,11 +76,20 @@ REFUSAL_HINTS = {
 # ---------------------------------------------------------------------------------------------------- errors
 
 
-class Refused(Exception):
+class Failure(Exception):
+    """An error that ends the run, with an optional hint of our own printed on the next line (the message itself
+    may quote the server and is printed through shown())."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+class Refused(Failure):
     """The portal refused or answered nonsense: the whole run stops with exit status 2."""
 
 
-class DownloadError(Exception):
+class DownloadError(Failure):
     """One file could not be downloaded; the others carry on."""
 
 
@@ -98,6 +110,11 @@ class Aborted(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------- small helpers
+
+
+def shown(text: object) -> str:
+    """Text from the portal, storage or a manifest made safe to print: control characters dropped."""
+    return CONTROL_RE.sub("", str(text))
 
 
 def human(n: float) -> str:
@@ -339,7 +356,7 @@ class Portal:
             return Transient(f"portal answered HTTP {status}" + (f" ({detail})" if detail else ""), retry_after)
         message = f"the portal refused (HTTP {status}{', ' + code if code else ''}): {detail}"
         hint = REFUSAL_HINTS.get(code)
-        return Refused(f"{message}\n{hint}" if hint else message)
+        return Refused(message, hint or "")
 
 
 # ---------------------------------------------------------------------------------------------------- progress
@@ -369,7 +386,7 @@ class Progress:
             self._clear()
             stream = sys.stderr if error else sys.stdout
             prefix = "" if self.tty else time.strftime("%H:%M:%S ")
-            print(prefix + message, file=stream, flush=True)
+            print(prefix + shown(message), file=stream, flush=True)
             self._draw()
 
     def info(self, message: str) -> None:
@@ -814,8 +831,8 @@ def check_disk_space(root: str, jobs: list) -> None:
     free = shutil.disk_usage(root).free
     if needed > free:
         raise DownloadError(
-            f"not enough free disk space in {root}: {human(needed)} still to download, only {human(free)} free.\n"
-            "Free some space, choose another --dir, or download fewer files with --include."
+            f"not enough free disk space in {root}: {human(needed)} still to download, only {human(free)} free.",
+            "Free some space, choose another --dir, or download fewer files with --include.",
         )
 
 
@@ -839,7 +856,7 @@ def print_summary(progress: Progress, root: str) -> None:
     )
     print(f"transferred_bytes={progress.transferred}")
     for path, reason in progress.failures:
-        print(f"  failed: {path}: {reason}", file=sys.stderr)
+        print(f"  failed: {shown(path)}: {shown(reason)}", file=sys.stderr)
     if progress.downloaded + progress.skipped == progress.files_total:
         print(f"All files verified. Check again any time with: cd {root} && sha256sum -c {SUMS_NAME}")
     else:
@@ -868,7 +885,7 @@ def run(args: argparse.Namespace) -> int:
 
     total = sum(f.size for f in selected)
     print(
-        f"{manifest.repo_id} @ {manifest.revision}: {len(selected)} of {len(manifest.files)} files, "
+        f"{shown(manifest.repo_id)} @ {shown(manifest.revision)}: {len(selected)} of {len(manifest.files)} files, "
         f"{human(total)}, into {root}",
         flush=True,
     )
@@ -896,12 +913,11 @@ def main(argv: list | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except Refused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    except DownloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except Failure as exc:
+        print(f"error: {shown(exc)}", file=sys.stderr)
+        if exc.hint:
+            print(exc.hint, file=sys.stderr)
+        return EXIT_REFUSED if isinstance(exc, Refused) else EXIT_FAILED
     except Aborted:
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import datetime, time, timedelta
 from functools import wraps
 
@@ -204,9 +205,22 @@ def grant_detail(request, public_id):
 
 
 def _date_range(request):
+    """The export's days from `from` and `to` (YYYY-MM-DD; the last 30 days by default). A date that is given
+    but is no real day raises ValueError with a message for the reviewer."""
     today = timezone.localdate()
-    start = parse_date(request.GET.get("from") or "") or today - timedelta(days=30)
-    end = parse_date(request.GET.get("to") or "") or today
+    days = {"from": today - timedelta(days=30), "to": today}
+    for name in days:
+        value = request.GET.get(name) or ""
+        try:
+            day = parse_date(value)  # None when not YYYY-MM-DD, ValueError when no such day (2024-02-30)
+        except ValueError:
+            day = None
+        if value and day is None:
+            raise ValueError(
+                _("The “%(name)s” date is not a real day; write it as YYYY-MM-DD, e.g. 2024-02-29.") % {"name": name}
+            )
+        days[name] = day or days[name]
+    start, end = days["from"], days["to"]
     tz = timezone.get_current_timezone()
     return (
         timezone.make_aware(datetime.combine(start, time.min), tz),
@@ -227,8 +241,8 @@ def _csv_response(filename, header, rows):
     def stream():
         yield writer.writerow(header)
         for row in rows:
-            # A cell starting with = + - @ would run as a formula in a spreadsheet.
-            yield writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c for c in row])
+            # A cell starting with = + - @, a tab or a carriage return can run as a formula in a spreadsheet.
+            yield writer.writerow(["'" + c if isinstance(c, str) and c and c[0] in "=+-@\t\r" else c for c in row])
 
     response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -238,7 +252,11 @@ def _csv_response(filename, header, rows):
 @reviewer_required
 @require_safe
 def export(request, kind):
-    start, end, start_date, end_date = _date_range(request)
+    try:
+        start, end, start_date, end_date = _date_range(request)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return render(request, "base.html", status=400)
     if kind == "audit":
         rows = (
             (
@@ -249,7 +267,7 @@ def export(request, kind):
                 e.target_type,
                 e.target_id,
                 e.ip or "",
-                e.data,
+                json.dumps(e.data, sort_keys=True, ensure_ascii=False),
             )
             for e in AuditEvent.objects.filter(created_at__range=(start, end)).select_related("actor").iterator()
         )
