@@ -171,7 +171,7 @@ def test_revoking_a_grant_closes_its_pending_renewal(gated, rita, alice, client,
     renewal.refresh_from_db()
     assert renewal.status == "rejected" and "Shared the weights." in renewal.decision_reason
     assert AuditEvent.objects.filter(action="request.close", request=renewal).exists()
-    assert any("Shared the weights." in m.body for m in mail.outbox if "rejected" in m.subject.lower())
+    assert any("Shared the weights." in m.body for m in mail.outbox if "not approved" in m.subject)
     with pytest.raises(services.InvalidTransition):
         services.request_approve(actor=services.Actor(user=rita), access_request=renewal)
     assert not downloads.access_state(user=alice, release=gated).allowed
