@@ -6,13 +6,13 @@ import hashlib
 import re
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from . import downloads
-from .http import base_url, client_ip, json_error
+from .http import base_url, client_ip, download_redirect, json_error
 from .models import DownloadEvent, ModelFile, User
 from .services.base import Actor
 from .storage import CHUNK_SIZE, LocalStorage, content_disposition, get_storage
@@ -146,6 +146,4 @@ def download_relay(request, ticket: str, path: str):
     decision = downloads.authorize(actor=actor, release=file.release, via=DownloadEvent.Via.RELAY, path=file.path)
     if not decision.allowed:
         return json_error(decision.code, decision.detail, decision.status)
-    response = HttpResponseRedirect(downloads.issue_file(decision, file, base_url=base_url(request)))
-    response["Cache-Control"] = "no-store"
-    return response
+    return download_redirect(downloads.issue_file(decision, file, base_url=base_url(request)))

@@ -402,3 +402,30 @@ class OutboundEmail(models.Model):
 
     def __str__(self):
         return f"{self.template} → {self.to}"
+
+
+class DownloadCount(models.Model):
+    """Anonymous downloads of open releases, counted per file and hour instead of one row each: the path a
+    public model's millions of CI fetches take. Filled from Redis counters by a periodic task."""
+
+    file = models.ForeignKey(ModelFile, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text=_("Start of the hour (UTC)"))
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["file", "hour"], name="download_count_file_hour_unique")]
+        indexes = [models.Index(fields=["hour"], name="download_count_hour_idx")]
+
+    def __str__(self):
+        return f"{self.file_id} {self.hour:%Y-%m-%d %H}:00 ×{self.count}"
+
+
+class DownloadCountBatch(models.Model):
+    """A Redis counter hash already added to DownloadCount: a flush that dies before deleting the hash, and runs
+    again, adds nothing twice."""
+
+    batch = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.batch

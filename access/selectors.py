@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 
+from . import cache
 from .models import AccessRequest, ApiToken, Grant, ModelFile, ModelRelease, User
 
 
@@ -22,10 +25,16 @@ def release_list(*, user: User | None = None) -> QuerySet[ModelRelease]:
 
 def release_get(*, repo_id: str, user: User | None = None, with_totals: bool = False) -> ModelRelease | None:
     """One release by repo id. File totals are summed only when asked: the download hot path needs the row
-    alone, and the review permission is looked up only for an unpublished release."""
+    alone (kept by access.cache while published), and the review permission is looked up only for an
+    unpublished release."""
     if with_totals:
         return release_list(user=user).filter(repo_id=repo_id).first()
-    release = ModelRelease.objects.select_related("license").filter(repo_id=repo_id).first()
+    key = ("release", repo_id)
+    release = cache.get(key)
+    if release is None:
+        release = ModelRelease.objects.select_related("license").filter(repo_id=repo_id).first()
+        if release is not None and release.published:
+            cache.put(key, release)
     if release is None or (not release.published and not is_reviewer(user)):
         return None
     return release
@@ -35,12 +44,13 @@ def release_files(*, release: ModelRelease) -> QuerySet[ModelFile]:
     return release.files.order_by("path")
 
 
+UNSAFE_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def clean_file_path(path: str) -> str | None:
     """The path as stored, or None for anything that could escape the release or a manifest line: `..` or `.`
     segments, empty segments, absolute paths, backslashes, NUL and other control characters."""
-    if not path or "\\" in path or any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
-        return None
-    if any(part in ("", ".", "..") for part in path.split("/")):
+    if not path or UNSAFE_PATH.search(path) or any(part in ("", ".", "..") for part in path.split("/")):
         return None
     return path
 
@@ -49,15 +59,28 @@ def release_file_get(*, release: ModelRelease, path: str) -> ModelFile | None:
     clean = clean_file_path(path)
     if clean is None:
         return None
-    return release.files.filter(path=clean).first()
+    key = ("file", release.repo_id, clean)
+    file = cache.get(key)
+    if file is None:
+        file = release.files.filter(path=clean).first()
+        if file is not None and release.published:
+            file.release = release
+            cache.put(key, file)
+    return file
 
 
 def file_get(*, repo_id: str, path: str, user: User | None = None) -> ModelFile | None:
-    """A release's file with its release, in one query: the per-file download path."""
+    """A release's file with its release, in one query (none while access.cache holds it): the per-file
+    download path."""
     clean = clean_file_path(path)
     if clean is None:
         return None
-    file = ModelFile.objects.select_related("release").filter(release__repo_id=repo_id, path=clean).first()
+    key = ("file", repo_id, clean)
+    file = cache.get(key)
+    if file is None:
+        file = ModelFile.objects.select_related("release").filter(release__repo_id=repo_id, path=clean).first()
+        if file is not None and file.release.published:
+            cache.put(key, file)
     if file is None or (not file.release.published and not is_reviewer(user)):
         return None
     return file
@@ -69,7 +92,13 @@ def apply_url(release: ModelRelease) -> str:
 
 
 def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
-    return Grant.objects.active().filter(user=user, release=release).order_by("-expires_at").first()
+    key = ("grant", user.pk, release.pk)
+    grant = cache.get(key)
+    if grant is not None and grant.is_active:  # expiry is a time, checked now; revocation bumps the version
+        return grant
+    grant = Grant.objects.active().filter(user=user, release=release).order_by("-expires_at").first()
+    cache.put(key, grant)
+    return grant
 
 
 def request_url(access_request: AccessRequest) -> str:
@@ -77,7 +106,13 @@ def request_url(access_request: AccessRequest) -> str:
 
 
 def token_lookup(*, secret_hash: str) -> ApiToken | None:
-    return ApiToken.objects.select_related("user").filter(secret_hash=secret_hash).first()
+    """The token with its user; access.cache keeps it until a token, user or grant changes anywhere."""
+    key = ("token", secret_hash)
+    token = cache.get(key)
+    if token is None:
+        token = ApiToken.objects.select_related("user").filter(secret_hash=secret_hash).first()
+        cache.put(key, token)
+    return token
 
 
 def user_requests(*, user: User) -> QuerySet[AccessRequest]:

@@ -1,6 +1,7 @@
 """Celery's entry points. Each task is defined beside the service it runs (see access.taskbase); this module
 names them all so the worker registers them and callers have one place to find them."""
 
+from .services.counters import download_counts_flush_task as download_counts_flush
 from .services.grants import batch_issue_task as batch_issue
 from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
@@ -9,6 +10,7 @@ from .services.notifications import request_notify, reviewer_digest, reviewers_n
 
 __all__ = [
     "batch_issue",
+    "download_counts_flush",
     "grant_issue",
     "grants_expire",
     "grants_reconcile",

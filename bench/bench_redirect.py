@@ -20,6 +20,7 @@ interleaved rounds so that background load on a shared machine affects them alik
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import shutil
@@ -169,7 +170,38 @@ def in_process(token: str, paths: list[str], n: int = 300) -> dict:
             cpu.append(time.thread_time() - started_cpu)
         out[f"{name}_ms"] = statistics.median(wall) * 1e3
         out[f"{name}_cpu_ms"] = statistics.median(cpu) * 1e3
+    out["profile"] = profile(client, portal, auth, n)
     return out
+
+
+def profile(client, urls: list[str], headers: dict, n: int) -> str:
+    """cProfile's top entries over n redirects: where the time of one request goes."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for i in range(n):
+        client.get(urls[i % len(urls)], **headers)
+    profiler.disable()
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    stats.sort_stats("tottime").print_stats(18)
+    return stream.getvalue()
+
+
+def print_in_process(local: dict) -> None:
+    print(
+        f"in-process, one thread (test client, no HTTP), median per redirect: portal {local['portal_ms']:.2f} ms "
+        f"({local['portal_cpu_ms']:.2f} ms CPU in Python), bare Django {local['bare_ms']:.2f} ms "
+        f"({local['bare_cpu_ms']:.2f} ms CPU); portal/bare {local['portal_ms'] / local['bare_ms']:.0f}x"
+    )
+    print(f"SQL per redirect ({len(local['queries'])} queries):")
+    for sql in local["queries"]:
+        print("  " + (sql if len(sql) <= 160 else sql[:157] + "..."))
+    print("\nin-process profile of the gated redirect (top entries by own time):")
+    print("\n".join(line for line in local["profile"].splitlines() if line.strip())[:6000])
+    print()
 
 
 def main() -> int:
@@ -183,6 +215,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the targets (default 2)")
     parser.add_argument("--storage", choices=["local", "s3"], default="local", help="storage backend (default local)")
     parser.add_argument("--skip-nginx", action="store_true", help="do not measure nginx")
+    parser.add_argument("--in-process-only", action="store_true", help="only the in-process timing and profile")
     args = parser.parse_args()
 
     print_machine()
@@ -203,7 +236,9 @@ def main() -> int:
         )
         assert len(paths) == 992, len(paths)
         local = in_process(token, paths)
-        queries = local["queries"]
+        if args.in_process_only:
+            print_in_process(local)
+            return 0
 
         portal_url, _ = bench.gunicorn(
             env=env, workers=args.workers, worker_class=args.worker_class, threads=args.gthreads
@@ -289,15 +324,7 @@ def main() -> int:
         f"\naudit check: {events} new DownloadEvent rows = {n302} 302s counted by wrk + {inflight} in flight at "
         f"wrk's stop; {nother} non-302, {errors} socket errors  {'OK' if audited_ok else 'MISMATCH'}"
     )
-    print(
-        f"in-process, one thread (test client, no HTTP), median per redirect: portal {local['portal_ms']:.2f} ms "
-        f"({local['portal_cpu_ms']:.2f} ms CPU in Python), bare Django {local['bare_ms']:.2f} ms "
-        f"({local['bare_cpu_ms']:.2f} ms CPU); portal/bare {local['portal_ms'] / local['bare_ms']:.0f}x"
-    )
-    print(f"SQL per redirect ({len(queries)} queries):")
-    for sql in queries:
-        print("  " + (sql if len(sql) <= 160 else sql[:157] + "..."))
-    print()
+    print_in_process(local)
     ratio, p99 = ratios[PORTAL][BARE], med(runs[PORTAL], "p99_us") / 1e3
     goal_line(f"portal >= {GOAL_RATIO:.0%} of bare Django req/s ({ratio:.0%})", ratio >= GOAL_RATIO)
     goal_line(f"portal p99 < {GOAL_P99_MS:g} ms ({p99:.1f} ms)", p99 < GOAL_P99_MS)

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "access.middleware.RejectNulMiddleware",
+    "access.cache.RequestScope",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -200,6 +201,7 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-grants": {"task": "access.tasks.grants_reconcile", "schedule": float(GRANT_RECONCILE_SECONDS)},
     "expire-grants": {"task": "access.tasks.grants_expire", "schedule": 3600.0},
     "reviewer-digest": {"task": "access.tasks.reviewer_digest", "schedule": crontab(hour=7, minute=0)},
+    "flush-download-counts": {"task": "access.tasks.download_counts_flush", "schedule": 60.0},
 }
 
 # --- Email --------------------------------------------------------------------------------------------
@@ -247,10 +249,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "access.api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "access.api.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_CLASSES": [
-        "access.api.throttling.UserRateThrottle",
-        "access.api.throttling.IpRateThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["access.api.throttling.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # A 992-file download with 16 connections makes ~1000 redirects plus retries in a few minutes.
         "user": env.str("THROTTLE_USER_RATE", default="6000/hour"),

@@ -3,7 +3,10 @@ import hashlib
 import pytest
 from rest_framework.test import APIClient
 
-from access.models import DownloadEvent
+from access import cache as decision_cache
+from access.cache import redis_key, shared_redis
+from access.models import DownloadCount, DownloadEvent
+from access.services import counters
 from tests.factories import ReleaseFactory, add_file
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +55,36 @@ def test_it_redirects_an_open_file_to_a_signed_url_and_records_it(api, open_rele
     assert response["Location"].endswith("/config.json")
     followed = api.get(response["Location"].replace("http://testserver", ""))
     assert b"".join(followed.streaming_content) == b'{"a": 1}'
+    # Anonymous downloads of open files are counted per file and hour, not logged one row each.
+    assert DownloadEvent.objects.filter(file__path="config.json").count() == 0
+    assert counters.download_counts_flush() == 1
+    counted = DownloadCount.objects.get(file__path="config.json")
+    assert counted.count == 1 and counted.hour.minute == 0
+    assert counters.release_downloads(release=open_release) == 1
+    page = api.get("/models/facebook/opt-125m/").content.decode()
+    assert "1 download in the last 30 days" in page
+
+
+def test_counted_downloads_are_added_once_even_if_a_flush_is_repeated(api, open_release):
+    for _ in range(3):
+        api.get("/api/v1/models/facebook/opt-125m/files/config.json")
+    api.head("/facebook/opt-125m/resolve/main/pytorch_model.bin")
+    client = shared_redis()
+    # A flush that died after adding a batch but before deleting it: the batch is found again, not added twice.
+    live = next(iter(client.scan_iter(match=redis_key(counters.LIVE + "*"))))
+    batch = live.decode().replace(counters.LIVE, counters.BATCH) + ":dead"
+    client.rename(live, batch)
+    counters._flush_batch(client, batch, batch.split(counters.BATCH)[1].split(":")[0])
+    client.hset(batch, mapping={str(f.pk): 1 for f in open_release.files.all()})  # as if the delete never ran
+    assert counters.download_counts_flush() == 2  # read again, but the batch is known: nothing is added
+    assert sum(DownloadCount.objects.values_list("count", flat=True)) == 4
+    assert not list(client.scan_iter(match=redis_key("downloads:*")))
+
+
+def test_without_redis_an_anonymous_download_is_logged_as_a_row(api, open_release, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    decision_cache.clear()
+    api.get("/api/v1/models/facebook/opt-125m/files/config.json")
     assert DownloadEvent.objects.filter(via="api", file__path="config.json", user=None).count() == 1
 
 

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from access import services
 from access.models import AccessRequest, AuditEvent, ModelFile
-from tests.factories import ANSWERS, AccessRequestFactory, ReleaseFactory, UserFactory, add_file
+from tests.factories import ANSWERS, AccessRequestFactory, ReleaseFactory, UserFactory, add_file, token_secret
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -209,7 +209,12 @@ def test_the_recorded_address_honours_a_trusted_proxy_only(
     settings.BEHIND_PROXY = behind_proxy
     release = ReleaseFactory(repo_id="facebook/opt-125m", access="open")
     add_file(release, "config.json", b"{}")
-    client.get("/api/v1/models/facebook/opt-125m/files/config.json", HTTP_X_FORWARDED_FOR=forwarded)
+    secret = token_secret(UserFactory())  # a signed-in download is logged with its address
+    client.get(
+        "/api/v1/models/facebook/opt-125m/files/config.json",
+        HTTP_X_FORWARDED_FOR=forwarded,
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
     assert DownloadEvent.objects.get().ip == recorded
 
 

@@ -1,6 +1,6 @@
 """Releases, their files, per-file redirects and manifests."""
 
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import downloads, manifests, selectors
-from ..http import actor_for, base_url
+from ..http import actor_for, base_url, download_redirect
 from ..models import DownloadEvent
 from .errors import ApiError
 from .pagination import Pagination
@@ -95,8 +95,7 @@ class FileDownloadApi(APIView):
         release = file.release
         decision = require_access(request, release, via=DownloadEvent.Via.API, path=file.path)
         url = downloads.issue_file(decision, file, base_url=base_url(request))
-        response = HttpResponseRedirect(url)
-        response["Cache-Control"] = "no-store"
+        response = download_redirect(url)
         response["X-Checksum-Sha256"] = file.sha256
         response["X-File-Size"] = str(file.size)
         return response

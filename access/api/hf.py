@@ -23,14 +23,13 @@ import hashlib
 from datetime import UTC
 from urllib.parse import urlencode
 
-from django.http import HttpResponseRedirect
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import downloads, selectors
-from ..http import actor_for, base_url
+from ..http import actor_for, base_url, download_redirect
 from ..models import DownloadEvent, ModelRelease
 from ..text import printable
 from .errors import ApiError
@@ -221,8 +220,7 @@ class ResolveApi(HfApiView):
             raise entry_not_found(release, _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id})
         decision = self.require_access(release, path=file.path)
         url = downloads.issue_file(decision, file, base_url=base_url(request))
-        response = HttpResponseRedirect(url)
-        response["Cache-Control"] = "no-store"
+        response = download_redirect(url)
         response["X-Repo-Commit"] = release.revision
         response["X-Linked-Etag"] = f'"{file.sha256}"'
         response["X-Linked-Size"] = str(file.size)

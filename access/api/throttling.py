@@ -12,9 +12,10 @@ from functools import cache
 
 from django.conf import settings
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from rest_framework import throttling
 
+from .. import cache as decision_cache
+from ..cache import cache_alias, redis_key, shared_redis
 from ..http import client_ip
 
 
@@ -25,61 +26,67 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
 
 
-def _cache():
-    return caches["throttle"] if "throttle" in settings.CACHES else caches["default"]
+def _store():
+    return caches[cache_alias()]
 
 
-def _count(key: str, ttl: int) -> int:
-    store = _cache()
-    if isinstance(store, RedisCache):
-        full_key = store.make_and_validate_key(key)
-        client = store._cache.get_client(full_key, write=True)
+def _count_many(keys: list[tuple[str, int]]) -> list[int]:
+    """INCR each (key, ttl) counter, in one round trip on Redis; the window's count for each."""
+    client = shared_redis()
+    if client is not None:
         pipe = client.pipeline(transaction=False)
-        pipe.incr(full_key)
-        pipe.expire(full_key, ttl, nx=True)
-        return pipe.execute()[0]
-    store.add(key, 0, ttl)
-    return store.incr(key)
+        for key, ttl in keys:
+            full_key = redis_key(key)
+            pipe.incr(full_key)
+            pipe.expire(full_key, ttl, nx=True)
+        read_version = decision_cache.wants_version()
+        if read_version:
+            # The download gate's cache needs this too: one round trip serves both.
+            pipe.get(redis_key(decision_cache.VERSION_KEY))
+        results = pipe.execute()
+        if read_version:
+            decision_cache.prime_version(results[-1])
+        return results[0 : 2 * len(keys) : 2]
+    store = _store()
+    counts = []
+    for key, ttl in keys:
+        store.add(key, 0, ttl)
+        counts.append(store.incr(key))
+    return counts
 
 
-class WindowRateThrottle(throttling.BaseThrottle):
-    scope = ""
+class ApiRateThrottle(throttling.BaseThrottle):
+    """Per user (a token counts for its user) and per IP, in fixed windows, checked together."""
 
     def __init__(self):
         self.retry_after: float | None = None
 
-    def ident(self, request) -> str | None:
-        raise NotImplementedError
-
     def allow_request(self, request, view):
-        rate = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get(self.scope)
-        ident = self.ident(request) if rate else None
-        if ident is None:
+        rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
+        checks = []
+        if rates.get("user") and request.user and request.user.is_authenticated:
+            checks.append(("user", str(request.user.pk), rates["user"]))
+        # Not DRF's get_ident: without NUM_PROXIES it keys on X-Forwarded-For, which any caller can rotate.
+        if rates.get("ip") and (ip := client_ip(request)):
+            checks.append(("ip", ip, rates["ip"]))
+        if not checks:
             return True
-        limit, duration = parse_rate(rate)
         now = time.time()
-        window = int(now // duration)
-        if _count(f"throttle:{self.scope}:{ident}:{window}", duration + 1) <= limit:
-            return True
-        self.retry_after = (window + 1) * duration - now
-        return False
+        keys, windows = [], []
+        for scope, ident, rate in checks:
+            limit, duration = parse_rate(rate)
+            window = int(now // duration)
+            keys.append((f"throttle:{scope}:{ident}:{window}", duration + 1))
+            windows.append((limit, duration, window))
+        waits = [
+            (window + 1) * duration - now
+            for count, (limit, duration, window) in zip(_count_many(keys), windows, strict=True)
+            if count > limit
+        ]
+        if waits:
+            self.retry_after = max(waits)
+            return False
+        return True
 
     def wait(self):
         return self.retry_after
-
-
-class UserRateThrottle(WindowRateThrottle):
-    """Per user (a token counts for its user); anonymous callers are left to the IP throttle."""
-
-    scope = "user"
-
-    def ident(self, request):
-        return str(request.user.pk) if request.user and request.user.is_authenticated else None
-
-
-class IpRateThrottle(WindowRateThrottle):
-    scope = "ip"
-
-    def ident(self, request):
-        # Not DRF's get_ident: without NUM_PROXIES it keys on X-Forwarded-For, which any caller can rotate.
-        return client_ip(request)

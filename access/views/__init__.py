@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .. import downloads, selectors
+from ..services import counters
 from ..http import base_url, json_error, wants_json
 from ..storage import get_storage
 
@@ -35,6 +36,7 @@ def release_detail(request, repo_id):
         "files": selectors.release_files(release=release),
         "decision": decision,
         "portal_url": base_url(request),
+        "downloads_30d": counters.release_downloads(release=release),
     }
     return render(request, "access/release_detail.html", context)
 
