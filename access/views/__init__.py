@@ -13,8 +13,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .. import downloads, selectors
-from ..services import counters
 from ..http import base_url, json_error, wants_json
+from ..services import counters
 from ..storage import get_storage
 
 CLIENT_SCRIPT = Path(__file__).resolve().parent.parent / "client" / "download.py"
