@@ -397,6 +397,18 @@ def seed_opt175b(size: int = 64, *, storages: Sequence | None = None, command: b
     return time.perf_counter() - started
 
 
+def seed_open(repo_id: str = "facebook/opt-125m", size: int = 64) -> None:
+    """An open release with its real file names (opt-125m by default), as `load_demo_catalog` makes it."""
+    from access import catalog_data
+    from access.models import ModelRelease
+    from access.storage import get_storage
+
+    row = next(r for r in catalog_data.releases() if r["repo_id"] == repo_id)
+    release = ModelRelease.objects.create(**row)
+    paths = catalog_data.release_files(release.name)
+    files_store(release, [(p, catalog_data.synthetic_size(p, size)) for p in paths], [get_storage()])
+
+
 def files_store(release, files: Sequence[tuple[str, int]], storages: Sequence) -> None:
     """Write synthetic files (path, size) under `<repo_id>/<path>` to every storage, record them in one
     bulk insert, and refresh the release revision as the commands do."""
