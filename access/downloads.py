@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.core import signing
 from django.db import connection
@@ -181,21 +182,26 @@ def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest
     user_id = actor.user.pk if actor.user and actor.user.pk else None
     if user_id is None and file is not None and not decision.release.is_gated and count_open_download(file.pk):
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            INSERT_EVENT,
-            [
-                timezone.now(),
-                decision.release.pk,
-                file.pk if file is not None else None,
-                user_id,
-                actor.token.pk if actor.token is not None else None,
-                decision.grant.pk if decision.grant is not None else None,
-                decision.via,
-                manifest_format,
-                actor.ip,
-            ],
-        )
+    params = [
+        timezone.now(),
+        decision.release.pk,
+        file.pk if file is not None else None,
+        user_id,
+        actor.token.pk if actor.token is not None else None,
+        decision.grant.pk if decision.grant is not None else None,
+        decision.via,
+        manifest_format,
+        actor.ip,
+    ]
+    if connection.vendor == "postgresql":
+        # A server-side prepared statement (Django's cursors bind on the client, which cannot prepare): PostgreSQL
+        # parses and plans it once per connection, about a fifth of an insert's cost on both sides.
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(INSERT_EVENT, params, prepare=True)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(INSERT_EVENT, params)
 
 
 def issue_file(decision: AccessDecision, file: ModelFile, *, base_url: str | None = None) -> str:

@@ -201,9 +201,12 @@ def print_in_process(local: dict) -> None:
         f"({local['portal_cpu_ms']:.2f} ms CPU in Python), bare Django {local['bare_ms']:.2f} ms "
         f"({local['bare_cpu_ms']:.2f} ms CPU); portal/bare {local['portal_ms'] / local['bare_ms']:.0f}x"
     )
-    print(f"SQL per redirect ({len(local['queries'])} queries):")
-    for sql in local["queries"]:
-        print("  " + (sql if len(sql) <= 160 else sql[:157] + "..."))
+    from access.downloads import INSERT_EVENT
+
+    queries = [*local["queries"], f"{INSERT_EVENT}  -- server-side prepared, so not in Django's query log"]
+    print(f"SQL per redirect, the first time its file is asked for ({len(queries)} statements; later ones only insert):")
+    for sql in queries:
+        print("  " + (sql if len(sql) <= 200 else sql[:197] + "..."))
     print("\nin-process profile of the gated redirect (top entries by own time):")
     print("\n".join(line for line in local["profile"].splitlines() if line.strip())[:6000])
     print()
