@@ -204,7 +204,7 @@ def print_in_process(local: dict) -> None:
     from access.downloads import INSERT_EVENT
 
     queries = [*local["queries"], f"{INSERT_EVENT}  -- server-side prepared, so not in Django's query log"]
-    print(f"SQL per redirect, the first time its file is asked for ({len(queries)} statements; later ones only insert):")
+    print(f"SQL per redirect, the first time its file is asked for ({len(queries)} statements, then the insert alone):")
     for sql in queries:
         print("  " + (sql if len(sql) <= 200 else sql[:197] + "..."))
     print("\nin-process profile of the gated redirect (top entries by own time):")
