@@ -1,7 +1,8 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
-from . import services
+from . import cache, services
+from .api.throttling import count_ahead
 
 
 class TokenFailed(exceptions.AuthenticationFailed):
@@ -25,6 +26,10 @@ class TokenAuthentication(authentication.BaseAuthentication):
             secret = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise TokenFailed(_("Invalid token."), "invalid_token") from None
+        # The token's user, as this process last read it, names the per-user limit; counting now reads the gate's
+        # version in the same round trip, and token_authenticate then trusts that read only if it is current.
+        known = cache.peek(("token", services.token_hash(secret)))
+        count_ahead(request, known.user_id if known is not None else None)
         try:
             token = services.token_authenticate(secret=secret)
         except services.TokenError as exc:

@@ -139,6 +139,12 @@ def _bump() -> None:
 _entries: dict = {}
 
 
+def peek(key):
+    """The value cached for key under any version, without reading the version: a guess to be checked."""
+    entry = _entries.get(key)
+    return None if entry is None else entry[1]
+
+
 def get(key):
     """The value cached for key under this request's version, or None."""
     version = current_version()
