@@ -20,6 +20,7 @@ from .models import (
     ModelRelease,
     OutboundEmail,
     ReasonTemplate,
+    ReleaseMirror,
     UrlBatch,
     User,
 )
@@ -119,9 +120,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ModelFileAdmin(ReadOnlyAdmin):
     """Files are registered by `register_release`, which hashes what storage holds."""
 
-    list_display = ["path", "release", "size", "sha256"]
+    list_display = ["path", "release", "size", "sha256", "piece_size"]
     list_filter = ["release"]
     search_fields = ["path"]
+
+
+@admin.register(ReleaseMirror)
+class ReleaseMirrorAdmin(ReadOnlyAdmin):
+    """Mirrors are enabled by `manage.py verify_mirror`, which reads the mirror's copy of every file."""
+
+    list_display = ["release", "mirror", "status", "revision", "verified_at", "files_checked"]
+    list_filter = ["mirror", "status"]
 
 
 @admin.register(AccessRequest)

@@ -21,12 +21,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import selectors
-from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, UrlBatch, User
+from . import manifests, selectors
+from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, UrlBatch, User, split_pieces
 from .services.audit import audit
 from .services.base import Actor
 from .services.counters import count_open_download
-from .storage import get_storage
+from .storage import Location, get_storage, locations
 
 RELAY_SALT = "access.downloads.relay"
 Via = DownloadEvent.Via
@@ -204,10 +204,13 @@ def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest
             cursor.execute(INSERT_EVENT, params)
 
 
-def issue_file(decision: AccessDecision, file: ModelFile, *, base_url: str | None = None) -> str:
-    """Record the download, then sign a fresh URL for the file."""
+def issue_file(
+    decision: AccessDecision, file: ModelFile, *, base_url: str | None = None, location: Location | None = None
+) -> str:
+    """Record the download, then sign a fresh URL for the file (on `location`, from
+    selectors.release_location; the primary storage by default)."""
     _record(decision, file=file)
-    return signed_file_url(file, base_url=base_url)
+    return signed_file_url(file, base_url=base_url, location=location)
 
 
 def issue_manifest(
@@ -216,10 +219,18 @@ def issue_manifest(
     """Record the manifest download, then sign every file (or hand out the grant batch's `entries`). wget lists
     get relay URLs where storage URLs carry a query string (wget would save it as part of the file name)."""
     _record(decision, manifest_format=fmt)
+    pieces = fmt in manifests.WITH_PIECES
     if entries is None:
-        entries, expires_at = manifest_entries(decision.release, base_url=base_url, urls=fmt != "sha256sum")
+        entries, expires_at = manifest_entries(
+            decision.release, base_url=base_url, urls=fmt != "sha256sum", pieces=pieces
+        )
     else:
         expires_at = ""
+        if pieces:
+            entries = with_pieces(decision.release, entries)
+    if fmt == "metalink":
+        primary = next(loc for loc in locations() if loc.primary)
+        entries = [e if "urls" in e else {**e, "urls": [url_entry(primary, e["url"])]} for e in entries]
     if fmt == "wget" and any("?" in e.get("url", "") for e in entries):
         file_ids = dict(decision.release.files.values_list("path", "pk"))
         user_id = decision.actor.user.pk if decision.actor.user else None
@@ -231,27 +242,59 @@ def issue_manifest(
     return entries, expires_at
 
 
-def signed_file_url(file: ModelFile, *, base_url: str | None = None, ttl: int | None = None) -> str:
-    return get_storage().signed_url(
+def location_storage(location: Location | None):
+    return get_storage() if location is None or location.primary else get_storage(location.name)
+
+
+def signed_file_url(
+    file: ModelFile, *, base_url: str | None = None, ttl: int | None = None, location: Location | None = None
+) -> str:
+    return location_storage(location).signed_url(
         file.storage_key, filename=file.path.rsplit("/", 1)[-1], ttl=ttl or settings.SIGNED_URL_TTL, base_url=base_url
     )
 
 
+def url_entry(location: Location, url: str) -> dict:
+    return {"mirror": location.name, "url": url, "priority": location.priority, "location": location.country}
+
+
+def pieces_entry(piece_size: int, pieces: str) -> dict | None:
+    return {"length": piece_size, "sha256": split_pieces(pieces)} if piece_size else None
+
+
+def with_pieces(release: ModelRelease, entries: list[dict]) -> list[dict]:
+    """Entries (a grant's stored batch) with each file's piece hashes, which batches do not store."""
+    known = {
+        path: pieces_entry(size, joined)
+        for path, size, joined in release.files.values_list("path", "piece_size", "pieces")
+    }
+    return [{**e, "pieces": known[e["path"]]} if known.get(e["path"]) else e for e in entries]
+
+
 def manifest_entries(
-    release: ModelRelease, *, base_url: str, ttl: int | None = None, urls: bool = True
+    release: ModelRelease, *, base_url: str, ttl: int | None = None, urls: bool = True, pieces: bool = False
 ) -> tuple[list[dict], str]:
-    """Entries for every file of the release, signed unless urls=False, and their expiry as ISO 8601."""
+    """Entries for every file of the release, signed unless urls=False, and their expiry as ISO 8601. `url` is
+    on the first location of the default order; with mirrors enabled for the release, `urls` lists the file
+    on every location. `pieces` adds the piece hashes."""
     ttl = ttl or settings.SIGNED_URL_TTL
     expires_at = iso(url_expiry(ttl))
-    rows = list(release.files.order_by("path").values_list("path", "size", "sha256", "storage_key"))
-    entries = [{"path": path, "size": size, "sha256": sha} for path, size, sha, _ in rows]
+    columns = ["path", "size", "sha256", "storage_key"] + (["piece_size", "pieces"] if pieces else [])
+    rows = list(release.files.order_by("path").values_list(*columns))
+    entries = [{"path": row[0], "size": row[1], "sha256": row[2]} for row in rows]
+    if pieces:
+        for entry, row in zip(entries, rows, strict=True):
+            if row[4]:
+                entry["pieces"] = pieces_entry(row[4], row[5])
     if not urls:
         return entries, expires_at
-    signed = get_storage().signed_urls(
-        [(key, path.rsplit("/", 1)[-1]) for path, _, _, key in rows], ttl=ttl, base_url=base_url
-    )
-    for entry, url in zip(entries, signed, strict=True):
-        entry["url"] = url
+    items = [(row[3], row[0].rsplit("/", 1)[-1]) for row in rows]
+    where = selectors.release_locations(release=release)
+    signed = [location_storage(loc).signed_urls(items, ttl=ttl, base_url=base_url) for loc in where]
+    for i, entry in enumerate(entries):
+        entry["url"] = signed[0][i]
+        if len(where) > 1:
+            entry["urls"] = [url_entry(loc, on_loc[i]) for loc, on_loc in zip(where, signed, strict=True)]
     return entries, expires_at
 
 

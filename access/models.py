@@ -130,6 +130,11 @@ class ModelFile(TimeStamped):
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     storage_key = models.CharField(max_length=1000)
+    # SHA-256 of each piece_size piece, concatenated hex digests (the last piece may be shorter). Set with
+    # the file's sha256 in the same pass and never changed while the file is; 0 and "" for files registered
+    # before pieces were hashed (clients then verify the whole file only).
+    piece_size = models.PositiveIntegerField(default=0)
+    pieces = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["path"]
@@ -137,11 +142,55 @@ class ModelFile(TimeStamped):
             models.UniqueConstraint(fields=["release", "path"], name="file_release_path_unique"),
             models.CheckConstraint(condition=Q(size__gte=0), name="file_size_non_negative"),
             models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="file_sha256_hex"),
+            models.CheckConstraint(
+                condition=Q(piece_size=0, pieces="") | Q(piece_size__gt=0, pieces__regex=r"^([0-9a-f]{64})*$"),
+                name="file_pieces_hex",
+            ),
         ]
         indexes = [models.Index(fields=["storage_key"], name="file_storage_key_idx")]
 
     def __str__(self):
         return f"{self.release.repo_id}/{self.path}"
+
+    @property
+    def piece_hashes(self) -> list[str]:
+        return split_pieces(self.pieces)
+
+
+def split_pieces(joined: str) -> list[str]:
+    return [joined[i : i + 64] for i in range(0, len(joined), 64)]
+
+
+class ReleaseMirror(TimeStamped):
+    """Whether a configured mirror (see STORAGE_MIRRORS) holds a verified copy of a release. A mirror serves
+    a release only while enabled for the release's current revision; only the mirror services write this."""
+
+    class Status(models.TextChoices):
+        ENABLED = "enabled", _("Enabled")
+        FAILED = "failed", _("Verification failed")
+        DISABLED = "disabled", _("Disabled")
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="mirrors")
+    mirror = models.CharField(max_length=32)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DISABLED)
+    revision = models.CharField(max_length=40, blank=True, help_text=_("The release revision last verified"))
+    verified_at = models.DateTimeField(null=True, blank=True)
+    files_checked = models.PositiveIntegerField(default=0)
+    bytes_checked = models.BigIntegerField(default=0)
+    differences = models.JSONField(default=list, blank=True, help_text=_("[{path, problem, expected, found}]"))
+
+    class Meta:
+        ordering = ["release", "mirror"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "mirror"], name="release_mirror_unique"),
+            models.CheckConstraint(
+                condition=~Q(status="enabled") | Q(revision__regex=r"^[0-9a-f]{40}$"),
+                name="release_mirror_enabled_has_revision",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.release.repo_id} on {self.mirror} ({self.status})"
 
 
 class AccessRequestQuerySet(models.QuerySet):

@@ -9,7 +9,8 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 
 from . import cache
-from .models import AccessRequest, ApiToken, Grant, ModelFile, ModelRelease, User
+from .models import AccessRequest, ApiToken, Grant, ModelFile, ModelRelease, ReleaseMirror, User
+from .storage import Location, UnknownMirror, locations
 
 
 def release_list(*, user: User | None = None) -> QuerySet[ModelRelease]:
@@ -42,6 +43,33 @@ def release_get(*, repo_id: str, user: User | None = None, with_totals: bool = F
 
 def release_files(*, release: ModelRelease) -> QuerySet[ModelFile]:
     return release.files.order_by("path")
+
+
+def release_locations(*, release: ModelRelease) -> list[Location]:
+    """Where the release's files may be fetched, in the default order: the primary storage, and every
+    configured mirror verified for the release's current revision. Without mirrors, no query."""
+    configured = locations()
+    if len(configured) == 1:
+        return configured
+    enabled = set(
+        ReleaseMirror.objects.filter(
+            release=release, status=ReleaseMirror.Status.ENABLED, revision=release.revision
+        ).values_list("mirror", flat=True)
+    )
+    return [loc for loc in configured if loc.primary or loc.name in enabled]
+
+
+def release_location(*, release: ModelRelease, preferred: str | None = None) -> Location:
+    """The location one file is fetched from: the preferred one when it serves the release, else the first in
+    the default order that does. Raises UnknownMirror for a name that is not configured at all."""
+    configured = {loc.name: loc for loc in locations()}
+    if preferred and preferred not in configured:
+        raise UnknownMirror(preferred)
+    choice = configured[preferred] if preferred else next(iter(configured.values()))
+    if choice.primary:
+        return choice  # always serves: no query on the download path
+    enabled = release_locations(release=release)
+    return next((loc for loc in enabled if loc.name == choice.name), enabled[0])
 
 
 UNSAFE_PATH = re.compile(r"[\x00-\x1f\x7f\\]")

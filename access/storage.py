@@ -3,6 +3,10 @@
 `LocalStorage` keeps files on disk and signs portal URLs with an HMAC; it is meant for development and
 small deployments. `S3Storage` keeps them in any S3-compatible store and hands out presigned SigV4 URLs,
 so the bytes never pass through the portal. No boto3 call lives outside this module.
+
+Besides the primary storage (`get_storage()`), STORAGE_MIRRORS names more locations holding copies of the
+same files (`get_storage(name)`, `locations()`); whether a mirror may serve a release is recorded per release
+(`ReleaseMirror`, written by the mirror verification service), not here.
 """
 
 from __future__ import annotations
@@ -36,10 +40,56 @@ class ObjectNotFound(StorageError):
     pass
 
 
+class UnknownMirror(ValueError):
+    """No storage location of that name is configured."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
     size: int
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What one streaming pass over a file's bytes found: its size, its SHA-256, and the SHA-256 of each
+    `piece_size` piece (the last one may be shorter; an empty file has none). Unpacks as (size, sha256), what
+    save() returned before it hashed pieces."""
+
+    size: int
+    sha256: str
+    piece_size: int
+    pieces: tuple[str, ...]
+
+    def __iter__(self):
+        return iter((self.size, self.sha256))
+
+
+class Hasher:
+    """SHA-256 of a whole stream and of its fixed-size pieces, fed chunk by chunk."""
+
+    def __init__(self, piece_size: int | None = None):
+        self.piece_size = piece_size or settings.PIECE_SIZE
+        self.whole, self.piece = hashlib.sha256(), hashlib.sha256()
+        self.size = self.filled = 0
+        self.pieces: list[str] = []
+
+    def update(self, data: bytes) -> None:
+        self.whole.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self.piece_size - self.filled)
+            self.piece.update(view[:take])
+            self.filled += take
+            view = view[take:]
+            if self.filled == self.piece_size:
+                self.pieces.append(self.piece.hexdigest())
+                self.piece, self.filled = hashlib.sha256(), 0
+
+    def digest(self) -> Digest:
+        pieces = [*self.pieces, self.piece.hexdigest()] if self.filled else self.pieces
+        return Digest(self.size, self.whole.hexdigest(), self.piece_size, tuple(pieces))
 
 
 def content_disposition(filename: str) -> str:
@@ -58,8 +108,9 @@ class Storage(ABC):
     name: str
 
     @abstractmethod
-    def save(self, key: str, fileobj: BinaryIO) -> tuple[int, str]:
-        """Store a stream under key; returns (size, sha256) computed from the bytes as they were written."""
+    def save(self, key: str, fileobj: BinaryIO, *, piece_size: int | None = None) -> Digest:
+        """Store a stream under key; returns the Digest of the bytes as they were written (pieces of
+        `piece_size`, PIECE_SIZE by default)."""
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO: ...
@@ -84,13 +135,13 @@ class Storage(ABC):
     def check(self) -> None:
         """Raise StorageError when the backend is not usable."""
 
-    def hash_object(self, key: str) -> tuple[int, str]:
-        digest, size = hashlib.sha256(), 0
+    def hash_object(self, key: str, *, piece_size: int | None = None) -> Digest:
+        """Stream a stored object once and return its Digest."""
+        hasher = Hasher(piece_size)
         with self.open(key) as f:
             while chunk := f.read(CHUNK_SIZE):
-                digest.update(chunk)
-                size += len(chunk)
-        return size, digest.hexdigest()
+                hasher.update(chunk)
+        return hasher.digest()
 
 
 class LocalStorage(Storage):
@@ -104,22 +155,21 @@ class LocalStorage(Storage):
     def path(self, key: str) -> Path:
         return self.root / validate_key(key)
 
-    def save(self, key, fileobj):
+    def save(self, key, fileobj, *, piece_size=None):
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
+        hasher = Hasher(piece_size)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := fileobj.read(CHUNK_SIZE):
-                    digest.update(chunk)
-                    size += len(chunk)
+                    hasher.update(chunk)
                     out.write(chunk)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return size, digest.hexdigest()
+        return hasher.digest()
 
     def open(self, key):
         try:
@@ -237,15 +287,14 @@ class S3Storage(Storage):
 
         return BotoCoreError, ClientError
 
-    def save(self, key, fileobj):
+    def save(self, key, fileobj, *, piece_size=None):
         from boto3.s3.transfer import TransferConfig
 
-        digest, size = hashlib.sha256(), 0
+        hasher = Hasher(piece_size)
         # Spool through a temporary file: hashing while uploading a multipart stream would need the bytes twice.
         with tempfile.TemporaryFile() as spool:
             while chunk := fileobj.read(CHUNK_SIZE):
-                digest.update(chunk)
-                size += len(chunk)
+                hasher.update(chunk)
                 spool.write(chunk)
             spool.seek(0)
             try:
@@ -254,7 +303,13 @@ class S3Storage(Storage):
                 )
             except self._errors() as exc:
                 raise StorageError(str(exc)) from exc
-        return size, digest.hexdigest()
+        return hasher.digest()
+
+    def hash_object(self, key, *, piece_size=None):
+        try:
+            return super().hash_object(key, piece_size=piece_size)
+        except self._errors() as exc:  # a read that fails half-way through the body
+            raise StorageError(str(exc)) from exc
 
     def open(self, key):
         try:
@@ -308,7 +363,13 @@ class S3Storage(Storage):
             raise StorageError(str(exc)) from exc
 
 
-def build_storage() -> Storage:
+def build_storage(name: str | None = None) -> Storage:
+    """The primary storage, or the mirror of that name."""
+    if name is not None and name != settings.STORAGE_NAME:
+        mirror = settings.STORAGE_MIRRORS.get(name)
+        if mirror is None:
+            raise UnknownMirror(name)
+        return S3Storage(**{k: v for k, v in mirror.items() if k not in ("backend", "location", "priority")})
     if settings.STORAGE_BACKEND == "local":
         return LocalStorage(settings.LOCAL_STORAGE_DIR)
     if settings.STORAGE_BACKEND == "s3":
@@ -326,6 +387,27 @@ def build_storage() -> Storage:
 
 
 @cache
-def get_storage() -> Storage:
-    """The process-wide storage; one boto3 client is built once and reused (clients are thread-safe)."""
-    return build_storage()
+def get_storage(name: str | None = None) -> Storage:
+    """The process-wide storage (or mirror `name`); each boto3 client is built once and reused (clients are
+    thread-safe). The primary's own name gives the primary."""
+    if name is not None and name == settings.STORAGE_NAME:
+        return get_storage()
+    return build_storage(name)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A configured storage location: the primary or a mirror, where it is, and its metalink priority
+    (1 first). Mirrors other than the primary serve only the releases verified on them."""
+
+    name: str
+    priority: int
+    country: str = ""
+    primary: bool = False
+
+
+def locations() -> list[Location]:
+    """Every configured location in the default order: by priority, then the primary, then mirrors as listed."""
+    found = [Location(settings.STORAGE_NAME, settings.STORAGE_PRIORITY, settings.STORAGE_LOCATION, primary=True)]
+    found += [Location(name, m["priority"], m["location"]) for name, m in settings.STORAGE_MIRRORS.items()]
+    return sorted(found, key=lambda loc: loc.priority)  # stable: ties keep the listed order

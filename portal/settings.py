@@ -4,6 +4,7 @@ Every typed read goes through `env`, which raises ImproperlyConfigured on a valu
 typo in production stops the process at start instead of silently falling back to a default.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -169,6 +170,62 @@ S3_ADDRESSING_STYLE = env.choice("S3_ADDRESSING_STYLE", ["auto", "path", "virtua
 S3_PREFIX = env.str("S3_PREFIX", default="").strip("/")
 if STORAGE_BACKEND == "s3" and not S3_BUCKET:
     raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs S3_BUCKET.")
+# Files are hashed in pieces of this many bytes as well as whole, so a client re-fetches only a bad piece.
+PIECE_SIZE = env.int("PIECE_SIZE", default=16 * 1024 * 1024)
+if not 1024 <= PIECE_SIZE <= 1024**3:
+    raise ImproperlyConfigured("PIECE_SIZE must be between 1024 bytes and 1 GiB.")
+
+# Mirrors: more named storage locations holding copies of releases. The primary storage above is one more
+# location, always enabled; a mirror serves a release only once `verify_mirror` has checked its copy.
+MIRROR_NAME_RE = r"^[a-z][a-z0-9-]{0,31}$"
+STORAGE_NAME = env.str("STORAGE_NAME", default="primary")
+STORAGE_LOCATION = env.str("STORAGE_LOCATION", default="").lower()
+STORAGE_PRIORITY = env.int("STORAGE_PRIORITY", default=1)
+
+
+def _location(var: str, value: str, priority: int) -> None:
+    # Metalink's location is an ISO 3166-1 alpha-2 country code; its priority runs from 1 (first) to 999999.
+    if value and not re.fullmatch(r"[a-z]{2}", value):
+        raise ImproperlyConfigured(f"{var}_LOCATION must be a two-letter country code such as de, got {value!r}")
+    if not 1 <= priority <= 999999:
+        raise ImproperlyConfigured(f"{var}_PRIORITY must be between 1 and 999999, got {priority}")
+
+
+def _mirror(name: str, position: int) -> dict:
+    """One mirror's settings, read from MIRROR_<NAME>_* (dashes in the name become underscores)."""
+    if not re.fullmatch(MIRROR_NAME_RE, name) or name == STORAGE_NAME:
+        raise ImproperlyConfigured(
+            f"STORAGE_MIRRORS: {name!r} must be lower-case letters, digits and dashes, and differ from STORAGE_NAME"
+        )
+    var = "MIRROR_" + name.upper().replace("-", "_")
+    backend = env.choice(f"{var}_BACKEND", ["s3"], default="s3")
+    mirror = {
+        "backend": backend,
+        "bucket": env.str(f"{var}_S3_BUCKET", default=""),
+        "prefix": env.str(f"{var}_S3_PREFIX", default="").strip("/"),
+        "endpoint_url": env.str(f"{var}_S3_ENDPOINT_URL", default="") or None,
+        "region": env.str(f"{var}_S3_REGION", default="us-east-1"),
+        "access_key": env.str(f"{var}_S3_ACCESS_KEY_ID", default="") or None,
+        "secret_key": env.str(f"{var}_S3_SECRET_ACCESS_KEY", default="") or None,
+        "session_token": env.str(f"{var}_S3_SESSION_TOKEN", default="") or None,
+        "addressing_style": env.choice(f"{var}_S3_ADDRESSING_STYLE", ["auto", "path", "virtual"], default="auto"),
+        "location": env.str(f"{var}_LOCATION", default="").lower(),
+        "priority": env.int(f"{var}_PRIORITY", default=position),
+    }
+    if not mirror["bucket"]:
+        raise ImproperlyConfigured(f"mirror {name!r} needs {var}_S3_BUCKET.")
+    _location(var, mirror["location"], mirror["priority"])
+    return mirror
+
+
+if not re.fullmatch(MIRROR_NAME_RE, STORAGE_NAME):
+    raise ImproperlyConfigured("STORAGE_NAME must be lower-case letters, digits and dashes.")
+_location("STORAGE", STORAGE_LOCATION, STORAGE_PRIORITY)
+_mirror_names = env.list("STORAGE_MIRRORS", default=[])
+if len(set(_mirror_names)) != len(_mirror_names):
+    raise ImproperlyConfigured("STORAGE_MIRRORS names a mirror twice.")
+# name -> settings; the default order of locations is by priority, then primary first and mirrors as listed.
+STORAGE_MIRRORS = {name: _mirror(name, position) for position, name in enumerate(_mirror_names, 2)}
 # Lifetime of one signed download URL. Short, because a URL handed out before a revocation works until then.
 SIGNED_URL_TTL = env.int("SIGNED_URL_TTL", default=3600)
 # Lifetime of the URLs in a grant's issued batch (the manifest a researcher downloads from the grant page).

@@ -48,13 +48,21 @@ class ReleaseFactory(factory.django.DjangoModelFactory):
     )
 
 
-def add_file(release, path, content: bytes):
-    """Store bytes through the configured storage and record the file, as the commands do."""
+def add_file(release, path, content: bytes, *, piece_size: int | None = None):
+    """Store bytes through the configured storage and record the file with its pieces, as the commands do."""
     import io
 
     key = f"{release.repo_id}/{path}"
-    size, sha256 = get_storage().save(key, io.BytesIO(content))
-    services.release_upsert_file(release=release, path=path, size=size, sha256=sha256, storage_key=key)
+    digest = get_storage().save(key, io.BytesIO(content), piece_size=piece_size)
+    services.release_upsert_file(
+        release=release,
+        path=path,
+        size=digest.size,
+        sha256=digest.sha256,
+        storage_key=key,
+        piece_size=digest.piece_size,
+        pieces=digest.pieces,
+    )
     services.release_refresh_revision(release=release)
     return release.files.get(path=path)
 

@@ -1,8 +1,9 @@
 """End-to-end tests of access/client/download.py, run as a subprocess against an in-process fake portal + storage.
 
-Two ThreadingHTTPServers on 127.0.0.1 (different ports, so different origins): the "portal" serves the manifest
-(and a few files under its own /storage/), the "storage" server plays S3 presigned URLs. Both record every request
-and can be switched into misbehaviours. No database, no Django.
+ThreadingHTTPServers on 127.0.0.1 (different ports, so different origins): the "portal" serves the manifest
+(and a few files under its own /storage/), the "storage" server plays S3 presigned URLs, and "mirror" a second
+copy when a test lists mirrors. All record every request and can be switched into misbehaviours. No database,
+no Django.
 """
 
 from __future__ import annotations
@@ -64,22 +65,50 @@ class Backend:
         self.redirect_manifest = False
         self.url_factory = None  # (path, sig) -> URL, to point the manifest at a real S3 server
         self.manifest_delay: dict[int, float] = {}  # manifest answer number -> seconds to wait before sending
-        self.portal_url = self.storage_url = ""
+        self.piece_length = 0  # list piece hashes of this length in the manifest
+        self.mirrors: list[str] = []  # servers listed as mirrors ("storage", "mirror"), in order
+        self.corrupt: dict[tuple[str, str], set[int]] = {}  # (server, path) -> byte offsets it serves flipped
+        self.down: set[str] = set()  # servers answering 503 to every file request
+        self.portal_url = self.storage_url = self.mirror_url = ""
 
-    def file_url(self, path: str, sig: int) -> str:
+    def file_url(self, path: str, sig: int, server: str = "") -> str:
         if self.url_factory:
             return self.url_factory(path, sig)
-        base = self.portal_url + "/storage" if path in self.on_portal else self.storage_url + "/bucket"
+        if server:
+            base = (self.mirror_url if server == "mirror" else self.storage_url) + "/bucket"
+        else:
+            base = self.portal_url + "/storage" if path in self.on_portal else self.storage_url + "/bucket"
         return f"{base}/{urllib.parse.quote(path)}?X-Amz-Signature=sig{sig}&X-Amz-Expires=60"
 
     def manifest(self, sig: int) -> dict:
         files = self.raw_manifest_files
         if files is None:
-            files = [
-                {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest(), "url": self.file_url(p, sig)}
-                for p, d in sorted(self.files.items())
-            ]
+            files = [self.entry(p, d, sig) for p, d in sorted(self.files.items())]
         return {"repo_id": REPO, "revision": "a" * 40, "expires_at": "2030-01-01T00:00:00Z", "files": files}
+
+    def entry(self, path: str, data: bytes, sig: int) -> dict:
+        entry = {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        if self.mirrors:
+            entry["urls"] = [{"mirror": m, "url": self.file_url(path, sig, m)} for m in self.mirrors]
+            entry["url"] = entry["urls"][0]["url"]
+        else:
+            entry["url"] = self.file_url(path, sig)
+        if self.piece_length:
+            step = self.piece_length
+            pieces = [hashlib.sha256(data[i : i + step]).hexdigest() for i in range(0, len(data), step)]
+            entry["pieces"] = {"length": step, "sha256": pieces}
+        return entry
+
+    def served(self, server: str, path: str) -> bytes:
+        data = bytearray(self.files[path])
+        for offset in self.corrupt.get((server, path), ()):
+            data[offset] ^= 0xFF
+        return bytes(data)
+
+    def ranges(self, server: str, path: str) -> list:
+        """The Range header of every request this server got for the file (None for a whole-file GET)."""
+        quoted = "/bucket/" + urllib.parse.quote(path) + "?"
+        return [h.get("range") for p, h in self.seen(server) if p.startswith(quoted)]
 
     def seen(self, server: str) -> list[tuple[str, dict]]:
         with self.lock:
@@ -135,9 +164,11 @@ def make_handler(backend: Backend, server: str):
             self.send_json(200, manifest)
 
         def file(self, path: str, query: dict):
-            data = backend.files.get(path)
-            if data is None:
+            if path not in backend.files:
                 return self.send_json(404, {"code": "not_found", "detail": "No such key."})
+            if server in backend.down:
+                return self.send_json(503, {"code": "unavailable", "detail": "Down."})
+            data = backend.served(server, path)
             sig = int(query.get("X-Amz-Signature", ["sig0"])[0][3:])
             if sig < backend.min_valid_sig:
                 if server == "portal":
@@ -162,20 +193,21 @@ def make_handler(backend: Backend, server: str):
                 self.end_headers()
                 self.wfile.write(page)
                 return
-            start = 0
-            match = re.match(r"^bytes=(\d+)-$", self.headers.get("Range", ""))
+            start, end = 0, len(data) - 1
+            match = re.match(r"^bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
             if match and not backend.ignore_range:
                 start = int(match.group(1))
+                end = min(int(match.group(2)), end) if match.group(2) else end
                 if start >= len(data):
                     self.send_response(416)
                     self.send_header("Content-Range", f"bytes */{len(data)}")
                     self.end_headers()
                     return
                 self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
             else:
                 self.send_response(200)
-            body = data[start:]
+            body = data[start : end + 1]
             length = len(body) + (10 if path in backend.wrong_length_for else 0)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(length))
@@ -205,12 +237,16 @@ def make_handler(backend: Backend, server: str):
 @pytest.fixture
 def backend():
     state = Backend()
-    servers = {name: ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state, name)) for name in ("portal", "storage")}
+    servers = {
+        name: ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state, name))
+        for name in ("portal", "storage", "mirror")
+    }
     for server in servers.values():
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     state.portal_url = f"http://127.0.0.1:{servers['portal'].server_address[1]}"
     state.storage_url = f"http://127.0.0.1:{servers['storage'].server_address[1]}"
+    state.mirror_url = f"http://127.0.0.1:{servers['mirror'].server_address[1]}"
     state.files = {
         "config.json": b'{"model_type": "opt"}\n',
         "checkpoint_last-model_part-0-shard0.pt": blob("part0", 300_000),
@@ -504,3 +540,108 @@ def test_version_and_help():
     assert usage.returncode == 0 and "--include" in usage.stdout and "PORTAL_TOKEN" in usage.stdout
     bad = subprocess.run([sys.executable, str(SCRIPT), "../etc"], capture_output=True, text=True)
     assert bad.returncode == 2
+
+
+# --- pieces and mirrors -------------------------------------------------------------------------------
+
+SHARD = "checkpoint_last-model_part-0-shard0.pt"  # 300_000 bytes
+PIECE = 16 * 1024
+
+
+def piece_range(index: int, size: int = 300_000) -> str:
+    return f"bytes={index * PIECE}-{min((index + 1) * PIECE, size) - 1}"
+
+
+def test_a_bad_piece_is_fetched_again_alone(backend, tmp_path):
+    backend.piece_length = PIECE
+    backend.corrupt[("storage", SHARD)] = {5 * PIECE + 100}
+    # The first whole-file GET serves the flipped byte; the piece asked for again comes back right.
+    seen = {"n": 0}
+    served = backend.served
+
+    def once(server, path):
+        if path == SHARD and server == "storage":
+            seen["n"] += 1
+            if seen["n"] > 1:
+                return backend.files[path]
+        return served(server, path)
+
+    backend.served = once
+    result = run_client(backend, tmp_path, "--include", SHARD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_verified(backend, tmp_path, [SHARD])
+    assert backend.ranges("storage", SHARD) == [None, piece_range(5)]
+    assert transferred(result) == 300_000 + PIECE  # the file once, and the bad piece again
+    assert "piece 5 (bytes 81920-98303) from storage does not match its SHA-256" in result.stdout
+
+
+def test_a_bad_piece_comes_from_the_next_mirror_and_the_rest_from_the_first(backend, tmp_path):
+    backend.piece_length = PIECE
+    backend.mirrors = ["storage", "mirror"]
+    backend.corrupt[("storage", SHARD)] = {7 * PIECE + 3}
+    result = run_client(backend, tmp_path, "--jobs", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_verified(backend, tmp_path)
+    assert backend.ranges("storage", SHARD) == [None]  # one stream, read to the end
+    assert backend.ranges("mirror", SHARD) == [piece_range(7)]
+    assert [p for p, _ in backend.seen("mirror") if SHARD not in p] == []  # nothing else came from the mirror
+    total = sum(len(d) for d in backend.files.values())
+    assert f"transferred_bytes[storage]={total}" in result.stdout
+    assert f"transferred_bytes[mirror]={PIECE}" in result.stdout
+    assert "piece 7 fetched again from mirror, verified" in result.stdout
+
+
+def test_a_mirror_that_is_down_is_passed_over(backend, tmp_path):
+    backend.piece_length = PIECE
+    backend.mirrors = ["storage", "mirror"]
+    backend.down.add("storage")
+    result = run_client(backend, tmp_path, "--retries", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_verified(backend, tmp_path)
+    assert "storage answered HTTP 503 on storage; trying mirror" in result.stdout
+    assert len(backend.seen("storage")) == len(backend.files) - 1  # empty.txt needs no request
+
+
+def test_a_mirror_serving_bad_pieces_is_left_for_the_rest_of_the_file(backend, tmp_path):
+    backend.piece_length = PIECE
+    backend.mirrors = ["storage", "mirror"]
+    backend.corrupt[("storage", SHARD)] = {i * PIECE for i in range(1, 19)}  # everything after the first piece
+    result = run_client(backend, tmp_path, "--include", SHARD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_verified(backend, tmp_path, [SHARD])
+    # Three bad pieces fetched again one by one, then the rest of the file in one request from the mirror.
+    assert backend.ranges("mirror", SHARD) == [piece_range(1), piece_range(2), piece_range(3), f"bytes={4 * PIECE}-"]
+    assert "carrying on from mirror" in result.stdout
+
+
+def test_a_piece_bad_on_every_mirror_fails_the_file(backend, tmp_path):
+    backend.piece_length = PIECE
+    backend.mirrors = ["storage", "mirror"]
+    backend.corrupt[("storage", SHARD)] = backend.corrupt[("mirror", SHARD)] = {2 * PIECE}
+    result = run_client(backend, tmp_path, "--include", SHARD)
+    assert result.returncode == 1
+    assert "piece 2 does not match its SHA-256 on any mirror" in result.stderr
+    assert not (tmp_path / SHARD).exists()
+    assert (tmp_path / (SHARD + ".part")).stat().st_size == 2 * PIECE  # the verified pieces are kept
+
+
+def test_a_corrupt_piece_in_a_partial_file_is_cut_off_before_resuming(backend, tmp_path):
+    backend.piece_length = PIECE
+    data = bytearray(backend.files[SHARD][: 6 * PIECE + 500])
+    data[4 * PIECE + 9] ^= 0x01
+    (tmp_path / (SHARD + ".part")).write_bytes(bytes(data))
+    result = run_client(backend, tmp_path, "--include", SHARD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_verified(backend, tmp_path, [SHARD])
+    assert "piece 4 of the partial file is corrupt; resuming there" in result.stdout
+    assert backend.ranges("storage", SHARD) == [f"bytes={4 * PIECE}-"]
+    assert transferred(result) == 300_000 - 4 * PIECE
+
+
+def test_piece_hashes_that_do_not_cover_the_file_refuse_the_manifest(backend, tmp_path):
+    backend.piece_length = PIECE
+    entry = backend.manifest(1)["files"][0]
+    backend.raw_manifest_files = [dict(entry, pieces={"length": PIECE, "sha256": ["0" * 64] * 99})]
+    result = run_client(backend, tmp_path)
+    assert result.returncode == 2
+    assert "do not cover" in result.stderr

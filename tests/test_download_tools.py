@@ -2,6 +2,7 @@
 LocalStorage and with S3Storage on nanio. scripts/system-deps installs both; a missing tool fails the test."""
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.core.management import call_command
 
 from access import services
-from access.models import DownloadEvent
+from access.models import DownloadEvent, ModelRelease
 from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -24,6 +26,7 @@ FILES = {
     "checkpoint_last-model_part-1-shard0.pt": hashlib.shake_256(b"shard1").digest(200_003),
     "checkpoint_last-model_part-1-shard1.pt": b"",
 }
+PIECE = 64 * 1024
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +57,7 @@ def granted(portal, alice):
     services.reviewer_add(user=reviewer)
     release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
     for path, content in FILES.items():
-        add_file(release, path, content)
+        add_file(release, path, content, piece_size=PIECE)
     access_request = AccessRequestFactory(applicant=alice, release=release)
     services.request_approve(actor=services.Actor(user=reviewer), access_request=access_request)
     services.grant_issue(request_id=access_request.pk)
@@ -113,6 +116,49 @@ def test_aria2c_refuses_a_file_whose_checksum_does_not_match(portal, granted, tm
     result = run([tool("aria2c"), "-i", str(tmp_path / "manifest.aria2"), "-d", str(tmp_path / "opt")])
     assert result.returncode != 0
     assert "dict.txt" in result.stdout  # reported as failed (checksum error)
+
+
+def test_aria2c_downloads_a_metalink_and_checks_every_piece(portal, granted, tmp_path):
+    release, token = granted
+    (tmp_path / "opt.meta4").write_text(manifest(portal, release, token, "metalink"))
+    log = tmp_path / "aria2.log"
+    command = [tool("aria2c"), "-M", str(tmp_path / "opt.meta4"), "-d", str(tmp_path / "opt"), "-j", "8"]
+    result = run([*command, "-l", str(log), "--log-level=info", "--summary-interval=0"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_files(tmp_path / "opt")
+    pieces = sum(-(-len(content) // PIECE) for content in FILES.values())
+    assert pieces == 11
+    assert log.read_text().count("Good chunk checksum") == pieces  # each piece checked as it arrived
+
+
+def test_aria2c_downloads_the_demo_opt_125m_from_its_metalink(portal, tmp_path):
+    call_command("load_demo_catalog", "--only", "facebook/opt-125m", stdout=io.StringIO())
+    release = ModelRelease.objects.get(repo_id="facebook/opt-125m")
+    response = requests.get(f"{portal}/api/v1/models/facebook/opt-125m/manifest?format=metalink", timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/metalink4+xml"
+    (tmp_path / "opt-125m.meta4").write_text(response.text)
+    log = tmp_path / "aria2.log"
+    command = [tool("aria2c"), "-M", str(tmp_path / "opt-125m.meta4"), "-d", str(tmp_path / "opt"), "-j", "8"]
+    result = run([*command, "-l", str(log), "--log-level=info", "--summary-interval=0"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = list(release.files.all())
+    for file in files:
+        assert hashlib.sha256((tmp_path / "opt" / file.path).read_bytes()).hexdigest() == file.sha256
+    pieces = sum(len(file.piece_hashes) for file in files)
+    assert pieces > len(files)  # the weights have several pieces each
+    assert log.read_text().count("Good chunk checksum") == pieces
+
+
+def test_aria2c_refuses_a_piece_whose_hash_does_not_match(portal, granted, tmp_path):
+    release, token = granted
+    shard = FILES["checkpoint_last-model_part-0-shard0.pt"]
+    good = hashlib.sha256(shard[2 * PIECE : 3 * PIECE]).hexdigest()
+    metalink = manifest(portal, release, token, "metalink")
+    assert f"<hash>{good}</hash>" in metalink
+    (tmp_path / "opt.meta4").write_text(metalink.replace(f"<hash>{good}</hash>", f"<hash>{'0' * 64}</hash>"))
+    result = run([tool("aria2c"), "-M", str(tmp_path / "opt.meta4"), "-d", str(tmp_path / "opt"), "--max-tries=1"])
+    assert result.returncode != 0
+    assert "Invalid checksum index=2" in result.stdout
 
 
 def test_wget_saves_each_file_under_its_name(portal, granted, settings, tmp_path):

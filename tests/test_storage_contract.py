@@ -87,7 +87,7 @@ def test_an_unknown_key_is_not_found(backend):
 def test_it_hashes_while_saving_and_lists_by_prefix(backend):
     size, sha = backend.save("contract/listed/a.bin", io.BytesIO(b"abc"))
     assert (size, sha) == (3, hashlib.sha256(b"abc").hexdigest())
-    assert backend.hash_object("contract/listed/a.bin") == (3, sha)
+    assert tuple(backend.hash_object("contract/listed/a.bin")) == (3, sha)
     assert [(o.key, o.size) for o in backend.list("contract/listed")] == [("contract/listed/a.bin", 3)]
     assert backend.exists("contract/listed/a.bin")
     assert not backend.exists("contract/listed/b.bin")
@@ -128,3 +128,12 @@ def test_head_sends_headers_only_and_keeps_the_connection_usable(local_storage, 
     partial = conn.getresponse()
     assert partial.status == 206 and partial.read() == PAYLOAD[:100]
     conn.close()
+
+
+def test_it_hashes_pieces_in_the_same_pass(backend):
+    data = hashlib.shake_256(b"pieces").digest(2 * 1024 + 100)
+    digest = backend.save("contract/pieces.bin", io.BytesIO(data), piece_size=1024)
+    assert (digest.size, digest.sha256, digest.piece_size) == (len(data), hashlib.sha256(data).hexdigest(), 1024)
+    assert digest.pieces == tuple(hashlib.sha256(data[i : i + 1024]).hexdigest() for i in (0, 1024, 2048))
+    assert backend.hash_object("contract/pieces.bin", piece_size=1024) == digest
+    assert backend.save("contract/empty.bin", io.BytesIO(b""), piece_size=1024).pieces == ()

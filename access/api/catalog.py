@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from .. import downloads, manifests, selectors
 from ..http import actor_for, base_url, download_redirect
 from ..models import DownloadEvent
+from ..storage import UnknownMirror, locations
 from .errors import ApiError
 from .pagination import Pagination
 
@@ -80,10 +81,18 @@ class ReleaseDetailApi(APIView):
 
 
 class FileDownloadApi(APIView):
-    """302 to a freshly signed URL for the file, when the caller may download the release."""
+    """302 to a freshly signed URL for the file, when the caller may download the release: on the `mirror`
+    asked for when it serves the release, else on the first location of the default order."""
 
     @extend_schema(
-        responses={302: OpenApiResponse(description="Redirect to a signed URL"), 401: ERROR, 403: ERROR, 404: ERROR},
+        parameters=[OpenApiParameter("mirror", OpenApiTypes.STR, required=False)],
+        responses={
+            302: OpenApiResponse(description="Redirect to a signed URL"),
+            400: ERROR,
+            401: ERROR,
+            403: ERROR,
+            404: ERROR,
+        },
         operation_id="models_file",
     )
     def get(self, request, namespace, name, path):
@@ -94,8 +103,18 @@ class FileDownloadApi(APIView):
             raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
         release = file.release
         decision = require_access(request, release, via=DownloadEvent.Via.API, path=file.path)
-        url = downloads.issue_file(decision, file, base_url=base_url(request))
+        try:
+            location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
+        except UnknownMirror:
+            raise ApiError(
+                _("No mirror of that name; use one of: %(names)s.")
+                % {"names": ", ".join(loc.name for loc in locations())},
+                "unknown_mirror",
+                400,
+            ) from None
+        url = downloads.issue_file(decision, file, base_url=base_url(request), location=location)
         response = download_redirect(url)
+        response["X-Mirror"] = location.name
         response["X-Checksum-Sha256"] = file.sha256
         response["X-File-Size"] = str(file.size)
         return response

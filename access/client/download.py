@@ -9,10 +9,12 @@ Get this script from the portal and run it with Python 3.9 or newer (standard li
 
 What it does:
 
- 1. asks the portal for the release manifest: every file's path, size, SHA-256 and a signed download URL;
+ 1. asks the portal for the release manifest: every file's path, size, SHA-256, the SHA-256 of each of its
+    pieces, and a signed download URL on every mirror that serves it;
  2. keeps the files matching --include (if given) and checks there is enough free disk space;
- 3. downloads --jobs files at a time into `<path>.part`, resuming partial files left by earlier runs,
-    and renames each one to its real name only once its SHA-256 matches the manifest;
+ 3. downloads --jobs files at a time into `<path>.part`, resuming partial files left by earlier runs; checks
+    each piece as its last byte arrives and fetches a bad piece again (that piece only) from the next mirror;
+    moves to the next mirror when one fails; renames each file to its real name only once its SHA-256 matches;
  4. writes SHA256SUMS into --dir, so you can re-check later with `sha256sum -c SHA256SUMS`.
 
 Run the same command again after an interruption: verified files are skipped, partial ones resumed.
@@ -45,7 +47,7 @@ import urllib.request
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 CHUNK_SIZE = 1024 * 1024
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
@@ -53,6 +55,7 @@ EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_RETRY_AFTER = 600.0  # never sleep longer than this on one Retry-After
 MAX_URL_REFRESHES = 2  # fresh manifests per file, without progress in between, when storage keeps answering 403
+MAX_BAD_PIECES = 3  # bad pieces from one mirror, for one file, before the rest of the file comes from the next
 SUMS_NAME = "SHA256SUMS"
 USER_AGENT = f"portal-download/{__version__} Python/{platform.python_version()}"
 # What a terminal acts on rather than shows: C0 (ESC starts ANSI sequences; CR and LF overwrite or forge lines),
@@ -107,6 +110,14 @@ class UrlExpired(Exception):
 
 class Aborted(Exception):
     """Another worker hit a fatal error or the user interrupted the run."""
+
+
+class MirrorFailed(Exception):
+    """A mirror failed for this file; the download carries on from the next one."""
+
+
+class BadPiece(DownloadError):
+    """A piece matches its hash on no mirror."""
 
 
 # ---------------------------------------------------------------------------------------------------- small helpers
@@ -230,10 +241,15 @@ def sha256_file(path: str, on_chunk=None, abort: threading.Event | None = None) 
 
 
 class FileEntry:
-    __slots__ = ("path", "sha256", "size", "url")
+    """One file of the manifest. `sources` are (mirror, url) in the portal's order of preference (the first is
+    `url`); `piece_length` and `pieces` are the piece hashes, or 0 and [] when the portal has none."""
 
-    def __init__(self, path: str, size: int, sha256: str, url: str):
+    __slots__ = ("path", "piece_length", "pieces", "sha256", "size", "sources", "url")
+
+    def __init__(self, path: str, size: int, sha256: str, url: str, sources=None, piece_length: int = 0, pieces=None):
         self.path, self.size, self.sha256, self.url = path, size, sha256, url
+        self.sources = sources or [("", url)]
+        self.piece_length, self.pieces = piece_length, pieces or []
 
 
 class Manifest:
@@ -263,11 +279,41 @@ def parse_manifest(data: object, repo_id: str) -> Manifest:
             raise Refused(f"refusing the manifest: {path!r} has an invalid sha256 {digest!r}")
         if not is_http_url(url):
             raise Refused(f"refusing the manifest: {path!r} has an invalid URL")
+        piece_length, pieces = parse_pieces(item.get("pieces"), path, size)
         seen.add(path)
-        files.append(FileEntry(path, size, digest.lower(), url))
+        files.append(
+            FileEntry(path, size, digest.lower(), url, parse_sources(item.get("urls"), path, url), piece_length, pieces)
+        )
     return Manifest(
         str(data.get("repo_id") or repo_id), str(data.get("revision") or "?"), str(data.get("expires_at") or ""), files
     )
+
+
+def parse_pieces(pieces: object, path: str, size: int) -> tuple:
+    """(piece length, [sha256 per piece]) from a manifest entry, or (0, []) when it has none."""
+    if pieces is None:
+        return 0, []
+    length = pieces.get("length") if isinstance(pieces, dict) else None
+    hashes = pieces.get("sha256") if isinstance(pieces, dict) else None
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1 or not isinstance(hashes, list):
+        raise Refused(f"refusing the manifest: {path!r} has malformed piece hashes")
+    if len(hashes) != -(-size // length) or not all(isinstance(h, str) and SHA256_RE.match(h) for h in hashes):
+        raise Refused(f"refusing the manifest: the piece hashes of {path!r} do not cover its {size} bytes")
+    return length, [h.lower() for h in hashes]
+
+
+def parse_sources(urls: object, path: str, url: str) -> list:
+    """[(mirror, url)] from a manifest entry's `urls`, or the one `url` when it lists no mirrors."""
+    if urls is None:
+        return [("", url)]
+    if not isinstance(urls, list) or not urls:
+        raise Refused(f"refusing the manifest: {path!r} has a malformed mirror list")
+    sources = []
+    for item in urls:
+        if not isinstance(item, dict) or not is_http_url(item.get("url")):
+            raise Refused(f"refusing the manifest: {path!r} has an invalid mirror URL")
+        sources.append((str(item.get("mirror") or ""), item["url"]))
+    return sources
 
 
 # ---------------------------------------------------------------------------------------------------- HTTP
@@ -373,6 +419,7 @@ class Progress:
         self.bytes_done = self.transferred = 0
         self.started = time.monotonic()
         self.samples: deque = deque()
+        self.by_mirror: dict = {}  # mirror name -> bytes transferred from it
         self.failures: list = []
         self._line_shown = False
         self._last_report = None
@@ -446,10 +493,12 @@ class Progress:
             self._clear()
 
     # -- counters
-    def advance(self, done: int, transferred: int = 0) -> None:
+    def advance(self, done: int, transferred: int = 0, mirror: str = "") -> None:
         with self.lock:
             self.bytes_done += done
             self.transferred += transferred
+            if transferred:
+                self.by_mirror[mirror] = self.by_mirror.get(mirror, 0) + transferred
 
     def finished(self, how: str) -> None:
         with self.lock:
@@ -466,34 +515,84 @@ class Progress:
 
 
 class PartFile:
-    """The `<path>.part` being written and the running SHA-256 of everything in it."""
+    """The `<path>.part` being written and the running SHA-256 of everything in it. With piece hashes it also
+    hashes the piece being written; the writer stops at each piece's end (`room()`) and calls check_piece()."""
 
-    def __init__(self, path: str):
-        self.path, self.hasher, self.size = path, hashlib.sha256(), 0
+    def __init__(self, path: str, total: int = 0, piece_length: int = 0, pieces=None):
+        self.path, self.total = path, total
+        self.piece_length, self.pieces = piece_length, pieces or []
+        self.size, self.hasher = 0, hashlib.sha256()
+        self.piece, self.piece_start, self.piece_mark = hashlib.sha256(), 0, hashlib.sha256()
         self.fh = open(path, "ab")  # noqa: SIM115 -- closed by close(), which the caller calls in a finally
 
-    def hash_existing(self, on_chunk, abort: threading.Event) -> None:
+    def hash_existing(self, on_chunk, abort: threading.Event) -> int:
+        """Hash what an earlier run left, checking its complete pieces; a bad piece and everything after it
+        are cut off. Returns the number of bytes cut off."""
+        found = os.path.getsize(self.path)
         with open(self.path, "rb") as f:
             for chunk in iter(lambda: f.read(CHUNK_SIZE), b""):
                 if abort.is_set():
                     raise Aborted()
-                self.hasher.update(chunk)
-                self.size += len(chunk)
                 on_chunk(len(chunk))
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), self.room()) if self.piece_length else len(view)
+                    self._feed(view[:take])
+                    view = view[take:]
+                    if self.piece_done() and not self.check_piece():
+                        return found - self.size
+        return 0
 
-    def write(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.fh.flush()  # what is on disk is what a later run resumes from
+    def room(self) -> int:
+        """Bytes that fit before the current piece ends (before the file ends without piece hashes)."""
+        if not self.piece_length:
+            return self.total - self.size
+        return min(self.piece_start + self.piece_length, self.total) - self.size
+
+    def piece_done(self) -> bool:
+        return bool(self.piece_length) and self.size > self.piece_start and self.room() == 0
+
+    @property
+    def piece_index(self) -> int:
+        return self.piece_start // self.piece_length
+
+    def piece_range(self) -> tuple:
+        """First and last byte of the current piece."""
+        return self.piece_start, min(self.piece_start + self.piece_length, self.total) - 1
+
+    def check_piece(self) -> bool:
+        """The piece just completed against its hash: kept (the next piece starts), or rolled back."""
+        if self.piece.hexdigest() == self.pieces[self.piece_index]:
+            self.piece, self.piece_start, self.piece_mark = hashlib.sha256(), self.size, self.hasher.copy()
+            return True
+        self.drop_piece()
+        return False
+
+    def drop_piece(self) -> None:
+        """Roll back to the first byte of the current piece."""
+        self.rollback((self.piece_start, self.piece_mark.copy(), hashlib.sha256(), self.piece_start, self.piece_mark))
+
+    def _feed(self, data) -> None:
         self.hasher.update(data)
+        if self.piece_length:
+            self.piece.update(data)
         self.size += len(data)
 
+    def write(self, data) -> None:
+        self.fh.write(data)
+        self.fh.flush()  # what is on disk is what a later run resumes from
+        self._feed(data)
+
     def checkpoint(self) -> tuple:
-        return self.size, self.hasher.copy()
+        return self.size, self.hasher.copy(), self.piece.copy(), self.piece_start, self.piece_mark.copy()
 
     def rollback(self, checkpoint: tuple) -> None:
-        self.size, self.hasher = checkpoint[0], checkpoint[1]
+        self.size, self.hasher, self.piece, self.piece_start, self.piece_mark = checkpoint
         self.fh.flush()
         self.fh.truncate(self.size)
+
+    def reset(self) -> None:
+        self.rollback((0, hashlib.sha256(), hashlib.sha256(), 0, hashlib.sha256()))
 
     def close(self, sync: bool = False) -> None:
         if sync:
@@ -516,6 +615,40 @@ class Job:
         if os.path.isfile(self.part) and os.path.getsize(self.part) <= size:
             return size - os.path.getsize(self.part)
         return size
+
+
+class Sources:
+    """The mirrors one file comes from: (mirror, url) in the portal's order, the one in use, and how many bad
+    pieces each has served for this file."""
+
+    def __init__(self, urls: list, generation: int):
+        self.urls, self.generation = urls, generation
+        self.index = 0
+        self.bad = [0] * len(urls)
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.index][1]
+
+    def name(self, index: int | None = None) -> str:
+        return self.urls[self.index if index is None else index][0] or "storage"
+
+    def others(self) -> list:
+        """Indices to fetch a bad piece again from: the next mirrors in order, then the one in use."""
+        count = len(self.urls)
+        return [(self.index + step) % count for step in range(1, count + 1)]
+
+    def advance(self) -> int:
+        self.index = (self.index + 1) % len(self.urls)
+        return self.index
+
+    def update(self, fresh: Sources) -> None:
+        """Take fresh URLs, staying on the same mirror when it is still listed."""
+        by_name = {name: i for i, (name, _) in enumerate(fresh.urls)}
+        index = by_name.get(self.urls[self.index][0], 0)
+        bad = {name: self.bad[i] for i, (name, _) in enumerate(self.urls)}
+        self.urls, self.generation, self.index = fresh.urls, fresh.generation, index
+        self.bad = [bad.get(name, 0) for name, _ in fresh.urls]
 
 
 class Downloader:
@@ -562,13 +695,17 @@ class Downloader:
             self.progress.file_failed(job.entry.path, f"unexpected error: {exc!r}")
 
     # -- shared signed URLs
-    def current_url(self, entry: FileEntry) -> tuple:
-        """(url, generation) for this file from the newest manifest; fails if the file changed meanwhile."""
+    def current_sources(self, entry: FileEntry) -> Sources:
+        """This file's mirrors and URLs from the newest manifest; fails if the file changed meanwhile."""
         with self.lock:
             fresh, generation = self.entries.get(entry.path), self.generation
         if fresh is None or fresh.sha256 != entry.sha256 or fresh.size != entry.size:
             raise DownloadError("the release changed while downloading (file removed or replaced); run again")
-        return fresh.url, generation
+        return Sources(fresh.sources, generation)
+
+    def refresh_sources(self, sources: Sources, entry: FileEntry) -> None:
+        self.refresh(sources.generation)
+        sources.update(self.current_sources(entry))
 
     def refresh(self, seen_generation: int) -> None:
         """Fetch a fresh manifest unless another worker already did since we got our URL."""
@@ -625,10 +762,15 @@ class Downloader:
         if os.path.isfile(job.part) and os.path.getsize(job.part) > entry.size:
             self.progress.log(f"{entry.path}: partial file is larger than the file; starting over")
             os.remove(job.part)
-        part = PartFile(job.part)
+        part = PartFile(job.part, entry.size, entry.piece_length, entry.pieces)
         complete = False
         try:
-            part.hash_existing(lambda n: self.progress.advance(n), self.abort)
+            dropped = part.hash_existing(lambda n: self.progress.advance(n), self.abort)
+            if dropped:
+                self.progress.advance(-dropped)
+                self.progress.log(
+                    f"{entry.path}: piece {part.piece_index} of the partial file is corrupt; resuming there"
+                )
             if part.size > 0:
                 self.progress.info(f"resume {entry.path} from byte {part.size}")
             self.fill(part, entry)
@@ -638,47 +780,91 @@ class Downloader:
         return part.hasher.hexdigest()
 
     def fill(self, part: PartFile, entry: FileEntry) -> None:
-        """Request the missing bytes until the part is complete, retrying and refreshing URLs as needed."""
-        url, generation = self.current_url(entry)
+        """Request the missing bytes until the part is complete, retrying, moving to the next mirror when one
+        fails and refreshing URLs as needed."""
+        sources = self.current_sources(entry)
         attempt = refreshes = 0
         mark = part.size
+        refused: dict = {}  # mirror index -> why it cannot serve this file
         while part.size < entry.size:
             if self.abort.is_set():
                 raise Aborted()
             before = part.size
             try:
-                self.request(url, part, entry)
+                self.request(sources, part, entry)
+            except MirrorFailed as exc:
+                refused[sources.index] = str(exc)
+                self.next_mirror(sources, entry, exc, refused)
+            except BadPiece:
+                raise
+            except DownloadError as exc:
+                if len(sources.urls) == 1:
+                    raise
+                refused[sources.index] = str(exc)
+                self.next_mirror(sources, entry, exc, refused)
             except UrlExpired as exc:
                 if part.size > mark:
                     refreshes, mark = 0, part.size
                 refreshes += 1
                 if refreshes > MAX_URL_REFRESHES:
-                    raise DownloadError(f"storage keeps refusing the download even with fresh URLs ({exc})") from None
+                    message = f"storage keeps refusing the download even with fresh URLs ({exc})"
+                    if len(sources.urls) == 1:
+                        raise DownloadError(message) from None
+                    refused[sources.index], refreshes = message, 0
+                    self.next_mirror(sources, entry, exc, refused)
+                    continue
                 self.progress.log(f"{entry.path}: storage refused the signed URL ({exc}); getting a fresh one")
-                self.refresh(generation)
-                url, generation = self.current_url(entry)
+                self.refresh_sources(sources, entry)
             except Transient as exc:
                 attempt = 1 if part.size > before else attempt + 1
-                if attempt > self.backoff.retries:
+                count = len(sources.urls)
+                if attempt > self.backoff.retries * count:
                     raise DownloadError(f"giving up after {attempt} attempts: {exc}") from None
-                delay = self.backoff.delay(attempt, exc.retry_after)
-                self.progress.log(f"{entry.path}: {exc}; retry {attempt}/{self.backoff.retries} in {delay:.1f}s")
+                if count > 1:
+                    failed = sources.name()
+                    sources.advance()
+                    self.progress.log(f"{entry.path}: {exc} on {failed}; trying {sources.name()}")
+                    if sources.index != 0:
+                        continue  # the next mirror at once; pause only once every mirror has failed
+                delay = self.backoff.delay(-(-attempt // count), exc.retry_after)
+                self.progress.log(
+                    f"{entry.path}: {exc}; retry {attempt}/{self.backoff.retries * count} in {delay:.1f}s"
+                )
                 self.backoff.sleep(delay)
 
-    def request(self, url: str, part: PartFile, entry: FileEntry) -> None:
+    def next_mirror(self, sources: Sources, entry: FileEntry, exc: Exception, refused: dict) -> None:
+        """Carry on from the next mirror that has not failed for this file, or give up."""
+        failed = sources.name()
+        for _ in sources.urls:
+            if sources.advance() not in refused:
+                self.progress.log(f"{entry.path}: {failed}: {exc}; carrying on from {sources.name()}")
+                return
+        raise DownloadError(f"every mirror failed; the last one ({failed}): {exc}") from None
+
+    def request(self, sources: Sources, part: PartFile, entry: FileEntry) -> None:
         """One GET for the missing tail of the file, appended to part. No Authorization header, ever."""
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if part.size:
             headers["Range"] = f"bytes={part.size}-"
+        with self.open(sources.url, headers, part, entry) as response:
+            self.check_response(response, part, entry)
+            self.stream(response, part, entry, sources)
+
+    def open(self, url: str, headers: dict, part: PartFile, entry: FileEntry):
         try:
-            response = self.opener.open(urllib.request.Request(url, headers=headers), timeout=self.timeout)
+            return self.opener.open(urllib.request.Request(url, headers=headers), timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             raise self.storage_error(exc, part, entry) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise Transient(f"connection failed: {describe(exc)}") from None
-        with response:
-            self.check_response(response, part, entry)
-            self.stream(response, part, entry)
+
+    def request_piece(self, url: str, mirror: str, part: PartFile, entry: FileEntry) -> None:
+        """One GET for exactly the current piece, written to part (which the caller then checks)."""
+        start, end = part.piece_range()
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
+        with self.open(url, headers, part, entry) as response:
+            self.check_response(response, part, entry, last=end)
+            self.stream(response, part, entry, None, limit=end + 1, mirror=mirror)
 
     def storage_error(self, exc: urllib.error.HTTPError, part: PartFile, entry: FileEntry) -> Exception:
         status, summary = exc.code, error_body_summary(exc)
@@ -696,10 +882,11 @@ class Downloader:
     def restart(self, part: PartFile, path: str, why: str) -> None:
         self.progress.log(f"{path}: {why}; restarting from zero")
         self.progress.advance(-part.size)
-        part.rollback((0, hashlib.sha256()))
+        part.reset()
 
-    def check_response(self, response, part: PartFile, entry: FileEntry) -> None:
-        """Refuse bodies that are not (the rest of) this file before writing a byte of them."""
+    def check_response(self, response, part: PartFile, entry: FileEntry, last: int | None = None) -> None:
+        """Refuse bodies that are not (the rest of, or bytes part.size..last of) this file before writing a byte
+        of them."""
         refuse = "refusing to save the response for " + entry.path
         content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type in ("text/html", "application/xhtml+xml"):
@@ -713,15 +900,19 @@ class Downloader:
             match = CONTENT_RANGE_RE.match((response.headers.get("Content-Range") or "").strip())
             if not match:
                 raise DownloadError(f"{refuse}: 206 answer without a valid Content-Range")
-            start, total = int(match.group(1)), match.group(3)
+            start, end, total = int(match.group(1)), int(match.group(2)), match.group(3)
             if total != "*" and int(total) != entry.size:
                 raise DownloadError(f"{refuse}: Content-Range says {total} bytes, the manifest says {entry.size}")
+            if last is not None and (start, end) != (part.size, last):
+                raise DownloadError(f"{refuse}: asked for bytes {part.size}-{last}, got {start}-{end}")
             if start != part.size:
                 self.restart(part, entry.path, f"server sent a range starting at {start}, not {part.size}")
                 raise Transient("asking again for the whole file")
-            expected = entry.size - part.size
-        elif response.status == 200:
+            expected = (entry.size if last is None else last + 1) - part.size
+        elif response.status == 200 and last is None:
             expected = entry.size
+        elif response.status == 200:
+            raise DownloadError(f"{refuse}: the server ignored the Range request for one piece")
         else:
             raise Transient(f"unexpected HTTP {response.status} from storage")
         if length is not None and length != expected:
@@ -729,8 +920,13 @@ class Downloader:
         if response.status == 200 and part.size:
             self.restart(part, entry.path, "server ignored the Range request (answered 200)")
 
-    def stream(self, response, part: PartFile, entry: FileEntry) -> None:
-        """Copy the body to the part in <= 1 MiB pieces, hashing as we go; never more than the expected size."""
+    def stream(
+        self, response, part: PartFile, entry: FileEntry, sources: Sources | None, limit=None, mirror: str = ""
+    ) -> None:
+        """Copy the body to the part in <= 1 MiB pieces, hashing as we go; never more than the expected size.
+        With `sources`, each piece is checked as its last byte arrives and a bad one fetched again."""
+        limit = entry.size if limit is None else limit
+        mirror = sources.urls[sources.index][0] if sources is not None else mirror
         checkpoint = part.checkpoint()
         read = getattr(response, "read1", response.read)
         while True:
@@ -742,14 +938,58 @@ class Downloader:
                 raise Transient(f"connection lost at byte {part.size} of {entry.size}: {describe(exc)}") from None
             if not chunk:
                 break
-            if part.size + len(chunk) > entry.size:
+            if part.size + len(chunk) > limit:
                 self.progress.advance(checkpoint[0] - part.size)
                 part.rollback(checkpoint)
                 raise DownloadError(f"refusing to save the response: the server sent more than {entry.size} bytes")
-            part.write(chunk)
-            self.progress.advance(len(chunk), transferred=len(chunk))
-        if part.size < entry.size:
+            view = memoryview(chunk)
+            while view:
+                take = min(len(view), part.room()) if sources is not None and part.piece_length else len(view)
+                part.write(view[:take])
+                self.progress.advance(take, transferred=take, mirror=mirror)
+                view = view[take:]
+                if sources is not None and part.piece_done() and not self.piece_ok(part, entry, sources.index, sources):
+                    self.repair(part, entry, sources)
+        if part.size < limit:
             raise Transient(f"connection closed at byte {part.size} of {entry.size}")
+
+    def piece_ok(self, part: PartFile, entry: FileEntry, index: int, sources: Sources) -> bool:
+        """Check the piece just completed; a bad one is rolled back and counted against the mirror."""
+        piece, (start, end) = part.piece_index, part.piece_range()
+        if part.check_piece():
+            return True
+        self.progress.advance(-(end - start + 1))
+        sources.bad[index] += 1
+        self.progress.log(
+            f"{entry.path}: piece {piece} (bytes {start}-{end}) from {sources.name(index)} does not match its SHA-256"
+        )
+        return False
+
+    def repair(self, part: PartFile, entry: FileEntry, sources: Sources) -> None:
+        """Fetch the piece that failed its check again (that piece only) from the next mirror, the one in use
+        last. The stream from the mirror in use then carries on with the next piece."""
+        piece = part.piece_index
+        for index in sources.others():
+            for _ in range(2):  # a second try only after fresh URLs
+                if index >= len(sources.urls):
+                    break
+                try:
+                    self.request_piece(sources.urls[index][1], sources.urls[index][0], part, entry)
+                except UrlExpired:
+                    self.refresh_sources(sources, entry)
+                    continue
+                except (Transient, DownloadError) as exc:
+                    self.progress.log(f"{entry.path}: piece {piece} from {sources.name(index)}: {exc}")
+                    self.progress.advance(part.piece_start - part.size)
+                    part.drop_piece()
+                    break
+                if self.piece_ok(part, entry, index, sources):
+                    self.progress.log(f"{entry.path}: piece {piece} fetched again from {sources.name(index)}, verified")
+                    if sources.bad[sources.index] >= MAX_BAD_PIECES and len(sources.urls) > 1:
+                        raise MirrorFailed(f"{sources.bad[sources.index]} bad pieces")
+                    return
+                break
+        raise BadPiece(f"piece {piece} does not match its SHA-256 on any mirror")
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -855,6 +1095,9 @@ def print_summary(progress: Progress, root: str) -> None:
         f"{human(progress.transferred)} transferred this run ({human(rate)}/s)."
     )
     print(f"transferred_bytes={progress.transferred}")
+    if any(progress.by_mirror):  # the portal named its mirrors
+        for mirror, count in sorted(progress.by_mirror.items()):
+            print(f"transferred_bytes[{shown(mirror)}]={count}")
     for path, reason in progress.failures:
         print(f"  failed: {shown(path)}: {shown(reason)}", file=sys.stderr)
     if progress.downloaded + progress.skipped == progress.files_total:

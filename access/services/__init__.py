@@ -24,6 +24,7 @@ from .grants import (
     grants_expire,
     grants_reconcile,
 )
+from .mirrors import mirror_compare, mirror_disable, mirror_verify
 from .releases import (
     release_compute_revision,
     release_create,
@@ -71,6 +72,9 @@ __all__ = [
     "grants_expire",
     "grants_reconcile",
     "is_reviewer",
+    "mirror_compare",
+    "mirror_disable",
+    "mirror_verify",
     "release_compute_revision",
     "release_create",
     "release_refresh_revision",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -43,25 +44,51 @@ def release_refresh_revision(*, release: ModelRelease) -> ModelRelease:
 
 
 def release_upsert_file(
-    *, release: ModelRelease, path: str, size: int, sha256: str, storage_key: str, actor: Actor | None = None
+    *,
+    release: ModelRelease,
+    path: str,
+    size: int,
+    sha256: str,
+    storage_key: str,
+    actor: Actor | None = None,
+    piece_size: int = 0,
+    pieces: Sequence[str] = (),
 ) -> bool:
-    """Record a file; returns True when it was new or changed (and then audits it when an actor is given)."""
+    """Record a file; returns True when it was new or changed (and then audits it when an actor is given).
+
+    Piece hashes come from the same pass as sha256. They are stored with a new or changed file, or one that
+    had none yet, and otherwise kept: a published file's pieces never change under a client."""
     if selectors.clean_file_path(path) is None:
         raise ServiceError(_("Invalid file path: %(path)s") % {"path": path}, "invalid_path")
+    if piece_size and len(pieces) != -(-size // piece_size):
+        raise ServiceError(_("The piece hashes do not cover the file."), "invalid_pieces")
+    joined = "".join(pieces) if piece_size else ""
     obj, created = ModelFile.objects.get_or_create(
-        release=release, path=path, defaults={"size": size, "sha256": sha256, "storage_key": storage_key}
+        release=release,
+        path=path,
+        defaults={
+            "size": size,
+            "sha256": sha256,
+            "storage_key": storage_key,
+            "piece_size": piece_size,
+            "pieces": joined,
+        },
     )
     changed = created
     if not created and (obj.size, obj.sha256, obj.storage_key) != (size, sha256, storage_key):
         obj.size, obj.sha256, obj.storage_key = size, sha256, storage_key
-        obj.save(update_fields=["size", "sha256", "storage_key", "updated_at"])
+        obj.piece_size, obj.pieces = piece_size, joined
+        obj.save(update_fields=["size", "sha256", "storage_key", "piece_size", "pieces", "updated_at"])
         changed = True
+    elif not created and piece_size and not obj.piece_size:
+        obj.piece_size, obj.pieces = piece_size, joined
+        obj.save(update_fields=["piece_size", "pieces", "updated_at"])
     if changed and actor is not None:
         audit(
             actor=actor,
             action="release.file_added" if created else "release.file_changed",
             target=release,
-            data={"path": path, "size": size, "sha256": sha256},
+            data={"path": path, "size": size, "sha256": sha256, "piece_size": piece_size},
         )
     return changed
 

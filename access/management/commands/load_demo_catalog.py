@@ -1,9 +1,12 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from access import catalog_data, services
 from access.models import License, ModelFile, ModelRelease
 from access.storage import get_storage
+
+# The demo's files are 16 KiB or so: small pieces give each several, as a real shard has many.
+DEMO_PIECE_SIZE = 4096
 
 
 class Command(BaseCommand):
@@ -12,8 +15,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--size", type=int, default=16384, help="bytes per weight file (default 16384)")
         parser.add_argument("--only", action="append", help="load only these repo ids (repeatable)")
+        parser.add_argument(
+            "--piece-size",
+            type=int,
+            default=DEMO_PIECE_SIZE,
+            help=f"bytes per hashed piece (default {DEMO_PIECE_SIZE}: small, so the small demo files have several)",
+        )
 
-    def handle(self, *args, size, only, **options):
+    def handle(self, *args, size, only, piece_size, **options):
+        if piece_size < 1024:
+            raise CommandError("--piece-size must be at least 1024 bytes")
         storage = get_storage()
         license_obj, _ = License.objects.get_or_create(
             slug="opt-175b-noncommercial",
@@ -40,11 +51,21 @@ class Command(BaseCommand):
                 key = f"{release.repo_id}/{path}"
                 have = existing.get(path)
                 if have is not None and have.size == expected and storage.exists(key):
-                    continue
-                stored_size, sha256 = storage.save(key, catalog_data.SyntheticFile(key, expected))
+                    if have.piece_size:
+                        continue
+                    digest = storage.hash_object(key, piece_size=piece_size)  # registered before pieces
+                else:
+                    digest = storage.save(key, catalog_data.SyntheticFile(key, expected), piece_size=piece_size)
                 with transaction.atomic():
                     services.release_upsert_file(
-                        release=release, path=path, size=stored_size, sha256=sha256, storage_key=key, actor=actor
+                        release=release,
+                        path=path,
+                        size=digest.size,
+                        sha256=digest.sha256,
+                        storage_key=key,
+                        actor=actor,
+                        piece_size=digest.piece_size,
+                        pieces=digest.pieces,
                     )
                 added += 1
                 if added % 100 == 0:

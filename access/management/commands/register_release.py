@@ -11,8 +11,9 @@ from access.storage import StorageError, get_storage
 class Command(BaseCommand):
     help = (
         "Register a release from a local directory (uploaded to storage) or from files already under a storage "
-        "prefix. Each file is streamed once to compute its SHA-256; files already recorded with the same size are "
-        "skipped, so re-running after adding a file adds only that file."
+        "prefix. Each file is streamed once to compute its SHA-256 and the SHA-256 of each piece; files already "
+        "recorded with the same size and their pieces are skipped, so re-running after adding a file adds only "
+        "that file (and adds piece hashes to files registered without them)."
     )
 
     def add_arguments(self, parser):
@@ -25,10 +26,20 @@ class Command(BaseCommand):
         parser.add_argument("--display-name")
         parser.add_argument("--parameters", type=int)
         parser.add_argument("--rehash", action="store_true", help="hash every file again, even if recorded")
+        parser.add_argument(
+            "--piece-size",
+            type=int,
+            default=None,
+            help="bytes per hashed piece for new files (default: PIECE_SIZE, 16 MiB); a recorded file keeps its pieces",
+        )
 
-    def handle(self, *args, repo_id, from_dir, from_prefix, access, license, display_name, parameters, rehash, **o):
+    def handle(
+        self, *args, repo_id, from_dir, from_prefix, access, license, display_name, parameters, rehash, piece_size, **o
+    ):
         if "/" not in repo_id or repo_id.count("/") != 1:
             raise CommandError("repo_id must look like namespace/name")
+        if piece_size is not None and piece_size < 1024:
+            raise CommandError("--piece-size must be at least 1024 bytes")
         license_obj = None
         if license:
             license_obj = License.objects.filter(slug=license).order_by("-created_at").first()
@@ -86,22 +97,32 @@ class Command(BaseCommand):
                 self.stderr.write(f"skipping unsafe path {path!r}")
                 continue
             have = known.get(path)
-            if have is not None and have.size == size and not rehash:
+            if have is not None and have.size == size and have.piece_size and not rehash:
                 skipped += 1
                 continue
             if from_dir:
                 key = f"{release.repo_id}/{path}"
                 with open(source, "rb") as f:
-                    stored_size, sha256 = storage.save(key, f)
+                    digest = storage.save(key, f, piece_size=piece_size)
             else:
                 key = source
-                stored_size, sha256 = storage.hash_object(key)
+                digest = storage.hash_object(key, piece_size=piece_size)
             with transaction.atomic():
                 services.release_upsert_file(
-                    release=release, path=path, size=stored_size, sha256=sha256, storage_key=key, actor=actor
+                    release=release,
+                    path=path,
+                    size=digest.size,
+                    sha256=digest.sha256,
+                    storage_key=key,
+                    actor=actor,
+                    piece_size=digest.piece_size,
+                    pieces=digest.pieces,
                 )
             added += 1
-            self.stdout.write(f"[{i}/{len(entries)}] {path} {stored_size} bytes sha256={sha256}")
+            self.stdout.write(
+                f"[{i}/{len(entries)}] {path} {digest.size} bytes sha256={digest.sha256} "
+                f"({len(digest.pieces)} pieces of {digest.piece_size})"
+            )
         services.release_refresh_revision(release=release)
         self.stdout.write(
             self.style.SUCCESS(
