@@ -310,7 +310,7 @@ def test_error_pages_in_the_browser(new_page, shots, opt_175b, settings, monkeyp
     # The API throttle, at 2 calls a minute per IP.
     from access.api import throttling
 
-    throttling._cache().clear()  # the manifest call above counted too
+    throttling._store().clear()  # the manifest call above counted too
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"ip": "2/minute", "user": "2/minute"},
