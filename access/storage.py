@@ -1,8 +1,9 @@
 """Where model files live, behind one interface chosen by STORAGE_BACKEND.
 
-`LocalStorage` keeps files on disk and signs portal URLs with an HMAC; it is meant for development and
-small deployments. `S3Storage` keeps them in any S3-compatible store and hands out presigned SigV4 URLs,
-so the bytes never pass through the portal. No boto3 call lives outside this module.
+`LocalStorage` keeps files on disk and signs portal URLs with an HMAC; the portal streams the bytes itself in
+development, and in production hands them to nginx (`X-Accel-Redirect`) after checking the signature.
+`S3Storage` keeps them in any S3-compatible store and hands out presigned SigV4 URLs, so the bytes never pass
+through the portal. No boto3 call lives outside this module.
 """
 
 from __future__ import annotations
@@ -94,15 +95,24 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """Files under a directory, served by the portal's own signed-URL view. For development, not for scale."""
+    """Files under a directory, served through the portal's own signed-URL view: streamed by Django (development),
+    or, with `accel_redirect`, sent by nginx from its internal location once the view has checked the URL."""
 
     name = "local"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, accel_redirect: str = ""):
         self.root = Path(root)
+        self.accel_redirect = accel_redirect
 
     def path(self, key: str) -> Path:
         return self.root / validate_key(key)
+
+    def accel_uri(self, key: str) -> str | None:
+        """The URI of the object under nginx's internal location, or None when Django serves the bytes itself.
+        Percent-encoded: nginx decodes it, so `?`, `%` and spaces in a key name the file, not a query."""
+        if not self.accel_redirect:
+            return None
+        return self.accel_redirect + quote(validate_key(key), safe="/")
 
     def save(self, key, fileobj):
         target = self.path(key)
@@ -310,7 +320,7 @@ class S3Storage(Storage):
 
 def build_storage() -> Storage:
     if settings.STORAGE_BACKEND == "local":
-        return LocalStorage(settings.LOCAL_STORAGE_DIR)
+        return LocalStorage(settings.LOCAL_STORAGE_DIR, accel_redirect=settings.LOCAL_STORAGE_ACCEL_REDIRECT)
     if settings.STORAGE_BACKEND == "s3":
         return S3Storage(
             bucket=settings.S3_BUCKET,

@@ -4,6 +4,7 @@ Every typed read goes through `env`, which raises ImproperlyConfigured on a valu
 typo in production stops the process at start instead of silently falling back to a default.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -168,6 +169,16 @@ S3_ADDRESSING_STYLE = env.choice("S3_ADDRESSING_STYLE", ["auto", "path", "virtua
 S3_PREFIX = env.str("S3_PREFIX", default="").strip("/")
 if STORAGE_BACKEND == "s3" and not S3_BUCKET:
     raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs S3_BUCKET.")
+# Behind nginx, LocalStorage's file view checks the signed URL and answers X-Accel-Redirect to this internal
+# location, and nginx sends the bytes (README: "Serving local disks with nginx"). Empty: Django streams them.
+LOCAL_STORAGE_ACCEL_REDIRECT = env.str("LOCAL_STORAGE_ACCEL_REDIRECT", default="")
+if LOCAL_STORAGE_ACCEL_REDIRECT and not re.fullmatch(
+    r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/", LOCAL_STORAGE_ACCEL_REDIRECT
+):
+    raise ImproperlyConfigured(
+        f"LOCAL_STORAGE_ACCEL_REDIRECT must be the path of an nginx internal location that starts and ends with /, "
+        f"such as /_protected/; got {LOCAL_STORAGE_ACCEL_REDIRECT!r}"
+    )
 # Lifetime of one signed download URL. Short, because a URL handed out before a revocation works until then.
 SIGNED_URL_TTL = env.int("SIGNED_URL_TTL", default=3600)
 # Lifetime of the URLs in a grant's issued batch (the manifest a researcher downloads from the grant page).
