@@ -41,7 +41,8 @@ def _read_range(f, start: int, length: int):
 @require_safe
 def storage_file(request, expires: int, signature: str, key: str):
     """Serve a LocalStorage object for a valid, unexpired signature. Streams in 1 MiB chunks (constant memory),
-    answers a single `Range` with 206, and sends extra headers the Hugging Face client reads after a redirect."""
+    answers a single `Range` with 206, and sends extra headers the Hugging Face client reads after a redirect.
+    With LOCAL_STORAGE_ACCEL_REDIRECT the bytes are nginx's to send: the answer is headers only."""
     storage = get_storage()
     if not isinstance(storage, LocalStorage):
         return json_error("not_found", _("Not found."), 404)
@@ -56,12 +57,7 @@ def storage_file(request, expires: int, signature: str, key: str):
         return json_error("not_found", _("Not found."), 404)
     if not path.is_file():
         return json_error("not_found", _("Not found."), 404)
-    size = stat.st_size
-    etag = _etag(key, stat)
     headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": etag,
-        "Last-Modified": http_date(stat.st_mtime),
         "Content-Disposition": content_disposition(key.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0",
     }
@@ -74,6 +70,15 @@ def storage_file(request, expires: int, signature: str, key: str):
                 "X-Repo-Commit": file.release.revision,
             }
         )
+    accel = storage.accel_uri(key)
+    if accel is not None:
+        # nginx's internal location sends the file (sendfile, Range, ETag, Last-Modified, HEAD) and keeps
+        # Content-Type, Content-Disposition and Cache-Control from this answer; it copies X-Linked-* itself.
+        headers["X-Accel-Redirect"] = accel
+        return _with_headers(HttpResponse(content_type="application/octet-stream"), headers)
+    size = stat.st_size
+    etag = _etag(key, stat)
+    headers.update({"Accept-Ranges": "bytes", "ETag": etag, "Last-Modified": http_date(stat.st_mtime)})
     status, start, length = 200, 0, size
     byte_range = _requested_range(request, etag, size)
     if byte_range == "unsatisfiable":

@@ -51,6 +51,22 @@ class StrictEnv(environ.FileAwareEnv):
 
 env = StrictEnv()
 
+
+def _check_cloudfront_key(pem: str) -> None:
+    """Refuse at start a key CloudFront could not verify signatures of (not PEM, encrypted, not RSA)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"CLOUDFRONT_PRIVATE_KEY_FILE must hold an unencrypted PEM private key: {exc}"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ImproperlyConfigured("CLOUDFRONT_PRIVATE_KEY_FILE must hold an RSA key: CloudFront verifies RSA-SHA1.")
+
+
 DEBUG = env.bool("DEBUG", default=False)
 # Dev mode is what `make run` sets: it creates a local reviewer account and prints emails to the console.
 DEV_MODE = env.bool("PORTAL_DEV_MODE", default=False)
@@ -226,6 +242,44 @@ if len(set(_mirror_names)) != len(_mirror_names):
     raise ImproperlyConfigured("STORAGE_MIRRORS names a mirror twice.")
 # name -> settings; the default order of locations is by priority, then primary first and mirrors as listed.
 STORAGE_MIRRORS = {name: _mirror(name, position) for position, name in enumerate(_mirror_names, 2)}
+
+# Behind nginx, LocalStorage's file view checks the signed URL and answers X-Accel-Redirect to this internal
+# location, and nginx sends the bytes (README: "Serving local disks with nginx"). Empty: Django streams them.
+LOCAL_STORAGE_ACCEL_REDIRECT = env.str("LOCAL_STORAGE_ACCEL_REDIRECT", default="")
+if LOCAL_STORAGE_ACCEL_REDIRECT and not re.fullmatch(
+    r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/", LOCAL_STORAGE_ACCEL_REDIRECT
+):
+    raise ImproperlyConfigured(
+        f"LOCAL_STORAGE_ACCEL_REDIRECT must be the path of an nginx internal location that starts and ends with /, "
+        f"such as /_protected/; got {LOCAL_STORAGE_ACCEL_REDIRECT!r}"
+    )
+# S3 releases served through a CloudFront distribution: canned-policy signed URLs instead of SigV4 ones.
+CLOUDFRONT_DOMAIN = env.str("CLOUDFRONT_DOMAIN", default="").strip()
+CLOUDFRONT_KEY_PAIR_ID = env.str("CLOUDFRONT_KEY_PAIR_ID", default="").strip()
+CLOUDFRONT_PRIVATE_KEY = env.str("CLOUDFRONT_PRIVATE_KEY", default="")  # PEM; use CLOUDFRONT_PRIVATE_KEY_FILE
+if CLOUDFRONT_DOMAIN or CLOUDFRONT_KEY_PAIR_ID or CLOUDFRONT_PRIVATE_KEY:
+    _missing = [
+        name
+        for name, value in (
+            ("CLOUDFRONT_DOMAIN", CLOUDFRONT_DOMAIN),
+            ("CLOUDFRONT_KEY_PAIR_ID", CLOUDFRONT_KEY_PAIR_ID),
+            ("CLOUDFRONT_PRIVATE_KEY_FILE", CLOUDFRONT_PRIVATE_KEY),
+        )
+        if not value
+    ]
+    if _missing:
+        raise ImproperlyConfigured(f"CloudFront signed URLs need {', '.join(_missing)} as well.")
+    if STORAGE_BACKEND != "s3":
+        raise ImproperlyConfigured("CLOUDFRONT_DOMAIN serves an S3 bucket: it needs STORAGE_BACKEND=s3.")
+    if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", CLOUDFRONT_DOMAIN):
+        raise ImproperlyConfigured(
+            f"CLOUDFRONT_DOMAIN must be a host name such as d111111abcdef8.cloudfront.net, got {CLOUDFRONT_DOMAIN!r}"
+        )
+    if not re.fullmatch(r"[A-Z0-9]+", CLOUDFRONT_KEY_PAIR_ID):
+        raise ImproperlyConfigured(
+            f"CLOUDFRONT_KEY_PAIR_ID must be the ID of the public key in the key group, got {CLOUDFRONT_KEY_PAIR_ID!r}"
+        )
+    _check_cloudfront_key(CLOUDFRONT_PRIVATE_KEY)
 # Lifetime of one signed download URL. Short, because a URL handed out before a revocation works until then.
 SIGNED_URL_TTL = env.int("SIGNED_URL_TTL", default=3600)
 # Lifetime of the URLs in a grant's issued batch (the manifest a researcher downloads from the grant page).
