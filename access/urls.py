@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 
 from . import fileserve, views
-from .api import hf
+from .api import hf, hf_review
 from .views import grants, requests, review
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
@@ -40,4 +40,20 @@ urlpatterns = [
     re_path(rf"^api/models/{REPO}/revision/(?P<revision>.+?)/?$", hf.ModelInfoApi.as_view(), name="hf-model-rev"),
     re_path(rf"^api/models/{REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?$", hf.TreeApi.as_view(), name="hf-tree"),
     re_path(rf"^{REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)$", hf.ResolveApi.as_view(), name="hf-resolve"),
+    re_path(
+        rf"^api/models/{REPO}/user-access-request/(?P<state>pending|accepted|rejected)/?$",
+        hf_review.AccessRequestListApi.as_view(),
+        name="hf-access-requests",
+    ),
+    re_path(
+        rf"^api/models/{REPO}/user-access-request/handle/?$",
+        hf_review.AccessRequestHandleApi.as_view(),
+        name="hf-access-request-handle",
+    ),
+    re_path(
+        rf"^api/models/{REPO}/user-access-request/grant/?$",
+        hf_review.AccessRequestGrantApi.as_view(),
+        name="hf-access-request-grant",
+    ),
+    re_path(r"^api/whoami-v2/?$", hf_review.WhoAmIApi.as_view(), name="hf-whoami"),
 ]

@@ -177,6 +177,28 @@ ENDPOINTS = [
     Endpoint(
         "review-revoke", "post", "/api/v1/review/grants/{victim_grant}/revoke", "review_action", {"reason": "Breach"}
     ),
+    Endpoint("hf-review-list", "get", "/api/models/facebook/opt-66b/user-access-request/pending", "review"),
+    Endpoint(
+        "hf-review-accept",
+        "post",
+        "/api/models/facebook/opt-66b/user-access-request/handle",
+        "review_action",
+        {"user": "victim@uni.example", "status": "accepted"},
+    ),
+    Endpoint(
+        "hf-review-reject",
+        "post",
+        "/api/models/facebook/opt-66b/user-access-request/handle",
+        "review_action",
+        {"user": "victim@uni.example", "status": "rejected", "rejectionReason": "x"},
+    ),
+    Endpoint(
+        "hf-review-grant",
+        "post",
+        "/api/models/facebook/opt-66b/user-access-request/grant",
+        "review_action",
+        {"user": "victim@uni.example"},
+    ),
     Endpoint("web-my-requests", "get", "/requests/", "web_mine"),
     Endpoint("web-victim-request", "get", "/requests/{victim_request}/", "web_victim"),
     Endpoint("web-victim-grant", "get", "/grants/{victim_grant}/", "web_victim"),
