@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import selectors
+from . import metrics, selectors
 from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, UrlBatch, User
 from .services.audit import audit
 from .services.base import Actor
@@ -147,6 +147,7 @@ def authorize(
     """Decide a download for this actor on this channel. A refusal is audited with the code given."""
     decision = access_state(user=actor.user, release=release, grant=grant)
     if not decision.allowed:
+        metrics.REFUSALS.labels(decision.code, via).inc()
         audit(
             actor=actor,
             action="download.refused",
@@ -165,6 +166,7 @@ def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest
     if not decision.allowed:
         raise PermissionError("issue() needs an allowed decision")
     actor = decision.actor
+    metrics.DOWNLOADS.labels(decision.via, decision.release.repo_id).inc()
     return DownloadEvent.objects.create(
         release=decision.release,
         file=file,

@@ -422,7 +422,8 @@ class WebhookEndpoint(TimeStamped):
 
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="webhook_endpoints")
-    url = models.URLField(max_length=1000)
+    # Checked by access.webhooks.check_url (https, public addresses), not by a form field's looser rule.
+    url = models.CharField(max_length=1000)
     description = models.CharField(max_length=200, blank=True)
     events = models.JSONField(default=list, help_text=_("Event types delivered; empty for every event."))
     release = models.ForeignKey(
@@ -466,6 +467,8 @@ class WebhookDelivery(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the current round of attempts began (creation, or a manual redelivery): retries stop a window later.
+    scheduled_at = models.DateTimeField(default=timezone.now)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     response_code = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)

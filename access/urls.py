@@ -2,7 +2,7 @@ from django.urls import path, re_path
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import grants, requests, review
+from .views import grants, requests, review, webhooks
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
@@ -32,6 +32,9 @@ urlpatterns = [
     path("review/grants/", review.grants, name="review-grants"),
     path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
     path("review/export/<str:kind>.csv", review.export, name="review-export"),
+    # Webhook endpoints (admins and release managers)
+    path("webhooks/", webhooks.endpoints, name="webhooks"),
+    path("webhooks/<str:public_id>/", webhooks.endpoint_detail, name="webhook-detail"),
     # File serving
     path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
     path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),

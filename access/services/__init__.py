@@ -47,6 +47,14 @@ from .requests import (
 )
 from .reviewers import REVIEWERS_GROUP, reviewer_add, reviewer_remove, reviewers
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
+from .webhooks import (
+    can_manage_webhooks,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_rotate_secret,
+    webhook_endpoint_set_active,
+    webhook_redeliver,
+)
 
 __all__ = [
     "REQUEST_FIELDS",
@@ -63,6 +71,7 @@ __all__ = [
     "TokenError",
     "audit",
     "batch_fill",
+    "can_manage_webhooks",
     "command_actor",
     "email_verified",
     "grant_issue",
@@ -94,4 +103,9 @@ __all__ = [
     "token_create",
     "token_hash",
     "token_revoke",
+    "webhook_endpoint_create",
+    "webhook_endpoint_delete",
+    "webhook_endpoint_rotate_secret",
+    "webhook_endpoint_set_active",
+    "webhook_redeliver",
 ]
