@@ -2,7 +2,7 @@ from django.urls import path, re_path
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import grants, requests, review, webhooks
+from .views import grants, metrics, requests, review, webhooks
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     # Applicants
     path("requests/", requests.my_requests, name="my-requests"),
     path("requests/<str:public_id>/", requests.request_detail, name="request-detail"),
