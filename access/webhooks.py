@@ -227,7 +227,11 @@ def post(endpoint: WebhookEndpoint, msg_id: str, payload: dict) -> Outcome:
         "User-Agent": USER_AGENT,
         "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
     }
-    timeout = urllib3.Timeout(connect=min(3.0, settings.WEBHOOK_TIMEOUT_SECONDS), read=settings.WEBHOOK_TIMEOUT_SECONDS)
+    # `total` bounds the whole exchange: a receiver dripping one byte at a time cannot hold a worker.
+    connect = min(3.0, settings.WEBHOOK_TIMEOUT_SECONDS)
+    timeout = urllib3.Timeout(
+        connect=connect, read=settings.WEBHOOK_TIMEOUT_SECONDS, total=connect + settings.WEBHOOK_TIMEOUT_SECONDS
+    )
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             target.address,

@@ -208,6 +208,7 @@ ENDPOINTS = [
     Endpoint("web-own-batch-wget", "get", "/grants/{own_grant}/batch.wget", "web_own_batch"),
     Endpoint("web-tokens", "get", "/tokens/", "web_mine"),
     Endpoint("web-review", "get", "/review/", "web_review"),
+    Endpoint("web-webhooks", "get", "/webhooks/", "web_manage"),
     Endpoint("web-review-request", "get", "/review/requests/{victim_request}/", "web_review"),
     Endpoint("web-review-export", "get", "/review/export/downloads.csv", "web_review"),
     Endpoint(
@@ -246,6 +247,9 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
                 return 404, None
             case "web_review":
                 return (200, None) if reviewer else (404, None)
+            case "web_manage":
+                # Webhook endpoints are for admins (and holders of manage_webhooks), not reviewers.
+                return (200, None) if who == "admin" else (404, None)
             case "web_review_action":
                 if not reviewer:
                     return 404, None

@@ -212,7 +212,9 @@ def test_the_signing_secret_is_shown_once_and_stored_nowhere(local_ok, as_manage
     login_recently(client, manager)
     page = client.get(f"/webhooks/{hook.public_id}/").content.decode()
     assert raw not in page  # only the page right after creating or re-keying shows it
-    assert raw not in client.get(f"/admin/access/webhookendpoint/{hook.pk}/change/").content.decode()
+    admin_page = client.get(f"/admin/access/webhookendpoint/{hook.pk}/change/")
+    assert admin_page.status_code == 200 and hook.url in admin_page.content.decode()
+    assert raw not in admin_page.content.decode() and hook.secret_salt not in admin_page.content.decode()
     new = services.webhook_endpoint_rotate_secret(actor=as_manager, endpoint=hook)
     assert new != secret and webhooks.endpoint_secret(WebhookEndpoint.objects.get()) == new
 
