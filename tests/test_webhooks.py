@@ -332,7 +332,7 @@ def test_a_receiver_that_fails_twice_gets_exactly_one_successful_delivery(
     finally:
         worker.stop()
     seen = receiver.requests()
-    assert [r["answered"] for r in seen] == [500, 500, 200]
+    assert [r["answered"] for r in seen] == [500, 500, 200], seen
     assert all(r["verified"] for r in seen) and {r["id"] for r in seen} == {delivery.webhook_id}
     assert len({r["timestamp"] for r in seen}) >= 2  # each attempt is signed afresh
     delivery.refresh_from_db()
@@ -341,7 +341,8 @@ def test_a_receiver_that_fails_twice_gets_exactly_one_successful_delivery(
     assert log == [(False, 500), (False, 500), (True, 200)]
     times = list(delivery.attempt_log.values_list("created_at", flat=True))
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
-    assert gaps[1] > gaps[0] * 1.5  # exponential backoff: 1 s, then 2 s
+    # Exponential backoff: at least 1 s, then at least 2 s (a loaded machine only adds to either).
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.9, gaps
 
 
 @pytest.mark.slow
