@@ -23,6 +23,9 @@ from .models import (
     ReleaseMirror,
     UrlBatch,
     User,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 
@@ -235,3 +238,63 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 @admin.register(OutboundEmail)
 class OutboundEmailAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "template", "to", "subject"]
+
+
+class ActionsOnlyAdmin(ReadOnlyAdmin):
+    """Read-only, with actions (which need the change permission) that call services."""
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ActionsOnlyAdmin):
+    """Endpoints are registered on the portal's Webhooks page, which shows the signing secret once."""
+
+    list_display = ["url", "owner", "release", "active", "failing_since", "disabled_at", "created_at"]
+    list_filter = ["active"]
+    exclude = ["secret_salt"]
+    actions = ["switch_on", "switch_off"]
+
+    @admin.action(description=_("Switch selected endpoints on"))
+    def switch_on(self, request, queryset):
+        self._set_active(request, queryset, True)
+
+    @admin.action(description=_("Switch selected endpoints off"))
+    def switch_off(self, request, queryset):
+        self._set_active(request, queryset, False)
+
+    def _set_active(self, request, queryset, active):
+        for endpoint in queryset:
+            services.webhook_endpoint_set_active(actor=admin_actor(request), endpoint=endpoint, active=active)
+        self.message_user(request, _("Endpoints updated."), messages.SUCCESS)
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["created_at", "succeeded", "response_code", "latency_ms", "error"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ActionsOnlyAdmin):
+    """The delivery log: every attempt with its time, response code and latency."""
+
+    list_display = ["created_at", "event_type", "endpoint", "status", "attempts", "response_code", "latency_ms"]
+    list_filter = ["status", "event_type"]
+    inlines = [WebhookAttemptInline]
+    actions = ["redeliver"]
+
+    @admin.action(description=_("Redeliver selected deliveries"))
+    def redeliver(self, request, queryset):
+        for delivery in queryset:
+            try:
+                services.webhook_redeliver(actor=admin_actor(request), delivery=delivery)
+            except services.ServiceError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return
+        self.message_user(request, _("Deliveries queued again."), messages.SUCCESS)

@@ -26,6 +26,7 @@ class AccessConfig(AppConfig):
     verbose_name = "Model access"
 
     def ready(self):
+        from . import logs, metrics  # noqa: F401  (connect their Celery signal handlers)
         from .api import schema  # noqa: F401  (registers the OpenAPI description of token auth)
         from .models import ApiToken, Grant, License, ModelFile, ModelRelease, User
 

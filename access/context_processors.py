@@ -1,5 +1,7 @@
 from .selectors import is_reviewer
+from .services.webhooks import can_manage_webhooks
 
 
 def portal(request):
-    return {"is_reviewer": is_reviewer(getattr(request, "user", None))}
+    user = getattr(request, "user", None)
+    return {"is_reviewer": is_reviewer(user), "can_manage_webhooks": can_manage_webhooks(user)}

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import manifests, selectors
+from . import manifests, metrics, selectors
 from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, UrlBatch, User, split_pieces
 from .services.audit import audit
 from .services.base import Actor
@@ -150,6 +150,7 @@ def authorize(
     """Decide a download for this actor on this channel. A refusal is audited with the code given."""
     decision = access_state(user=actor.user, release=release, grant=grant)
     if not decision.allowed:
+        metrics.REFUSALS.labels(decision.code, via).inc()
         audit(
             actor=actor,
             action="download.refused",
@@ -179,6 +180,7 @@ def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest
     if not decision.allowed:
         raise PermissionError("issue() needs an allowed decision")
     actor = decision.actor
+    metrics.DOWNLOADS.labels(decision.via, decision.release.repo_id).inc()
     user_id = actor.user.pk if actor.user and actor.user.pk else None
     if user_id is None and file is not None and not decision.release.is_gated and count_open_download(file.pk):
         return

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from . import metrics
 from .models import OutboundEmail
 
 
@@ -31,7 +32,12 @@ def send_once(*, dedupe_key: str, template: str, to: str, context: dict, languag
             OutboundEmail.objects.create(dedupe_key=dedupe_key, template=template, to=to, subject=subject[:300])
             message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
             message.attach_alternative(html, "text/html")
-            message.send()
+            try:
+                message.send()
+            except Exception:
+                metrics.EMAILS.labels(template, "failed").inc()
+                raise
     except IntegrityError:
         return False
+    metrics.EMAILS.labels(template, "sent").inc()
     return True

@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .models import AccessRequest, ApiToken, ReasonTemplate
+from .models import AccessRequest, ApiToken, ModelRelease, ReasonTemplate
 from .services import REQUEST_FIELDS
 from .text import clean_text
 
@@ -169,3 +169,26 @@ class TokenForm(forms.ModelForm):
         if value <= timezone.localdate():
             raise ValidationError(_("Choose a date in the future."), code="past")
         return timezone.make_aware(timezone.datetime.combine(value, timezone.datetime.min.time()))
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.URLField(
+        label=_("URL"), max_length=1000, assume_scheme="https", help_text=_("An https:// URL on a public address.")
+    )
+    description = forms.CharField(label=_("Description"), max_length=200, required=False)
+    events = forms.MultipleChoiceField(
+        label=_("Events"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every event."),
+    )
+    release = forms.ModelChoiceField(
+        label=_("Release"),
+        queryset=ModelRelease.objects.filter(access=ModelRelease.Access.GATED).order_by("repo_id"),
+        required=False,
+        empty_label=_("Every release"),
+    )
+
+    def __init__(self, *args, event_types=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = [(name, name) for name in event_types]

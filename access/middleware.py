@@ -1,9 +1,13 @@
 import logging
+import time
 
+from django.conf import settings
 from django.http import HttpResponseBadRequest, HttpResponseNotFound
 from django.utils.translation import gettext as _
 
+from . import logs, metrics
 from .http import json_error, wants_json
+from .text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +64,49 @@ class DependencyErrorMiddleware:
             response = render(request, "503.html", {"detail": detail}, status=503)
         response["Retry-After"] = "30"
         return response
+
+
+request_log = logging.getLogger("portal.request")
+# Paths that carry a signature or a ticket: logged by their route name, never verbatim.
+UNLOGGED_PATHS = ("/storage/", "/dl/")
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class RequestContextMiddleware:
+    """Outermost: gives the request its id (X-Request-ID, echoed back), counts and times it for /metrics by
+    route name (bounded, unlike paths), and writes one log line per request (LOG_REQUESTS)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = logs.new_request_id(request.headers.get("X-Request-ID"))
+        token = logs.bind(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            elapsed = time.perf_counter() - started
+            match = getattr(request, "resolver_match", None)
+            route = (match.view_name if match else None) or "unmatched"
+            method = request.method if request.method in METHODS else "other"
+            metrics.HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
+            metrics.HTTP_LATENCY.labels(route, method).observe(elapsed)
+            response["X-Request-ID"] = request_id
+            if settings.LOG_REQUESTS:
+                path = printable(request.path)[:500] if not request.path.startswith(UNLOGGED_PATHS) else f"<{route}>"
+                request_log.info(
+                    "%s %s %s",
+                    method,
+                    path,
+                    response.status_code,
+                    extra={
+                        "method": method,
+                        "path": path,
+                        "route": route,
+                        "status": response.status_code,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+            return response
+        finally:
+            logs.unbind(token)

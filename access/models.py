@@ -209,6 +209,12 @@ class AccessRequest(TimeStamped):
 
     OPEN_STATUSES = (Status.PENDING, Status.NEEDS_INFO)
 
+    class Origin(models.TextChoices):
+        APPLICANT = "applicant", _("Filed by the applicant")
+        # A reviewer gave access to someone who had not applied (the Hugging Face `grant_access` call): the
+        # applicant accepted no license and attested nothing through the portal, and the record says so.
+        REVIEWER = "reviewer", _("Granted by a reviewer without an application")
+
     class OrganizationType(models.TextChoices):
         ACADEMIC = "academic", _("Academic")
         GOVERNMENT = "government", _("Government")
@@ -245,6 +251,7 @@ class AccessRequest(TimeStamped):
     info_response = models.TextField(blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     renewal_of = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="renewals")
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.APPLICANT)
 
     objects = AccessRequestQuerySet.as_manager()
 
@@ -256,7 +263,10 @@ class AccessRequest(TimeStamped):
                 condition=Q(status__in=["pending", "needs_info"]),
                 name="request_one_open_per_applicant_release",
             ),
-            models.CheckConstraint(condition=Q(noncommercial_attested=True), name="request_attested"),
+            models.CheckConstraint(
+                condition=Q(noncommercial_attested=True) | Q(origin="reviewer"),
+                name="request_attested",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "created_at", "id"], name="request_queue_idx"),
@@ -478,3 +488,95 @@ class DownloadCountBatch(models.Model):
 
     def __str__(self):
         return self.batch
+
+
+class WebhookEndpoint(TimeStamped):
+    """A URL that hears about access events, signed per the Standard Webhooks specification.
+
+    The signing secret is never stored: it is derived from `secret_salt` and the server's key
+    (WEBHOOK_SECRET_KEY, else SECRET_KEY), shown once when the endpoint is made, and re-derived to sign."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="webhook_endpoints")
+    # Checked by access.webhooks.check_url (https, public addresses), not by a form field's looser rule.
+    url = models.CharField(max_length=1000)
+    description = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=list, help_text=_("Event types delivered; empty for every event."))
+    release = models.ForeignKey(
+        ModelRelease,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="webhook_endpoints",
+        help_text=_("Only this release's events; empty for every release."),
+    )
+    secret_salt = models.CharField(max_length=64, default=new_public_id, editable=False)
+    active = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    # The first failed attempt since the last success; an endpoint failing for long enough is disabled.
+    failing_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("manage_webhooks", "Can register webhook endpoints and redeliver events")]
+
+    def __str__(self):
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint; its `public_id` is the `webhook-id` every attempt (and redelivery) sends."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RETRYING = "retrying", _("Retrying")
+        SUCCEEDED = "succeeded", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    audit_event = models.ForeignKey(AuditEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    event_type = models.CharField(max_length=60)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the current round of attempts began (creation, or a manual redelivery): retries stop a window later.
+    scheduled_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "audit_event"], name="webhook_delivery_once_per_event")
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due_idx")]
+
+    def __str__(self):
+        return f"{self.event_type} → {self.endpoint} ({self.status})"
+
+    @property
+    def webhook_id(self) -> str:
+        return f"msg_{self.public_id}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt of a delivery: the delivery log."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    succeeded = models.BooleanField(default=False)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.response_code or self.error}"

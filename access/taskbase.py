@@ -17,6 +17,7 @@ import redis.exceptions
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError, transaction
 
+from . import logs
 from .storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,16 @@ class Enqueued:
 class TransactionAwareTask(Task):
     abstract = True
 
-    def enqueue(self, *args, result: Enqueued | None = None) -> Enqueued:
+    def enqueue(self, *args, result: Enqueued | None = None, countdown: float | None = None) -> Enqueued:
         """Send once the current transaction commits (at once outside one). A broker outage is logged and
-        reported in the result, not raised: the periodic reconcile task finds the work again."""
+        reported in the result, not raised: the periodic reconcile task finds the work again. The request id of
+        the web request (or task) that enqueues travels in the message headers, so the worker logs it too."""
         result = result or Enqueued()
+        headers = {"request_id": logs.current_request_id()}
 
         def send():
             try:
-                self.apply_async(args=args, retry=False)
+                self.apply_async(args=args, retry=False, countdown=countdown, headers=headers)
                 result.ok = result.ok is not False
             except Exception as exc:  # the broker's errors vary by transport
                 log.warning("could not enqueue %s%r: %s", self.name, args, exc)

@@ -7,6 +7,7 @@ from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
 from .services.grants import grants_reconcile_task as grants_reconcile
 from .services.notifications import request_notify, reviewer_digest, reviewers_notify
+from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
     "batch_issue",
@@ -17,4 +18,6 @@ __all__ = [
     "request_notify",
     "reviewer_digest",
     "reviewers_notify",
+    "webhook_deliver",
+    "webhooks_sweep",
 ]

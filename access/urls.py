@@ -1,8 +1,8 @@
 from django.urls import path, re_path
 
 from . import fileserve, views
-from .api import hf
-from .views import grants, requests, review
+from .api import hf, hf_review
+from .views import grants, metrics, requests, review, webhooks
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     # Applicants
     path("requests/", requests.my_requests, name="my-requests"),
     path("requests/<str:public_id>/", requests.request_detail, name="request-detail"),
@@ -32,6 +33,9 @@ urlpatterns = [
     path("review/grants/", review.grants, name="review-grants"),
     path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
     path("review/export/<str:kind>.csv", review.export, name="review-export"),
+    # Webhook endpoints (admins and release managers)
+    path("webhooks/", webhooks.endpoints, name="webhooks"),
+    path("webhooks/<str:public_id>/", webhooks.endpoint_detail, name="webhook-detail"),
     # File serving
     path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
     path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),
@@ -40,4 +44,20 @@ urlpatterns = [
     re_path(rf"^api/models/{REPO}/revision/(?P<revision>.+?)/?$", hf.ModelInfoApi.as_view(), name="hf-model-rev"),
     re_path(rf"^api/models/{REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?$", hf.TreeApi.as_view(), name="hf-tree"),
     re_path(rf"^{REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)$", hf.ResolveApi.as_view(), name="hf-resolve"),
+    re_path(
+        rf"^api/models/{REPO}/user-access-request/(?P<state>pending|accepted|rejected)/?$",
+        hf_review.AccessRequestListApi.as_view(),
+        name="hf-access-requests",
+    ),
+    re_path(
+        rf"^api/models/{REPO}/user-access-request/handle/?$",
+        hf_review.AccessRequestHandleApi.as_view(),
+        name="hf-access-request-handle",
+    ),
+    re_path(
+        rf"^api/models/{REPO}/user-access-request/grant/?$",
+        hf_review.AccessRequestGrantApi.as_view(),
+        name="hf-access-request-grant",
+    ),
+    re_path(r"^api/whoami-v2/?$", hf_review.WhoAmIApi.as_view(), name="hf-whoami"),
 ]

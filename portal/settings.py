@@ -4,6 +4,7 @@ Every typed read goes through `env`, which raises ImproperlyConfigured on a valu
 typo in production stops the process at start instead of silently falling back to a default.
 """
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -99,6 +100,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "access.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "access.middleware.RejectNulMiddleware",
     "access.cache.RequestScope",
@@ -313,6 +315,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-grants": {"task": "access.tasks.grants_expire", "schedule": 3600.0},
     "reviewer-digest": {"task": "access.tasks.reviewer_digest", "schedule": crontab(hour=7, minute=0)},
     "flush-download-counts": {"task": "access.tasks.download_counts_flush", "schedule": 60.0},
+    "sweep-webhooks": {"task": "access.tasks.webhooks_sweep", "schedule": 60.0},
 }
 
 # --- Email --------------------------------------------------------------------------------------------
@@ -424,13 +427,48 @@ CONTENT_SECURITY_POLICY = {
 # Reviewer decisions and the admin ask for the password again after this long (allauth reauthentication).
 ACCOUNT_REAUTHENTICATION_TIMEOUT = env.int("REAUTHENTICATION_TIMEOUT", default=900)
 
+# --- Webhooks -----------------------------------------------------------------------------------------
+# Signing secrets are derived from this key and a per-endpoint salt (none is stored); changing it changes every
+# endpoint's secret.
+WEBHOOK_SECRET_KEY = env.str("WEBHOOK_SECRET_KEY", default="") or SECRET_KEY
+# Networks webhooks may reach although they are private, loopback or link-local (plain http allowed there too):
+# for development and tests, e.g. 127.0.0.0/8.
+try:
+    WEBHOOK_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n.strip(), strict=False) for n in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+    ]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS must be a list of networks: {_exc}") from None
+WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=5)
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
+WEBHOOK_RETRY_WINDOW_SECONDS = env.int("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600)
+WEBHOOK_DISABLE_AFTER_SECONDS = env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=24 * 3600)
+for _name in ("WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_RETRY_BASE_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1 second.")
+
+# --- Metrics and logs ---------------------------------------------------------------------------------
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it does not exist (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+LOG_FORMAT = env.choice("LOG_FORMAT", ["text", "json"], default="text")
+LOG_REQUESTS = env.bool("LOG_REQUESTS", default=True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "access.logs.RequestIdFilter"}},
+    "formatters": {"json": {"()": "access.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+# Celery would put its own handler and format on the root logger; JSON lines need the one above.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 CSRF_FAILURE_VIEW = "access.views.csrf_failure"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Server-less broker for `make run` without Redis: web and worker exchange messages through a folder.

@@ -179,6 +179,28 @@ ENDPOINTS = [
     Endpoint(
         "review-revoke", "post", "/api/v1/review/grants/{victim_grant}/revoke", "review_action", {"reason": "Breach"}
     ),
+    Endpoint("hf-review-list", "get", "/api/models/facebook/opt-66b/user-access-request/pending", "review"),
+    Endpoint(
+        "hf-review-accept",
+        "post",
+        "/api/models/facebook/opt-66b/user-access-request/handle",
+        "review_action",
+        {"user": "victim@uni.example", "status": "accepted"},
+    ),
+    Endpoint(
+        "hf-review-reject",
+        "post",
+        "/api/models/facebook/opt-66b/user-access-request/handle",
+        "review_action",
+        {"user": "victim@uni.example", "status": "rejected", "rejectionReason": "x"},
+    ),
+    Endpoint(
+        "hf-review-grant",
+        "post",
+        "/api/models/facebook/opt-66b/user-access-request/grant",
+        "review_action",
+        {"user": "victim@uni.example"},
+    ),
     Endpoint("web-my-requests", "get", "/requests/", "web_mine"),
     Endpoint("web-victim-request", "get", "/requests/{victim_request}/", "web_victim"),
     Endpoint("web-victim-grant", "get", "/grants/{victim_grant}/", "web_victim"),
@@ -189,6 +211,7 @@ ENDPOINTS = [
     Endpoint("web-own-batch-metalink", "get", "/grants/{own_grant}/batch.metalink", "web_own_batch"),
     Endpoint("web-tokens", "get", "/tokens/", "web_mine"),
     Endpoint("web-review", "get", "/review/", "web_review"),
+    Endpoint("web-webhooks", "get", "/webhooks/", "web_manage"),
     Endpoint("web-review-request", "get", "/review/requests/{victim_request}/", "web_review"),
     Endpoint("web-review-export", "get", "/review/export/downloads.csv", "web_review"),
     Endpoint(
@@ -227,6 +250,9 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
                 return 404, None
             case "web_review":
                 return (200, None) if reviewer else (404, None)
+            case "web_manage":
+                # Webhook endpoints are for admins (and holders of manage_webhooks), not reviewers.
+                return (200, None) if who == "admin" else (404, None)
             case "web_review_action":
                 if not reviewer:
                     return 404, None

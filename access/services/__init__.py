@@ -39,6 +39,7 @@ from .requests import (
     request_answer,
     request_approve,
     request_ask_info,
+    request_grant,
     request_reject,
     request_renew,
     request_submit,
@@ -47,6 +48,14 @@ from .requests import (
 )
 from .reviewers import REVIEWERS_GROUP, reviewer_add, reviewer_remove, reviewers
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
+from .webhooks import (
+    can_manage_webhooks,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_rotate_secret,
+    webhook_endpoint_set_active,
+    webhook_redeliver,
+)
 
 __all__ = [
     "REQUEST_FIELDS",
@@ -63,6 +72,7 @@ __all__ = [
     "TokenError",
     "audit",
     "batch_fill",
+    "can_manage_webhooks",
     "command_actor",
     "email_verified",
     "grant_issue",
@@ -83,6 +93,7 @@ __all__ = [
     "request_answer",
     "request_approve",
     "request_ask_info",
+    "request_grant",
     "request_reject",
     "request_renew",
     "request_submit",
@@ -96,4 +107,9 @@ __all__ = [
     "token_create",
     "token_hash",
     "token_revoke",
+    "webhook_endpoint_create",
+    "webhook_endpoint_delete",
+    "webhook_endpoint_rotate_secret",
+    "webhook_endpoint_set_active",
+    "webhook_redeliver",
 ]

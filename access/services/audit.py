@@ -1,7 +1,9 @@
-"""The audit log: one append-only record for every change to access and every refused download."""
+"""The audit log: one append-only record for every change to access and every refused download. It is also the
+one hook for webhooks: each event is offered to `webhooks.dispatch`, which tells the endpoints that want it."""
 
 from __future__ import annotations
 
+from .. import webhooks
 from ..models import AccessRequest, AuditEvent
 from .base import Actor
 
@@ -9,7 +11,7 @@ from .base import Actor
 def audit(
     *, actor: Actor, action: str, target=None, access_request: AccessRequest | None = None, data: dict | None = None
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
+    event = AuditEvent.objects.create(
         actor=actor.user if actor.user and actor.user.pk else None,
         credential=actor.credential,
         action=action,
@@ -19,3 +21,5 @@ def audit(
         data=data or {},
         ip=actor.ip,
     )
+    webhooks.dispatch(event, target=target, access_request=access_request)
+    return event

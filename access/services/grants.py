@@ -180,7 +180,15 @@ def grants_expire() -> dict:
             to=grant.user.email,
             context={"grant": grant, "release": grant.release},
         )
-        Grant.objects.filter(pk=grant.pk).update(expiry_warned_at=now)
+        with transaction.atomic():
+            if Grant.objects.filter(pk=grant.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
+                audit(
+                    actor=TASK,
+                    action="grant.expiring",
+                    target=grant,
+                    access_request=grant.request,
+                    data={"expires_at": grant.expires_at.isoformat()},
+                )
         warned += 1
     for grant in Grant.objects.filter(
         revoked_at__isnull=True, expired_notified_at__isnull=True, expires_at__lte=now

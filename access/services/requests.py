@@ -206,6 +206,55 @@ def _move(actor: Actor, access_request: AccessRequest, action: str, reason: str,
     return access_request
 
 
+def request_grant(*, actor: Actor, release: ModelRelease, user: User, reason: str = "") -> AccessRequest:
+    """A reviewer gives access to someone who did not apply (or whose last request was decided): approve their
+    open request if they have one, otherwise record a request of origin `reviewer` — no license accepted, nothing
+    attested, the reviewer's decision on the record — and approve it, so the grant is issued as for any approval.
+    The rejection cool-down does not apply: this is a reviewer's decision, not an application."""
+    require_reviewer(actor)
+    if actor.user is not None and actor.user.pk == user.pk:
+        raise Forbidden(_("Reviewers cannot decide their own requests; another reviewer must."), "own_request")
+    if not release.is_gated or release.license is None:
+        raise ServiceError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated")
+    if not user.is_active:
+        raise ServiceError(_("This account is disabled."), "account_inactive")
+    if selectors.user_active_grant(user=user, release=release) is not None:
+        raise ServiceError(_("%(user)s already has access.") % {"user": user.email}, "already_granted")
+    existing = AccessRequest.objects.open().filter(applicant=user, release=release).first()
+    if existing is not None:
+        return request_approve(actor=actor, access_request=existing, reason=reason)
+    reason = _reason(reason, required=False)
+    try:
+        with transaction.atomic():
+            access_request = AccessRequest.objects.create(
+                applicant=user,
+                release=release,
+                origin=AccessRequest.Origin.REVIEWER,
+                full_name=clean(user.get_full_name(), field="full_name", multiline=False, name=True) or user.email,
+                email=user.email,
+                organization_type=AccessRequest.OrganizationType.OTHER,
+                license=release.license,
+                license_version=release.license.version,
+                license_accepted_at=timezone.now(),
+                noncommercial_attested=False,
+            )
+            audit(
+                actor=actor,
+                action="request.granted",
+                target=access_request,
+                access_request=access_request,
+                data={"user": user.email, "origin": AccessRequest.Origin.REVIEWER},
+            )
+            transition(actor=actor, locked=lock(access_request), action="approve", reason=reason)
+            grant_issue_task.enqueue(access_request.pk)
+    except IntegrityError:
+        raise OpenRequestExists(
+            _("%(user)s filed a request meanwhile; decide it instead.") % {"user": user.email}, None
+        ) from None
+    access_request.refresh_from_db()
+    return access_request
+
+
 BULK_VERBS = {"approve": request_approve, "reject": request_reject}
 
 

@@ -1,0 +1,386 @@
+"""Signed webhooks: access events told to the endpoints admins register, per the Standard Webhooks specification.
+
+The hook is the audit log: `services.audit()` hands every event it writes to `dispatch`, which maps the audit
+action to a webhook event type (EVENTS, the one table) and, in the same transaction as the state change, records
+one delivery per matching endpoint and enqueues its task on commit. A state change that rolls back tells no one;
+one that commits is delivered even if the broker was away (the sweep finds it).
+
+Delivery (`deliver`) claims the delivery with a compare-and-set, so two workers never send the same attempt; signs
+the JSON body with the `standardwebhooks` library (`webhook-id` is the same for every attempt of a delivery, the
+timestamp and signature are fresh); POSTs it to an address checked again at send time (https only, every resolved
+address public — or inside WEBHOOK_ALLOWED_NETWORKS —, connected to the checked address so DNS cannot change in
+between, no redirects, short timeouts); logs the attempt; and on failure schedules the next one with exponential
+backoff until WEBHOOK_RETRY_WINDOW_SECONDS have passed. An endpoint that has failed every attempt for
+WEBHOOK_DISABLE_AFTER_SECONDS is disabled and its owner emailed.
+
+Payloads carry ids and states only: no names, emails, reasons, secrets or signed URLs.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import urllib3
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from standardwebhooks import Webhook
+
+from . import emails, metrics
+from .models import AccessRequest, AuditEvent, Grant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .taskbase import portal_task
+
+log = logging.getLogger(__name__)
+D = WebhookDelivery.Status
+
+# Audit action → webhook event type. Nothing else decides what is told.
+EVENTS = {
+    "request.submitted": "access_request.submitted",
+    "request.request_info": "access_request.needs_info",
+    "request.answer": "access_request.answered",
+    "request.approve": "access_request.approved",
+    "request.reject": "access_request.rejected",
+    # A renewal closed because the grant it would renew was revoked: a rejection.
+    "request.close": "access_request.rejected",
+    "request.withdraw": "access_request.withdrawn",
+    "grant.issued": "grant.issued",
+    "grant.revoked": "grant.revoked",
+    "grant.expiring": "grant.expiring",
+    "grant.expired": "grant.expired",
+}
+EVENT_TYPES = sorted(set(EVENTS.values()))
+# How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
+CLAIM_SECONDS = 120
+# Retries further off than this wait for the sweep instead of a countdown message: a Redis broker redelivers
+# messages held longer than its visibility timeout.
+COUNTDOWN_MAX_SECONDS = 600
+# The sweep leaves a due delivery this long to its own message before enqueuing it again.
+SWEEP_GRACE_SECONDS = 30
+USER_AGENT = "model-access-portal-webhooks/1"
+
+
+class UnsafeUrl(ValueError):
+    """A URL the portal will not post to."""
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- What is told -----------------------------------------------------------------------------------------
+
+
+def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | None = None) -> list[int]:
+    """Record a delivery for each endpoint that wants this event (inside the caller's transaction) and enqueue
+    it on commit. Most audit actions (every refused download) map to no event and cost one dict lookup."""
+    event_type = EVENTS.get(event.action)
+    if event_type is None:
+        return []
+    grant = target if isinstance(target, Grant) else None
+    access_request = access_request or (target if isinstance(target, AccessRequest) else None)
+    release_id = grant.release_id if grant else access_request.release_id if access_request else None
+    endpoints = WebhookEndpoint.objects.filter(active=True).filter(Q(release__isnull=True) | Q(release_id=release_id))
+    created = []
+    payload = None
+    for endpoint in endpoints:
+        if endpoint.events and event_type not in endpoint.events:
+            continue
+        payload = payload or build_payload(event, event_type, grant=grant, access_request=access_request)
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            audit_event=event,
+            event_type=event_type,
+            payload=payload,
+            next_attempt_at=event.created_at,
+            scheduled_at=event.created_at,
+        )
+        webhook_deliver.enqueue(delivery.pk)
+        created.append(delivery.pk)
+    return created
+
+
+def build_payload(event: AuditEvent, event_type: str, *, grant, access_request) -> dict:
+    data: dict = {}
+    if access_request is not None:
+        data["access_request"] = {
+            "id": access_request.public_id,
+            "release": access_request.release.repo_id,
+            "status": access_request.status,
+            "previous_status": event.data.get("from"),
+            "origin": access_request.origin,
+            "renewal_of": access_request.renewal_of.public_id if access_request.renewal_of_id else None,
+        }
+    if grant is not None:
+        data["grant"] = {
+            "id": grant.public_id,
+            "release": grant.release.repo_id,
+            "access_request": grant.request.public_id,
+            "issued_at": iso(grant.issued_at),
+            "expires_at": iso(grant.expires_at),
+            "revoked_at": iso(grant.revoked_at) if grant.revoked_at else None,
+            "active": grant.is_active,
+        }
+    return {"type": event_type, "timestamp": iso(event.created_at), "data": data}
+
+
+# --- Secrets ----------------------------------------------------------------------------------------------
+
+
+def endpoint_secret(endpoint: WebhookEndpoint) -> str:
+    """The endpoint's signing secret, derived from its salt and the server's key, so the database holds none."""
+    raw = salted_hmac(
+        "access.webhooks.secret", endpoint.secret_salt, secret=settings.WEBHOOK_SECRET_KEY, algorithm="sha256"
+    ).digest()
+    return "whsec_" + base64.b64encode(raw).decode()
+
+
+# --- Where it may go --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+def _allowed(ip) -> bool:
+    return any(ip in network for network in settings.WEBHOOK_ALLOWED_NETWORKS)
+
+
+def check_url(url: str) -> Target:
+    """Where a webhook URL really points, refusing anything but https to public addresses. Every address the host
+    resolves to is checked (one private address among public ones is refused), and the caller connects to the
+    address checked here. WEBHOOK_ALLOWED_NETWORKS lets chosen networks in, over plain http too."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UnsafeUrl("This is not a valid URL.") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UnsafeUrl("Webhook URLs must be https:// URLs.")
+    if parts.username or parts.password:
+        raise UnsafeUrl("Webhook URLs cannot carry a user name or password.")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise UnsafeUrl(f"{parts.hostname} does not resolve.") from None
+    addresses = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        ip = getattr(ip, "ipv4_mapped", None) or ip
+        if _allowed(ip):
+            addresses.append(ip)
+            continue
+        if parts.scheme != "https":
+            raise UnsafeUrl("Webhook URLs must be https:// URLs.")
+        if not ip.is_global or ip.is_multicast:
+            raise UnsafeUrl(f"{parts.hostname} resolves to {ip}, a private, loopback or link-local address.")
+        addresses.append(ip)
+    if not addresses:
+        raise UnsafeUrl(f"{parts.hostname} does not resolve.")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(parts.scheme, parts.hostname, port, path, str(addresses[0]))
+
+
+# --- Sending ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    code: int | None = None
+    latency_ms: int | None = None
+    error: str = ""
+
+
+def sign(endpoint: WebhookEndpoint, msg_id: str, body: str, when: datetime) -> dict[str, str]:
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(endpoint_secret(endpoint)).sign(msg_id, when, body),
+    }
+
+
+def post(endpoint: WebhookEndpoint, msg_id: str, payload: dict) -> Outcome:
+    """One signed POST. Never raises: whatever goes wrong is the attempt's outcome."""
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    try:
+        target = check_url(endpoint.url)
+    except UnsafeUrl as exc:
+        return Outcome(False, error=str(exc)[:300])
+    headers = {
+        **sign(endpoint, msg_id, body, timezone.now()),
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
+    }
+    # `total` bounds the whole exchange: a receiver dripping one byte at a time cannot hold a worker.
+    connect = min(3.0, settings.WEBHOOK_TIMEOUT_SECONDS)
+    timeout = urllib3.Timeout(
+        connect=connect, read=settings.WEBHOOK_TIMEOUT_SECONDS, total=connect + settings.WEBHOOK_TIMEOUT_SECONDS
+    )
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            target.address,
+            target.port,
+            timeout=timeout,
+            retries=False,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout, retries=False)
+    started = time.perf_counter()
+    try:
+        with pool:
+            response = pool.urlopen(
+                "POST", target.path, body=body.encode(), headers=headers, redirect=False, preload_content=False
+            )
+            response.read(4096)  # the body is not kept; a receiver may not stream forever
+            response.release_conn()
+    except Exception as exc:  # every transport error is a failed attempt, retried on the schedule below
+        latency = int((time.perf_counter() - started) * 1000)
+        return Outcome(False, latency_ms=latency, error=f"{type(exc).__name__}: {exc}"[:300])
+    latency = int((time.perf_counter() - started) * 1000)
+    metrics.WEBHOOK_LATENCY.observe(latency / 1000)
+    if 200 <= response.status < 300:
+        return Outcome(True, response.status, latency)
+    error = "redirects are not followed" if 300 <= response.status < 400 else f"HTTP {response.status}"
+    return Outcome(False, response.status, latency, error)
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before attempt number attempts+1: WEBHOOK_RETRY_BASE_SECONDS doubled after each failure."""
+    return settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)
+
+
+def deliver(*, delivery_id: int) -> WebhookDelivery | None:
+    """Make the attempt that is due, if it is still due (a duplicate message, or a sweep that raced a
+    countdown, finds it claimed or done and does nothing)."""
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, status__in=[D.PENDING, D.RETRYING], next_attempt_at__lte=now, endpoint__active=True
+    ).update(next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+    if not claimed:
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    outcome = post(delivery.endpoint, delivery.webhook_id, delivery.payload)
+    metrics.WEBHOOKS.labels(delivery.event_type, "sent" if outcome.ok else "failed").inc()
+    return record(delivery, outcome, at=now)
+
+
+def record(delivery: WebhookDelivery, outcome: Outcome, *, at: datetime) -> WebhookDelivery:
+    disable = False
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().select_related("endpoint").get(pk=delivery.pk)
+        endpoint = delivery.endpoint
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            created_at=at,
+            succeeded=outcome.ok,
+            response_code=outcome.code,
+            latency_ms=outcome.latency_ms,
+            error=outcome.error,
+        )
+        delivery.attempts += 1
+        delivery.last_attempt_at, delivery.response_code = at, outcome.code
+        delivery.latency_ms, delivery.error = outcome.latency_ms, outcome.error
+        delay = None
+        if outcome.ok:
+            delivery.status, delivery.next_attempt_at = D.SUCCEEDED, None
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+        else:
+            delay = retry_delay(delivery.attempts)
+            window_ends = (delivery.scheduled_at or delivery.created_at) + timedelta(
+                seconds=settings.WEBHOOK_RETRY_WINDOW_SECONDS
+            )
+            if timezone.now() + timedelta(seconds=delay) > window_ends:
+                delivery.status, delivery.next_attempt_at, delay = D.FAILED, None, None
+            else:
+                delivery.status = D.RETRYING
+                delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=at)
+            endpoint.refresh_from_db(fields=["failing_since"])
+            limit = timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_SECONDS)
+            disable = endpoint.failing_since is not None and at - endpoint.failing_since >= limit
+        delivery.save(
+            update_fields=[
+                "attempts",
+                "last_attempt_at",
+                "response_code",
+                "latency_ms",
+                "error",
+                "status",
+                "next_attempt_at",
+            ]
+        )
+        if delay is not None and delay <= COUNTDOWN_MAX_SECONDS:
+            webhook_deliver.enqueue(delivery.pk, countdown=delay)
+    if disable:
+        disable_failing(endpoint)
+    return delivery
+
+
+def disable_failing(endpoint: WebhookEndpoint) -> bool:
+    """Stop posting to an endpoint that keeps failing, fail what waits for it, and tell its owner once."""
+    now = timezone.now()
+    with transaction.atomic():
+        disabled = WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(
+            active=False,
+            disabled_at=now,
+            disabled_reason=f"Every attempt failed since {iso(endpoint.failing_since)}.",
+        )
+        if disabled:
+            WebhookDelivery.objects.filter(endpoint=endpoint, status__in=[D.PENDING, D.RETRYING]).update(
+                status=D.FAILED, next_attempt_at=None, error="endpoint disabled"
+            )
+    if not disabled:
+        return False
+    endpoint.refresh_from_db()
+    log.warning("webhook endpoint %s disabled after failing since %s", endpoint.public_id, endpoint.failing_since)
+    emails.send_once(
+        dedupe_key=f"webhook-disabled:{endpoint.pk}:{now:%Y%m%d%H%M%S}",
+        template="webhook_disabled",
+        to=endpoint.owner.email,
+        context={"endpoint": endpoint},
+    )
+    return True
+
+
+@portal_task("access.tasks.webhook_deliver")
+def webhook_deliver(delivery_id: int) -> str | None:
+    delivery = deliver(delivery_id=delivery_id)
+    return delivery.status if delivery else None
+
+
+def sweep() -> list[int]:
+    """Deliveries whose time has come but whose message is gone (a broker outage, a worker killed mid-send, a
+    retry too far off for a countdown): enqueue them again."""
+    due = WebhookDelivery.objects.filter(
+        status__in=[D.PENDING, D.RETRYING],
+        next_attempt_at__lte=timezone.now() - timedelta(seconds=SWEEP_GRACE_SECONDS),
+        endpoint__active=True,
+    ).values_list("pk", flat=True)[:1000]
+    due = list(due)
+    for pk in due:
+        webhook_deliver.apply_async(args=(pk,), retry=False)
+    return due
+
+
+@portal_task("access.tasks.webhooks_sweep")
+def webhooks_sweep() -> list[int]:
+    return sweep()

@@ -1,0 +1,398 @@
+"""Signed webhooks: what is told to whom, where the portal will post, and delivery against a real receiver that
+verifies every signature with the standardwebhooks library, through a real Celery worker."""
+
+import ipaddress
+import itertools
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from access import services, webhooks
+from access.models import (
+    AuditEvent,
+    Grant,
+    OutboundEmail,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from tests.factories import ANSWERS, AccessRequestFactory, ReleaseFactory, UserFactory, grant_for
+from tests.support.auth import login_recently
+from tests.support.processes import CeleryWorker, wait_until
+from tests.support.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.django_db
+LOCAL = ["127.0.0.0/8"]
+
+
+@pytest.fixture
+def manager(db):
+    return UserFactory(email="ada@portal.example", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def as_manager(manager):
+    return services.Actor(user=manager, credential="session", reauthenticated=True)
+
+
+@pytest.fixture
+def local_ok(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = [ipaddress.ip_network(n) for n in LOCAL]
+
+
+@pytest.fixture
+def gated(db):
+    return ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+
+
+def endpoint(as_manager, url="http://127.0.0.1:9/hooks", **kwargs):
+    return services.webhook_endpoint_create(actor=as_manager, url=url, events=kwargs.pop("events", []), **kwargs)
+
+
+def deliveries(**filters):
+    return list(WebhookDelivery.objects.filter(**filters).order_by("id").values_list("event_type", flat=True))
+
+
+# --- What is told to whom -----------------------------------------------------------------------------------
+
+
+def test_every_access_event_becomes_one_delivery_per_endpoint(local_ok, as_manager, gated, alice, bob, reviewer):
+    endpoint(as_manager)
+    rita = services.Actor(user=reviewer)
+    request = services.request_submit(
+        actor=services.Actor(user=alice, credential="session"),
+        release=gated,
+        data={**ANSWERS, "noncommercial_attested": True},
+        license_accepted=True,
+    )
+    services.request_ask_info(actor=rita, access_request=request, question="Which lab?")
+    services.request_answer(
+        actor=services.Actor(user=alice, credential="session"), access_request=request, answer="Mine."
+    )
+    services.request_approve(actor=rita, access_request=request)
+    grant = services.grant_issue(request_id=request.pk)  # what the worker runs on commit
+    services.grant_revoke(actor=rita, grant=grant, reason="Shared the weights.")
+    withdrawn = AccessRequestFactory(applicant=bob, release=gated)
+    services.request_withdraw(actor=services.Actor(user=bob, credential="session"), access_request=withdrawn)
+    rejected = AccessRequestFactory(release=gated)
+    services.request_reject(actor=rita, access_request=rejected, reason="No.")
+    assert deliveries() == [
+        "access_request.submitted",
+        "access_request.needs_info",
+        "access_request.answered",
+        "access_request.approved",
+        "grant.issued",
+        "grant.revoked",
+        "access_request.withdrawn",
+        "access_request.rejected",
+    ]
+
+
+def test_expiry_warnings_and_expiries_are_told(local_ok, as_manager, gated, alice, reviewer, settings):
+    endpoint(as_manager, events=["grant.expiring", "grant.expired"])
+    grant = grant_for(alice, gated, reviewer)
+    Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() + timedelta(days=3))
+    services.grants_expire()
+    Grant.objects.filter(pk=grant.pk).update(
+        issued_at=timezone.now() - timedelta(days=400), expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    services.grants_expire()
+    services.grants_expire()  # idempotent: told once each
+    assert deliveries() == ["grant.expiring", "grant.expired"]
+    payload = WebhookDelivery.objects.get(event_type="grant.expired").payload
+    assert payload["data"]["grant"]["id"] == grant.public_id and payload["data"]["grant"]["active"] is False
+
+
+def test_endpoints_get_only_their_events_and_release(local_ok, as_manager, gated, alice, reviewer):
+    other = ReleaseFactory(repo_id="facebook/opt-66b", access="gated")
+    approvals = endpoint(as_manager, events=["access_request.approved"])[0]
+    only_other = endpoint(as_manager, release=other)[0]
+    switched_off = endpoint(as_manager)[0]
+    services.webhook_endpoint_set_active(actor=as_manager, endpoint=switched_off, active=False)
+    grant_for(alice, gated, reviewer)
+    assert deliveries(endpoint=approvals) == ["access_request.approved"]
+    assert deliveries(endpoint=only_other) == [] and deliveries(endpoint=switched_off) == []
+    grant_for(alice, other, reviewer)
+    assert deliveries(endpoint=only_other) == ["access_request.approved", "grant.issued"]
+
+
+def test_a_change_that_rolls_back_tells_no_one(local_ok, as_manager, gated, reviewer):
+    endpoint(as_manager)
+    request = AccessRequestFactory(release=gated)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+        raise RuntimeError
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_payloads_carry_ids_and_states_never_people_reasons_or_urls(local_ok, as_manager, gated, alice, reviewer):
+    endpoint(as_manager)
+    grant = grant_for(alice, gated, reviewer)
+    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights secretly.")
+    for delivery in WebhookDelivery.objects.all():
+        text = json.dumps(delivery.payload)
+        assert "@" not in text and "secretly" not in text and "/storage/" not in text and "http" not in text
+    revoked = WebhookDelivery.objects.get(event_type="grant.revoked").payload
+    assert revoked["data"]["access_request"]["id"] == grant.request.public_id
+    assert revoked["data"]["grant"]["revoked_at"] is not None
+
+
+def test_refused_downloads_and_other_audit_events_tell_nothing(local_ok, as_manager, gated, alice):
+    endpoint(as_manager)
+    services.token_create(actor=services.Actor(user=alice), name="t")
+    from access import downloads
+
+    downloads.authorize(actor=services.Actor(user=alice, credential="session"), release=gated, via="api")
+    assert AuditEvent.objects.filter(action="download.refused").exists()
+    assert not WebhookDelivery.objects.exists()
+
+
+# --- Where the portal will post ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.215.14/hook",  # plain http
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://192.168.0.1/hook",
+        "https://100.64.0.1/hook",  # carrier-grade NAT
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://[fe80::1]/hook",
+        "https://0.0.0.0/hook",
+        "ftp://93.184.215.14/hook",
+        "https://user:pass@93.184.215.14/hook",
+        "https://no-such-host.invalid/hook",
+    ],
+)
+def test_it_refuses_urls_outside_public_https(url, as_manager):
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(url)
+    with pytest.raises(services.ServiceError) as exc:
+        endpoint(as_manager, url=url)
+    assert exc.value.field == "url"
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_public_https_is_fine_and_an_allow_list_lets_local_receivers_in(settings):
+    target = webhooks.check_url("https://93.184.215.14:8443/hook?x=1")
+    assert (target.scheme, target.address, target.port, target.path) == ("https", "93.184.215.14", 8443, "/hook?x=1")
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url("http://127.0.0.1:8000/hook")
+    settings.WEBHOOK_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    assert webhooks.check_url("http://127.0.0.1:8000/hook").address == "127.0.0.1"
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url("https://10.1.2.3/hook")  # only the listed networks
+
+
+def test_the_check_is_made_again_when_sending(local_ok, as_manager, gated, reviewer, settings):
+    hook = endpoint(as_manager)[0]
+    settings.WEBHOOK_ALLOWED_NETWORKS = []  # as if DNS now pointed the host somewhere private
+    outcome = webhooks.post(hook, "msg_x", {"type": "t"})
+    assert not outcome.ok and outcome.code is None and "https://" in outcome.error
+
+
+# --- Secrets and who manages endpoints ---------------------------------------------------------------------
+
+
+def test_the_signing_secret_is_shown_once_and_stored_nowhere(local_ok, as_manager, client, manager):
+    hook, secret = endpoint(as_manager)
+    assert secret.startswith("whsec_") and webhooks.endpoint_secret(hook) == secret
+    raw = secret.removeprefix("whsec_")
+    rows = json.dumps(list(WebhookEndpoint.objects.values()), default=str)
+    events = json.dumps(list(AuditEvent.objects.values()), default=str)
+    assert raw not in rows and raw not in events and secret not in rows
+    login_recently(client, manager)
+    page = client.get(f"/webhooks/{hook.public_id}/").content.decode()
+    assert raw not in page  # only the page right after creating or re-keying shows it
+    admin_page = client.get(f"/admin/access/webhookendpoint/{hook.pk}/change/")
+    assert admin_page.status_code == 200 and hook.url in admin_page.content.decode()
+    assert raw not in admin_page.content.decode() and hook.secret_salt not in admin_page.content.decode()
+    new = services.webhook_endpoint_rotate_secret(actor=as_manager, endpoint=hook)
+    assert new != secret and webhooks.endpoint_secret(WebhookEndpoint.objects.get()) == new
+
+
+def test_creating_an_endpoint_on_the_page_shows_its_secret_once(local_ok, client, manager, gated):
+    login_recently(client, manager)
+    response = client.post(
+        "/webhooks/",
+        {"url": "http://127.0.0.1:9/in", "events": ["grant.issued", "grant.revoked"], "release": gated.pk},
+    )
+    hook = WebhookEndpoint.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/webhooks/{hook.public_id}/"
+    assert (hook.events, hook.release, hook.owner) == (["grant.issued", "grant.revoked"], gated, manager)
+    first = client.get(response["Location"]).content.decode()
+    assert webhooks.endpoint_secret(hook) in first
+    assert webhooks.endpoint_secret(hook) not in client.get(response["Location"]).content.decode()
+    refused = client.post("/webhooks/", {"url": "https://10.0.0.1/in"})
+    assert refused.status_code == 200 and "private, loopback or link-local" in refused.content.decode()
+
+
+def test_only_managers_see_the_pages_and_only_with_a_recent_password(local_ok, client, manager, reviewer, alice):
+    for someone in (alice, reviewer):
+        client.force_login(someone)
+        assert client.get("/webhooks/").status_code == 404
+        with pytest.raises(services.Forbidden):
+            endpoint(services.Actor(user=someone, credential="session", reauthenticated=True))
+    client.force_login(manager)  # signed in long ago
+    assert client.get("/webhooks/").status_code == 200
+    stale = client.post("/webhooks/", {"url": "http://127.0.0.1:9/in"})
+    assert stale.status_code == 302 and "/reauthenticate/" in stale["Location"]
+    with pytest.raises(services.Forbidden) as exc:
+        endpoint(services.Actor(user=manager, credential="session", reauthenticated=False))
+    assert exc.value.code == "reauthentication_required"
+    with pytest.raises(services.Forbidden):
+        endpoint(services.Actor(user=manager, credential="token:1"))
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_release_manager_is_whoever_holds_the_permission(local_ok, client, alice):
+    from django.contrib.auth.models import Permission
+
+    alice.user_permissions.add(Permission.objects.get(codename="manage_webhooks"))
+    alice = type(alice).objects.get(pk=alice.pk)
+    hook, _ = endpoint(services.Actor(user=alice, credential="session", reauthenticated=True))
+    assert hook.owner == alice
+
+
+# --- Delivery against a real receiver, through a real worker ------------------------------------------------
+
+
+@pytest.fixture
+def hook_worker_env(worker_env, local_ok):
+    worker_env.update(
+        WEBHOOK_ALLOWED_NETWORKS=",".join(LOCAL), WEBHOOK_RETRY_BASE_SECONDS="1", WEBHOOK_TIMEOUT_SECONDS="2"
+    )
+    return worker_env
+
+
+@pytest.fixture
+def receivers():
+    started = []
+
+    def start(receiver):
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+def live_endpoint(as_manager, receivers, **options):
+    receiver = Receiver(**options)
+    hook, secret = endpoint(as_manager, url=receiver.url)
+    receivers(receiver.start(secret))
+    return hook, receiver
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_delivers_signed_events_the_receiver_verifies(
+    hook_worker_env, as_manager, receivers, gated, alice, reviewer
+):
+    hook, receiver = live_endpoint(as_manager, receivers)
+    worker = CeleryWorker(hook_worker_env).start()
+    try:
+        request = AccessRequestFactory(applicant=alice, release=gated)
+        services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+        seen = wait_until(lambda: len(receiver.requests()) >= 2 and receiver.requests(), timeout=30)
+    finally:
+        worker.stop()
+    assert sorted(r["type"] for r in seen) == ["access_request.approved", "grant.issued"]
+    assert all(r["verified"] for r in seen), seen
+    by_type = {r["type"]: r for r in seen}
+    delivery = WebhookDelivery.objects.get(event_type="grant.issued")
+    assert by_type["grant.issued"]["id"] == delivery.webhook_id
+    assert by_type["grant.issued"]["payload"]["data"]["grant"]["id"] == Grant.objects.get(request=request).public_id
+    assert WebhookDelivery.objects.filter(endpoint=hook, status="succeeded").count() == 2
+    attempt = WebhookAttempt.objects.filter(delivery=delivery).get()
+    assert attempt.succeeded and attempt.response_code == 200 and attempt.latency_ms is not None
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_receiver_that_fails_twice_gets_exactly_one_successful_delivery(
+    hook_worker_env, as_manager, receivers, gated, reviewer
+):
+    _hook, receiver = live_endpoint(as_manager, receivers, fail=2)
+    worker = CeleryWorker(hook_worker_env).start()
+    try:
+        request = AccessRequestFactory(release=gated)
+        services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+        delivery = WebhookDelivery.objects.get()
+        wait_until(lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "succeeded", timeout=30)
+    finally:
+        worker.stop()
+    seen = receiver.requests()
+    assert [r["answered"] for r in seen] == [500, 500, 200], seen
+    assert all(r["verified"] for r in seen) and {r["id"] for r in seen} == {delivery.webhook_id}
+    assert len({r["timestamp"] for r in seen}) >= 2  # each attempt is signed afresh
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("succeeded", 3, 200)
+    log = list(WebhookAttempt.objects.filter(delivery=delivery).values_list("succeeded", "response_code"))
+    assert log == [(False, 500), (False, 500), (True, 200)]
+    times = list(delivery.attempt_log.values_list("created_at", flat=True))
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
+    # Exponential backoff: at least 1 s, then at least 2 s (a loaded machine only adds to either).
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.9, gaps
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_endpoint_that_keeps_failing_is_disabled_and_its_owner_emailed(
+    hook_worker_env, as_manager, manager, receivers, gated, reviewer
+):
+    hook_worker_env["WEBHOOK_DISABLE_AFTER_SECONDS"] = "2"
+    hook, receiver = live_endpoint(as_manager, receivers, status=503)
+    worker = CeleryWorker(hook_worker_env).start()
+    try:
+        request = AccessRequestFactory(release=gated)
+        services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+        wait_until(lambda: not WebhookEndpoint.objects.get(pk=hook.pk).active, timeout=30)
+        wait_until(lambda: OutboundEmail.objects.filter(template="webhook_disabled").exists(), timeout=10)
+    finally:
+        worker.stop()
+    hook.refresh_from_db()
+    assert hook.disabled_at is not None and "failed" in hook.disabled_reason
+    assert OutboundEmail.objects.get(template="webhook_disabled").to == manager.email
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "failed" and delivery.attempts >= 2
+    assert all(r["verified"] and r["answered"] == 503 for r in receiver.requests())
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_redirects_are_not_followed_and_a_manual_redelivery_sends_the_same_id(
+    hook_worker_env, as_manager, manager, receivers, gated, reviewer, client, settings
+):
+    settings.WEBHOOK_RETRY_WINDOW_SECONDS = 0  # the first failure is final here
+    hook, receiver = live_endpoint(as_manager, receivers, status=302)
+    request = AccessRequestFactory(release=gated)
+    services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+    delivery = WebhookDelivery.objects.get()
+    webhooks.deliver(delivery_id=delivery.pk)  # in this process: the settings above apply
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.response_code, delivery.error) == ("failed", 302, "redirects are not followed")
+    assert len(receiver.requests()) == 1  # the Location was not visited
+
+    worker = CeleryWorker(hook_worker_env).start()
+    try:
+        login_recently(client, manager)
+        response = client.post(f"/webhooks/{hook.public_id}/", {"action": "redeliver", "delivery": delivery.public_id})
+        assert response.status_code == 302
+        wait_until(lambda: len(receiver.requests()) >= 2, timeout=30)
+    finally:
+        worker.stop()
+    first, second = receiver.requests()[:2]
+    assert first["id"] == second["id"] == delivery.webhook_id and second["verified"]
+    assert AuditEvent.objects.filter(action="webhook.redelivered", actor=manager).exists()
+    page = client.get(f"/webhooks/{hook.public_id}/").content.decode()
+    assert "redirects are not followed" in page and "302" in page
