@@ -174,7 +174,7 @@ def test_uploads_and_hashing_still_go_to_the_bucket(cloudfront):
 
     cloudfront.save("lab/model/shard.pt", io.BytesIO(SHARD))
     assert cloudfront.exists("lab/model/shard.pt")
-    assert cloudfront.hash_object("lab/model/shard.pt") == (len(SHARD), hashlib.sha256(SHARD).hexdigest())
+    assert tuple(cloudfront.hash_object("lab/model/shard.pt")) == (len(SHARD), hashlib.sha256(SHARD).hexdigest())
 
 
 # --- Settings that fail loudly ------------------------------------------------------------------------------
