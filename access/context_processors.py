@@ -1,5 +1,6 @@
-from .selectors import is_reviewer
+from .selectors import is_release_manager, is_reviewer
 
 
 def portal(request):
-    return {"is_reviewer": is_reviewer(getattr(request, "user", None))}
+    user = getattr(request, "user", None)
+    return {"is_reviewer": is_reviewer(user), "is_release_manager": is_release_manager(user)}

@@ -4,8 +4,10 @@ it. A channel only renders the decision in its own error shape.
 
 The rule: an unpublished release is unknown except to reviewers; an open release is for anyone; a gated one only
 for an active account holding an active grant (issued, not expired, not revoked) — the grant the caller names,
-when it names one. Every refusal is audited with the code the caller was given; every allowed download leaves
-a `DownloadEvent` before the URLs are handed out.
+when it names one — whose holder accepted the release's current license version (else `license_update`). Every
+refusal is audited with the code the caller was given; every allowed download leaves a `DownloadEvent` before the
+URLs are handed out. A grant covers every revision of its release; which revision is served is the channel's
+choice (`main` unless the caller names one).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import selectors
-from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, UrlBatch, User
+from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, ReleaseRevision, UrlBatch, User
 from .services.audit import audit
 from .services.base import Actor
 from .storage import get_storage
@@ -80,12 +82,42 @@ def access_state(*, user: User | None, release: ModelRelease, grant: Grant | Non
         if grant.user_id != user.pk or grant.release_id != release.pk:
             return AccessDecision(False, "not_found", _("Not found."))
         if grant.is_active:
+            if grant.license_id != release.license_id:
+                return _license_update(grant, release)
             return AccessDecision(True, "granted", "", grant, release)
         return _ended(grant, release)
     active = selectors.user_active_grant(user=user, release=release)
     if active is not None:
+        # Both ids are on rows already loaded: the license check costs the allowed path no query.
+        if active.license_id != release.license_id:
+            current = Grant.objects.active().filter(user=user, release=release, license_id=release.license_id).first()
+            if current is None:
+                return _license_update(active, release)
+            active = current
         return AccessDecision(True, "granted", "", active, release)
     return _refusal(user, release)
+
+
+def _license_update(grant: Grant, release: ModelRelease) -> AccessDecision:
+    """An active grant whose holder has not accepted the release's current license version."""
+    license_obj = release.license
+    waiting = (
+        release.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW
+        and grant.license_reviews.filter(status__in=AccessRequest.OPEN_STATUSES, license=license_obj).exists()
+    )
+    if waiting:
+        detail = _(
+            "The license of %(repo)s changed to version %(version)s; your acceptance is waiting for a reviewer. "
+            "Downloads work again once it is approved (%(url)s)."
+        )
+    else:
+        detail = _("The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download again.")
+    return AccessDecision(
+        False,
+        "license_update",
+        detail % {"repo": release.repo_id, "version": license_obj.version, "url": selectors.license_accept_url(grant)},
+        grant,
+    )
 
 
 def _ended(grant: Grant, release: ModelRelease) -> AccessDecision:
@@ -161,13 +193,20 @@ def authorize(
 # --- Issuing ----------------------------------------------------------------------------------------------
 
 
-def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest_format: str = "") -> DownloadEvent:
+def _record(
+    decision: AccessDecision,
+    *,
+    file: ModelFile | None = None,
+    manifest_format: str = "",
+    revision_id: int | None = None,
+) -> DownloadEvent:
     if not decision.allowed:
         raise PermissionError("issue() needs an allowed decision")
     actor = decision.actor
     return DownloadEvent.objects.create(
         release=decision.release,
         file=file,
+        revision_id=file.revision_id if file is not None else revision_id,
         user=actor.user if actor.user and actor.user.pk else None,
         token=actor.token,
         grant=decision.grant,
@@ -184,17 +223,26 @@ def issue_file(decision: AccessDecision, file: ModelFile, *, base_url: str | Non
 
 
 def issue_manifest(
-    decision: AccessDecision, *, fmt: str, base_url: str, entries: list[dict] | None = None
+    decision: AccessDecision,
+    *,
+    fmt: str,
+    base_url: str,
+    entries: list[dict] | None = None,
+    revision: ReleaseRevision | None = None,
 ) -> tuple[list[dict], str]:
-    """Record the manifest download, then sign every file (or hand out the grant batch's `entries`). wget lists
-    get relay URLs where storage URLs carry a query string (wget would save it as part of the file name)."""
-    _record(decision, manifest_format=fmt)
+    """Record the manifest download, then sign every file of the revision (`main` unless one is named), or hand
+    out the grant batch's `entries`. wget lists get relay URLs where storage URLs carry a query string (wget
+    would save it as part of the file name); a relay URL names its file, so of that revision."""
+    files = revision.files if revision is not None else decision.release.files
+    _record(decision, manifest_format=fmt, revision_id=revision.pk if revision else decision.release.main_revision_id)
     if entries is None:
-        entries, expires_at = manifest_entries(decision.release, base_url=base_url, urls=fmt != "sha256sum")
+        entries, expires_at = manifest_entries(
+            decision.release, base_url=base_url, urls=fmt != "sha256sum", revision=revision
+        )
     else:
         expires_at = ""
     if fmt == "wget" and any("?" in e.get("url", "") for e in entries):
-        file_ids = dict(decision.release.files.values_list("path", "pk"))
+        file_ids = dict(files.values_list("path", "pk"))
         user_id = decision.actor.user.pk if decision.actor.user else None
         entries = [
             {**e, "wget_url": relay_url(file_ids[e["path"]], e["path"], user_id=user_id, base_url=base_url)}
@@ -211,12 +259,19 @@ def signed_file_url(file: ModelFile, *, base_url: str | None = None, ttl: int | 
 
 
 def manifest_entries(
-    release: ModelRelease, *, base_url: str, ttl: int | None = None, urls: bool = True
+    release: ModelRelease,
+    *,
+    base_url: str,
+    ttl: int | None = None,
+    urls: bool = True,
+    revision: ReleaseRevision | None = None,
 ) -> tuple[list[dict], str]:
-    """Entries for every file of the release, signed unless urls=False, and their expiry as ISO 8601."""
+    """Entries for every file of a revision of the release (`main` unless one is named), signed unless
+    urls=False, and their expiry as ISO 8601."""
     ttl = ttl or settings.SIGNED_URL_TTL
     expires_at = iso(url_expiry(ttl))
-    rows = list(release.files.order_by("path").values_list("path", "size", "sha256", "storage_key"))
+    files = revision.files if revision is not None else release.files
+    rows = list(files.order_by("path").values_list("path", "size", "sha256", "storage_key"))
     entries = [{"path": path, "size": size, "sha256": sha} for path, size, sha, _ in rows]
     if not urls:
         return entries, expires_at

@@ -2,6 +2,7 @@
 these services, each of which checks who acts. One module per domain; this package re-exports them."""
 
 from ..taskbase import Enqueued
+from .accessforms import question_create, question_retire, question_update
 from .audit import audit
 from .base import (
     SYSTEM,
@@ -13,6 +14,7 @@ from .base import (
     ServiceError,
     command_actor,
     is_reviewer,
+    require_release_manager,
     require_reviewer,
 )
 from .grants import (
@@ -24,10 +26,13 @@ from .grants import (
     grants_expire,
     grants_reconcile,
 )
+from .licenses import Acceptance, grant_accept_license, license_publish, license_update_notify
 from .releases import (
-    release_compute_revision,
     release_create,
+    release_file_key,
+    release_publish,
     release_refresh_revision,
+    release_set_license,
     release_update,
     release_upsert_file,
 )
@@ -38,20 +43,32 @@ from .requests import (
     request_answer,
     request_approve,
     request_ask_info,
+    request_attach,
     request_reject,
     request_renew,
     request_submit,
+    request_submit_draft,
     request_withdraw,
     requests_decide_many,
 )
-from .reviewers import REVIEWERS_GROUP, reviewer_add, reviewer_remove, reviewers
+from .reviewers import (
+    RELEASE_MANAGERS_GROUP,
+    REVIEWERS_GROUP,
+    release_manager_add,
+    release_manager_remove,
+    reviewer_add,
+    reviewer_remove,
+    reviewers,
+)
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
 
 __all__ = [
+    "RELEASE_MANAGERS_GROUP",
     "REQUEST_FIELDS",
     "REVIEWERS_GROUP",
     "SYSTEM",
     "TASK",
+    "Acceptance",
     "Actor",
     "Enqueued",
     "Forbidden",
@@ -64,6 +81,7 @@ __all__ = [
     "batch_fill",
     "command_actor",
     "email_verified",
+    "grant_accept_license",
     "grant_issue",
     "grant_refresh_links",
     "grant_revoke",
@@ -71,19 +89,31 @@ __all__ = [
     "grants_expire",
     "grants_reconcile",
     "is_reviewer",
-    "release_compute_revision",
+    "license_publish",
+    "license_update_notify",
+    "question_create",
+    "question_retire",
+    "question_update",
     "release_create",
+    "release_file_key",
+    "release_manager_add",
+    "release_manager_remove",
+    "release_publish",
     "release_refresh_revision",
+    "release_set_license",
     "release_update",
     "release_upsert_file",
     "request_answer",
     "request_approve",
     "request_ask_info",
+    "request_attach",
     "request_reject",
     "request_renew",
     "request_submit",
+    "request_submit_draft",
     "request_withdraw",
     "requests_decide_many",
+    "require_release_manager",
     "require_reviewer",
     "reviewer_add",
     "reviewer_remove",

@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Register a release from a local directory (uploaded to storage) or from files already under a storage "
         "prefix. Each file is streamed once to compute its SHA-256; files already recorded with the same size are "
-        "skipped, so re-running after adding a file adds only that file."
+        "skipped, so re-running after adding a file adds only that file. Added or changed files are published as "
+        "a new revision (with --notes); earlier revisions never change and stay downloadable by id."
     )
 
     def add_arguments(self, parser):
@@ -25,8 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--display-name")
         parser.add_argument("--parameters", type=int)
         parser.add_argument("--rehash", action="store_true", help="hash every file again, even if recorded")
+        parser.add_argument("--notes", default="", help="release notes of the revision this registration publishes")
 
-    def handle(self, *args, repo_id, from_dir, from_prefix, access, license, display_name, parameters, rehash, **o):
+    def handle(
+        self, *args, repo_id, from_dir, from_prefix, access, license, display_name, parameters, rehash, notes, **o
+    ):
         if "/" not in repo_id or repo_id.count("/") != 1:
             raise CommandError("repo_id must look like namespace/name")
         license_obj = None
@@ -90,24 +95,49 @@ class Command(BaseCommand):
                 skipped += 1
                 continue
             if from_dir:
-                key = f"{release.repo_id}/{path}"
+                size, sha256 = self._hash(source)
+                if have is not None and (have.size, have.sha256) == (size, sha256):
+                    skipped += 1
+                    continue
+                # A published revision's object is never overwritten: changed bytes get a key of their own.
+                key = services.release_file_key(release=release, path=path)
                 with open(source, "rb") as f:
                     stored_size, sha256 = storage.save(key, f)
             else:
                 key = source
                 stored_size, sha256 = storage.hash_object(key)
-            with transaction.atomic():
-                services.release_upsert_file(
-                    release=release, path=path, size=stored_size, sha256=sha256, storage_key=key, actor=actor
-                )
+            try:
+                with transaction.atomic():
+                    changed = services.release_upsert_file(
+                        release=release, path=path, size=stored_size, sha256=sha256, storage_key=key, actor=actor
+                    )
+            except services.ServiceError as exc:
+                raise CommandError(str(exc)) from exc
+            if not changed:
+                skipped += 1
+                continue
             added += 1
             self.stdout.write(f"[{i}/{len(entries)}] {path} {stored_size} bytes sha256={sha256}")
-        services.release_refresh_revision(release=release)
+        try:
+            revision = services.release_publish(release=release, notes=notes, actor=actor)
+        except services.ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+        published = f"published revision {revision.number}" if revision else "no new revision"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{release.repo_id}: {added} added or changed, {skipped} unchanged; revision {release.revision}"
+                f"{release.repo_id}: {added} added or changed, {skipped} unchanged; {published}, main is "
+                f"{release.revision}"
             )
         )
+
+    @staticmethod
+    def _hash(path: Path) -> tuple[int, str]:
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1024 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+        return size, digest.hexdigest()
 
     @staticmethod
     def _local_entries(root: Path):
