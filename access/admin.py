@@ -10,6 +10,7 @@ from . import services
 from .decorators import recently_authenticated
 from .http import client_ip
 from .models import (
+    AccessQuestion,
     AccessRequest,
     ApiToken,
     AuditEvent,
@@ -21,6 +22,8 @@ from .models import (
     OutboundEmail,
     ReasonTemplate,
     ReleaseMirror,
+    ReleaseRevision,
+    RequestAttachment,
     UrlBatch,
     User,
     WebhookAttempt,
@@ -80,8 +83,96 @@ class ServiceErrorsAdmin(admin.ModelAdmin):
 
 
 @admin.register(License)
-class LicenseAdmin(admin.ModelAdmin):
-    list_display = ["title", "slug", "version", "created_at"]
+class LicenseAdmin(ServiceErrorsAdmin):
+    """A license version is published once (through the service) and never edited: a change is a new version."""
+
+    list_display = ["title", "slug", "version", "published_at"]
+    list_filter = ["slug"]
+    fields = ["slug", "version", "title", "summary_of_changes", "text", "published_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if obj is not None else ["published_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        created = services.license_publish(
+            actor=admin_actor(request),
+            slug=obj.slug,
+            version=obj.version,
+            title=obj.title,
+            text=obj.text,
+            summary_of_changes=obj.summary_of_changes,
+        )
+        obj.pk = created.pk
+        obj._state.adding = False
+
+
+@admin.register(AccessQuestion)
+class AccessQuestionAdmin(ServiceErrorsAdmin):
+    """Questions of releases' access forms, created and changed through the services: once a release has
+    requests, a change saves a new version of the question (the portal's release pages do the same)."""
+
+    list_display = ["release", "key", "version", "kind", "required", "position", "retired_at"]
+    list_filter = ["release", "kind"]
+    fields = [
+        "release",
+        "key",
+        "kind",
+        "label_en",
+        "label_zh",
+        "help_en",
+        "help_zh",
+        "required",
+        "position",
+        "options",
+        "version",
+        "retired_at",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ["version", "retired_at"]
+        if obj.retired_at is not None:
+            return self.fields
+        return ["release", "key", "version", "retired_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        names = services.accessforms.QUESTION_FIELDS
+        if change:
+            original = AccessQuestion.objects.get(pk=obj.pk)
+            fields = {name: form.cleaned_data[name] for name in names if name in form.changed_data}
+            current = services.question_update(actor=admin_actor(request), question=original, fields=fields)
+        else:
+            fields = {name: form.cleaned_data[name] for name in names if name in form.cleaned_data}
+            current = services.question_create(
+                actor=admin_actor(request), release=obj.release, key=obj.key, fields=fields
+            )
+        obj.pk = current.pk
+        obj._state.adding = False
+
+
+@admin.register(ReleaseRevision)
+class ReleaseRevisionAdmin(admin.ModelAdmin):
+    """Revisions are published by registering files; none changes afterwards."""
+
+    list_display = ["release", "number", "sha", "published_at"]
+    list_filter = ["release"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ModelRelease)
@@ -123,7 +214,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ModelFileAdmin(ReadOnlyAdmin):
     """Files are registered by `register_release`, which hashes what storage holds."""
 
-    list_display = ["path", "release", "size", "sha256", "piece_size"]
+    list_display = ["path", "release", "revision", "size", "sha256", "piece_size"]
     list_filter = ["release"]
     search_fields = ["path"]
 
@@ -191,6 +282,14 @@ class GrantAdmin(ServiceErrorsAdmin):
             services.grant_set_expiry(actor=actor, grant=obj, expires_at=form.cleaned_data["expires_at"])
         if form.cleaned_data.get("revoke") and obj.revoked_at is None:
             services.grant_revoke(actor=actor, grant=obj, reason=form.cleaned_data["reason"])
+
+
+@admin.register(RequestAttachment)
+class RequestAttachmentAdmin(ReadOnlyAdmin):
+    """Applicants' uploads; reviewers open them from the request's review page (each read is audited)."""
+
+    list_display = ["filename", "request", "question", "content_type", "size", "created_at"]
+    exclude = ["storage_key"]
 
 
 @admin.register(ReasonTemplate)

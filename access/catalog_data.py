@@ -119,3 +119,66 @@ OPT-175B NON-COMMERCIAL RESEARCH LICENSE (demo text written for this portal)
 8. Termination. This licence ends automatically if you breach it; you must then delete every copy of
    the Materials.
 """
+
+
+# The demo releases' own questions (access.services.question_create fields), on top of the standard form.
+RELEASE_QUESTIONS = {
+    "opt-175b": [
+        (
+            "compute",
+            {
+                "kind": "choice",
+                "label_en": "Where will you run the model?",
+                "label_zh": "您将在哪里运行该模型？",
+                "help_en": "OPT-175B needs about 350 GB of accelerator memory in half precision.",
+                "help_zh": "OPT-175B 以半精度运行约需 350 GB 加速器显存。",
+                "required": True,
+                "options": {
+                    "choices": [
+                        {
+                            "value": "university_cluster",
+                            "label_en": "University or institute cluster",
+                            "label_zh": "大学或研究所集群",
+                        },
+                        {"value": "national_hpc", "label_en": "National HPC centre", "label_zh": "国家高性能计算中心"},
+                        {
+                            "value": "cloud",
+                            "label_en": "Cloud provider (research credits)",
+                            "label_zh": "云服务商（科研额度）",
+                        },
+                        {"value": "other", "label_en": "Other", "label_zh": "其他"},
+                    ]
+                },
+            },
+        ),
+        (
+            "no_redistribution",
+            {
+                "kind": "attestation",
+                "label_en": "I will not share the weights, or models fine-tuned from them, outside my own use",
+                "label_zh": "我不会在个人使用范围之外分享这些权重或由其微调得到的模型",
+                "help_en": "Colleagues apply for their own access.",
+                "help_zh": "同事需要各自申请访问权限。",
+                "required": True,
+            },
+        ),
+    ],
+    "opt-66b": [
+        (
+            "ethics_approval",
+            {
+                "kind": "file",
+                "label_en": "Ethics or IRB approval letter",
+                "label_zh": "伦理或 IRB 审批函",
+                "help_en": "A PDF, PNG or JPEG of at most 5 MiB; only reviewers can open it.",
+                "help_zh": "PDF、PNG 或 JPEG 文件，不超过 5 MiB；仅审核员可以查看。",
+                "required": True,
+                "options": {"max_size": 5 * 1024 * 1024, "types": ["pdf", "png", "jpeg"]},
+            },
+        ),
+    ],
+}
+
+
+def release_questions(name: str) -> list[tuple[str, dict]]:
+    return RELEASE_QUESTIONS.get(name, [])

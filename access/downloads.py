@@ -4,8 +4,10 @@ it. A channel only renders the decision in its own error shape.
 
 The rule: an unpublished release is unknown except to reviewers; an open release is for anyone; a gated one only
 for an active account holding an active grant (issued, not expired, not revoked) — the grant the caller names,
-when it names one. Every refusal is audited with the code the caller was given; every allowed download leaves
-a `DownloadEvent` before the URLs are handed out.
+when it names one — whose holder accepted the release's current license version (else `license_update`). Every
+refusal is audited with the code the caller was given; every allowed download leaves a `DownloadEvent` before the
+URLs are handed out. A grant covers every revision of its release; which revision is served is the channel's
+choice (`main` unless the caller names one).
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import manifests, metrics, selectors
-from .models import AccessRequest, DownloadEvent, Grant, ModelFile, ModelRelease, UrlBatch, User, split_pieces
+from .models import (
+    AccessRequest,
+    DownloadEvent,
+    Grant,
+    ModelFile,
+    ModelRelease,
+    ReleaseRevision,
+    UrlBatch,
+    User,
+    split_pieces,
+)
 from .services.audit import audit
 from .services.base import Actor
 from .services.counters import count_open_download
@@ -83,12 +95,42 @@ def access_state(*, user: User | None, release: ModelRelease, grant: Grant | Non
         if grant.user_id != user.pk or grant.release_id != release.pk:
             return AccessDecision(False, "not_found", _("Not found."))
         if grant.is_active:
+            if grant.license_id != release.license_id:
+                return _license_update(grant, release)
             return AccessDecision(True, "granted", "", grant, release)
         return _ended(grant, release)
     active = selectors.user_active_grant(user=user, release=release)
     if active is not None:
+        # Both ids are on rows already loaded: the license check costs the allowed path no query.
+        if active.license_id != release.license_id:
+            current = Grant.objects.active().filter(user=user, release=release, license_id=release.license_id).first()
+            if current is None:
+                return _license_update(active, release)
+            active = current
         return AccessDecision(True, "granted", "", active, release)
     return _refusal(user, release)
+
+
+def _license_update(grant: Grant, release: ModelRelease) -> AccessDecision:
+    """An active grant whose holder has not accepted the release's current license version."""
+    license_obj = release.license
+    waiting = (
+        release.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW
+        and grant.license_reviews.filter(status__in=AccessRequest.OPEN_STATUSES, license=license_obj).exists()
+    )
+    if waiting:
+        detail = _(
+            "The license of %(repo)s changed to version %(version)s; your acceptance is waiting for a reviewer. "
+            "Downloads work again once it is approved (%(url)s)."
+        )
+    else:
+        detail = _("The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download again.")
+    return AccessDecision(
+        False,
+        "license_update",
+        detail % {"repo": release.repo_id, "version": license_obj.version, "url": selectors.license_accept_url(grant)},
+        grant,
+    )
 
 
 def _ended(grant: Grant, release: ModelRelease) -> AccessDecision:
@@ -168,12 +210,18 @@ def authorize(
 # One statement, built once: the ORM's per-call SQL compilation is most of an insert's cost on this path.
 INSERT_EVENT = (
     "INSERT INTO access_downloadevent "
-    "(created_at, release_id, file_id, user_id, token_id, grant_id, via, manifest_format, ip) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "(created_at, release_id, file_id, revision_id, user_id, token_id, grant_id, via, manifest_format, ip) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
-def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest_format: str = "") -> None:
+def _record(
+    decision: AccessDecision,
+    *,
+    file: ModelFile | None = None,
+    manifest_format: str = "",
+    revision_id: int | None = None,
+) -> None:
     """Make the download durable before any URL is handed out: a DownloadEvent row, committed (autocommit)
     before the response is sent. Anonymous downloads of an open release's files are counted per file and hour
     instead (access.services.counters), or get a row when there is no Redis to count in."""
@@ -188,6 +236,7 @@ def _record(decision: AccessDecision, *, file: ModelFile | None = None, manifest
         timezone.now(),
         decision.release.pk,
         file.pk if file is not None else None,
+        file.revision_id if file is not None else revision_id,
         user_id,
         actor.token.pk if actor.token is not None else None,
         decision.grant.pk if decision.grant is not None else None,
@@ -216,15 +265,26 @@ def issue_file(
 
 
 def issue_manifest(
-    decision: AccessDecision, *, fmt: str, base_url: str, entries: list[dict] | None = None
+    decision: AccessDecision,
+    *,
+    fmt: str,
+    base_url: str,
+    entries: list[dict] | None = None,
+    revision: ReleaseRevision | None = None,
 ) -> tuple[list[dict], str]:
-    """Record the manifest download, then sign every file (or hand out the grant batch's `entries`). wget lists
-    get relay URLs where storage URLs carry a query string (wget would save it as part of the file name)."""
-    _record(decision, manifest_format=fmt)
+    """Record the manifest download, then sign every file of the revision (`main` unless one is named), or hand
+    out the grant batch's `entries`. wget lists get relay URLs where storage URLs carry a query string (wget
+    would save it as part of the file name); a relay URL names its file, so of that revision."""
+    files = revision.files if revision is not None else decision.release.files
+    _record(decision, manifest_format=fmt, revision_id=revision.pk if revision else decision.release.main_revision_id)
     pieces = fmt in manifests.WITH_PIECES
     if entries is None:
         entries, expires_at = manifest_entries(
-            decision.release, base_url=base_url, urls=fmt != "sha256sum", pieces=pieces
+            decision.release,
+            base_url=base_url,
+            urls=fmt != "sha256sum",
+            revision=revision,
+            pieces=pieces,
         )
     else:
         expires_at = ""
@@ -234,7 +294,7 @@ def issue_manifest(
         primary = next(loc for loc in locations() if loc.primary)
         entries = [e if "urls" in e else {**e, "urls": [url_entry(primary, e["url"])]} for e in entries]
     if fmt == "wget" and any("?" in e.get("url", "") for e in entries):
-        file_ids = dict(decision.release.files.values_list("path", "pk"))
+        file_ids = dict(files.values_list("path", "pk"))
         user_id = decision.actor.user.pk if decision.actor.user else None
         entries = [
             {**e, "wget_url": relay_url(file_ids[e["path"]], e["path"], user_id=user_id, base_url=base_url)}
@@ -274,15 +334,22 @@ def with_pieces(release: ModelRelease, entries: list[dict]) -> list[dict]:
 
 
 def manifest_entries(
-    release: ModelRelease, *, base_url: str, ttl: int | None = None, urls: bool = True, pieces: bool = False
+    release: ModelRelease,
+    *,
+    base_url: str,
+    ttl: int | None = None,
+    urls: bool = True,
+    revision: ReleaseRevision | None = None,
+    pieces: bool = False,
 ) -> tuple[list[dict], str]:
-    """Entries for every file of the release, signed unless urls=False, and their expiry as ISO 8601. `url` is
-    on the first location of the default order; with mirrors enabled for the release, `urls` lists the file
-    on every location. `pieces` adds the piece hashes."""
+    """Entries for every file of a revision of the release (`main` unless one is named), signed unless
+    urls=False, and their expiry as ISO 8601. `url` is on the first location of the default order; with mirrors
+    enabled for the release, `urls` lists the file on every location. `pieces` adds the piece hashes."""
     ttl = ttl or settings.SIGNED_URL_TTL
     expires_at = iso(url_expiry(ttl))
+    files = revision.files if revision is not None else release.files
     columns = ["path", "size", "sha256", "storage_key"] + (["piece_size", "pieces"] if pieces else [])
-    rows = list(release.files.order_by("path").values_list(*columns))
+    rows = list(files.order_by("path").values_list(*columns))
     entries = [{"path": row[0], "size": row[1], "sha256": row[2]} for row in rows]
     if pieces:
         for entry, row in zip(entries, rows, strict=True):

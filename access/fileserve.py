@@ -6,12 +6,13 @@ import hashlib
 import re
 
 from django.conf import settings
+from django.db.models import F
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
-from . import downloads
+from . import downloads, selectors
 from .http import base_url, client_ip, download_redirect, json_error
 from .models import DownloadEvent, ModelFile, User
 from .services.base import Actor
@@ -61,13 +62,13 @@ def storage_file(request, expires: int, signature: str, key: str):
         "Content-Disposition": content_disposition(key.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0",
     }
-    file = ModelFile.objects.filter(storage_key=key).select_related("release").first()
+    file = _published_file(key, request.GET.get("revision", ""))
     if file is not None:
         headers.update(
             {
                 "X-Linked-Size": str(file.size),
                 "X-Linked-Etag": f'"{file.sha256}"',
-                "X-Repo-Commit": file.release.revision,
+                "X-Repo-Commit": file.revision.sha,
             }
         )
     accel = storage.accel_uri(key)
@@ -102,6 +103,21 @@ def storage_file(request, expires: int, signature: str, key: str):
             _read_range(path.open("rb"), start, length), status=status, content_type="application/octet-stream"
         )
     return _with_headers(response, headers)
+
+
+def _published_file(key: str, revision: str) -> ModelFile | None:
+    """The release file stored under this key, for the Hub client's headers. A file unchanged between revisions is
+    one object: the revision the resolve call named (passed along as `?revision=`) wins, then main, then the
+    newest revision holding it."""
+    files = ModelFile.objects.filter(storage_key=key, revision__published_at__isnull=False).select_related(
+        "release", "revision"
+    )
+    named = files.filter(revision__sha=revision).first() if selectors.REVISION_RE.match(revision) else None
+    return (
+        named
+        or files.filter(revision_id=F("release__main_revision_id")).first()
+        or files.order_by("-revision__number").first()
+    )
 
 
 def _requested_range(request, etag: str, size: int):

@@ -2,18 +2,27 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .models import AccessRequest, ApiToken, ModelRelease, ReasonTemplate
+from . import questions as q
+from . import selectors
+from .models import AccessQuestion, AccessRequest, ApiToken, License, ModelRelease, ReasonTemplate
 from .services import REQUEST_FIELDS
 from .text import clean_text
 
 INTENDED_USE_MIN = 100
+# What each kind of field takes in a JSON body (anything else is a string or null).
+JSON_TYPES = {forms.BooleanField: (bool,), forms.MultipleChoiceField: (list,)}
 
 
 class AccessRequestForm(forms.ModelForm):
+    """The application form, and the one validator of applications: the web form renders it, and the API fills it
+    from the JSON body (`api=True`, where file questions are answered by uploads to the request instead), so both
+    refuse the same answers with the same errors under the same field names: the standard fields by name, the
+    release's own questions as `answers.<question id>`."""
+
     accept_license = forms.BooleanField(
         label=_("I have read and accept the license above"),
         error_messages={"required": _("You must accept the license to apply.")},
@@ -44,13 +53,70 @@ class AccessRequestForm(forms.ModelForm):
             "role": forms.TextInput(attrs={"maxlength": 200, "autocomplete": "organization-title"}),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, release=None, questions: list[AccessQuestion] | None = None, api=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["organization_type"].choices = [("", _("Choose…")), *AccessRequest.OrganizationType.choices]
         # Formatted per request, in the language of the request.
         self.fields["intended_use"].help_text = gettext("At least %(n)d characters: what you will study, and how.") % {
             "n": INTENDED_USE_MIN
         }
+        self.api = api
+        if questions is None:
+            questions = selectors.release_questions(release=release) if release is not None else []
+        self.questions = questions
+        language = translation.get_language() or ""
+        for question in questions:
+            if api and question.kind == AccessQuestion.Kind.FILE:
+                continue  # uploaded to the request: POST /api/v1/access-requests/{id}/attachments
+            self.fields[q.field_name(question.key)] = q.question_field(question, language)
+
+    def standard_fields(self):
+        return [self[name] for name in REQUEST_FIELDS]
+
+    def question_fields(self):
+        return [self[name] for name in self.fields if name.startswith(q.FIELD_PREFIX)]
+
+    def answers(self) -> dict:
+        """The cleaned answers to the release's questions (not the uploads), by question id."""
+        by_key = {question.key: question for question in self.questions}
+        return {
+            key: q.to_json(by_key[key], self.cleaned_data.get(q.field_name(key)))
+            for key in by_key
+            if q.field_name(key) in self.fields and by_key[key].kind != AccessQuestion.Kind.FILE
+        }
+
+    def uploads(self) -> dict:
+        return {
+            question.key: self.cleaned_data[q.field_name(question.key)]
+            for question in self.questions
+            if question.kind == AccessQuestion.Kind.FILE and self.cleaned_data.get(q.field_name(question.key))
+        }
+
+    def _check_json_types(self) -> dict:
+        """A JSON body can send any type: the wrong one is named as such (and the field sees no value), rather
+        than coerced or handed to a field that expects text."""
+        errors, data = {}, dict(self.data)
+        for name, field in self.fields.items():
+            value = data.get(name)
+            if value is None:
+                continue
+            expected = next((types for kind, types in JSON_TYPES.items() if isinstance(field, kind)), (str,))
+            if not isinstance(value, expected) or (
+                isinstance(value, list) and not all(isinstance(v, str) for v in value)
+            ):
+                errors[name] = {bool: _("Expected true or false."), list: _("Expected a list of strings.")}.get(
+                    expected[0], _("Expected a string.")
+                )
+                data[name] = None
+        self.data = data
+        return errors
+
+    def full_clean(self):
+        type_errors = self._check_json_types() if self.api and self.is_bound else {}
+        super().full_clean()
+        for name, message in type_errors.items():
+            self._errors[name] = self.error_class([message])
+            self.cleaned_data.pop(name, None)
 
     def _line(self, name):
         return clean_text(self.cleaned_data.get(name, ""), multiline=False, name=True)
@@ -81,6 +147,33 @@ class AccessRequestForm(forms.ModelForm):
         if len(value) > 2000:
             raise ValidationError(_("Keep it under 2000 characters."), code="too_long")
         return value
+
+
+class AttachmentForm(forms.Form):
+    """An upload for one of the release's file questions, on the request page (a draft, or while the reviewer
+    asks for more information). The file itself is checked by the service, with the question's rules."""
+
+    question = forms.ChoiceField(label=_("Question"))
+    file = forms.FileField(label=_("File (PDF, PNG or JPEG)"))
+
+    def __init__(self, *args, file_questions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        language = translation.get_language() or ""
+        self.fields["question"].choices = [(question.key, question.label(language)) for question in file_questions]
+
+
+class LicenseAcceptForm(forms.Form):
+    """Accepting a new license version on a grant: the version shown, "I accept" and the attestation."""
+
+    version = forms.CharField(widget=forms.HiddenInput, max_length=40)
+    accept_license = forms.BooleanField(
+        label=_("I have read and accept this version of the license"),
+        error_messages={"required": _("You must accept the license to keep downloading.")},
+    )
+    noncommercial_attested = forms.BooleanField(
+        label=_("I will use the model for non-commercial research only"),
+        error_messages={"required": _("Access is only for non-commercial research.")},
+    )
 
 
 class AnswerForm(forms.Form):
@@ -192,3 +285,115 @@ class WebhookEndpointForm(forms.Form):
     def __init__(self, *args, event_types=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = [(name, name) for name in event_types]
+
+
+class QuestionForm(forms.Form):
+    """A release manager's question: what the service `question_create` / `question_update` take."""
+
+    key = forms.RegexField(
+        regex=r"^[a-z][a-z0-9_]{0,39}$",
+        label=_("Question id"),
+        help_text=_("Its name in the API's answers, e.g. irb_approval; lower case, digits and _; never changes."),
+        max_length=40,
+    )
+    kind = forms.ChoiceField(label=_("Kind"), choices=AccessQuestion.Kind.choices)
+    label_en = forms.CharField(label=_("Label (English)"), max_length=300)
+    label_zh = forms.CharField(label=_("Label (Simplified Chinese)"), max_length=300, required=False)
+    help_en = forms.CharField(
+        label=_("Help text (English)"), required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    )
+    help_zh = forms.CharField(
+        label=_("Help text (Simplified Chinese)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+    )
+    required = forms.BooleanField(label=_("Required"), required=False, initial=True)
+    position = forms.IntegerField(label=_("Position"), required=False, min_value=0)
+    choices = forms.CharField(
+        label=_("Choices"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("Choice questions: one per line, “value | English label | 中文标签”."),
+    )
+    min_length = forms.IntegerField(label=_("Minimum length (long text)"), required=False, min_value=0)
+    max_length = forms.IntegerField(label=_("Maximum length (long text)"), required=False, min_value=1)
+    max_size_mib = forms.IntegerField(
+        label=_("Size limit in MiB (file)"), required=False, min_value=1, max_value=q.HARD_MAX_UPLOAD // 2**20
+    )
+    types = forms.MultipleChoiceField(
+        label=_("Allowed files"),
+        required=False,
+        choices=[("pdf", "PDF"), ("png", "PNG"), ("jpeg", "JPEG")],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args, editing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if editing:
+            self.fields["key"].disabled = True
+
+    @staticmethod
+    def initial_for(question: AccessQuestion) -> dict:
+        options = question.options or {}
+        return {
+            **{name: getattr(question, name) for name in ("key", "kind", "label_en", "label_zh", "help_en", "help_zh")},
+            "required": question.required,
+            "position": question.position,
+            "choices": "\n".join(
+                " | ".join([c["value"], c.get("label_en", ""), c.get("label_zh", "")]).rstrip(" |")
+                for c in options.get("choices", [])
+            ),
+            "min_length": options.get("min_length"),
+            "max_length": options.get("max_length"),
+            "max_size_mib": (options["max_size"] // 2**20) if options.get("max_size") else None,
+            "types": options.get("types", []),
+        }
+
+    def service_fields(self) -> dict:
+        data = self.cleaned_data
+        options = {}
+        if data["kind"] in (AccessQuestion.Kind.CHOICE, AccessQuestion.Kind.MULTIPLE_CHOICE):
+            options["choices"] = [
+                dict(zip(("value", "label_en", "label_zh"), [part.strip() for part in line.split("|")], strict=False))
+                for line in (data.get("choices") or "").splitlines()
+                if line.strip()
+            ]
+        elif data["kind"] == AccessQuestion.Kind.LONG_TEXT:
+            options = {"min_length": data.get("min_length"), "max_length": data.get("max_length")}
+        elif data["kind"] == AccessQuestion.Kind.FILE:
+            size = data.get("max_size_mib")
+            options = {"max_size": size * 2**20 if size else None, "types": data.get("types") or None}
+        fields = {name: data[name] for name in ("kind", "label_en", "label_zh", "help_en", "help_zh", "required")}
+        if data.get("position") is not None:
+            fields["position"] = data["position"]
+        fields["options"] = options
+        return fields
+
+
+class ReleaseLicenseForm(forms.Form):
+    """Move a release to a version of its license, and choose how holders of older versions move with it."""
+
+    license = forms.ModelChoiceField(queryset=None, label=_("License version"))
+    license_update_mode = forms.ChoiceField(
+        label=_("When the version changes"), choices=ModelRelease.LicenseUpdateMode.choices
+    )
+
+    def __init__(self, *args, release: ModelRelease, **kwargs):
+        super().__init__(*args, **kwargs)
+        slug = release.license.slug if release.license else None
+        self.fields["license"].queryset = License.objects.filter(slug=slug).order_by("-published_at", "-id")
+        self.fields["license"].label_from_instance = lambda obj: (
+            f"{obj.title} v{obj.version} ({obj.published_at:%Y-%m-%d})"
+        )
+
+
+class LicenseVersionForm(forms.Form):
+    """A new version of a release's license (published once, never edited)."""
+
+    version = forms.CharField(label=_("Version"), max_length=40)
+    title = forms.CharField(label=_("Title"), max_length=200)
+    summary_of_changes = forms.CharField(
+        label=_("Summary of changes"), widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000
+    )
+    text = forms.CharField(label=_("Full text"), widget=forms.Textarea(attrs={"rows": 12}), max_length=200_000)

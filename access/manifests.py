@@ -26,19 +26,22 @@ METALINK_NS = "urn:ietf:params:xml:ns:metalink"
 
 def render(fmt: str, *, repo_id: str, revision: str, expires_at: str, entries: list[dict]) -> str:
     """entries: [{path, size, sha256, url, wget_url?, pieces?: {length, sha256: [...]},
-    urls?: [{mirror, url, priority, location}]}] ordered by path."""
+    urls?: [{mirror, url, priority, location}]}] ordered by path. Every format names its revision (as a
+    comment where the format has them; a wget list cannot, so the response's X-Revision header does)."""
     if fmt == "json":
         return json.dumps(
             {"repo_id": repo_id, "revision": revision, "expires_at": expires_at, "files": [_json(e) for e in entries]}
         )
     if fmt == "aria2":
         # aria2c -i: each URI line is followed by its indented options; it verifies the checksum itself.
-        return "".join(f"{e['url']}\n  out={e['path']}\n  checksum=sha-256={e['sha256']}\n" for e in entries)
+        return f"# {repo_id} revision {revision}\n" + "".join(
+            f"{e['url']}\n  out={e['path']}\n  checksum=sha-256={e['sha256']}\n" for e in entries
+        )
     if fmt == "wget":
         # wget -i names each file after the last segment of its URL, so these URLs end in the file name.
         return "".join(f"{e.get('wget_url') or e['url']}\n" for e in entries)
     if fmt == "sha256sum":
-        return "".join(f"{e['sha256']}  {e['path']}\n" for e in entries)
+        return f"# {repo_id} revision {revision}\n" + "".join(f"{e['sha256']}  {e['path']}\n" for e in entries)
     if fmt == "metalink":
         return _metalink(repo_id, revision, entries)
     raise ValueError(fmt)

@@ -45,7 +45,10 @@ class User(AbstractUser):
     objects = UserManager()
 
     class Meta:
-        permissions = [("review_accessrequest", "Can review access requests and manage grants")]
+        permissions = [
+            ("review_accessrequest", "Can review access requests and manage grants"),
+            ("manage_release", "Can manage release policies: access forms, license versions and revisions"),
+        ]
 
     def __str__(self):
         return self.email
@@ -60,10 +63,15 @@ class TimeStamped(models.Model):
 
 
 class License(TimeStamped):
+    """One version of a license: a license is every row with the same slug. Versions are never edited once
+    published; a change is a new version, which releases then move to."""
+
     slug = models.SlugField(max_length=100)
     version = models.CharField(max_length=40)
     title = models.CharField(max_length=200)
     text = models.TextField()
+    summary_of_changes = models.TextField(blank=True, help_text=_("What changed since the previous version"))
+    published_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["slug", "version"], name="license_slug_version_unique")]
@@ -81,13 +89,24 @@ class ModelRelease(TimeStamped):
         MANUAL = "manual", _("Manual review")
         AUTO_DOMAIN = "auto_domain", _("Automatic for allow-listed email domains")
 
+    class LicenseUpdateMode(models.TextChoices):
+        RECONSENT = "reconsent", _("Holders accept the new version themselves")
+        REVIEW = "review", _("Holders accept the new version and a reviewer approves them again")
+
     repo_id = models.CharField(max_length=200, unique=True)
     display_name = models.CharField(max_length=200)
     parameters = models.BigIntegerField(null=True, blank=True, help_text=_("Parameter count"))
     description = models.TextField(blank=True)
     access = models.CharField(max_length=10, choices=Access.choices, default=Access.OPEN)
     license = models.ForeignKey(License, on_delete=models.PROTECT, null=True, blank=True, related_name="releases")
+    # The 40-hex id of `main`, the latest published revision (what Hugging Face clients see as the commit).
     revision = models.CharField(max_length=40, blank=True, help_text=_("40-hex id derived from the file list"))
+    main_revision = models.ForeignKey(
+        "ReleaseRevision", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    license_update_mode = models.CharField(
+        max_length=10, choices=LicenseUpdateMode.choices, default=LicenseUpdateMode.RECONSENT
+    )
     published = models.BooleanField(default=True)
     approval_mode = models.CharField(max_length=20, choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
     auto_approve_domains = models.TextField(
@@ -123,9 +142,83 @@ class ModelRelease(TimeStamped):
     def name(self):
         return self.repo_id.split("/", 1)[1]
 
+    @property
+    def files(self):
+        """The files of `main`, the latest published revision (older revisions: `revision.files`)."""
+        if self.main_revision_id is None:
+            return ModelFile.objects.none()
+        return ModelFile.objects.filter(revision_id=self.main_revision_id)
+
+
+# Once a revision is published, its files never change: no file joins or leaves it and none is edited.
+# The services keep to this; on PostgreSQL these triggers make sure nothing else can break it.
+FILE_IMMUTABLE_SQL = """
+IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.revision_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM access_releaserevision r WHERE r.id = OLD.revision_id AND r.published_at IS NOT NULL
+) THEN
+    RAISE EXCEPTION 'the files of published revision % cannot change', OLD.revision_id;
+END IF;
+IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.revision_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM access_releaserevision r WHERE r.id = NEW.revision_id AND r.published_at IS NOT NULL
+) THEN
+    RAISE EXCEPTION 'no file can be added to published revision %', NEW.revision_id;
+END IF;
+IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+END IF;
+RETURN NEW;
+"""
+REVISION_IMMUTABLE_SQL = """
+IF OLD.published_at IS NOT NULL AND (
+    TG_OP = 'DELETE' OR NEW.sha IS DISTINCT FROM OLD.sha OR NEW.number IS DISTINCT FROM OLD.number
+    OR NEW.release_id IS DISTINCT FROM OLD.release_id OR NEW.published_at IS DISTINCT FROM OLD.published_at
+) THEN
+    RAISE EXCEPTION 'published revision % cannot change (only its notes can)', OLD.id;
+END IF;
+IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+END IF;
+RETURN NEW;
+"""
+
+
+class ReleaseRevision(models.Model):
+    """One published state of a release's files. `main` is the newest; older ones stay downloadable by id."""
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    sha = models.CharField(max_length=40, help_text=_("40-hex id of the revision"))
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["release", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "number"], name="revision_release_number_unique"),
+            models.UniqueConstraint(fields=["release", "sha"], name="revision_release_sha_unique"),
+            models.CheckConstraint(condition=Q(sha__regex=r"^[0-9a-f]{40}$"), name="revision_sha_hex"),
+        ]
+        triggers = [
+            pgtrigger.Trigger(
+                name="published_revision_immutable",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update | pgtrigger.Delete,
+                func=REVISION_IMMUTABLE_SQL,
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.release.repo_id}@{self.number} ({self.sha[:12]})"
+
 
 class ModelFile(TimeStamped):
-    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="files")
+    """A file of one revision. Files registered but not yet published have no revision (the release's draft)."""
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="all_files")
+    revision = models.ForeignKey(
+        ReleaseRevision, on_delete=models.PROTECT, null=True, blank=True, related_name="files", editable=False
+    )
     path = models.CharField(max_length=500)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
@@ -139,7 +232,12 @@ class ModelFile(TimeStamped):
     class Meta:
         ordering = ["path"]
         constraints = [
-            models.UniqueConstraint(fields=["release", "path"], name="file_release_path_unique"),
+            models.UniqueConstraint(
+                fields=["revision", "path"], condition=Q(revision__isnull=False), name="file_revision_path_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["release", "path"], condition=Q(revision__isnull=True), name="file_draft_path_unique"
+            ),
             models.CheckConstraint(condition=Q(size__gte=0), name="file_size_non_negative"),
             models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="file_sha256_hex"),
             models.CheckConstraint(
@@ -148,6 +246,14 @@ class ModelFile(TimeStamped):
             ),
         ]
         indexes = [models.Index(fields=["storage_key"], name="file_storage_key_idx")]
+        triggers = [
+            pgtrigger.Trigger(
+                name="published_files_immutable",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                func=FILE_IMMUTABLE_SQL,
+            )
+        ]
 
     def __str__(self):
         return f"{self.release.repo_id}/{self.path}"
@@ -193,6 +299,67 @@ class ReleaseMirror(TimeStamped):
         return f"{self.release.repo_id} on {self.mirror} ({self.status})"
 
 
+QUESTION_KEY_RE = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+class AccessQuestion(models.Model):
+    """An extra question of a release's access form. Once a release has requests, a change makes a new version
+    of the question (the old one is retired), so every answer keeps the text it answered."""
+
+    class Kind(models.TextChoices):
+        SHORT_TEXT = "short_text", _("Short text")
+        LONG_TEXT = "long_text", _("Long text")
+        CHOICE = "choice", _("Single choice")
+        MULTIPLE_CHOICE = "multiple_choice", _("Multiple choice")
+        COUNTRY = "country", _("Country")
+        DATE = "date", _("Date")
+        ATTESTATION = "attestation", _("Checkbox (attestation)")
+        URL = "url", _("URL")
+        EMAIL = "email", _("Email")
+        FILE = "file", _("File upload (PDF, PNG, JPEG)")
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="questions")
+    key = models.CharField(max_length=40, help_text=_("The question's id in the API: lower case, digits, _"))
+    version = models.PositiveIntegerField(default=1)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    label_en = models.CharField(max_length=300)
+    label_zh = models.CharField(max_length=300, blank=True)
+    help_en = models.TextField(blank=True)
+    help_zh = models.TextField(blank=True)
+    required = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0)
+    # choices: [{"value", "label_en", "label_zh"}]; long text: min_length, max_length; file: max_size, types
+    options = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["release", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "key", "version"], name="question_key_version_unique"),
+            models.UniqueConstraint(
+                fields=["release", "key"], condition=Q(retired_at__isnull=True), name="question_one_current_per_key"
+            ),
+            models.CheckConstraint(condition=Q(key__regex=QUESTION_KEY_RE), name="question_key_format"),
+        ]
+
+    def __str__(self):
+        return f"{self.release.repo_id}:{self.key} v{self.version}"
+
+    def label(self, language: str = "") -> str:
+        return (self.label_zh if language.startswith("zh") else "") or self.label_en
+
+    def help(self, language: str = "") -> str:
+        return (self.help_zh if language.startswith("zh") else "") or self.help_en
+
+    def choices(self, language: str = "") -> list[tuple[str, str]]:
+        zh = language.startswith("zh")
+        return [
+            (str(c["value"]), (c.get("label_zh") if zh else "") or c.get("label_en") or str(c["value"]))
+            for c in self.options.get("choices", [])
+        ]
+
+
 class AccessRequestQuerySet(models.QuerySet):
     def open(self):
         """Waiting on a reviewer or on the applicant: at most one per applicant and release."""
@@ -201,6 +368,7 @@ class AccessRequestQuerySet(models.QuerySet):
 
 class AccessRequest(TimeStamped):
     class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft (not submitted)")
         PENDING = "pending", _("Pending review")
         NEEDS_INFO = "needs_info", _("More information needed")
         APPROVED = "approved", _("Approved")
@@ -208,6 +376,8 @@ class AccessRequest(TimeStamped):
         WITHDRAWN = "withdrawn", _("Withdrawn")
 
     OPEN_STATUSES = (Status.PENDING, Status.NEEDS_INFO)
+    # At most one of these per applicant and release: a draft waits for its uploads, then is submitted.
+    UNFINISHED_STATUSES = (Status.DRAFT, Status.PENDING, Status.NEEDS_INFO)
 
     class Origin(models.TextChoices):
         APPLICANT = "applicant", _("Filed by the applicant")
@@ -236,6 +406,8 @@ class AccessRequest(TimeStamped):
     role = models.CharField(max_length=200)
     intended_use = models.TextField()
     publications = models.TextField(blank=True)
+    # The answers to the release's own questions, as one text for the reviewer queue's search.
+    answers_text = models.TextField(blank=True, editable=False)
 
     license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="+")
     license_version = models.CharField(max_length=40)
@@ -252,6 +424,11 @@ class AccessRequest(TimeStamped):
     decided_at = models.DateTimeField(null=True, blank=True)
     renewal_of = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="renewals")
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.APPLICANT)
+    # A grant holder accepting a new license version of a release that asks for a new review: approving this
+    # request moves that grant to the new version instead of issuing another grant.
+    reconsent_of = models.ForeignKey(
+        "Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="license_reviews"
+    )
 
     objects = AccessRequestQuerySet.as_manager()
 
@@ -260,7 +437,7 @@ class AccessRequest(TimeStamped):
         constraints = [
             models.UniqueConstraint(
                 fields=["applicant", "release"],
-                condition=Q(status__in=["pending", "needs_info"]),
+                condition=Q(status__in=["draft", "pending", "needs_info"]),
                 name="request_one_open_per_applicant_release",
             ),
             models.CheckConstraint(
@@ -281,6 +458,41 @@ class AccessRequest(TimeStamped):
     @property
     def is_open(self):
         return self.status in self.OPEN_STATUSES
+
+
+class RequestAnswer(models.Model):
+    """An answer to one version of a release's question (a file question's answer is an attachment id)."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="answers")
+    question = models.ForeignKey(AccessQuestion, on_delete=models.PROTECT, related_name="answers")
+    value = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["question__position", "question_id"]
+        constraints = [models.UniqueConstraint(fields=["request", "question"], name="answer_one_per_question")]
+
+    def __str__(self):
+        return f"{self.request_id}:{self.question.key}"
+
+
+class RequestAttachment(models.Model):
+    """A file an applicant uploaded for a file question; kept in storage, readable only by reviewers."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="attachments")
+    question = models.ForeignKey(AccessQuestion, on_delete=models.PROTECT, related_name="+")
+    filename = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=50)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=1000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return self.filename
 
 
 class ReasonTemplate(TimeStamped):
@@ -323,6 +535,10 @@ class Grant(TimeStamped):
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
     expired_notified_at = models.DateTimeField(null=True, blank=True)
     issued_email_sent_at = models.DateTimeField(null=True, blank=True)
+    # The license version the holder accepted last; downloads need it to be the release's current one.
+    license = models.ForeignKey(License, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    license_accepted_at = models.DateTimeField(null=True, blank=True)
+    license_accepted_ip = models.GenericIPAddressField(null=True, blank=True)
 
     objects = GrantQuerySet.as_manager()
 
@@ -341,6 +557,11 @@ class Grant(TimeStamped):
         # The same rule as GrantQuerySet.active, for a row already loaded.
         return self.revoked_at is None and self.expires_at > timezone.now()
 
+    @property
+    def license_current(self) -> bool:
+        """Whether the holder accepted the license version the release is on now (compares ids only)."""
+        return self.license_id is not None and self.license_id == self.release.license_id
+
 
 class UrlBatch(TimeStamped):
     """One set of signed URLs for every file of a grant's release; the newest ready one is current."""
@@ -355,6 +576,7 @@ class UrlBatch(TimeStamped):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     expires_at = models.DateTimeField(null=True, blank=True)
     urls = models.JSONField(default=list, blank=True, help_text=_("[{path, size, sha256, url}]"))
+    revision = models.CharField(max_length=40, blank=True, help_text=_("The revision whose files it signs"))
 
     class Meta:
         ordering = ["-created_at"]
@@ -430,6 +652,7 @@ class DownloadEvent(models.Model):
     # PROTECT everywhere: a CASCADE is a DELETE and a SET_NULL an UPDATE, both refused by the trigger.
     release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="+")
     file = models.ForeignKey(ModelFile, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    revision = models.ForeignKey(ReleaseRevision, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

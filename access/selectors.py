@@ -5,18 +5,33 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
 
 from . import cache
-from .models import AccessRequest, ApiToken, Grant, ModelFile, ModelRelease, ReleaseMirror, User
+from .models import (
+    AccessQuestion,
+    AccessRequest,
+    ApiToken,
+    Grant,
+    ModelFile,
+    ModelRelease,
+    ReleaseMirror,
+    ReleaseRevision,
+    RequestAnswer,
+    User,
+)
 from .storage import Location, UnknownMirror, locations
+
+MAIN = "main"
+REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 def release_list(*, user: User | None = None) -> QuerySet[ModelRelease]:
+    in_main = Q(all_files__revision_id=F("main_revision_id"))
     qs = (
         ModelRelease.objects.select_related("license")
-        .annotate(file_count=Count("files"), total_size=Sum("files__size"))
+        .annotate(file_count=Count("all_files", filter=in_main), total_size=Sum("all_files__size", filter=in_main))
         .order_by("parameters", "repo_id")
     )
     if user is not None and user.is_authenticated and user.has_perm("access.review_accessrequest"):
@@ -41,8 +56,26 @@ def release_get(*, repo_id: str, user: User | None = None, with_totals: bool = F
     return release
 
 
-def release_files(*, release: ModelRelease) -> QuerySet[ModelFile]:
-    return release.files.order_by("path")
+def release_files(*, release: ModelRelease, revision: ReleaseRevision | None = None) -> QuerySet[ModelFile]:
+    """The files of a revision, `main` when none is named."""
+    return (revision.files if revision is not None else release.files).order_by("path")
+
+
+def release_revision(*, release: ModelRelease, revision: str | None) -> ReleaseRevision | bool | None:
+    """The published revision a caller names: None for `main` (or nothing named: the release row already says
+    what main is), the revision for its 40-hex id, False when there is no such revision."""
+    if not revision or revision == MAIN:
+        return None
+    if not REVISION_RE.match(revision):
+        return False
+    found = ReleaseRevision.objects.filter(release=release, sha=revision, published_at__isnull=False).first()
+    if found is None:
+        return False
+    return None if found.pk == release.main_revision_id else found
+
+
+def release_revisions(*, release: ModelRelease) -> QuerySet[ReleaseRevision]:
+    return release.revisions.filter(published_at__isnull=False).annotate(file_count=Count("files")).order_by("-number")
 
 
 def release_locations(*, release: ModelRelease) -> list[Location]:
@@ -83,14 +116,16 @@ def clean_file_path(path: str) -> str | None:
     return path
 
 
-def release_file_get(*, release: ModelRelease, path: str) -> ModelFile | None:
+def release_file_get(*, release: ModelRelease, path: str, revision: ReleaseRevision | None = None) -> ModelFile | None:
     clean = clean_file_path(path)
     if clean is None:
         return None
+    if revision is not None:
+        return release_files(release=release, revision=revision).filter(path=clean).first()
     key = ("file", release.repo_id, clean)
     file = cache.get(key)
     if file is None:
-        file = release.files.filter(path=clean).first()
+        file = release_files(release=release).filter(path=clean).first()
         if file is not None and release.published:
             file.release = release
             cache.put(key, file)
@@ -98,15 +133,19 @@ def release_file_get(*, release: ModelRelease, path: str) -> ModelFile | None:
 
 
 def file_get(*, repo_id: str, path: str, user: User | None = None) -> ModelFile | None:
-    """A release's file with its release, in one query (none while access.cache holds it): the per-file
-    download path."""
+    """A file of a release's main revision with its release, in one query (none while access.cache holds it):
+    the per-file download path."""
     clean = clean_file_path(path)
     if clean is None:
         return None
     key = ("file", repo_id, clean)
     file = cache.get(key)
     if file is None:
-        file = ModelFile.objects.select_related("release").filter(release__repo_id=repo_id, path=clean).first()
+        file = (
+            ModelFile.objects.select_related("release")
+            .filter(release__repo_id=repo_id, path=clean, revision_id=F("release__main_revision_id"))
+            .first()
+        )
         if file is not None and file.release.published:
             cache.put(key, file)
     if file is None or (not file.release.published and not is_reviewer(user)):
@@ -127,6 +166,27 @@ def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
     grant = Grant.objects.active().filter(user=user, release=release).order_by("-expires_at").first()
     cache.put(key, grant)
     return grant
+
+
+def license_accept_url(grant: Grant) -> str:
+    return settings.SITE_URL + reverse("grant-license", kwargs={"public_id": grant.public_id})
+
+
+def release_questions(*, release: ModelRelease) -> list[AccessQuestion]:
+    """The current questions of a release's access form, in the order applicants see them."""
+    return list(AccessQuestion.objects.filter(release=release, retired_at__isnull=True).order_by("position", "id"))
+
+
+def request_answers(*, access_request: AccessRequest) -> list[RequestAnswer]:
+    """The answers to the release's own questions, each with the version of the question it answered."""
+    return list(access_request.answers.select_related("question").order_by("question__position", "question_id"))
+
+
+def with_answers(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
+    """Requests with their answers and attachments loaded in two more queries, for lists and exports."""
+    return queryset.prefetch_related(
+        Prefetch("answers", queryset=RequestAnswer.objects.select_related("question")), "attachments"
+    )
 
 
 def request_url(access_request: AccessRequest) -> str:
@@ -163,6 +223,10 @@ def is_reviewer(user) -> bool:
     return bool(user and user.is_authenticated and user.is_active and user.has_perm("access.review_accessrequest"))
 
 
+def is_release_manager(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and user.has_perm("access.manage_release"))
+
+
 def review_queue(
     *,
     status: str | None = "pending",
@@ -172,8 +236,8 @@ def review_queue(
     search: str | None = None,
 ) -> QuerySet[AccessRequest]:
     qs = AccessRequest.objects.select_related("release", "applicant").order_by("created_at", "id")
-    if status:
-        qs = qs.filter(status=status)
+    # Drafts are not submitted yet: they are not the reviewers' unless asked for by status.
+    qs = qs.filter(status=status) if status else qs.exclude(status=AccessRequest.Status.DRAFT)
     if release:
         qs = qs.filter(release__repo_id=release)
     if country:
@@ -181,5 +245,10 @@ def review_queue(
     if organization_type:
         qs = qs.filter(organization_type=organization_type)
     if search:
-        qs = qs.filter(Q(full_name__icontains=search) | Q(email__icontains=search) | Q(affiliation__icontains=search))
+        qs = qs.filter(
+            Q(full_name__icontains=search)
+            | Q(email__icontains=search)
+            | Q(affiliation__icontains=search)
+            | Q(answers_text__icontains=search)
+        )
     return qs

@@ -2,7 +2,7 @@ from django.urls import path, re_path
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import grants, metrics, requests, review, webhooks
+from .views import grants, manage, metrics, requests, review, webhooks
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
@@ -18,24 +18,40 @@ urlpatterns = [
     path("requests/", requests.my_requests, name="my-requests"),
     path("requests/<str:public_id>/", requests.request_detail, name="request-detail"),
     path("requests/<str:public_id>/withdraw", requests.request_withdraw, name="request-withdraw"),
+    path("requests/<str:public_id>/attachments", requests.request_attach, name="request-attach"),
+    path("requests/<str:public_id>/submit", requests.request_submit_draft, name="request-submit"),
     path("grants/", grants.my_grants, name="my-grants"),
     path("grants/<str:public_id>/", grants.grant_detail, name="grant-detail"),
     path("grants/<str:public_id>/status", grants.grant_batch_status, name="grant-batch-status"),
     path("grants/<str:public_id>/batch.<str:fmt>", grants.grant_batch_download, name="grant-batch-download"),
     path("grants/<str:public_id>/refresh", grants.grant_refresh, name="grant-refresh"),
     path("grants/<str:public_id>/renew", grants.grant_renew, name="grant-renew"),
+    path("grants/<str:public_id>/license", grants.grant_license, name="grant-license"),
     path("tokens/", grants.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", grants.token_revoke, name="token-revoke"),
     # Reviewers
     path("review/", review.queue, name="review-queue"),
     path("review/bulk", review.bulk, name="review-bulk"),
     path("review/requests/<str:public_id>/", review.detail, name="review-detail"),
+    path("review/attachments/<str:public_id>", review.attachment, name="review-attachment"),
     path("review/grants/", review.grants, name="review-grants"),
     path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
     path("review/export/<str:kind>.csv", review.export, name="review-export"),
     # Webhook endpoints (admins and release managers)
     path("webhooks/", webhooks.endpoints, name="webhooks"),
     path("webhooks/<str:public_id>/", webhooks.endpoint_detail, name="webhook-detail"),
+    # Release managers
+    path("manage/", manage.releases, name="manage-releases"),
+    re_path(rf"^manage/{REPO}/$", manage.release, name="manage-release"),
+    re_path(rf"^manage/{REPO}/preview$", manage.preview, name="manage-preview"),
+    re_path(rf"^manage/{REPO}/license$", manage.license_move, name="manage-license"),
+    re_path(rf"^manage/{REPO}/license/versions$", manage.license_version, name="manage-license-version"),
+    re_path(rf"^manage/{REPO}/questions/(?P<key>[a-z][a-z0-9_]*)$", manage.question_edit, name="manage-question"),
+    re_path(
+        rf"^manage/{REPO}/questions/(?P<key>[a-z][a-z0-9_]*)/retire$",
+        manage.question_retire,
+        name="manage-question-retire",
+    ),
     # File serving
     path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
     path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),

@@ -109,3 +109,18 @@ def grant_for(user, release, reviewer):
 
 def token_secret(user, name="test", **kwargs) -> str:
     return services.token_create(actor=services.Actor(user=user), name=name, **kwargs)[1]
+
+
+def add_question(release, key, kind="short_text", **fields):
+    """One of a release's own questions, through the service a release manager's form calls."""
+    return services.question_create(
+        actor=services.command_actor("tests"),
+        release=release,
+        key=key,
+        fields={"kind": kind, "label_en": fields.pop("label_en", key.replace("_", " ").capitalize()), **fields},
+    )
+
+
+# Small files of the kinds an upload question takes, recognised by their first bytes.
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

@@ -3,6 +3,7 @@ access rules (not from the code). Plus signed-URL attacks and guessed ids. Zero 
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,9 +16,18 @@ from rest_framework.test import APIClient
 
 from access import services
 from access.downloads import relay_url
-from access.models import AccessRequest, ApiToken, AuditEvent, DownloadEvent, Grant, ModelRelease, User
+from access.models import (
+    AccessRequest,
+    ApiToken,
+    AuditEvent,
+    DownloadEvent,
+    Grant,
+    ModelRelease,
+    RequestAttachment,
+    User,
+)
 from access.storage import get_storage
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file, grant_for
+from tests.factories import PDF, AccessRequestFactory, ReleaseFactory, UserFactory, add_file, add_question, grant_for
 from tests.support.auth import login_recently
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +42,7 @@ ROLES = [
     "approved",
     "revoked",
     "expired",
+    "old_license",
     "inactive",
     "unpublished",
     "other_researcher",
@@ -57,6 +68,7 @@ GATED_CODE = {
     "rejected": "rejected",
     "revoked": "revoked",
     "expired": "expired",
+    "old_license": "license_update",
     "inactive": "account_inactive",
     "unpublished": "not_found",
     "other_researcher": "pending",
@@ -65,7 +77,7 @@ GATED_CODE = {
 }
 REVIEWERS = ("reviewer", "admin")
 # Roles holding a grant of their own (active or not) on the gated release.
-GRANT_HOLDERS = {"approved", "revoked", "expired", "inactive", "unpublished"}
+GRANT_HOLDERS = {"approved", "revoked", "expired", "old_license", "inactive", "unpublished"}
 
 
 @dataclass
@@ -77,6 +89,7 @@ class World:
     own_request: dict = field(default_factory=dict)
     own_grant: dict = field(default_factory=dict)
     relay: str = ""
+    victim_attachment: str = ""
 
 
 def build_world(role) -> World:
@@ -90,6 +103,7 @@ def build_world(role) -> World:
     victim = UserFactory(email="victim@uni.example")
     world.victim_grant = grant_for(victim, gated, reviewer)
     world.victim_request = AccessRequestFactory(applicant=victim, release=other_release)
+    world.victim_attachment = _attachment(world.victim_request).public_id
     other = UserFactory(email="other@uni.example")
     world.users["other"] = other
     world.tokens["other"] = services.token_create(actor=services.Actor(user=other), name="t")[1]
@@ -118,6 +132,13 @@ def build_world(role) -> World:
             Grant.objects.filter(pk=grant.pk).update(
                 issued_at=timezone.now() - timedelta(days=400), expires_at=timezone.now() - timedelta(days=1)
             )
+        if role == "old_license":
+            # The release moves to a new license version this holder has not accepted.
+            command = services.command_actor("tests")
+            newer = services.license_publish(
+                actor=command, slug=gated.license.slug, version="1.1", title="Test license", text="Version 1.1."
+            )
+            services.release_set_license(actor=command, release=gated, license=newer)
     actor = services.Actor(user=user)
     world.tokens["token"] = services.token_create(actor=actor, name="valid")[1]
     if role in REVIEWERS:
@@ -136,6 +157,22 @@ def build_world(role) -> World:
     if role == "unpublished":
         ModelRelease.objects.filter(pk=gated.pk).update(published=False)
     return world
+
+
+def _attachment(access_request) -> RequestAttachment:
+    """An upload on the victim's request, which only reviewers may read."""
+    question = add_question(access_request.release, "irb_letter", kind="file")
+    key = f"_attachments/{access_request.public_id}/letter.pdf"
+    size, sha = get_storage().save(key, io.BytesIO(PDF))
+    return RequestAttachment.objects.create(
+        request=access_request,
+        question=question,
+        filename="letter.pdf",
+        content_type="application/pdf",
+        size=size,
+        sha256=sha,
+        storage_key=key,
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +195,7 @@ ENDPOINTS = [
     Endpoint("manifest-wget", "get", "/api/v1/models/facebook/opt-175b/manifest?format=wget", "gated"),
     Endpoint("manifest-metalink", "get", "/api/v1/models/facebook/opt-175b/manifest?format=metalink", "gated"),
     Endpoint("file-mirror", "get", f"/api/v1/models/facebook/opt-175b/files/{SHARD}?mirror=primary", "gated", ok=302),
+    Endpoint("access-form", "get", "/api/v1/models/facebook/opt-175b/access-form", "release"),
     Endpoint("hf-tree", "get", "/api/models/facebook/opt-175b/tree/main?recursive=true", "gated"),
     Endpoint("hf-resolve", "get", f"/facebook/opt-175b/resolve/main/{SHARD}", "gated", ok=302),
     Endpoint("hf-resolve-head", "head", f"/facebook/opt-175b/resolve/main/{SHARD}", "gated", ok=302),
@@ -167,7 +205,17 @@ ENDPOINTS = [
     Endpoint("own-request", "get", "/api/v1/access-requests/{own_request}", "own_object"),
     Endpoint("victim-request", "get", "/api/v1/access-requests/{victim_request}", "victim_object"),
     Endpoint("victim-withdraw", "post", "/api/v1/access-requests/{victim_request}/withdraw", "victim_object"),
+    Endpoint("victim-attach", "post", "/api/v1/access-requests/{victim_request}/attachments", "victim_object"),
+    Endpoint("victim-submit", "post", "/api/v1/access-requests/{victim_request}/submit", "victim_object"),
+    Endpoint(
+        "victim-accept-license",
+        "post",
+        "/api/v1/grants/{victim_grant}/accept-license",
+        "victim_object",
+        {"version": "1.1", "accept_license": True, "noncommercial_attested": True},
+    ),
     Endpoint("review-list", "get", "/api/v1/review/access-requests", "review"),
+    Endpoint("review-attachment", "get", "/api/v1/review/attachments/{victim_attachment}", "review"),
     Endpoint("review-approve", "post", "/api/v1/review/access-requests/{victim_request}/approve", "review_action"),
     Endpoint(
         "review-reject",
@@ -213,6 +261,9 @@ ENDPOINTS = [
     Endpoint("web-review", "get", "/review/", "web_review"),
     Endpoint("web-webhooks", "get", "/webhooks/", "web_manage"),
     Endpoint("web-review-request", "get", "/review/requests/{victim_request}/", "web_review"),
+    Endpoint("web-review-attachment", "get", "/review/attachments/{victim_attachment}", "web_review"),
+    Endpoint("web-victim-license", "get", "/grants/{victim_grant}/license", "web_victim"),
+    Endpoint("web-manage", "get", "/manage/facebook/opt-175b/", "web_manage"),
     Endpoint("web-review-export", "get", "/review/export/downloads.csv", "web_review"),
     Endpoint(
         "web-review-decide", "post", "/review/requests/{victim_request}/", "web_review_action", {"action": "approve"}
@@ -251,7 +302,7 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
             case "web_review":
                 return (200, None) if reviewer else (404, None)
             case "web_manage":
-                # Webhook endpoints are for admins (and holders of manage_webhooks), not reviewers.
+                # Admins only here: webhooks and release policies are for holders of those permissions.
                 return (200, None) if who == "admin" else (404, None)
             case "web_review_action":
                 if not reviewer:
@@ -353,6 +404,7 @@ def test_attack_matrix(local_storage, endpoint, role):
             own_request=own.public_id if own else "",
             own_grant=own_grant.public_id if own_grant else "",
             relay=world.relay,
+            victim_attachment=world.victim_attachment,
         )
         if credential == "query":
             secret = world.tokens.get("token") or world.tokens["other"]

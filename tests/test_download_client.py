@@ -428,6 +428,33 @@ def test_expired_urls_trigger_one_fresh_manifest_per_wave(backend, tmp_path):
     assert refused, "the first, expired URLs were tried"
 
 
+def test_fresh_manifests_are_of_the_revision_the_run_started_on(backend, tmp_path):
+    backend.min_valid_sig = 2
+    result = run_client(backend, tmp_path, "--jobs", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifests = [p for p, _ in backend.seen("portal") if "/manifest" in p]
+    assert "revision=" not in manifests[0]
+    assert all(f"revision={'a' * 40}" in p for p in manifests[1:]) and len(manifests) == 2
+    state = json.loads((tmp_path / ".portal-download.json").read_text())
+    assert state == {"repo_id": REPO, "revision": "a" * 40, "complete": True}
+
+
+def test_an_unfinished_folder_resumes_its_revision_and_a_finished_one_updates(backend, tmp_path):
+    (tmp_path / ".portal-download.json").write_text(json.dumps({"repo_id": REPO, "revision": "b" * 40}))
+    pinned = run_client(backend, tmp_path, "--include", "config.json")
+    assert pinned.returncode == 2  # the fake portal only has revision aaaa…: the client refuses another one
+    assert f"Resuming revision {'b' * 40}" in pinned.stdout
+    assert f"revision={'b' * 40}" in next(p for p, _ in backend.seen("portal") if "/manifest" in p)
+    assert "not 'bbbb" in pinned.stderr
+    (tmp_path / ".portal-download.json").write_text(
+        json.dumps({"repo_id": REPO, "revision": "b" * 40, "complete": True})
+    )
+    updated = run_client(backend, tmp_path)
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert f"Updating from revision {'b' * 40} to {'a' * 40}" in updated.stdout
+    assert "invalid --revision" in run_client(backend, tmp_path, "--revision", "v2").stderr
+
+
 def test_429_with_retry_after_is_honoured(backend, tmp_path):
     name = "config.json"
     backend.manifest_429 = 1

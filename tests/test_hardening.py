@@ -65,7 +65,7 @@ def test_hostile_answers_get_a_clear_400_and_write_nothing(api, gated, field, va
     body = response.json()
     assert body["code"] in ("invalid", "not_found")
     if response.status_code == 400:
-        assert field in body["errors"], body
+        assert field in body["fields"], body
     assert not AccessRequest.objects.exists()
     assert not AuditEvent.objects.filter(action="request.submitted").exists()
 

@@ -252,6 +252,7 @@ def test_switching_a_release_in_the_admin_goes_through_the_service(client, gated
         "published": "on",
         "approval_mode": "manual",
         "auto_approve_domains": "",
+        "license_update_mode": "reconsent",
         "parameters": "",
     }
     response = client.post(f"/admin/access/modelrelease/{open_release.pk}/change/", data)

@@ -25,6 +25,24 @@ def get_release_or_404(request, repo_id, *, with_totals=False):
     return release
 
 
+REVISION_PARAM = OpenApiParameter(
+    "revision", OpenApiTypes.STR, description="a revision's 40-hex id, or main (the default: the latest published)"
+)
+
+
+def revision_or_404(request, release):
+    """The revision `?revision=` names (None for main), or the API's 404."""
+    revision = selectors.release_revision(release=release, revision=request.query_params.get("revision"))
+    if revision is False:
+        raise ApiError(
+            _("%(repo)s has no revision %(rev)s; use main or the id of a published revision.")
+            % {"repo": release.repo_id, "rev": request.query_params.get("revision", "")[:80]},
+            "not_found",
+            404,
+        )
+    return revision
+
+
 def require_access(request, release, *, via: str, path: str = "") -> downloads.AccessDecision:
     """The gate's decision for this call, or its refusal as the API's JSON error."""
     decision = downloads.authorize(actor=actor_for(request), release=release, via=via, path=path)
@@ -37,6 +55,14 @@ class LicenseSerializer(serializers.Serializer):
     slug = serializers.CharField()
     version = serializers.CharField()
     title = serializers.CharField()
+
+
+class RevisionSerializer(serializers.Serializer):
+    id = serializers.CharField(source="sha")
+    number = serializers.IntegerField()
+    notes = serializers.CharField()
+    published_at = serializers.DateTimeField()
+    file_count = serializers.IntegerField()
 
 
 class ReleaseSerializer(serializers.Serializer):
@@ -58,7 +84,12 @@ class FileSerializer(serializers.Serializer):
 
 
 class ReleaseDetailSerializer(ReleaseSerializer):
-    files = FileSerializer(many=True, source="files.all")
+    """A release at one revision (`main` unless `?revision=` names another), with the list of its revisions."""
+
+    revision = serializers.CharField(source="shown_revision")
+    revision_number = serializers.IntegerField(allow_null=True)
+    files = FileSerializer(many=True, source="shown_files")
+    revisions = RevisionSerializer(many=True, source="revision_list")
 
 
 class ReleaseListApi(generics.ListAPIView):
@@ -74,9 +105,26 @@ class ReleaseListApi(generics.ListAPIView):
 
 
 class ReleaseDetailApi(APIView):
-    @extend_schema(responses={200: ReleaseDetailSerializer, 404: ERROR}, operation_id="models_retrieve")
+    @extend_schema(
+        parameters=[REVISION_PARAM],
+        responses={200: ReleaseDetailSerializer, 404: ERROR},
+        operation_id="models_retrieve",
+    )
     def get(self, request, namespace, name):
         release = get_release_or_404(request, f"{namespace}/{name}", with_totals=True)
+        revision = revision_or_404(request, release)
+        revisions = list(selectors.release_revisions(release=release))
+        wanted = revision.pk if revision is not None else release.main_revision_id
+        shown = next((r for r in revisions if r.pk == wanted), None)
+        files = selectors.release_files(release=release, revision=revision)
+        if revision is not None:  # the totals annotated on the release are main's
+            release.file_count, release.total_size = shown.file_count, sum(f.size for f in files) or None
+        release.revision_number = shown.number if shown else None
+        release.shown_revision, release.shown_files, release.revision_list = (
+            shown.sha if shown else release.revision,
+            files,
+            revisions,
+        )
         return Response(ReleaseDetailSerializer(release).data)
 
 
@@ -85,7 +133,7 @@ class FileDownloadApi(APIView):
     asked for when it serves the release, else on the first location of the default order."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("mirror", OpenApiTypes.STR, required=False)],
+        parameters=[REVISION_PARAM, OpenApiParameter("mirror", OpenApiTypes.STR, required=False)],
         responses={
             302: OpenApiResponse(description="Redirect to a signed URL"),
             400: ERROR,
@@ -97,7 +145,14 @@ class FileDownloadApi(APIView):
     )
     def get(self, request, namespace, name, path):
         repo_id = f"{namespace}/{name}"
-        file = selectors.file_get(repo_id=repo_id, path=path, user=request.user)
+        if request.query_params.get("revision", "main") != "main":
+            # An older revision by id: the release, its revision, then the file (the main path below is one query).
+            release = get_release_or_404(request, repo_id)
+            file = selectors.release_file_get(release=release, path=path, revision=revision_or_404(request, release))
+            if file is not None:
+                file.release = release
+        else:
+            file = selectors.file_get(repo_id=repo_id, path=path, user=request.user)
         if file is None:
             get_release_or_404(request, repo_id)  # says which of the two is unknown
             raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
@@ -122,7 +177,10 @@ class FileDownloadApi(APIView):
 
 class ManifestApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=list(manifests.FORMATS), default="json")],
+        parameters=[
+            OpenApiParameter("format", OpenApiTypes.STR, enum=list(manifests.FORMATS), default="json"),
+            REVISION_PARAM,
+        ],
         responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
         operation_id="models_manifest",
     )
@@ -136,13 +194,14 @@ class ManifestApi(APIView):
                 400,
             )
         release = get_release_or_404(request, repo_id)
+        revision = revision_or_404(request, release)
         decision = require_access(request, release, via=DownloadEvent.Via.MANIFEST)
-        entries, expires_at = downloads.issue_manifest(decision, fmt=fmt, base_url=base_url(request))
-        body = manifests.render(
-            fmt, repo_id=release.repo_id, revision=release.revision, expires_at=expires_at, entries=entries
-        )
+        entries, expires_at = downloads.issue_manifest(decision, fmt=fmt, base_url=base_url(request), revision=revision)
+        sha = revision.sha if revision is not None else release.revision
+        body = manifests.render(fmt, repo_id=release.repo_id, revision=sha, expires_at=expires_at, entries=entries)
         response = HttpResponse(body, content_type=manifests.FORMATS[fmt])
         response["Cache-Control"] = "no-store"
+        response["X-Revision"] = sha
         if fmt != "json":
             response["Content-Disposition"] = f'inline; filename="{manifests.FILENAMES[fmt]}"'
         return response

@@ -19,6 +19,22 @@ class ApiError(exceptions.APIException):
         self.extra_headers = headers or {}
 
 
+class FieldErrors(ApiError):
+    """400 `{"code": "invalid", "detail", "fields": {name: [message, ...]}}`, from a form's errors."""
+
+    def __init__(self, fields: dict):
+        super().__init__(_("The request has invalid fields."), "invalid", 400)
+        self.fields = fields
+
+
+def form_errors(form) -> dict:
+    """A Django form's errors as the API sends them: field name → messages (`non_field_errors` for the rest)."""
+    return {
+        ("non_field_errors" if name == "__all__" else name): [str(message) for message in messages]
+        for name, messages in form.errors.items()
+    }
+
+
 def error_response(code: str, detail: str, status_code: int, headers=None) -> Response:
     return Response({"code": code, "detail": str(detail)}, status=status_code, headers=headers)
 
@@ -45,17 +61,20 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, FieldErrors):
+        response = error_response(exc.code, str(exc.detail), exc.status_code)
+        response.data["fields"] = exc.fields
+        return response
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     for name, value in getattr(exc, "extra_headers", {}).items():
         response[name] = value
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {
-            "code": "invalid",
-            "detail": _("The request has invalid fields."),
-            "errors": _flatten(exc.detail),
-        }
+        fields = _flatten(exc.detail)
+        # `errors` is the older name of `fields`, kept for clients written against it.
+        response.data = {"code": "invalid", "detail": _("The request has invalid fields."), "fields": fields}
+        response.data["errors"] = fields
         return response
     code = getattr(exc, "code", None) or (exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
     if isinstance(exc, exceptions.Throttled):

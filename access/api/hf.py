@@ -30,7 +30,8 @@ from rest_framework.views import APIView
 
 from .. import downloads, selectors
 from ..http import actor_for, base_url, download_redirect
-from ..models import DownloadEvent, ModelRelease
+from ..models import DownloadEvent, ModelRelease, ReleaseRevision
+from ..storage import LocalStorage, get_storage
 from ..text import printable
 from .errors import ApiError
 
@@ -58,8 +59,8 @@ def hf_error(detail: str, code: str, status: int, error_code: str, headers: dict
     )
 
 
-def entry_not_found(release: ModelRelease, detail: str) -> ApiError:
-    return hf_error(detail, "not_found", 404, "EntryNotFound", {"X-Repo-Commit": release.revision})
+def entry_not_found(commit: str, detail: str) -> ApiError:
+    return hf_error(detail, "not_found", 404, "EntryNotFound", {"X-Repo-Commit": commit})
 
 
 def git_blob_id(data: bytes) -> str:
@@ -74,6 +75,13 @@ def lfs_info(sha256: str, size: int) -> tuple[str, int]:
 
 def iso(dt) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Revision:
+    """The revision a Hub call names: its id, and the row unless it is main (which the release row describes)."""
+
+    def __init__(self, sha: str, row: ReleaseRevision | None):
+        self.sha, self.row = sha, row
 
 
 class HfApiView(APIView):
@@ -98,9 +106,12 @@ class HfApiView(APIView):
             raise hf_error(_("No release named %(repo)s.") % {"repo": repo_id}, "not_found", 404, "RepoNotFound")
         return release
 
-    def check_revision(self, release: ModelRelease, revision: str) -> None:
-        """Releases have one revision: `main` or its 40-hex id."""
-        if revision != DEFAULT_BRANCH and not (release.revision and revision == release.revision):
+    def check_revision(self, release: ModelRelease, revision: str) -> Revision:
+        """`main` (the latest published revision) or the 40-hex id of any published revision."""
+        if revision == release.revision and release.revision:
+            return Revision(release.revision, None)  # main by its id: no query
+        found = selectors.release_revision(release=release, revision=revision)
+        if found is False:
             raise hf_error(
                 _("%(repo)s has no revision %(rev)s; use main or %(sha)s.")
                 % {"repo": release.repo_id, "rev": revision, "sha": release.revision or DEFAULT_BRANCH},
@@ -108,6 +119,7 @@ class HfApiView(APIView):
                 404,
                 "RevisionNotFound",
             )
+        return Revision(found.sha, found) if found is not None else Revision(release.revision, None)
 
     def require_access(self, release: ModelRelease, path: str = "") -> downloads.AccessDecision:
         decision = downloads.authorize(
@@ -123,9 +135,10 @@ class ModelInfoApi(HfApiView):
 
     def get(self, request, repo_id, revision=DEFAULT_BRANCH):
         release = self.release(repo_id)
-        self.check_revision(release, revision)
+        rev = self.check_revision(release, revision)
         siblings = []
-        for path, size, sha256 in selectors.release_files(release=release).values_list("path", "size", "sha256"):
+        files = selectors.release_files(release=release, revision=rev.row)
+        for path, size, sha256 in files.values_list("path", "size", "sha256"):
             blob_id, pointer_size = lfs_info(sha256, size)
             siblings.append(
                 {
@@ -140,12 +153,12 @@ class ModelInfoApi(HfApiView):
             "id": release.repo_id,
             "modelId": release.repo_id,
             "author": release.namespace,
-            "sha": release.revision or None,
+            "sha": rev.sha or None,
             "private": False,
             "gated": "manual" if release.is_gated else False,
             "disabled": False,
             "createdAt": iso(release.created_at),
-            "lastModified": iso(release.updated_at),
+            "lastModified": iso(rev.row.published_at if rev.row else release.updated_at),
             "tags": [],
             "siblings": siblings,
         }
@@ -159,14 +172,14 @@ class TreeApi(HfApiView):
 
     def get(self, request, repo_id, revision, path=None):
         release = self.release(repo_id)
-        self.check_revision(release, revision)
+        rev = self.check_revision(release, revision)
         self.require_access(release)
         prefix = (path or "").strip("/")
         recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
-        entries = tree_entries(release, prefix=prefix, recursive=recursive)
+        entries = tree_entries(release, prefix=prefix, recursive=recursive, revision=rev)
         if entries is None:
             raise entry_not_found(
-                release, _("No folder %(path)s in %(repo)s.") % {"path": prefix, "repo": release.repo_id}
+                rev.sha, _("No folder %(path)s in %(repo)s.") % {"path": prefix, "repo": release.repo_id}
             )
         cursor = request.query_params.get("cursor", "0")
         if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 9:
@@ -180,19 +193,20 @@ class TreeApi(HfApiView):
         return response
 
 
-def tree_entries(release: ModelRelease, *, prefix: str, recursive: bool) -> list[dict] | None:
+def tree_entries(release: ModelRelease, *, prefix: str, recursive: bool, revision: Revision) -> list[dict] | None:
     """Entries under prefix ("" for the root) sorted by path, or None when prefix is not a folder."""
     base = f"{prefix}/" if prefix else ""
     entries: dict[str, dict] = {}
     found = not prefix
-    for path, size, sha256 in selectors.release_files(release=release).values_list("path", "size", "sha256"):
+    files = selectors.release_files(release=release, revision=revision.row)
+    for path, size, sha256 in files.values_list("path", "size", "sha256"):
         if not path.startswith(base):
             continue
         found = True
         parts = path[len(base) :].split("/")
         for depth in range(1, len(parts) if recursive else min(2, len(parts))):
             folder = base + "/".join(parts[:depth])
-            oid = hashlib.sha1(f"{release.revision}:{folder}".encode(), usedforsecurity=False).hexdigest()
+            oid = hashlib.sha1(f"{revision.sha}:{folder}".encode(), usedforsecurity=False).hexdigest()
             entries.setdefault(folder, {"type": "directory", "path": folder, "oid": oid, "size": 0})
         if recursive or len(parts) == 1:
             blob_id, pointer_size = lfs_info(sha256, size)
@@ -214,14 +228,18 @@ class ResolveApi(HfApiView):
 
     def get(self, request, repo_id, revision, path):
         release = self.release(repo_id)
-        self.check_revision(release, revision)
-        file = selectors.release_file_get(release=release, path=path)
+        rev = self.check_revision(release, revision)
+        file = selectors.release_file_get(release=release, path=path, revision=rev.row)
         if file is None:
-            raise entry_not_found(release, _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id})
+            raise entry_not_found(rev.sha, _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id})
         decision = self.require_access(release, path=file.path)
         url = downloads.issue_file(decision, file, base_url=base_url(request))
+        if isinstance(get_storage(), LocalStorage):
+            # The client follows a same-origin redirect and reads X-Repo-Commit from the storage response; a file
+            # unchanged between revisions is one object, so the storage view is told which revision was asked for.
+            url += "?" + urlencode({"revision": rev.sha})
         response = download_redirect(url)
-        response["X-Repo-Commit"] = release.revision
+        response["X-Repo-Commit"] = rev.sha
         response["X-Linked-Etag"] = f'"{file.sha256}"'
         response["X-Linked-Size"] = str(file.size)
         response["ETag"] = f'"{file.sha256}"'

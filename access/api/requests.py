@@ -1,21 +1,40 @@
-"""Access requests and grants: the applicant's own, and the reviewers' actions."""
+"""Access requests and grants: the applicant's own (applying headless included), and the reviewers' actions."""
 
+from django.http import FileResponse
+from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django_countries.serializer_fields import CountryField
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors, services
-from ..forms import INTENDED_USE_MIN
-from ..http import actor_for
-from ..models import AccessRequest, Grant
+from .. import questions, selectors, services
+from ..forms import INTENDED_USE_MIN, AccessRequestForm
+from ..http import actor_for, base_url
+from ..models import AccessQuestion, AccessRequest, Grant, RequestAttachment
 from ..permissions import IsAuthenticated, IsReviewer
-from ..text import clean_text
-from .catalog import ERROR
-from .errors import ApiError
+from ..storage import get_storage
+from .accessform import access_form_schema
+from .catalog import ERROR, get_release_or_404
+from .errors import ApiError, FieldErrors, form_errors
 from .pagination import Pagination
+from .parsers import JSONParser
+
+
+class AttachmentOutput(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id")
+    question = serializers.CharField(source="question.key")
+    url = serializers.SerializerMethodField(help_text="where reviewers read it")
+
+    class Meta:
+        model = RequestAttachment
+        fields = ["id", "question", "filename", "content_type", "size", "sha256", "created_at", "url"]
+
+    def get_url(self, obj) -> str:
+        return reverse("api-review-attachment", kwargs={"public_id": obj.public_id})
 
 
 class RequestOutput(serializers.ModelSerializer):
@@ -23,6 +42,9 @@ class RequestOutput(serializers.ModelSerializer):
     repo_id = serializers.CharField(source="release.repo_id")
     country = CountryField()
     grant = serializers.SerializerMethodField()
+    answers = serializers.SerializerMethodField(help_text="answers to the release's own questions, by question id")
+    questions = serializers.SerializerMethodField(help_text="the question each answer answered: label and version")
+    attachments = AttachmentOutput(many=True, read_only=True)
 
     class Meta:
         model = AccessRequest
@@ -47,14 +69,29 @@ class RequestOutput(serializers.ModelSerializer):
             "created_at",
             "updated_at",
             "grant",
+            "answers",
+            "questions",
+            "attachments",
         ]
 
     def get_grant(self, obj) -> str | None:
         grant = Grant.objects.filter(request=obj).only("public_id").first()
         return grant.public_id if grant else None
 
+    def get_answers(self, obj) -> dict:
+        return {answer.question.key: answer.value for answer in obj.answers.all()}
+
+    def get_questions(self, obj) -> dict:
+        language = translation.get_language() or ""
+        return {
+            answer.question.key: {"label": answer.question.label(language), "version": answer.question.version}
+            for answer in obj.answers.all()
+        }
+
 
 class RequestInput(serializers.Serializer):
+    """Documents the body; it is validated by access.forms.AccessRequestForm, the web form's validator."""
+
     repo_id = serializers.CharField(max_length=200)
     full_name = serializers.CharField(max_length=200)
     affiliation = serializers.CharField(max_length=300)
@@ -65,28 +102,41 @@ class RequestInput(serializers.Serializer):
     publications = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     accept_license = serializers.BooleanField()
     noncommercial_attested = serializers.BooleanField()
+    answers = serializers.DictField(required=False, help_text="answers to the release's questions (see access-form)")
+    draft = serializers.BooleanField(required=False, default=False, help_text="create it unsubmitted, to upload files")
 
-    def validate(self, data):
-        for name in ("full_name", "affiliation", "role"):
-            data[name] = self._clean(name, data[name], multiline=False, symbols=True)
-        for name in ("intended_use", "publications"):
-            data[name] = self._clean(name, data[name], multiline=True)
-        if not data["accept_license"]:
-            raise serializers.ValidationError({"accept_license": _("You must accept the license to apply.")})
-        if not data["noncommercial_attested"]:
-            raise serializers.ValidationError(
-                {"noncommercial_attested": _("Access is only for non-commercial research.")}
-            )
-        return data
 
-    @staticmethod
-    def _clean(name, value, multiline, symbols=False):
-        from django.core.exceptions import ValidationError
-
-        try:
-            return clean_text(value, multiline=multiline, name=symbols)
-        except ValidationError as exc:
-            raise serializers.ValidationError({name: exc.messages}) from None
+def validated_application(request, release) -> tuple[AccessRequestForm, bool]:
+    """The JSON body through the web form's own validator; field errors are the form's, under its field names
+    (the release's questions as `answers.<id>`)."""
+    body = request.data if isinstance(request.data, dict) else {}
+    answers = body.get("answers", {})
+    extra = {}
+    if answers is None:
+        answers = {}
+    if not isinstance(answers, dict):
+        extra["answers"] = [_("Expected an object of answers by question id.")]
+        answers = {}
+    form_questions = selectors.release_questions(release=release)
+    by_key = {question.key: question for question in form_questions}
+    for key in answers:
+        question = by_key.get(key)
+        if question is None:
+            extra[questions.field_name(str(key))[:100]] = [_("Unknown question.")]
+        elif question.kind == AccessQuestion.Kind.FILE:
+            extra[questions.field_name(key)] = [
+                _("This question takes a file: create the request as a draft and upload it to its attachments.")
+            ]
+    data = {k: v for k, v in body.items() if k not in ("answers", "draft", "repo_id")}
+    data.update({questions.field_name(k): v for k, v in answers.items() if k in by_key})
+    draft = body.get("draft", False)
+    if not isinstance(draft, bool):
+        extra["draft"] = [_("Expected true or false.")]
+    form = AccessRequestForm(data=data, release=release, questions=form_questions, api=True)
+    valid = form.is_valid()
+    if not valid or extra:
+        raise FieldErrors({**(form_errors(form) if not valid else {}), **extra})
+    return form, draft
 
 
 class ReasonInput(serializers.Serializer):
@@ -98,10 +148,34 @@ class GrantOutput(serializers.ModelSerializer):
     repo_id = serializers.CharField(source="release.repo_id")
     active = serializers.BooleanField(source="is_active")
     user = serializers.EmailField(source="user.email")
+    license = serializers.CharField(source="license.slug", allow_null=True, default=None)
+    license_version = serializers.CharField(source="license.version", allow_null=True, default=None)
+    license_current = serializers.BooleanField(help_text="whether the holder accepted the release's current version")
+    current_license_version = serializers.CharField(source="release.license.version", allow_null=True, default=None)
 
     class Meta:
         model = Grant
-        fields = ["id", "repo_id", "user", "issued_at", "expires_at", "revoked_at", "revoke_reason", "active"]
+        fields = [
+            "id",
+            "repo_id",
+            "user",
+            "issued_at",
+            "expires_at",
+            "revoked_at",
+            "revoke_reason",
+            "active",
+            "license",
+            "license_version",
+            "license_accepted_at",
+            "license_current",
+            "current_license_version",
+        ]
+
+
+class AcceptLicenseInput(serializers.Serializer):
+    version = serializers.CharField(max_length=40)
+    accept_license = serializers.BooleanField()
+    noncommercial_attested = serializers.BooleanField()
 
 
 class AccessRequestListApi(generics.ListAPIView):
@@ -110,7 +184,7 @@ class AccessRequestListApi(generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        return selectors.user_requests(user=self.request.user)
+        return selectors.with_answers(selectors.user_requests(user=self.request.user))
 
     @extend_schema(operation_id="access_requests_list")
     def get(self, request, *args, **kwargs):
@@ -122,21 +196,90 @@ class AccessRequestListApi(generics.ListAPIView):
         operation_id="access_requests_create",
     )
     def post(self, request):
-        data = RequestInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        release = selectors.release_get(repo_id=data.validated_data["repo_id"], user=request.user)
+        body = request.data if isinstance(request.data, dict) else {}
+        repo_id = body.get("repo_id")
+        if not isinstance(repo_id, str) or not repo_id:
+            raise FieldErrors({"repo_id": [_("This field is required.")]})
+        release = selectors.release_get(repo_id=repo_id[:200], user=request.user)
         if release is None:
             raise ApiError(_("No such release."), "not_found", 404)
+        if not release.is_gated:
+            raise ApiError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated", 400)
+        form, draft = validated_application(request, release)
         try:
             access_request = services.request_submit(
                 actor=actor_for(request),
                 release=release,
-                data=data.validated_data,
-                license_accepted=data.validated_data["accept_license"],
+                data=form.cleaned_data,
+                license_accepted=form.cleaned_data["accept_license"],
+                answers=form.answers(),
+                draft=draft,
             )
         except services.OpenRequestExists as exc:
             raise ApiError(str(exc), exc.code, 409) from None
         return Response(RequestOutput(access_request).data, status=status.HTTP_201_CREATED)
+
+
+class AccessFormApi(APIView):
+    """The release's request form as JSON Schema: what to POST to /api/v1/access-requests."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: ERROR}, operation_id="models_access_form")
+    def get(self, request, namespace, name):
+        release = get_release_or_404(request, f"{namespace}/{name}")
+        if not release.is_gated or release.license is None:
+            raise ApiError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated", 404)
+        return Response(access_form_schema(release, base_url=base_url(request)))
+
+
+def own_request_or_404(request, public_id) -> AccessRequest:
+    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
+    if access_request is None:
+        raise ApiError(_("Not found."), "not_found", 404)
+    return access_request
+
+
+class AccessRequestSubmitApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={200: RequestOutput, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR},
+        operation_id="access_requests_submit",
+    )
+    def post(self, request, public_id):
+        access_request = services.request_submit_draft(
+            actor=actor_for(request), access_request=own_request_or_404(request, public_id)
+        )
+        return Response(RequestOutput(access_request).data)
+
+
+class AccessRequestAttachmentsApi(APIView):
+    """Upload a file for one of the release's file questions (multipart: `question`, `file`), to a draft or while
+    the reviewer asks for more information."""
+
+    permission_classes = [IsAuthenticated]
+    # JSON too, so a body of the wrong kind is a field error (and a session's CSRF check can read any body).
+    parser_classes = [parsers.MultiPartParser, JSONParser]
+
+    @extend_schema(
+        request=inline_serializer(
+            "AttachmentInput", {"question": serializers.CharField(), "file": serializers.FileField()}
+        ),
+        responses={201: AttachmentOutput, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR},
+        operation_id="access_requests_attachments_create",
+    )
+    def post(self, request, public_id):
+        access_request = own_request_or_404(request, public_id)
+        upload, key = request.FILES.get("file"), request.data.get("question")
+        missing = {
+            name: [_("This field is required.")] for name, value in (("question", key), ("file", upload)) if not value
+        }
+        if missing:
+            raise FieldErrors(missing)
+        attachment = services.request_attach(
+            actor=actor_for(request), access_request=access_request, question_key=str(key), upload=upload
+        )
+        return Response(AttachmentOutput(attachment).data, status=status.HTTP_201_CREATED)
 
 
 class AccessRequestDetailApi(APIView):
@@ -144,10 +287,7 @@ class AccessRequestDetailApi(APIView):
 
     @extend_schema(responses={200: RequestOutput, 401: ERROR, 404: ERROR}, operation_id="access_requests_retrieve")
     def get(self, request, public_id):
-        access_request = selectors.user_request_get(user=request.user, public_id=public_id)
-        if access_request is None:
-            raise ApiError(_("Not found."), "not_found", 404)
-        return Response(RequestOutput(access_request).data)
+        return Response(RequestOutput(own_request_or_404(request, public_id)).data)
 
 
 class AccessRequestWithdrawApi(APIView):
@@ -172,7 +312,40 @@ class GrantListApi(generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        return selectors.user_grants(user=self.request.user)
+        return selectors.user_grants(user=self.request.user).select_related("license", "release__license")
+
+
+class GrantAcceptLicenseApi(APIView):
+    """Accept the release's current license version for this grant (the version the caller read)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=AcceptLicenseInput,
+        responses={
+            200: inline_serializer(
+                "LicenseAccepted", {"grant": GrantOutput(), "review_request": serializers.CharField(allow_null=True)}
+            ),
+            400: ERROR,
+            401: ERROR,
+            404: ERROR,
+            409: ERROR,
+        },
+        operation_id="grants_accept_license",
+    )
+    def post(self, request, public_id):
+        grant = selectors.user_grant_get(user=request.user, public_id=public_id)
+        if grant is None:
+            raise ApiError(_("Not found."), "not_found", 404)
+        data = AcceptLicenseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            accepted = services.grant_accept_license(actor=actor_for(request), grant=grant, **data.validated_data)
+        except services.OpenRequestExists as exc:
+            raise ApiError(str(exc), exc.code, 409) from None
+        grant = selectors.user_grants(user=request.user).select_related("license", "release__license").get(pk=grant.pk)
+        review = accepted.review_request
+        return Response({"grant": GrantOutput(grant).data, "review_request": review.public_id if review else None})
 
 
 class ReviewRequestListApi(generics.ListAPIView):
@@ -198,12 +371,14 @@ class ReviewRequestListApi(generics.ListAPIView):
         status_filter = params.get("status", "pending")
         if status_filter and status_filter not in AccessRequest.Status.values:
             raise ApiError(_("Unknown status."), "invalid", 400)
-        return selectors.review_queue(
-            status=status_filter or None,
-            release=params.get("release") or None,
-            country=params.get("country") or None,
-            organization_type=params.get("organization_type") or None,
-            search=(params.get("search") or "")[:200] or None,
+        return selectors.with_answers(
+            selectors.review_queue(
+                status=status_filter or None,
+                release=params.get("release") or None,
+                country=params.get("country") or None,
+                organization_type=params.get("organization_type") or None,
+                search=(params.get("search") or "")[:200] or None,
+            )
         )
 
 
@@ -263,3 +438,37 @@ class ReviewGrantRevokeApi(APIView):
             raise ApiError(_("Not found."), "not_found", 404)
         grant = services.grant_revoke(actor=actor_for(request), grant=grant, reason=data.validated_data["reason"])
         return Response(GrantOutput(grant).data)
+
+
+class ReviewAttachmentApi(APIView):
+    """An applicant's uploaded file, for reviewers only; every read is audited."""
+
+    permission_classes = [IsAuthenticated, IsReviewer]
+
+    @extend_schema(responses={200: OpenApiTypes.BINARY, 401: ERROR, 403: ERROR, 404: ERROR})
+    def get(self, request, public_id):
+        attachment = RequestAttachment.objects.select_related("request").filter(public_id=public_id).first()
+        if attachment is None:
+            raise ApiError(_("Not found."), "not_found", 404)
+        return attachment_response(request, attachment)
+
+
+def attachment_response(request, attachment: RequestAttachment) -> FileResponse:
+    """The file itself, streamed by the portal (storage never signs a URL for it), as a download."""
+    services.audit(
+        actor=actor_for(request),
+        action="attachment.read",
+        target=attachment.request,
+        access_request=attachment.request,
+        data={"attachment": attachment.public_id, "filename": attachment.filename},
+    )
+    response = FileResponse(
+        get_storage().open(attachment.storage_key),
+        as_attachment=True,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+    )
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response

@@ -12,6 +12,7 @@ urlpatterns = [
     re_path(rf"^v1/models/{REPO}/?$", catalog.ReleaseDetailApi.as_view(), name="api-model"),
     re_path(rf"^v1/models/{REPO}/files/(?P<path>.+)$", catalog.FileDownloadApi.as_view(), name="api-model-file"),
     re_path(rf"^v1/models/{REPO}/manifest/?$", catalog.ManifestApi.as_view(), name="api-model-manifest"),
+    re_path(rf"^v1/models/{REPO}/access-form/?$", requests.AccessFormApi.as_view(), name="api-model-access-form"),
     re_path(r"^v1/access-requests/?$", requests.AccessRequestListApi.as_view(), name="api-requests"),
     re_path(
         r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/?$",
@@ -23,7 +24,22 @@ urlpatterns = [
         requests.AccessRequestWithdrawApi.as_view(),
         name="api-request-withdraw",
     ),
+    re_path(
+        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/submit/?$",
+        requests.AccessRequestSubmitApi.as_view(),
+        name="api-request-submit",
+    ),
+    re_path(
+        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/attachments/?$",
+        requests.AccessRequestAttachmentsApi.as_view(),
+        name="api-request-attachments",
+    ),
     re_path(r"^v1/grants/?$", requests.GrantListApi.as_view(), name="api-grants"),
+    re_path(
+        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/accept-license/?$",
+        requests.GrantAcceptLicenseApi.as_view(),
+        name="api-grant-accept-license",
+    ),
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(
         r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/approve/?$",
@@ -39,6 +55,11 @@ urlpatterns = [
         r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/request-info/?$",
         requests.ReviewAskInfoApi.as_view(),
         name="api-review-request-info",
+    ),
+    re_path(
+        r"^v1/review/attachments/(?P<public_id>[0-9a-f]{32})/?$",
+        requests.ReviewAttachmentApi.as_view(),
+        name="api-review-attachment",
     ),
     re_path(
         r"^v1/review/grants/(?P<public_id>[0-9a-f]{32})/revoke/?$",

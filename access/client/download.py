@@ -19,6 +19,9 @@ What it does:
 
 Run the same command again after an interruption: verified files are skipped, partial ones resumed.
 Signed URLs expire; when storage says so, a fresh manifest is fetched and the download carries on.
+A download keeps to the revision it started on (recorded in --dir/.portal-download.json), even when the
+portal publishes a new one meanwhile, so the folder never mixes files of two revisions; once it is complete,
+the next run updates to the latest revision. --revision picks one (its id, or main).
 Your token is only ever sent to the portal, never to the storage servers.
 
 Exit status: 0 every selected file is verified, 1 some files failed, 2 usage error or the portal refused.
@@ -57,12 +60,14 @@ MAX_RETRY_AFTER = 600.0  # never sleep longer than this on one Retry-After
 MAX_URL_REFRESHES = 2  # fresh manifests per file, without progress in between, when storage keeps answering 403
 MAX_BAD_PIECES = 3  # bad pieces from one mirror, for one file, before the rest of the file comes from the next
 SUMS_NAME = "SHA256SUMS"
+STATE_NAME = ".portal-download.json"  # the revision this folder is being downloaded at
 USER_AGENT = f"portal-download/{__version__} Python/{platform.python_version()}"
 # What a terminal acts on rather than shows: C0 (ESC starts ANSI sequences; CR and LF overwrite or forge lines),
 # DEL and C1 (0x9b is a one-byte CSI).
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+REVISION_RE = re.compile(r"^(main|[0-9a-f]{40})$")
 CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 REFUSAL_HINTS = {
     "not_authenticated": "This release is gated: pass --token or set PORTAL_TOKEN.",
@@ -72,6 +77,8 @@ REFUSAL_HINTS = {
     "gated": "Request access to this model in the portal first.",
     "pending": "Your access request has not been reviewed yet.",
     "expired": "Your access has expired; request access again in the portal.",
+    "license_update": "Accept the new license version in the portal (the message says where), then run again.",
+    "revision_not_found": "Pass --revision main to download the latest revision instead.",
     "not_found": "Check the model id (e.g. facebook/opt-175b) and --portal.",
 }
 
@@ -358,14 +365,20 @@ class Portal:
         self.base_url, self.token, self.opener, self.timeout = base_url, token, opener, timeout
         self.backoff, self.progress = backoff, progress
 
-    def manifest(self, repo_id: str) -> Manifest:
-        """Fetch and validate the manifest, retrying 429/5xx/network errors (then DownloadError)."""
+    def manifest(self, repo_id: str, revision: str | None = None) -> Manifest:
+        """Fetch and validate the manifest (of `revision`, else the latest), retrying 429/5xx/network errors
+        (then DownloadError). A manifest of another revision than the one asked for is refused."""
         url = f"{self.base_url}/api/v1/models/{urllib.parse.quote(repo_id, safe='/')}/manifest?format=json"
+        if revision:
+            url += "&revision=" + urllib.parse.quote(revision)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return parse_manifest(self._get_json(url), repo_id)
+                manifest = parse_manifest(self._get_json(url), repo_id)
+                if revision and revision != "main" and manifest.revision != revision:
+                    raise Refused(f"the portal sent revision {manifest.revision!r}, not {revision!r}")
+                return manifest
             except Transient as exc:
                 if attempt > self.backoff.retries:
                     raise DownloadError(f"could not get the manifest after {attempt} attempts: {exc}") from None
@@ -657,6 +670,8 @@ class Downloader:
     def __init__(self, portal: Portal, manifest: Manifest, progress: Progress, opener, timeout: float, backoff):
         self.portal, self.progress, self.opener, self.timeout, self.backoff = portal, progress, opener, timeout, backoff
         self.repo_id = manifest.repo_id
+        # Fresh manifests are of the revision this run started on, never a newer one published meanwhile.
+        self.revision = manifest.revision if REVISION_RE.match(manifest.revision) else None
         self.entries = {f.path: f for f in manifest.files}
         self.generation = 0
         self.lock = threading.Lock()
@@ -715,7 +730,7 @@ class Downloader:
             if self.generation != seen_generation:
                 return
             self.progress.log("signed URLs rejected (expired?); fetching a fresh manifest")
-            manifest = self.portal.manifest(self.repo_id)
+            manifest = self.portal.manifest(self.repo_id, self.revision)
             self.entries = {f.path: f for f in manifest.files}
             self.generation += 1
 
@@ -1032,6 +1047,11 @@ def parse_args(argv: list | None) -> argparse.Namespace:
     )
     parser.add_argument("--jobs", type=positive_int, default=8, help="files downloaded in parallel (default: 8)")
     parser.add_argument(
+        "--revision",
+        help="revision to download: its 40-hex id or main (default: the one an unfinished download in --dir "
+        "started on, else main)",
+    )
+    parser.add_argument(
         "--include",
         action="append",
         metavar="GLOB",
@@ -1054,6 +1074,8 @@ def parse_args(argv: list | None) -> argparse.Namespace:
         parser.error(f"invalid --portal URL {args.portal!r}")
     if args.timeout <= 0 or args.retries < 0 or args.backoff < 0:
         parser.error("--timeout must be positive, --retries and --backoff not negative")
+    if args.revision is not None and not REVISION_RE.match(args.revision):
+        parser.error(f"invalid --revision {args.revision!r}; expected main or a 40-hex revision id")
     args.portal = args.portal.rstrip("/")
     args.dir = args.dir or args.repo_id.split("/")[-1]
     args.token = (args.token or os.environ.get("PORTAL_TOKEN") or "").strip() or None
@@ -1074,6 +1096,29 @@ def check_disk_space(root: str, jobs: list) -> None:
             f"not enough free disk space in {root}: {human(needed)} still to download, only {human(free)} free.",
             "Free some space, choose another --dir, or download fewer files with --include.",
         )
+
+
+def read_state(root: str, repo_id: str) -> dict:
+    """What an earlier run recorded in this folder: {"revision", "complete"} for this repo, else {}."""
+    try:
+        with open(os.path.join(root, STATE_NAME), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict) or str(state.get("repo_id", "")).lower() != repo_id.lower():
+        return {}
+    if not REVISION_RE.match(str(state.get("revision", ""))) or state.get("revision") == "main":
+        return {}
+    return {"revision": state["revision"], "complete": state.get("complete") is True}
+
+
+def write_state(root: str, repo_id: str, revision: str, complete: bool) -> None:
+    if not REVISION_RE.match(revision) or revision == "main":
+        return  # a portal that names no revision: nothing to pin
+    tmp = os.path.join(root, STATE_NAME + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump({"repo_id": repo_id, "revision": revision, "complete": complete}, out)
+    os.replace(tmp, os.path.join(root, STATE_NAME))
 
 
 def write_sums(root: str, files: list) -> None:
@@ -1116,14 +1161,25 @@ def run(args: argparse.Namespace) -> int:
         progress.log("warning: sending your token over plain HTTP; use an https:// --portal", error=True)
     portal = Portal(args.portal, args.token, opener, args.timeout, backoff, progress)
 
-    manifest = portal.manifest(args.repo_id)
+    root = os.path.abspath(args.dir)
+    state = read_state(root, args.repo_id)
+    revision = args.revision
+    if revision is None and state and not state["complete"]:
+        revision = state["revision"]
+        print(
+            f"Resuming revision {revision}, which this folder was started on (--revision main for the latest).",
+            flush=True,
+        )
+    manifest = portal.manifest(args.repo_id, revision)
+    if state.get("complete") and state["revision"] != manifest.revision:
+        print(f"Updating from revision {state['revision']} to {shown(manifest.revision)}.", flush=True)
     selected = select(manifest.files, args.include)
     if not selected:
         raise Refused(f"no files selected: the manifest lists {len(manifest.files)}, none match --include")
-    root = os.path.abspath(args.dir)
     jobs = [Job(entry, root) for entry in selected]  # refuses paths escaping root before anything is written
     os.makedirs(root, exist_ok=True)
     check_disk_space(root, jobs)
+    write_state(root, args.repo_id, manifest.revision, complete=False)
     write_sums(root, selected)
 
     total = sum(f.size for f in selected)
@@ -1147,7 +1203,11 @@ def run(args: argparse.Namespace) -> int:
     print_summary(progress, root)
     if downloader.fatal is not None:
         raise downloader.fatal
-    return EXIT_OK if progress.downloaded + progress.skipped == len(selected) else EXIT_FAILED
+    if progress.downloaded + progress.skipped != len(selected):
+        return EXIT_FAILED
+    if not args.include:  # a partial selection does not complete the revision
+        write_state(root, args.repo_id, manifest.revision, complete=True)
+    return EXIT_OK
 
 
 def main(argv: list | None = None) -> int:

@@ -2,6 +2,7 @@
 these services, each of which checks who acts. One module per domain; this package re-exports them."""
 
 from ..taskbase import Enqueued
+from .accessforms import question_create, question_retire, question_update
 from .audit import audit
 from .base import (
     SYSTEM,
@@ -13,6 +14,7 @@ from .base import (
     ServiceError,
     command_actor,
     is_reviewer,
+    require_release_manager,
     require_reviewer,
 )
 from .grants import (
@@ -24,11 +26,14 @@ from .grants import (
     grants_expire,
     grants_reconcile,
 )
+from .licenses import Acceptance, grant_accept_license, license_publish, license_update_notify
 from .mirrors import mirror_compare, mirror_disable, mirror_verify
 from .releases import (
-    release_compute_revision,
     release_create,
+    release_file_key,
+    release_publish,
     release_refresh_revision,
+    release_set_license,
     release_update,
     release_upsert_file,
 )
@@ -39,14 +44,24 @@ from .requests import (
     request_answer,
     request_approve,
     request_ask_info,
+    request_attach,
     request_grant,
     request_reject,
     request_renew,
     request_submit,
+    request_submit_draft,
     request_withdraw,
     requests_decide_many,
 )
-from .reviewers import REVIEWERS_GROUP, reviewer_add, reviewer_remove, reviewers
+from .reviewers import (
+    RELEASE_MANAGERS_GROUP,
+    REVIEWERS_GROUP,
+    release_manager_add,
+    release_manager_remove,
+    reviewer_add,
+    reviewer_remove,
+    reviewers,
+)
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
 from .webhooks import (
     can_manage_webhooks,
@@ -58,10 +73,12 @@ from .webhooks import (
 )
 
 __all__ = [
+    "RELEASE_MANAGERS_GROUP",
     "REQUEST_FIELDS",
     "REVIEWERS_GROUP",
     "SYSTEM",
     "TASK",
+    "Acceptance",
     "Actor",
     "Enqueued",
     "Forbidden",
@@ -75,6 +92,7 @@ __all__ = [
     "can_manage_webhooks",
     "command_actor",
     "email_verified",
+    "grant_accept_license",
     "grant_issue",
     "grant_refresh_links",
     "grant_revoke",
@@ -82,23 +100,35 @@ __all__ = [
     "grants_expire",
     "grants_reconcile",
     "is_reviewer",
+    "license_publish",
+    "license_update_notify",
     "mirror_compare",
     "mirror_disable",
     "mirror_verify",
-    "release_compute_revision",
+    "question_create",
+    "question_retire",
+    "question_update",
     "release_create",
+    "release_file_key",
+    "release_manager_add",
+    "release_manager_remove",
+    "release_publish",
     "release_refresh_revision",
+    "release_set_license",
     "release_update",
     "release_upsert_file",
     "request_answer",
     "request_approve",
     "request_ask_info",
+    "request_attach",
     "request_grant",
     "request_reject",
     "request_renew",
     "request_submit",
+    "request_submit_draft",
     "request_withdraw",
     "requests_decide_many",
+    "require_release_manager",
     "require_reviewer",
     "reviewer_add",
     "reviewer_remove",

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from ..models import ApiToken, User
-from ..selectors import is_reviewer
+from ..selectors import is_release_manager, is_reviewer
 from ..text import clean_text
 
 
@@ -83,6 +83,25 @@ def require_reviewer(actor: Actor) -> None:
         return
     if not is_reviewer(actor.user):
         raise Forbidden(_("Only reviewers may do this."))
+    if actor.credential.startswith("token:"):
+        if actor.token is None or not actor.token.can_review:
+            raise Forbidden(
+                _("This token has no reviewer access; create one with reviewer access on your tokens page."),
+                "token_scope",
+            )
+    elif not actor.reauthenticated:
+        raise Forbidden(
+            _("Enter your password again to do this (it was entered too long ago)."), "reauthentication_required"
+        )
+
+
+def require_release_manager(actor: Actor) -> None:
+    """Release-manager powers (a release's access form, license version and revisions), with the same
+    credential rules as reviewer powers: a recent password, or a token created with reviewer access."""
+    if not actor.is_external:
+        return
+    if not is_release_manager(actor.user):
+        raise Forbidden(_("Only release managers may do this."))
     if actor.credential.startswith("token:"):
         if actor.token is None or not actor.token.can_review:
             raise Forbidden(

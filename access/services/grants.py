@@ -6,11 +6,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import downloads, emails
-from ..models import AccessRequest, Grant, UrlBatch
+from ..models import AccessRequest, Grant, License, UrlBatch
 from ..taskbase import portal_task
 from .audit import audit
 from .base import TASK, Actor, InvalidTransition, ServiceError, clean, require_reviewer
@@ -27,41 +28,95 @@ def grant_issue(*, request_id: int) -> Grant | None:
         access_request = AccessRequest.objects.select_for_update().select_related("release").get(pk=request_id)
         if access_request.status != S.APPROVED:
             return None
-        grant = Grant.objects.filter(request=access_request).first()
-        if grant is None:
-            now = timezone.now()
-            grant = Grant.objects.create(
-                user_id=access_request.applicant_id,
-                release=access_request.release,
-                request=access_request,
-                issued_at=now,
-                expires_at=now + timedelta(days=settings.GRANT_LIFETIME_DAYS),
-            )
-            audit(
-                actor=TASK,
-                action="grant.issued",
-                target=grant,
-                access_request=access_request,
-                data={"expires_at": grant.expires_at.isoformat()},
-            )
-        if not grant.batches.filter(status=UrlBatch.Status.READY).exists():
-            urls, expires_at = downloads.batch_sign(grant)
-            batch = UrlBatch.objects.create(grant=grant, status=UrlBatch.Status.READY, urls=urls, expires_at=expires_at)
-            audit(
-                actor=TASK,
-                action="grant.batch_issued",
-                target=batch,
-                access_request=access_request,
-                data={"grant": grant.public_id, "files": len(urls)},
-            )
+        if access_request.reconsent_of_id is not None:
+            grant = _license_reviewed(access_request)
+            if grant is None:
+                return None
+            dedupe_key = f"license-approved:{access_request.pk}"
+        else:
+            grant = _issue(access_request)
+            dedupe_key = f"grant-issued:{grant.pk}"
     sent = emails.send_once(
-        dedupe_key=f"grant-issued:{grant.pk}",
+        dedupe_key=dedupe_key,
         template="grant_issued",
         to=access_request.email,
         context={"grant": grant, "release": grant.release, "request": access_request},
     )
     if sent:
         Grant.objects.filter(pk=grant.pk).update(issued_email_sent_at=timezone.now())
+    return grant
+
+
+def grant_record_license(*, actor: Actor, grant: Grant, license: License, accepted_at, ip) -> Grant:
+    """Record on a (locked) grant that its holder accepted this license version."""
+    before = grant.license.version if grant.license_id else None
+    grant.license, grant.license_accepted_at, grant.license_accepted_ip = license, accepted_at, ip
+    grant.save(update_fields=["license", "license_accepted_at", "license_accepted_ip", "updated_at"])
+    audit(
+        actor=actor,
+        action="grant.license_accepted",
+        target=grant,
+        access_request=grant.request,
+        data={"license": license.slug, "version": license.version, "from": before},
+    )
+    return grant
+
+
+def _license_reviewed(access_request: AccessRequest) -> Grant | None:
+    """An approved license re-review: the grant it names moves to the version the request accepted, while that
+    is still the release's version (a later version needs its own acceptance)."""
+    grant = Grant.objects.select_for_update().select_related("release").get(pk=access_request.reconsent_of_id)
+    if access_request.license_id != grant.release.license_id:
+        return None
+    if grant.license_id != access_request.license_id:
+        grant_record_license(
+            actor=TASK,
+            grant=grant,
+            license=access_request.license,
+            accepted_at=access_request.license_accepted_at,
+            ip=access_request.license_accepted_ip,
+        )
+    return grant
+
+
+def _issue(access_request: AccessRequest) -> Grant:
+    """The grant of an approved request and its first batch, each created once."""
+    grant = Grant.objects.filter(request=access_request).first()
+    if grant is None:
+        now = timezone.now()
+        grant = Grant.objects.create(
+            user_id=access_request.applicant_id,
+            release=access_request.release,
+            request=access_request,
+            issued_at=now,
+            expires_at=now + timedelta(days=settings.GRANT_LIFETIME_DAYS),
+            license_id=access_request.license_id,
+            license_accepted_at=access_request.license_accepted_at,
+            license_accepted_ip=access_request.license_accepted_ip,
+        )
+        audit(
+            actor=TASK,
+            action="grant.issued",
+            target=grant,
+            access_request=access_request,
+            data={"expires_at": grant.expires_at.isoformat()},
+        )
+    if not grant.batches.filter(status=UrlBatch.Status.READY).exists():
+        urls, expires_at = downloads.batch_sign(grant)
+        batch = UrlBatch.objects.create(
+            grant=grant,
+            status=UrlBatch.Status.READY,
+            urls=urls,
+            expires_at=expires_at,
+            revision=grant.release.revision,
+        )
+        audit(
+            actor=TASK,
+            action="grant.batch_issued",
+            target=batch,
+            access_request=access_request,
+            data={"grant": grant.public_id, "files": len(urls), "revision": grant.release.revision},
+        )
     return grant
 
 
@@ -74,6 +129,8 @@ def grant_issue_task(request_id: int) -> str | None:
 def grant_refresh_links(*, actor: Actor, grant: Grant) -> UrlBatch:
     """Ask for a new URL batch; the worker signs it and the grant page shows progress until it is ready."""
     decision = downloads.access_state(user=actor.user, release=grant.release, grant=grant)
+    if decision.code == "license_update":
+        raise ServiceError(decision.detail, decision.code)
     if not decision.allowed:
         raise ServiceError(_("This grant is no longer active."), "grant_inactive")
     with transaction.atomic():
@@ -96,8 +153,8 @@ def batch_fill(*, batch_id: int) -> UrlBatch | None:
             batch.save(update_fields=["status", "updated_at"])
             return batch
         batch.urls, batch.expires_at = downloads.batch_sign(batch.grant)
-        batch.status = UrlBatch.Status.READY
-        batch.save(update_fields=["urls", "expires_at", "status", "updated_at"])
+        batch.status, batch.revision = UrlBatch.Status.READY, batch.grant.release.revision
+        batch.save(update_fields=["urls", "expires_at", "status", "revision", "updated_at"])
         audit(
             actor=TASK,
             action="grant.batch_issued",
@@ -219,10 +276,15 @@ def grants_reconcile(*, older_than: timedelta | None = None) -> list[int]:
     if older_than is None:
         older_than = timedelta(seconds=settings.GRANT_RECONCILE_AFTER_SECONDS)
     cutoff = timezone.now() - older_than
+    # A license re-review has no grant of its own: it is missing while its grant is not on its version yet
+    # (and that version is still the release's).
     missing = list(
-        AccessRequest.objects.filter(status=S.APPROVED, grant__isnull=True, decided_at__lte=cutoff).values_list(
-            "pk", flat=True
+        AccessRequest.objects.filter(status=S.APPROVED, decided_at__lte=cutoff)
+        .filter(
+            Q(reconsent_of__isnull=True, grant__isnull=True)
+            | (Q(reconsent_of__isnull=False, license=F("release__license")) & ~Q(reconsent_of__license=F("license")))
         )
+        .values_list("pk", flat=True)
     )
     for pk in missing:
         grant_issue_task.apply_async(args=(pk,), retry=False)

@@ -15,6 +15,7 @@ from .reviewers import reviewers
 # Audit actions that tell the applicant something, and the email template for each.
 NOTICES = {
     "request.submitted": "request_submitted",
+    "request.submit": "request_submitted",  # a draft sent to the reviewers
     "request.request_info": "request_needs_info",
     "request.reject": "request_rejected",
     "request.close": "request_rejected",

@@ -1,4 +1,5 @@
-"""Releases and their files. Switching access, publishing and registering files are audited changes."""
+"""Releases, their revisions and files. Switching access, moving to a new license version, registering files
+and publishing revisions are audited changes."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import hashlib
 from collections.abc import Sequence
 
 from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import selectors
-from ..models import License, ModelFile, ModelRelease
+from ..models import License, ModelFile, ModelRelease, ReleaseRevision
 from .audit import audit
-from .base import Actor, ServiceError, require_reviewer
+from .base import Actor, ServiceError, clean, require_release_manager, require_reviewer
+from .licenses import license_update_notify
 
 # What an audited change may set; the repo id and revision are not changed this way.
 EDITABLE_FIELDS = (
@@ -20,27 +24,39 @@ EDITABLE_FIELDS = (
     "license",
     "approval_mode",
     "auto_approve_domains",
+    "license_update_mode",
     "display_name",
     "parameters",
     "description",
 )
+# What only release managers change: the license version holders must accept, and how they do.
+POLICY_FIELDS = ("license", "license_update_mode")
 
 
-def release_compute_revision(*, release: ModelRelease) -> str:
-    """A stable 40-hex id for the release's content: changes whenever a file is added, removed or changed."""
+def revision_sha(*, repo_id: str, parent: str, files: list[tuple[str, int, str]]) -> str:
+    """A stable 40-hex id for a revision: its release, the revision it follows and its files (path, size,
+    sha256) in path order. The first revision's id is that of its file list alone, as before revisions."""
     # A git-style 40-hex id (what Hugging Face clients expect as a revision), not a security boundary.
-    digest = hashlib.sha1(f"{release.repo_id}\n".encode(), usedforsecurity=False)
-    for path, size, sha in release.files.order_by("path").values_list("path", "size", "sha256"):
+    digest = hashlib.sha1(f"{repo_id}\n".encode(), usedforsecurity=False)
+    if parent:
+        digest.update(f"parent {parent}\n".encode())
+    for path, size, sha in sorted(files):
         digest.update(f"{path}\0{size}\0{sha}\n".encode())
     return digest.hexdigest()
 
 
-def release_refresh_revision(*, release: ModelRelease) -> ModelRelease:
-    revision = release_compute_revision(release=release)
-    if revision != release.revision:
-        release.revision = revision
-        release.save(update_fields=["revision", "updated_at"])
-    return release
+def _next_number(release: ModelRelease) -> int:
+    return (release.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
+
+
+def release_file_key(*, release: ModelRelease, path: str) -> str:
+    """Where the bytes of a newly registered file go: `<repo>/<path>`, unless a published revision's file is
+    stored there, in which case `<repo>/revisions/<n>/<path>` for the revision being prepared. Storage keys of
+    published revisions are never written again, so a resumed download of an older revision gets its bytes."""
+    base = f"{release.repo_id}/{path}"
+    if not ModelFile.objects.filter(storage_key=base, revision__isnull=False).exists():
+        return base
+    return f"{release.repo_id}/revisions/{_next_number(release)}/{path}"
 
 
 def release_upsert_file(
@@ -54,17 +70,42 @@ def release_upsert_file(
     piece_size: int = 0,
     pieces: Sequence[str] = (),
 ) -> bool:
-    """Record a file; returns True when it was new or changed (and then audits it when an actor is given).
+    """Add a file to the release's next revision (its draft); returns True when it is new or differs from
+    main, and audits it when an actor is given. Published revisions are never changed: `release_publish`
+    makes the draft a new revision. Refuses a storage key that holds a published file with other contents.
 
-    Piece hashes come from the same pass as sha256. They are stored with a new or changed file, or one that
-    had none yet, and otherwise kept: a published file's pieces never change under a client."""
+    Piece hashes come from the same pass as sha256 and are stored with the file; a published file's pieces
+    never change under a client (a file published before pieces were hashed keeps none)."""
+    if actor is not None:
+        require_release_manager(actor)
     if selectors.clean_file_path(path) is None:
         raise ServiceError(_("Invalid file path: %(path)s") % {"path": path}, "invalid_path")
     if piece_size and len(pieces) != -(-size // piece_size):
         raise ServiceError(_("The piece hashes do not cover the file."), "invalid_pieces")
     joined = "".join(pieces) if piece_size else ""
-    obj, created = ModelFile.objects.get_or_create(
+    current = release.files.filter(path=path).first()
+    draft = ModelFile.objects.filter(release=release, revision__isnull=True, path=path)
+    if current is not None and (current.size, current.sha256) == (size, sha256):
+        draft.delete()  # back to what main has: nothing to publish for this path
+        return False
+    clash = (
+        ModelFile.objects.filter(storage_key=storage_key, revision__isnull=False)
+        .exclude(size=size, sha256=sha256)
+        .select_related("revision")
+        .first()
+    )
+    if clash is not None:
+        raise ServiceError(
+            _(
+                "Storage key %(key)s holds %(path)s of published revision %(n)d with other contents; store the "
+                "changed file under a new key (published revisions never change)."
+            )
+            % {"key": storage_key, "path": clash.path, "n": clash.revision.number},
+            "storage_key_in_use",
+        )
+    draft.update_or_create(
         release=release,
+        revision=None,
         path=path,
         defaults={
             "size": size,
@@ -74,29 +115,99 @@ def release_upsert_file(
             "pieces": joined,
         },
     )
-    changed = created
-    if not created and (obj.size, obj.sha256, obj.storage_key) != (size, sha256, storage_key):
-        obj.size, obj.sha256, obj.storage_key = size, sha256, storage_key
-        obj.piece_size, obj.pieces = piece_size, joined
-        obj.save(update_fields=["size", "sha256", "storage_key", "piece_size", "pieces", "updated_at"])
-        changed = True
-    elif not created and piece_size and not obj.piece_size:
-        obj.piece_size, obj.pieces = piece_size, joined
-        obj.save(update_fields=["piece_size", "pieces", "updated_at"])
-    if changed and actor is not None:
+    if actor is not None:
         audit(
             actor=actor,
-            action="release.file_added" if created else "release.file_changed",
+            action="release.file_added" if current is None else "release.file_changed",
             target=release,
             data={"path": path, "size": size, "sha256": sha256, "piece_size": piece_size},
         )
-    return changed
+    return True
+
+
+def release_publish(*, release: ModelRelease, notes: str = "", actor: Actor | None = None) -> ReleaseRevision | None:
+    """Publish the release's draft as a new revision: main's files with the draft's added or changed ones.
+    The new revision becomes `main` (and `release.revision` its id); the one before stays downloadable by id
+    and never changes. Does nothing (returns None) when the draft changes nothing."""
+    if actor is not None:
+        require_release_manager(actor)
+    notes = clean(notes, field="notes", multiline=True)
+    with transaction.atomic():
+        locked = ModelRelease.objects.select_for_update().get(pk=release.pk)
+        draft = list(ModelFile.objects.filter(release=locked, revision__isnull=True))
+        current = {f.path: f for f in locked.files}
+        changed = [
+            f
+            for f in draft
+            if (f.path not in current or (current[f.path].size, current[f.path].sha256) != (f.size, f.sha256))
+        ]
+        unchanged = [f.pk for f in draft if f not in changed]
+        if unchanged:
+            ModelFile.objects.filter(pk__in=unchanged).delete()
+        if not changed:
+            return None
+        changed_paths = {f.path for f in changed}
+        kept = [f for path, f in current.items() if path not in changed_paths]
+        listing = [(f.path, f.size, f.sha256) for f in [*kept, *changed]]
+        revision = ReleaseRevision.objects.create(
+            release=locked,
+            number=_next_number(locked),
+            sha=revision_sha(repo_id=locked.repo_id, parent=locked.revision if current else "", files=listing),
+            notes=notes,
+        )
+        ModelFile.objects.bulk_create(
+            [
+                ModelFile(
+                    release=locked,
+                    revision=revision,
+                    path=f.path,
+                    size=f.size,
+                    sha256=f.sha256,
+                    storage_key=f.storage_key,
+                    piece_size=f.piece_size,
+                    pieces=f.pieces,
+                    created_at=f.created_at,
+                )
+                for f in kept
+            ],
+            batch_size=1000,
+        )
+        ModelFile.objects.filter(pk__in=[f.pk for f in changed]).update(revision=revision)
+        revision.published_at = timezone.now()
+        revision.save(update_fields=["published_at"])
+        locked.main_revision, locked.revision = revision, revision.sha
+        locked.save(update_fields=["main_revision", "revision", "updated_at"])
+        if actor is not None:
+            audit(
+                actor=actor,
+                action="release.revision_published",
+                target=locked,
+                data={
+                    "revision": revision.sha,
+                    "number": revision.number,
+                    "files": len(listing),
+                    "changed": sorted(changed_paths)[:100],
+                    "notes": notes[:500],
+                },
+            )
+    release.main_revision, release.main_revision_id, release.revision = revision, revision.pk, revision.sha
+    return revision
+
+
+def release_refresh_revision(*, release: ModelRelease, notes: str = "", actor: Actor | None = None) -> ModelRelease:
+    """Publish whatever was registered since the last revision (see release_publish); returns the release."""
+    release_publish(release=release, notes=notes, actor=actor)
+    return release
 
 
 def release_update(*, actor: Actor, release: ModelRelease, changes: dict) -> ModelRelease:
     """Change a release (open or gated, published, license, approval mode, its descriptive fields), audited
-    with the values before and after. Only reviewers, the admin site and commands may."""
-    require_reviewer(actor)
+    with the values before and after. Only reviewers, the admin site and commands may; the license version and
+    how holders move to a new one are for release managers."""
+    if set(changes) - set(POLICY_FIELDS):
+        require_reviewer(actor)
+    if set(changes) & set(POLICY_FIELDS):
+        require_release_manager(actor)
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ServiceError(_("These fields cannot be changed here: %(f)s") % {"f": ", ".join(sorted(unknown))})
@@ -113,7 +224,22 @@ def release_update(*, actor: Actor, release: ModelRelease, changes: dict) -> Mod
         if after:
             locked.save(update_fields=[*after, "updated_at"])
             audit(actor=actor, action="release.updated", target=locked, data={"from": before, "to": after})
+            if "license" in after and locked.is_gated:
+                # Holders of active grants on another version must accept this one; each is emailed once.
+                license_update_notify.enqueue(locked.pk)
     return locked
+
+
+def release_set_license(
+    *, actor: Actor, release: ModelRelease, license: License, mode: str | None = None
+) -> ModelRelease:
+    """Move a release to a license version (and choose whether holders re-consent or are reviewed again).
+    From then on every channel refuses holders on an older version with `license_update` until they accept."""
+    require_release_manager(actor)
+    changes = {"license": license}
+    if mode is not None:
+        changes["license_update_mode"] = mode
+    return release_update(actor=actor, release=release, changes=changes)
 
 
 def release_create(*, actor: Actor, fields: dict) -> ModelRelease:

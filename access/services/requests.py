@@ -9,15 +9,17 @@ from datetime import datetime, timedelta
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import selectors
-from ..models import AccessRequest, Grant, ModelRelease, User
+from .. import questions, selectors
+from ..models import AccessQuestion, AccessRequest, Grant, ModelRelease, RequestAnswer, RequestAttachment, User
+from ..storage import get_storage
 from ..taskbase import Enqueued
 from .audit import audit
-from .base import Actor, Forbidden, NotFound, ServiceError, clean, require_reviewer, require_user
+from .base import Actor, Forbidden, InvalidTransition, NotFound, ServiceError, clean, require_reviewer, require_user
 from .grants import grant_issue_task
 from .notifications import request_notify, reviewers_notify
 from .workflow import lock, transition
@@ -87,10 +89,24 @@ def _require_applicant(actor: Actor, access_request: AccessRequest) -> None:
 
 
 def request_submit(
-    *, actor: Actor, release: ModelRelease, data: dict, license_accepted: bool, renewal_of: Grant | None = None
+    *,
+    actor: Actor,
+    release: ModelRelease,
+    data: dict,
+    license_accepted: bool,
+    renewal_of: Grant | None = None,
+    reconsent_of: Grant | None = None,
+    answers: dict | None = None,
+    uploads: dict | None = None,
+    draft: bool = False,
 ) -> AccessRequest:
     """File an access request. Refuses unverified accounts, open releases, a second open request (a database
-    constraint, so two concurrent submits cannot both succeed) and applications inside the rejection cool-down."""
+    constraint, so two concurrent submits cannot both succeed) and applications inside the rejection cool-down.
+
+    `answers` (by question id) and `uploads` (file questions) answer the release's own questions; the entry
+    point has validated them with `access.forms.AccessRequestForm`. A `draft` waits for its uploads
+    (`request_attach`) and reaches reviewers only with `request_submit_draft`. A renewal (`renewal_of`) or a
+    license re-review (`reconsent_of`) carries the earlier request's answers."""
     user = require_user(actor)
     if not release.is_gated or release.license is None:
         raise ServiceError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated")
@@ -98,9 +114,10 @@ def request_submit(
         raise ServiceError(_("Verify your email address before applying."), "email_unverified")
     if not license_accepted or not data.get("noncommercial_attested"):
         raise ServiceError(_("You must accept the license and attest non-commercial use."), "license_not_accepted")
-    if renewal_of is None and selectors.user_active_grant(user=user, release=release) is not None:
+    follows = renewal_of or reconsent_of
+    if follows is None and selectors.user_active_grant(user=user, release=release) is not None:
         raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
-    ends = _cooldown_ends(user=user, release=release)
+    ends = _cooldown_ends(user=user, release=release) if reconsent_of is None else None
     if ends is not None:
         raise ServiceError(
             _("Your last request was rejected; you can apply again after %(date)s (UTC).")
@@ -110,12 +127,17 @@ def request_submit(
     fields = {name: data.get(name, "") for name in REQUEST_FIELDS}
     for name, (multiline, is_name, limit) in TEXT_FIELDS.items():
         fields[name] = clean(fields[name], field=name, multiline=multiline, name=is_name, max_length=limit)
+    if follows is not None:
+        pairs = [(a.question, a.value) for a in selectors.request_answers(access_request=follows.request)]
+    else:
+        pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
     now = timezone.now()
     try:
         with transaction.atomic():
             access_request = AccessRequest.objects.create(
                 applicant=user,
                 release=release,
+                status=S.DRAFT if draft else S.PENDING,
                 email=user.email,
                 license=release.license,
                 license_version=release.license.version,
@@ -123,32 +145,166 @@ def request_submit(
                 license_accepted_ip=actor.ip,
                 noncommercial_attested=True,
                 renewal_of=renewal_of,
+                reconsent_of=reconsent_of,
                 **fields,
             )
+            for question, value in pairs:
+                RequestAnswer.objects.create(request=access_request, question=question, value=value)
+            for key, upload in (uploads or {}).items():
+                _store_attachment(access_request, _question(release, key), upload)
+            _index_answers(access_request)
             event = audit(
                 actor=actor,
-                action="request.submitted",
+                action="request.drafted" if draft else "request.submitted",
                 target=access_request,
                 access_request=access_request,
                 data={
                     "license": release.license.slug,
                     "license_version": release.license.version,
                     "renewal_of": renewal_of.public_id if renewal_of else None,
+                    "reconsent_of": reconsent_of.public_id if reconsent_of else None,
+                    "answers": sorted(question.key for question, _value in pairs),
                 },
             )
-            request_notify.enqueue(event.pk)
-            if settings.REVIEWER_NOTIFICATIONS == "realtime":
-                reviewers_notify.enqueue(access_request.pk)
+            if not draft:
+                _notify_submitted(access_request, event)
     except IntegrityError:
-        existing = AccessRequest.objects.open().filter(applicant=user, release=release).first()
+        existing = AccessRequest.objects.filter(
+            applicant=user, release=release, status__in=AccessRequest.UNFINISHED_STATUSES
+        ).first()
         raise OpenRequestExists(_("You already have an open request for this release."), existing) from None
-    if _auto_approvable(release=release, user=user):
+    if not draft:
+        _maybe_auto_approve(actor, access_request)
+    return access_request
+
+
+def _answer_pairs(release: ModelRelease, answers: dict, uploads: dict, *, draft: bool) -> list:
+    """(question, stored value) for every answered current question; a required question left unanswered is
+    refused here too (any entry point), a required upload only once the request is submitted."""
+    current = selectors.release_questions(release=release)
+    unknown = sorted(set(answers) - {question.key for question in current})
+    if unknown:
+        raise ServiceError(_("Unknown question."), "unknown_question", field=questions.field_name(unknown[0]))
+    pairs = []
+    for question in current:
+        field = questions.field_name(question.key)
+        if question.kind == AccessQuestion.Kind.FILE:
+            if question.required and question.key not in uploads and not draft:
+                raise ServiceError(_upload_required(question), "upload_required", field=field)
+            continue
+        value = answers.get(question.key)
+        if value in (None, "", [], False) and question.required:
+            raise ServiceError(_("This field is required."), "required", field=field)
+        if value not in (None, "", []):
+            pairs.append((question, value))
+    return pairs
+
+
+def _upload_required(question: AccessQuestion) -> str:
+    return _(
+        'Upload this file: create the request with "draft": true, then POST the file to '
+        "/api/v1/access-requests/<id>/attachments with question=%(key)s, then submit it."
+    ) % {"key": question.key}
+
+
+def _question(release: ModelRelease, key: str) -> AccessQuestion:
+    question = AccessQuestion.objects.filter(release=release, key=key, retired_at__isnull=True).first()
+    if question is None:
+        raise ServiceError(_("Unknown question."), "unknown_question", field="question")
+    return question
+
+
+def _store_attachment(access_request: AccessRequest, question: AccessQuestion, upload) -> RequestAttachment:
+    """Keep an uploaded file in storage, outside every release's prefix (no repo id starts with `_`), and make
+    it the answer to its question. Storage never hands out a URL for it: reviewers read it through the portal."""
+    try:
+        media_type = questions.check_upload(question, upload)
+    except ValidationError as exc:
+        raise ServiceError(" ".join(exc.messages), "invalid_file", field=questions.field_name(question.key)) from None
+    attachment = RequestAttachment(
+        request=access_request,
+        question=question,
+        filename=questions.safe_filename(getattr(upload, "name", ""), media_type),
+        content_type=media_type,
+    )
+    attachment.storage_key = f"_attachments/{access_request.public_id}/{attachment.public_id}/{attachment.filename}"
+    upload.seek(0)
+    attachment.size, attachment.sha256 = get_storage().save(attachment.storage_key, upload)
+    attachment.save()
+    RequestAnswer.objects.update_or_create(
+        request=access_request, question=question, defaults={"value": attachment.public_id}
+    )
+    return attachment
+
+
+def _index_answers(access_request: AccessRequest) -> None:
+    attachments = {a.public_id: a for a in access_request.attachments.all()}
+    pairs = [(a.question, a.value, attachments) for a in selectors.request_answers(access_request=access_request)]
+    AccessRequest.objects.filter(pk=access_request.pk).update(answers_text=questions.search_text(pairs))
+
+
+def _notify_submitted(access_request: AccessRequest, event) -> None:
+    request_notify.enqueue(event.pk)
+    if settings.REVIEWER_NOTIFICATIONS == "realtime":
+        reviewers_notify.enqueue(access_request.pk)
+
+
+def _maybe_auto_approve(actor: Actor, access_request: AccessRequest) -> None:
+    if _auto_approvable(release=access_request.release, user=access_request.applicant):
         request_approve(
             actor=Actor(user=None, credential=AUTO_APPROVAL, ip=actor.ip),
             access_request=access_request,
             reason=_("Approved automatically: your verified email domain is on this release's allowlist."),
         )
         access_request.refresh_from_db()
+
+
+def request_attach(*, actor: Actor, access_request: AccessRequest, question_key: str, upload) -> RequestAttachment:
+    """The applicant uploads a file for one of the release's file questions: to a draft before submitting it,
+    or while the reviewer asks for more information. The newest upload is the answer; earlier ones are kept."""
+    _require_applicant(actor, access_request)
+    with transaction.atomic():
+        locked = lock(access_request)
+        if locked.status not in (S.DRAFT, S.NEEDS_INFO):
+            raise InvalidTransition(
+                _("Files can be added before the request is submitted or while the reviewer asks for information.")
+            )
+        question = _question(locked.release, question_key)
+        if question.kind != AccessQuestion.Kind.FILE:
+            raise ServiceError(_("This question does not take a file."), "not_a_file_question", field="question")
+        attachment = _store_attachment(locked, question, upload)
+        _index_answers(locked)
+        audit(
+            actor=actor,
+            action="request.attachment_added",
+            target=locked,
+            access_request=locked,
+            data={
+                "question": question.key,
+                "attachment": attachment.public_id,
+                "filename": attachment.filename,
+                "size": attachment.size,
+                "sha256": attachment.sha256,
+            },
+        )
+    return attachment
+
+
+def request_submit_draft(*, actor: Actor, access_request: AccessRequest) -> AccessRequest:
+    """Send a draft to the reviewers once every required upload is there."""
+    _require_applicant(actor, access_request)
+    with transaction.atomic():
+        locked = lock(access_request)
+        answered = set(locked.answers.values_list("question__key", flat=True))
+        for question in selectors.release_questions(release=locked.release):
+            if question.kind == AccessQuestion.Kind.FILE and question.required and question.key not in answered:
+                raise ServiceError(
+                    _upload_required(question), "upload_required", field=questions.field_name(question.key)
+                )
+        event = transition(actor=actor, locked=locked, action="submit")
+        _notify_submitted(locked, event)
+    access_request.refresh_from_db()
+    _maybe_auto_approve(actor, access_request)
     return access_request
 
 

@@ -1,4 +1,4 @@
-"""The reviewer role: a permission held through the Reviewers group."""
+"""The reviewer and release-manager roles: permissions held through the Reviewers and Release managers groups."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from .audit import audit
 from .base import SYSTEM, Actor
 
 REVIEWERS_GROUP = "Reviewers"
+RELEASE_MANAGERS_GROUP = "Release managers"
+
+
+def _group(name: str, codename: str) -> Group:
+    group, _ = Group.objects.get_or_create(name=name)
+    permission = Permission.objects.get(codename=codename, content_type__app_label="access")
+    group.permissions.add(permission)
+    return group
 
 
 def reviewers_group() -> Group:
-    group, _ = Group.objects.get_or_create(name=REVIEWERS_GROUP)
-    permission = Permission.objects.get(codename="review_accessrequest", content_type__app_label="access")
-    group.permissions.add(permission)
-    return group
+    return _group(REVIEWERS_GROUP, "review_accessrequest")
+
+
+def release_managers_group() -> Group:
+    return _group(RELEASE_MANAGERS_GROUP, "manage_release")
 
 
 def reviewer_add(*, user: User, staff: bool = False, verified: bool = False, actor: Actor = SYSTEM) -> User:
@@ -43,3 +52,18 @@ def reviewer_remove(*, user: User, actor: Actor = SYSTEM) -> User:
 
 def reviewers() -> list[User]:
     return list(User.objects.filter(is_active=True, groups__name=REVIEWERS_GROUP).distinct().order_by("email"))
+
+
+def release_manager_add(*, user: User, actor: Actor = SYSTEM) -> User:
+    """Release managers edit releases' access forms, move them to new license versions and publish revisions."""
+    with transaction.atomic():
+        user.groups.add(release_managers_group())
+        audit(actor=actor, action="release_manager.added", target=user, data={"email": user.email})
+    return user
+
+
+def release_manager_remove(*, user: User, actor: Actor = SYSTEM) -> User:
+    with transaction.atomic():
+        user.groups.remove(release_managers_group())
+        audit(actor=actor, action="release_manager.removed", target=user, data={"email": user.email})
+    return user

@@ -15,15 +15,17 @@ S = AccessRequest.Status
 
 # action → (states it may start from, state it leads to)
 TRANSITIONS: dict[str, tuple[set[str], str]] = {
+    "submit": ({S.DRAFT}, S.PENDING),
     "request_info": ({S.PENDING}, S.NEEDS_INFO),
     "answer": ({S.NEEDS_INFO}, S.PENDING),
     "approve": ({S.PENDING, S.NEEDS_INFO}, S.APPROVED),
     "reject": ({S.PENDING, S.NEEDS_INFO}, S.REJECTED),
-    "withdraw": ({S.PENDING, S.NEEDS_INFO}, S.WITHDRAWN),
+    "withdraw": ({S.DRAFT, S.PENDING, S.NEEDS_INFO}, S.WITHDRAWN),
     # A renewal whose grant was revoked: closed by the revocation, as a rejection with its reason.
     "close": ({S.PENDING, S.NEEDS_INFO}, S.REJECTED),
 }
 ACTION_NAMES = {
+    "submit": gettext_lazy("submit"),
     "request_info": gettext_lazy("ask for information on"),
     "answer": gettext_lazy("answer"),
     "approve": gettext_lazy("approve"),

@@ -34,6 +34,7 @@ def release_detail(request, repo_id):
     context = {
         "release": release,
         "files": selectors.release_files(release=release),
+        "revisions": selectors.release_revisions(release=release),
         "decision": decision,
         "portal_url": base_url(request),
         "downloads_30d": counters.release_downloads(release=release),

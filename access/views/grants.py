@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from .. import downloads, manifests, selectors, services
 from ..decorators import recently_authenticated
-from ..forms import TokenForm
+from ..forms import LicenseAcceptForm, TokenForm
 from ..http import actor_for, base_url
 from ..models import ApiToken, DownloadEvent, UrlBatch
 
@@ -51,6 +51,44 @@ def grant_detail(request, public_id):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+def grant_license(request, public_id):
+    """The release's current license version for a holder to accept: its text, what changed, and the form."""
+    grant = _own_grant(request, public_id)
+    release = grant.release
+    current = release.license
+    form = LicenseAcceptForm(request.POST or None, initial={"version": current.version if current else ""})
+    if request.method == "POST" and form.is_valid():
+        try:
+            accepted = services.grant_accept_license(
+                actor=actor_for(request),
+                grant=grant,
+                version=form.cleaned_data["version"],
+                accept_license=form.cleaned_data["accept_license"],
+                noncommercial_attested=form.cleaned_data["noncommercial_attested"],
+            )
+        except services.OpenRequestExists as exc:
+            messages.info(request, str(exc))
+            return redirect("my-requests")
+        except services.ServiceError as exc:
+            form.add_error("version" if exc.field == "version" else None, str(exc))
+        else:
+            if accepted.review_request is not None:
+                messages.info(request, _("Thank you. A reviewer confirms your access under the new version."))
+                return redirect("request-detail", public_id=accepted.review_request.public_id)
+            messages.success(request, _("Thank you; you can download again."))
+            return redirect("grant-detail", public_id=public_id)
+    context = {
+        "grant": grant,
+        "license": current,
+        "form": form,
+        "accepted": grant.license_id == release.license_id,
+        "decision": downloads.access_state(user=request.user, release=release, grant=grant),
+    }
+    return render(request, "access/grant_license.html", context)
+
+
+@login_required
 @require_safe
 def grant_batch_status(request, public_id):
     """Polled by the grant page while a refreshed batch is being issued."""
@@ -78,7 +116,7 @@ def grant_batch_download(request, public_id, fmt):
     body = manifests.render(
         fmt,
         repo_id=grant.release.repo_id,
-        revision=grant.release.revision,
+        revision=batch.revision or grant.release.revision,
         expires_at=downloads.iso(batch.expires_at),
         entries=entries,
     )

@@ -6,13 +6,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import downloads, selectors, services
-from ..forms import AccessRequestForm, AnswerForm
+from .. import downloads, questions, selectors, services
+from ..forms import AccessRequestForm, AnswerForm, AttachmentForm
 from ..http import actor_for
-from ..models import AccessRequest
+from ..models import AccessQuestion, AccessRequest
 
 
 def _previous_answers(user, release) -> dict:
@@ -33,14 +34,21 @@ def apply(request, repo_id):
         messages.error(request, _("Verify your email address before applying; we sent you a link."))
         return redirect("account_email")
     decision = downloads.access_state(user=request.user, release=release)
-    existing = AccessRequest.objects.open().filter(applicant=request.user, release=release).first()
+    existing = AccessRequest.objects.filter(
+        applicant=request.user, release=release, status__in=AccessRequest.UNFINISHED_STATUSES
+    ).first()
     if existing is not None:
         messages.info(request, _("You already have an open request for this release."))
         return redirect("request-detail", public_id=existing.public_id)
     if decision.allowed:
         messages.info(request, _("You already have access to this release."))
         return redirect("release-detail", repo_id=release.repo_id)
-    form = AccessRequestForm(request.POST or None, initial=_previous_answers(request.user, release))
+    form = AccessRequestForm(
+        request.POST or None,
+        request.FILES or None,
+        release=release,
+        initial=_previous_answers(request.user, release),
+    )
     if request.method == "POST" and form.is_valid():
         data = {**form.cleaned_data, "country": form.cleaned_data["country"]}
         try:
@@ -49,6 +57,8 @@ def apply(request, repo_id):
                 release=release,
                 data=data,
                 license_accepted=form.cleaned_data["accept_license"],
+                answers=form.answers(),
+                uploads=form.uploads(),
             )
         except services.OpenRequestExists as exc:
             messages.info(request, str(exc))
@@ -56,7 +66,7 @@ def apply(request, repo_id):
                 return redirect("request-detail", public_id=exc.existing.public_id)
             return redirect("my-requests")
         except services.ServiceError as exc:
-            form.add_error(None, str(exc))
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             messages.success(request, _("Your request was submitted. We emailed you a confirmation."))
             return redirect("request-detail", public_id=access_request.public_id)
@@ -86,13 +96,81 @@ def request_detail(request, public_id):
         else:
             messages.success(request, _("Thank you; your request is back with the reviewer."))
         return redirect("request-detail", public_id=public_id)
+    file_questions = _file_questions(access_request)
     context = {
         "request_obj": access_request,
         "events": access_request.events.select_related("actor").order_by("created_at", "id"),
         "form": form,
         "grant": getattr(access_request, "grant", None) if access_request.status == "approved" else None,
+        "answers": answers_shown(access_request),
+        "attachment_form": AttachmentForm(file_questions=file_questions) if file_questions else None,
     }
     return render(request, "access/request_detail.html", context)
+
+
+def _file_questions(access_request: AccessRequest) -> list[AccessQuestion]:
+    """The file questions an applicant may upload to now: on a draft, or while the reviewer asks for more."""
+    if access_request.status not in (AccessRequest.Status.DRAFT, AccessRequest.Status.NEEDS_INFO):
+        return []
+    return [
+        q for q in selectors.release_questions(release=access_request.release) if q.kind == AccessQuestion.Kind.FILE
+    ]
+
+
+def answers_shown(access_request: AccessRequest) -> list[dict]:
+    """Each answer to the release's questions with the label of the question version it answered."""
+    language = translation.get_language() or ""
+    attachments = {a.public_id: a for a in access_request.attachments.all()}
+    return [
+        {
+            "key": answer.question.key,
+            "label": answer.question.label(language),
+            "version": answer.question.version,
+            "retired": answer.question.retired_at is not None,
+            "text": questions.display(answer.question, answer.value, language, attachments),
+            "attachment": attachments.get(answer.value) if answer.question.kind == AccessQuestion.Kind.FILE else None,
+        }
+        for answer in selectors.request_answers(access_request=access_request)
+    ]
+
+
+@login_required
+@require_POST
+def request_attach(request, public_id):
+    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
+    if access_request is None:
+        raise Http404
+    form = AttachmentForm(request.POST, request.FILES, file_questions=_file_questions(access_request))
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect("request-detail", public_id=public_id)
+    try:
+        services.request_attach(
+            actor=actor_for(request),
+            access_request=access_request,
+            question_key=form.cleaned_data["question"],
+            upload=form.cleaned_data["file"],
+        )
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("The file was added to your request."))
+    return redirect("request-detail", public_id=public_id)
+
+
+@login_required
+@require_POST
+def request_submit_draft(request, public_id):
+    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
+    if access_request is None:
+        raise Http404
+    try:
+        services.request_submit_draft(actor=actor_for(request), access_request=access_request)
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Your request was submitted. We emailed you a confirmation."))
+    return redirect("request-detail", public_id=public_id)
 
 
 @login_required

@@ -10,7 +10,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -19,11 +19,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_countries import countries
 
-from .. import selectors, services
+from .. import questions, selectors, services
+from ..api.requests import attachment_response
 from ..decorators import recent_login_required
 from ..forms import BulkDecisionForm, DecisionForm, RevokeForm
 from ..http import actor_for
-from ..models import AccessRequest, AuditEvent, DownloadEvent, Grant, ModelRelease
+from ..models import AccessRequest, AuditEvent, DownloadEvent, Grant, ModelRelease, RequestAttachment
+from .requests import answers_shown
 
 
 def reviewer_required(view):
@@ -73,7 +75,7 @@ def queue(request):
     context = {
         "page": _page(request, queryset),
         "filters": filters,
-        "statuses": AccessRequest.Status.choices,
+        "statuses": [(v, label) for v, label in AccessRequest.Status.choices if v != AccessRequest.Status.DRAFT],
         "org_types": AccessRequest.OrganizationType.choices,
         "releases": ModelRelease.objects.filter(access="gated").order_by("repo_id"),
         "countries": list(countries),
@@ -131,8 +133,20 @@ def detail(request, public_id):
         "renewed_grant_events": _grant_history(access_request.renewal_of),
         "events": access_request.events.select_related("actor").order_by("created_at", "id"),
         "grant": Grant.objects.filter(request=access_request).first(),
+        "answers": answers_shown(access_request),
+        "attachments": access_request.attachments.select_related("question").order_by("created_at"),
     }
     return render(request, "access/review/detail.html", context)
+
+
+@reviewer_required
+@require_safe
+def attachment(request, public_id):
+    """An applicant's uploaded file, streamed by the portal to reviewers only (every read is audited)."""
+    found = RequestAttachment.objects.select_related("request").filter(public_id=public_id).first()
+    if found is None:
+        raise Http404
+    return attachment_response(request, found)
 
 
 def _grant_history(grant: Grant | None):
@@ -289,6 +303,8 @@ def export(request, kind):
             .iterator()
         )
         header = ["time", "release", "file", "user", "token", "via", "manifest_format", "ip"]
+    elif kind == "requests":
+        header, rows = _request_rows(start, end)
     else:
         raise Http404
     services.audit(
@@ -299,8 +315,76 @@ def export(request, kind):
     return _csv_response(f"{kind}-{start_date}-{end_date}.csv", header, rows)
 
 
+REQUEST_COLUMNS = [
+    "submitted",
+    "id",
+    "status",
+    "release",
+    "full_name",
+    "email",
+    "affiliation",
+    "organization_type",
+    "country",
+    "role",
+    "intended_use",
+    "publications",
+    "license",
+    "license_version",
+    "license_accepted_at",
+    "decided_at",
+    "answers",
+    "attachments",
+]
+
+
+def _request_rows(start, end):
+    """Every request submitted in the range with its answers (by question id, as text) and attachments."""
+    queryset = selectors.with_answers(
+        AccessRequest.objects.filter(created_at__range=(start, end))
+        .exclude(status=AccessRequest.Status.DRAFT)
+        .select_related("release", "license")
+        .order_by("created_at", "id")
+    )
+
+    def rows():
+        for r in queryset.iterator(chunk_size=500):
+            attachments = {a.public_id: a for a in r.attachments.all()}
+            answers = {
+                a.question.key: questions.display(a.question, a.value, "en", attachments) for a in r.answers.all()
+            }
+            yield (
+                r.created_at.isoformat(),
+                r.public_id,
+                r.status,
+                r.release.repo_id,
+                r.full_name,
+                r.email,
+                r.affiliation,
+                r.organization_type,
+                r.country.code,
+                r.role,
+                r.intended_use,
+                r.publications,
+                r.license.slug,
+                r.license_version,
+                r.license_accepted_at.isoformat(),
+                r.decided_at.isoformat() if r.decided_at else "",
+                json.dumps(answers, sort_keys=True, ensure_ascii=False) if answers else "",
+                " ".join(f"{a.filename} ({a.sha256})" for a in attachments.values()),
+            )
+
+    return REQUEST_COLUMNS, rows()
+
+
 @reviewer_required
 @require_safe
 def grants(request):
-    queryset = Grant.objects.select_related("user", "release").order_by("-issued_at")
-    return render(request, "access/review/grants.html", {"page": _page(request, queryset), "now": timezone.now()})
+    """Every grant; `?license=old` lists those whose holders have not accepted their release's current license."""
+    queryset = Grant.objects.select_related("user", "release", "license", "release__license").order_by("-issued_at")
+    old = request.GET.get("license") == "old"
+    if old:
+        queryset = queryset.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).exclude(
+            license_id=F("release__license_id")
+        )
+    context = {"page": _page(request, queryset), "now": timezone.now(), "old_only": old}
+    return render(request, "access/review/grants.html", context)

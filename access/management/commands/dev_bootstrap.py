@@ -10,7 +10,7 @@ DEV_REVIEWER = "reviewer@localhost"
 
 
 class Command(BaseCommand):
-    help = "Development only: create a local reviewer account once and print how to sign in."
+    help = "Development only: create a local reviewer (and release manager) account once and print how to sign in."
 
     def handle(self, *args, **options):
         if not settings.DEV_MODE:
@@ -24,6 +24,7 @@ class Command(BaseCommand):
             user.is_staff = True
             user.save()
             services.reviewer_add(user=user, verified=True, actor=services.command_actor("dev_bootstrap"))
+            services.release_manager_add(user=user, actor=services.command_actor("dev_bootstrap"))
             path.write_text(password)
             path.chmod(0o600)
         self.stdout.write(

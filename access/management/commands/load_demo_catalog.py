@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from access import catalog_data, services
-from access.models import License, ModelFile, ModelRelease
+from access.models import AccessQuestion, License, ModelRelease
 from access.storage import get_storage
 
 # The demo's files are 16 KiB or so: small pieces give each several, as a real shard has many.
@@ -43,19 +43,19 @@ class Command(BaseCommand):
             else:
                 changes = {k: v for k, v in fields.items() if k != "repo_id"}
                 release = services.release_update(actor=actor, release=release, changes=changes)
-            existing = {f.path: f for f in ModelFile.objects.filter(release=release)}
+            existing = {f.path: f for f in release.files}
             paths = catalog_data.release_files(release.name)
             added = 0
             for i, path in enumerate(paths, 1):
                 expected = catalog_data.synthetic_size(path, size)
-                key = f"{release.repo_id}/{path}"
                 have = existing.get(path)
-                if have is not None and have.size == expected and storage.exists(key):
-                    if have.piece_size:
-                        continue
-                    digest = storage.hash_object(key, piece_size=piece_size)  # registered before pieces
-                else:
-                    digest = storage.save(key, catalog_data.SyntheticFile(key, expected), piece_size=piece_size)
+                if have is not None and have.size == expected and storage.exists(have.storage_key):
+                    continue
+                # Contents are generated from the base key, whichever key a changed file is stored under.
+                key = services.release_file_key(release=release, path=path)
+                digest = storage.save(
+                    key, catalog_data.SyntheticFile(f"{release.repo_id}/{path}", expected), piece_size=piece_size
+                )
                 with transaction.atomic():
                     services.release_upsert_file(
                         release=release,
@@ -70,7 +70,16 @@ class Command(BaseCommand):
                 added += 1
                 if added % 100 == 0:
                     self.stdout.write(f"  {release.repo_id}: {i}/{len(paths)} files")
-            services.release_refresh_revision(release=release)
+            services.release_publish(
+                release=release, notes="Demo files" if created else "Demo files regenerated", actor=actor
+            )
+            self._questions(release, actor)
             state = "created" if created else "up to date" if not added else "updated"
             self.stdout.write(f"{release.repo_id}: {len(paths)} files ({added} stored) — {state}")
         self.stdout.write(self.style.SUCCESS("Demo catalog ready."))
+
+    def _questions(self, release, actor):
+        """The demo releases' own questions, added once (a manager's later edits are kept)."""
+        for key, fields in catalog_data.release_questions(release.name):
+            if not AccessQuestion.objects.filter(release=release, key=key).exists():
+                services.question_create(actor=actor, release=release, key=key, fields=fields)

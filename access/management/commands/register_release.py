@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,8 +13,9 @@ class Command(BaseCommand):
     help = (
         "Register a release from a local directory (uploaded to storage) or from files already under a storage "
         "prefix. Each file is streamed once to compute its SHA-256 and the SHA-256 of each piece; files already "
-        "recorded with the same size and their pieces are skipped, so re-running after adding a file adds only "
-        "that file (and adds piece hashes to files registered without them)."
+        "recorded with the same size are skipped, so re-running after adding a file adds only that file. Added or "
+        "changed files are published as a new revision (with --notes); earlier revisions never change and stay "
+        "downloadable by id."
     )
 
     def add_arguments(self, parser):
@@ -32,9 +34,22 @@ class Command(BaseCommand):
             default=None,
             help="bytes per hashed piece for new files (default: PIECE_SIZE, 16 MiB); a recorded file keeps its pieces",
         )
+        parser.add_argument("--notes", default="", help="release notes of the revision this registration publishes")
 
     def handle(
-        self, *args, repo_id, from_dir, from_prefix, access, license, display_name, parameters, rehash, piece_size, **o
+        self,
+        *args,
+        repo_id,
+        from_dir,
+        from_prefix,
+        access,
+        license,
+        display_name,
+        parameters,
+        rehash,
+        piece_size,
+        notes,
+        **o,
     ):
         if "/" not in repo_id or repo_id.count("/") != 1:
             raise CommandError("repo_id must look like namespace/name")
@@ -97,38 +112,63 @@ class Command(BaseCommand):
                 self.stderr.write(f"skipping unsafe path {path!r}")
                 continue
             have = known.get(path)
-            if have is not None and have.size == size and have.piece_size and not rehash:
+            if have is not None and have.size == size and not rehash:
                 skipped += 1
                 continue
             if from_dir:
-                key = f"{release.repo_id}/{path}"
+                size, sha256 = self._hash(source)
+                if have is not None and (have.size, have.sha256) == (size, sha256):
+                    skipped += 1
+                    continue
+                # A published revision's object is never overwritten: changed bytes get a key of their own.
+                key = services.release_file_key(release=release, path=path)
                 with open(source, "rb") as f:
                     digest = storage.save(key, f, piece_size=piece_size)
             else:
                 key = source
                 digest = storage.hash_object(key, piece_size=piece_size)
-            with transaction.atomic():
-                services.release_upsert_file(
-                    release=release,
-                    path=path,
-                    size=digest.size,
-                    sha256=digest.sha256,
-                    storage_key=key,
-                    actor=actor,
-                    piece_size=digest.piece_size,
-                    pieces=digest.pieces,
-                )
+            try:
+                with transaction.atomic():
+                    changed = services.release_upsert_file(
+                        release=release,
+                        path=path,
+                        size=digest.size,
+                        sha256=digest.sha256,
+                        storage_key=key,
+                        actor=actor,
+                        piece_size=digest.piece_size,
+                        pieces=digest.pieces,
+                    )
+            except services.ServiceError as exc:
+                raise CommandError(str(exc)) from exc
+            if not changed:
+                skipped += 1
+                continue
             added += 1
             self.stdout.write(
                 f"[{i}/{len(entries)}] {path} {digest.size} bytes sha256={digest.sha256} "
                 f"({len(digest.pieces)} pieces of {digest.piece_size})"
             )
-        services.release_refresh_revision(release=release)
+        try:
+            revision = services.release_publish(release=release, notes=notes, actor=actor)
+        except services.ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+        published = f"published revision {revision.number}" if revision else "no new revision"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{release.repo_id}: {added} added or changed, {skipped} unchanged; revision {release.revision}"
+                f"{release.repo_id}: {added} added or changed, {skipped} unchanged; {published}, main is "
+                f"{release.revision}"
             )
         )
+
+    @staticmethod
+    def _hash(path: Path) -> tuple[int, str]:
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1024 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+        return size, digest.hexdigest()
 
     @staticmethod
     def _local_entries(root: Path):
