@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils.encoding import force_bytes
 
 CHUNK_SIZE = 1024 * 1024
@@ -147,6 +147,13 @@ class Storage(ABC):
         return hasher.digest()
 
 
+@cache
+def _storage_path(script_prefix: str) -> str:
+    """The file view's path up to its expiry segment ("/storage/"), reversed once per script prefix: reversing
+    on every signed URL costs more than signing it."""
+    return reverse("storage-file", kwargs={"expires": 0, "signature": "0", "key": "k"}).removesuffix("0/0/k")
+
+
 class LocalStorage(Storage):
     """Files under a directory, served through the portal's own signed-URL view: streamed by Django (development),
     or, with `accel_redirect`, sent by nginx from its internal location once the view has checked the URL."""
@@ -225,8 +232,7 @@ class LocalStorage(Storage):
         # saved file after the URL (wget, curl -O) never save a query string. One expiry, one derived key and
         # one URL reversal serve the whole list (a 992-file manifest signs in a few milliseconds).
         expires = int(time.time()) + (ttl or settings.SIGNED_URL_TTL)
-        stub = reverse("storage-file", kwargs={"expires": expires, "signature": "0", "key": "k"})
-        prefix = (base_url or settings.SITE_URL).rstrip("/") + stub.removesuffix("0/k")
+        prefix = f"{(base_url or settings.SITE_URL).rstrip('/')}{_storage_path(get_script_prefix())}{expires}/"
         hmac_key = self._hmac_key()
         return [f"{prefix}{self.signature(key, expires, hmac_key)}/{quote(key, safe='/')}" for key, _ in items]
 
