@@ -184,16 +184,23 @@ def test_the_database_restarting_under_load_fails_cleanly_and_recovers(private_p
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    statuses, bodies, stop = Counter(), [], threading.Event()
+    statuses, listing, bodies, stop = Counter(), Counter(), [], threading.Event()
+
+    # The catalog reads the database on every call; an open file's redirect, once its row is cached, needs only
+    # Redis (its count goes there), so it may keep working through the outage.
+    paths = ["/api/v1/models/facebook/opt-125m/files/config.json", "/api/v1/models"]
 
     def load():
         with requests.Session() as http:
+            n = 0
             while not stop.is_set():
+                path = paths[n % 2]
+                n += 1
                 try:
-                    r = http.get(
-                        f"{base}/api/v1/models/facebook/opt-125m/files/config.json", allow_redirects=False, timeout=5
-                    )
+                    r = http.get(f"{base}{path}", allow_redirects=False, timeout=5)
                     statuses[r.status_code] += 1
+                    if path == paths[1]:
+                        listing[r.status_code] += 1
                     if r.status_code >= 500:
                         bodies.append((r.status_code, r.headers.get("Content-Type"), r.text[:200]))
                 except requests.RequestException as exc:
@@ -221,7 +228,7 @@ def test_the_database_restarting_under_load_fails_cleanly_and_recovers(private_p
         stop.set()
         os.killpg(server.pid, 9)
         server.wait(timeout=10)
-    assert statuses[503] > 0, statuses  # the outage was seen ...
-    assert set(statuses) <= {302, 503}, statuses  # ... and only as clean 503s
+    assert listing[503] > 0, listing  # the outage was seen ...
+    assert set(statuses) <= {200, 302, 503}, statuses  # ... and only as clean 503s
     assert all(ctype == "application/json" and "database_unavailable" in body for _, ctype, body in bodies), bodies[:3]
     assert health["checks"]["database"]["ok"] is True
