@@ -79,29 +79,20 @@ def require_reviewer(actor: Actor) -> None:
     """Reviewer powers: the review permission, and a credential fit for them. A session must have entered
     its password recently; an API token must have been created with reviewer access (which itself needed a
     recent password); the admin site asks for a recent password on its own."""
-    if not actor.is_external:
-        return
-    if not is_reviewer(actor.user):
-        raise Forbidden(_("Only reviewers may do this."))
-    if actor.credential.startswith("token:"):
-        if actor.token is None or not actor.token.can_review:
-            raise Forbidden(
-                _("This token has no reviewer access; create one with reviewer access on your tokens page."),
-                "token_scope",
-            )
-    elif not actor.reauthenticated:
-        raise Forbidden(
-            _("Enter your password again to do this (it was entered too long ago)."), "reauthentication_required"
-        )
+    _require_power(actor, is_reviewer, _("Only reviewers may do this."))
 
 
 def require_release_manager(actor: Actor) -> None:
     """Release-manager powers (a release's access form, license version and revisions), with the same
     credential rules as reviewer powers: a recent password, or a token created with reviewer access."""
+    _require_power(actor, is_release_manager, _("Only release managers may do this."))
+
+
+def _require_power(actor: Actor, holds, refusal: str) -> None:
     if not actor.is_external:
         return
-    if not is_release_manager(actor.user):
-        raise Forbidden(_("Only release managers may do this."))
+    if not holds(actor.user):
+        raise Forbidden(refusal)
     if actor.credential.startswith("token:"):
         if actor.token is None or not actor.token.can_review:
             raise Forbidden(
