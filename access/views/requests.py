@@ -24,6 +24,14 @@ def _previous_answers(user, release) -> dict:
     return {name: getattr(last, name) for name in services.REQUEST_FIELDS if name != "intended_use"}
 
 
+def _own_request(request, public_id):
+    """The signed-in applicant's own request; anyone else's does not exist for them."""
+    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
+    if access_request is None:
+        raise Http404
+    return access_request
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def apply(request, repo_id):
@@ -82,9 +90,7 @@ def my_requests(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def request_detail(request, public_id):
-    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
-    if access_request is None:
-        raise Http404
+    access_request = _own_request(request, public_id)
     form = AnswerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -137,9 +143,7 @@ def answers_shown(access_request: AccessRequest) -> list[dict]:
 @login_required
 @require_POST
 def request_attach(request, public_id):
-    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
-    if access_request is None:
-        raise Http404
+    access_request = _own_request(request, public_id)
     form = AttachmentForm(request.POST, request.FILES, file_questions=_file_questions(access_request))
     if not form.is_valid():
         messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
@@ -161,9 +165,7 @@ def request_attach(request, public_id):
 @login_required
 @require_POST
 def request_submit_draft(request, public_id):
-    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
-    if access_request is None:
-        raise Http404
+    access_request = _own_request(request, public_id)
     try:
         services.request_submit_draft(actor=actor_for(request), access_request=access_request)
     except services.ServiceError as exc:
@@ -176,9 +178,7 @@ def request_submit_draft(request, public_id):
 @login_required
 @require_POST
 def request_withdraw(request, public_id):
-    access_request = selectors.user_request_get(user=request.user, public_id=public_id)
-    if access_request is None:
-        raise Http404
+    access_request = _own_request(request, public_id)
     try:
         services.request_withdraw(actor=actor_for(request), access_request=access_request)
     except services.ServiceError as exc:
