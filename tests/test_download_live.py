@@ -112,6 +112,32 @@ def slow_file_response(only: str, delay: float, chunk: int = 256 * 1024):
     return respond
 
 
+def interrupted_download(monkeypatch, portal, repo_id, folder, token, *, size: int) -> int:
+    """Start the client with BIG (`size` bytes) served slowly (~12 MiB/s), kill it once 4 MiB of BIG are on
+    disk, and return how many bytes its .part file kept; the storage view serves at full speed again afterwards."""
+    part = folder / f"{BIG}.part"
+    monkeypatch.setattr(fileserve, "FileResponse", slow_file_response(BIG, delay=0.02))
+    process = subprocess.Popen(
+        client_command(portal, repo_id, folder),
+        env=client_env(token),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (part.exists() and part.stat().st_size >= 4 * 1024 * 1024):
+            assert process.poll() is None, "the download ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the download never got going"
+            time.sleep(0.01)
+    finally:
+        process.kill()
+        process.wait()
+    kept = part.stat().st_size
+    assert 0 < kept < size
+    monkeypatch.setattr(fileserve, "FileResponse", fileserve_file_response)
+    return kept
+
+
 def test_it_downloads_and_verifies_a_gated_release(portal, researcher, tmp_path):
     release, grant, token = researcher
     result = download(portal, release.repo_id, tmp_path / "opt", token)
@@ -176,27 +202,7 @@ def test_a_download_killed_mid_file_resumes_where_it_stopped(portal, alice, revi
     release = gated_release({BIG: content})
     grant_for(alice, release, reviewer)
     token = token_secret(alice)
-    part = tmp_path / "opt" / f"{BIG}.part"
-
-    monkeypatch.setattr(fileserve, "FileResponse", slow_file_response(BIG, delay=0.02))  # ~12 MiB/s
-    process = subprocess.Popen(
-        client_command(portal, release.repo_id, tmp_path / "opt"),
-        env=client_env(token),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (part.exists() and part.stat().st_size >= 4 * 1024 * 1024):
-            assert process.poll() is None, "the download ended before it could be interrupted"
-            assert time.monotonic() < deadline, "the download never got going"
-            time.sleep(0.01)
-    finally:
-        process.kill()
-        process.wait()
-    kept = part.stat().st_size
-    assert 0 < kept < BIG_SIZE
-    monkeypatch.setattr(fileserve, "FileResponse", fileserve_file_response)
+    kept = interrupted_download(monkeypatch, portal, release.repo_id, tmp_path / "opt", token, size=BIG_SIZE)
 
     result = download(portal, release.repo_id, tmp_path / "opt", token)
     assert result.returncode == 0, result.stdout + result.stderr

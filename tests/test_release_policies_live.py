@@ -9,23 +9,19 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from access import fileserve, services
+from access import services
 from access.models import AccessRequest
 from access.storage import get_storage
 from tests.factories import ReleaseFactory, grant_for, token_secret
 from tests.test_download_live import (
     assert_verified,
-    client_command,
-    client_env,
     download,
-    fileserve_file_response,
-    slow_file_response,
+    interrupted_download,
     transferred,
 )
 
@@ -168,27 +164,7 @@ def test_a_download_started_on_revision_one_finishes_on_it_after_revision_two(
     grant_for(alice, release, reviewer)
     token = token_secret(alice)
     folder = tmp_path / "opt"
-    part = folder / f"{BIG}.part"
-
-    monkeypatch.setattr(fileserve, "FileResponse", slow_file_response(BIG, delay=0.02))
-    process = subprocess.Popen(
-        client_command(portal, release.repo_id, folder),
-        env=client_env(token),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (part.exists() and part.stat().st_size >= 4 * 1024 * 1024):
-            assert process.poll() is None, "the download ended before it could be interrupted"
-            assert time.monotonic() < deadline, "the download never got going"
-            time.sleep(0.01)
-    finally:
-        process.kill()
-        process.wait()
-    kept = part.stat().st_size
-    assert 0 < kept < BIG_SIZE
-    monkeypatch.setattr(fileserve, "FileResponse", fileserve_file_response)
+    kept = interrupted_download(monkeypatch, portal, release.repo_id, folder, token, size=BIG_SIZE)
 
     two = publish(release, v2, "Fixed the config and the last shard")
     release.refresh_from_db()
