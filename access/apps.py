@@ -28,9 +28,9 @@ class AccessConfig(AppConfig):
     def ready(self):
         from . import logs, metrics  # noqa: F401  (connect their Celery signal handlers)
         from .api import schema  # noqa: F401  (registers the OpenAPI description of token auth)
-        from .models import ApiToken, Grant, License, ModelFile, ModelRelease, User
+        from .models import ApiToken, Grant, LabMembership, LabSeat, License, ModelFile, ModelRelease, User
 
         post_migrate.connect(_ensure_reviewers_group, sender=self)
-        for model in (ApiToken, Grant, License, ModelFile, ModelRelease, User):
+        for model in (ApiToken, Grant, LabMembership, LabSeat, License, ModelFile, ModelRelease, User):
             post_save.connect(_decision_inputs_changed, sender=model, dispatch_uid=f"decision-{model.__name__}")
             post_delete.connect(_decision_inputs_changed, sender=model, dispatch_uid=f"decision-del-{model.__name__}")

@@ -28,6 +28,7 @@ from .models import (
     AccessRequest,
     DownloadEvent,
     Grant,
+    LabSeat,
     ModelFile,
     ModelRelease,
     ReleaseRevision,
@@ -92,6 +93,8 @@ def access_state(*, user: User | None, release: ModelRelease, grant: Grant | Non
         return AccessDecision(False, "account_inactive", _("This account is disabled."))
     if grant is not None:
         # The caller names a grant (its page, its batch): only that grant, and only while it is active.
+        if grant.lab_id is not None and grant.release_id == release.pk:
+            return _lab_state(user, release, selectors.user_lab_access(user=user, release=release, grant=grant))
         if grant.user_id != user.pk or grant.release_id != release.pk:
             return AccessDecision(False, "not_found", _("Not found."))
         if grant.is_active:
@@ -103,12 +106,60 @@ def access_state(*, user: User | None, release: ModelRelease, grant: Grant | Non
     if active is not None:
         # Both ids are on rows already loaded: the license check costs the allowed path no query.
         if active.license_id != release.license_id:
-            current = Grant.objects.active().filter(user=user, release=release, license_id=release.license_id).first()
+            current = (
+                Grant.objects.active()
+                .filter(user=user, release=release, lab__isnull=True, license_id=release.license_id)
+                .first()
+            )
             if current is None:
                 return _license_update(active, release)
             active = current
         return AccessDecision(True, "granted", "", active, release)
-    return _refusal(user, release)
+    cached = selectors.cached_lab_seat(user=user, release=release)
+    if cached is not None:
+        return AccessDecision(True, "granted", "", cached[0], release)
+    pairs = selectors.user_lab_access(user=user, release=release)
+    lab = _lab_state(user, release, pairs) if pairs else None
+    if lab is not None and (lab.allowed or (lab.grant is not None and lab.grant.is_active)):
+        return lab
+    refusal = _refusal(user, release)
+    if lab is not None and refusal.code == "gated":
+        return lab  # the lab's grant ended, and there is nothing of the user's own to say
+    return refusal
+
+
+def _lab_state(user: User, release: ModelRelease, pairs: list) -> AccessDecision:
+    """A lab member's access through the lab grants of their current labs: a seat that is active, on an active
+    grant, with the release's current license version accepted by the member personally."""
+    if not pairs:
+        return AccessDecision(False, "not_found", _("Not found."))
+    for grant, seat in pairs:
+        usable = grant.is_active and seat is not None and seat.status == LabSeat.Status.ACTIVE
+        if usable and seat.license_id == release.license_id:
+            selectors.remember_lab_seat(user=user, release=release, grant=grant, seat=seat)
+            return AccessDecision(True, "granted", "", grant, release)
+    grant, seat = pairs[0]
+    if not grant.is_active:
+        return _ended(grant, release)
+    values = {"lab": grant.lab.name, "repo": release.repo_id, "url": selectors.lab_grant_url(grant)}
+    if seat is not None and seat.status == LabSeat.Status.REQUESTED:
+        detail = _(
+            "Your place on %(lab)s's grant for %(repo)s is waiting for a reviewer; you will be emailed (%(url)s)."
+        )
+        return AccessDecision(False, "lab_seat_pending", detail % values, grant)
+    if seat is not None and seat.status == LabSeat.Status.REJECTED:
+        detail = _("A reviewer did not approve your place on %(lab)s's grant for %(repo)s: %(reason)s")
+        values["reason"] = seat.decision_reason or _("no reason given")
+        return AccessDecision(False, "lab_seat_rejected", detail % values, grant)
+    if seat is not None and seat.status == LabSeat.Status.ACTIVE:
+        detail = _(
+            "The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download through "
+            "%(lab)s again."
+        )
+        values["version"] = release.license.version
+    else:
+        detail = _("%(lab)s has access to %(repo)s: accept the license at %(url)s to download.")
+    return AccessDecision(False, "lab_license_pending", detail % values, grant)
 
 
 def _license_update(grant: Grant, release: ModelRelease) -> AccessDecision:
@@ -153,7 +204,9 @@ def _ended(grant: Grant, release: ModelRelease) -> AccessDecision:
 
 def _refusal(user: User, release: ModelRelease) -> AccessDecision:
     """Why a signed-in user without an active grant is refused, named so the message says what to do next."""
-    open_request = AccessRequest.objects.open().filter(applicant=user, release=release).order_by("-created_at").first()
+    open_request = (
+        AccessRequest.objects.open().filter(applicant=user, release=release, lab__isnull=True).order_by("-created_at")
+    ).first()
     if open_request is not None:
         if open_request.status == AccessRequest.Status.NEEDS_INFO:
             detail = _("Your request for %(repo)s needs more information from you: answer the reviewer at %(url)s.")
@@ -162,8 +215,10 @@ def _refusal(user: User, release: ModelRelease) -> AccessDecision:
         return AccessDecision(
             False, "pending", detail % {"repo": release.repo_id, "url": selectors.request_url(open_request)}
         )
-    last_grant = Grant.objects.filter(user=user, release=release).order_by("-issued_at").first()
-    last_request = AccessRequest.objects.filter(applicant=user, release=release).order_by("-created_at").first()
+    last_grant = Grant.objects.filter(user=user, release=release, lab__isnull=True).order_by("-issued_at").first()
+    last_request = (
+        AccessRequest.objects.filter(applicant=user, release=release, lab__isnull=True).order_by("-created_at").first()
+    )
     grant_is_newest = last_grant is not None and (
         last_request is None
         or last_request.pk == last_grant.request_id

@@ -397,3 +397,48 @@ class LicenseVersionForm(forms.Form):
         label=_("Summary of changes"), widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000
     )
     text = forms.CharField(label=_("Full text"), widget=forms.Textarea(attrs={"rows": 12}), max_length=200_000)
+
+
+class LabForm(forms.Form):
+    name = forms.CharField(label=_("Lab name"), max_length=200)
+    ror_id = forms.CharField(
+        label=_("ROR id"), max_length=40, required=False, help_text=_("Optional, e.g. 02mhbdp94 (see ror.org)")
+    )
+    website = forms.CharField(label=_("Website"), max_length=200, required=False)
+    email_domains = forms.CharField(
+        label=_("Institution email domains"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text=_("One per line, e.g. cs.example.edu; members with a verified address on them are marked verified"),
+    )
+
+
+class LabInviteForm(forms.Form):
+    email = forms.EmailField(label=_("Email address"))
+    role = forms.ChoiceField(
+        label=_("Role"), choices=[("member", _("Member")), ("admin", _("Admin"))], initial="member"
+    )
+
+
+class LabCoverageForm(forms.Form):
+    """Whom a lab request covers: all members (up to the release's cap) or the members ticked."""
+
+    all_members = forms.BooleanField(label=_("All members of the lab, now and later"), required=False)
+    members = forms.MultipleChoiceField(
+        label=_("Or these members"), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args, memberships=(), cap: int = 25, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["members"].choices = [(m.public_id, m.user.email) for m in memberships]
+        self.fields["all_members"].help_text = _(
+            "Up to %(cap)d members are covered without a further review; a reviewer approves more."
+        ) % {"cap": cap}
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("all_members") and not data.get("members"):
+            raise forms.ValidationError(_("Choose all members or tick the members the request covers."))
+        if data.get("all_members"):
+            data["members"] = []
+        return data

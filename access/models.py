@@ -112,6 +112,9 @@ class ModelRelease(TimeStamped):
     auto_approve_domains = models.TextField(
         blank=True, help_text=_("One email domain per line; used when the approval mode is automatic.")
     )
+    lab_member_cap = models.PositiveIntegerField(
+        default=25, help_text=_("How many members an 'all members' lab grant covers without a reviewer's approval")
+    )
 
     class Meta:
         ordering = ["parameters", "repo_id"]
@@ -429,6 +432,10 @@ class AccessRequest(TimeStamped):
     reconsent_of = models.ForeignKey(
         "Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="license_reviews"
     )
+    # A lab request: the applicant (an owner or admin) applies for the lab; it covers the named members or all.
+    lab = models.ForeignKey("Lab", on_delete=models.PROTECT, null=True, blank=True, related_name="access_requests")
+    all_members = models.BooleanField(default=False)
+    covered_members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
 
     objects = AccessRequestQuerySet.as_manager()
 
@@ -437,8 +444,13 @@ class AccessRequest(TimeStamped):
         constraints = [
             models.UniqueConstraint(
                 fields=["applicant", "release"],
-                condition=Q(status__in=["draft", "pending", "needs_info"]),
+                condition=Q(status__in=["draft", "pending", "needs_info"], lab__isnull=True),
                 name="request_one_open_per_applicant_release",
+            ),
+            models.UniqueConstraint(
+                fields=["lab", "release"],
+                condition=Q(status__in=["draft", "pending", "needs_info"], lab__isnull=False),
+                name="request_one_open_per_lab_release",
             ),
             models.CheckConstraint(
                 condition=Q(noncommercial_attested=True) | Q(origin="reviewer"),
@@ -539,6 +551,9 @@ class Grant(TimeStamped):
     license = models.ForeignKey(License, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     license_accepted_at = models.DateTimeField(null=True, blank=True)
     license_accepted_ip = models.GenericIPAddressField(null=True, blank=True)
+    # A lab grant reaches the lab's covered members through their seats (LabSeat), never through `user` (the
+    # applicant): access follows membership.
+    lab = models.ForeignKey("Lab", on_delete=models.PROTECT, null=True, blank=True, related_name="grants")
 
     objects = GrantQuerySet.as_manager()
 
@@ -583,6 +598,161 @@ class UrlBatch(TimeStamped):
 
     def __str__(self):
         return f"{self.grant} batch {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class Lab(TimeStamped):
+    """A research group that applies once for its members (a principal investigator owns it)."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    name = models.CharField(max_length=200)
+    ror_id = models.CharField(
+        max_length=9, blank=True, help_text=_("Research Organization Registry id, e.g. 02mhbdp94")
+    )
+    website = models.URLField(blank=True)
+    email_domains = models.TextField(
+        blank=True, help_text=_("The institution's email domains, one per line; members on them are verified")
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ror_id="") | Q(ror_id__regex=r"^0[a-z0-9]{6}[0-9]{2}$"), name="lab_ror_id"
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def domains(self) -> list[str]:
+        return [line.strip().lower() for line in self.email_domains.splitlines() if line.strip()]
+
+    def institution_verified(self, email: str) -> bool:
+        """Whether an address is on one of the lab's domains (or a subdomain of one)."""
+        domain = email.rsplit("@", 1)[-1].lower()
+        return any(domain == d or domain.endswith("." + d) for d in self.domains)
+
+
+class LabMembershipQuerySet(models.QuerySet):
+    def current(self):
+        return self.filter(left_at__isnull=True)
+
+
+class LabMembership(TimeStamped):
+    class Role(models.TextChoices):
+        OWNER = "owner", _("Owner")
+        ADMIN = "admin", _("Admin")
+        MEMBER = "member", _("Member")
+
+    class Ending(models.TextChoices):
+        LEFT = "left", _("Left")
+        REMOVED = "removed", _("Removed")
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="lab_memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
+    left_at = models.DateTimeField(null=True, blank=True)
+    ending = models.CharField(max_length=10, choices=Ending.choices, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = LabMembershipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lab", "user"], condition=Q(left_at__isnull=True), name="lab_one_current_membership"
+            ),
+            models.UniqueConstraint(
+                fields=["lab"], condition=Q(left_at__isnull=True, role="owner"), name="lab_one_owner"
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "left_at"], name="lab_membership_user_idx")]
+
+    def __str__(self):
+        return f"{self.user} in {self.lab} ({self.role})"
+
+    @property
+    def is_current(self):
+        return self.left_at is None
+
+
+class LabInvitation(TimeStamped):
+    """A single-use link emailed to a person; accepting needs a signed-in account with that verified email."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=LabMembership.Role.choices, default=LabMembership.Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(role="owner"), name="lab_invitation_not_owner"),
+        ]
+
+    def __str__(self):
+        return f"{self.email} → {self.lab}"
+
+    @property
+    def is_usable(self):
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class LabSeat(TimeStamped):
+    """One member's place on a lab grant: covered (by name, within the cap, or by a reviewer's approval) and the
+    license version that member accepted personally. A seat allows downloads only while it is active, its
+    holder is a current member of the lab, the grant is active and the accepted version is the release's."""
+
+    class Status(models.TextChoices):
+        LICENSE_PENDING = "license_pending", _("Covered, license not yet accepted")
+        ACTIVE = "active", _("Active")
+        REQUESTED = "requested", _("Waiting for a reviewer")
+        REJECTED = "rejected", _("Not approved")
+        ENDED = "ended", _("Ended")
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="seats")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="lab_seats")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    license = models.ForeignKey(License, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    license_accepted_at = models.DateTimeField(null=True, blank=True)
+    license_accepted_ip = models.GenericIPAddressField(null=True, blank=True)
+    noncommercial_attested = models.BooleanField(default=False)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["grant", "user"], name="lab_seat_one_per_member"),
+            models.CheckConstraint(
+                condition=~Q(status="active") | Q(license__isnull=False, noncommercial_attested=True),
+                name="lab_seat_active_accepted",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "status"], name="lab_seat_user_idx")]
+
+    def __str__(self):
+        return f"{self.user} on {self.grant_id} ({self.status})"
 
 
 class ApiToken(TimeStamped):

@@ -14,6 +14,9 @@ from .models import (
     AccessRequest,
     ApiToken,
     Grant,
+    Lab,
+    LabMembership,
+    LabSeat,
     ModelFile,
     ModelRelease,
     ReleaseMirror,
@@ -163,9 +166,80 @@ def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
     grant = cache.get(key)
     if grant is not None and grant.is_active:  # expiry is a time, checked now; revocation bumps the version
         return grant
-    grant = Grant.objects.active().filter(user=user, release=release).order_by("-expires_at").first()
+    grant = Grant.objects.active().filter(user=user, release=release, lab__isnull=True).order_by("-expires_at").first()
     cache.put(key, grant)
     return grant
+
+
+def user_lab_access(
+    *, user: User, release: ModelRelease, grant: Grant | None = None
+) -> list[tuple[Grant, LabSeat | None]]:
+    """The lab grants for this release of every lab the user is a current member of (active ones first, newest
+    first), each with the user's seat on it, or None. Two queries; only asked when there is no individual grant."""
+    grants = Grant.objects.filter(
+        release=release, lab__memberships__user=user, lab__memberships__left_at__isnull=True
+    ).select_related("lab", "request")
+    if grant is not None:
+        grants = grants.filter(pk=grant.pk)
+    grants = list(grants.order_by("-issued_at")[:20])
+    if not grants:
+        return []
+    seats = {seat.grant_id: seat for seat in LabSeat.objects.filter(user=user, grant__in=grants)}
+    grants.sort(key=lambda g: not g.is_active)
+    return [(g, seats.get(g.pk)) for g in grants]
+
+
+def cached_lab_seat(*, user: User, release: ModelRelease) -> tuple[Grant, LabSeat] | None:
+    pair = cache.get(("labseat", user.pk, release.pk))
+    if pair is not None and pair[0].is_active:
+        return pair
+    return None
+
+
+def remember_lab_seat(*, user: User, release: ModelRelease, grant: Grant, seat: LabSeat) -> None:
+    cache.put(("labseat", user.pk, release.pk), (grant, seat))
+
+
+def user_labs(*, user: User) -> QuerySet[LabMembership]:
+    return LabMembership.objects.current().filter(user=user).select_related("lab").order_by("lab__name")
+
+
+def lab_get(*, user: User, public_id: str) -> Lab | None:
+    """A lab its current members see; reviewers see every lab."""
+    labs = Lab.objects.all()
+    if not is_reviewer(user):
+        labs = labs.filter(memberships__user=user, memberships__left_at__isnull=True)
+    return labs.filter(public_id=public_id).first() if isinstance(public_id, str) else None
+
+
+def lab_members(*, lab: Lab) -> QuerySet[LabMembership]:
+    return LabMembership.objects.current().filter(lab=lab).select_related("user").order_by("joined_at", "id")
+
+
+def member_lab_grants(*, user: User) -> list[tuple[Grant, LabSeat | None]]:
+    """The lab grants a user's current labs hold, with the user's seat on each."""
+    grants = list(
+        Grant.objects.filter(lab__memberships__user=user, lab__memberships__left_at__isnull=True)
+        .select_related("lab", "release", "request")
+        .order_by("-issued_at")
+    )
+    seats = {seat.grant_id: seat for seat in LabSeat.objects.filter(user=user, grant__in=grants)}
+    return [(g, seats.get(g.pk)) for g in grants]
+
+
+def member_lab_grant_get(*, user: User, public_id: str) -> tuple[Grant, LabSeat | None] | None:
+    grant = (
+        Grant.objects.filter(public_id=public_id, lab__memberships__user=user, lab__memberships__left_at__isnull=True)
+        .select_related("lab", "release__license", "request")
+        .first()
+    )
+    if grant is None:
+        return None
+    return grant, LabSeat.objects.filter(grant=grant, user=user).first()
+
+
+def lab_grant_url(grant: Grant) -> str:
+    return settings.SITE_URL + reverse("lab-grant", kwargs={"public_id": grant.public_id})
 
 
 def license_accept_url(grant: Grant) -> str:
@@ -212,7 +286,7 @@ def user_request_get(*, user: User, public_id: str) -> AccessRequest | None:
 
 
 def user_grants(*, user: User) -> QuerySet[Grant]:
-    return Grant.objects.filter(user=user).select_related("release").order_by("-issued_at")
+    return Grant.objects.filter(user=user, lab__isnull=True).select_related("release").order_by("-issued_at")
 
 
 def user_grant_get(*, user: User, public_id: str) -> Grant | None:

@@ -6,6 +6,7 @@ from .services.grants import batch_issue_task as batch_issue
 from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
 from .services.grants import grants_reconcile_task as grants_reconcile
+from .services.labs import lab_notify
 from .services.notifications import request_notify, reviewer_digest, reviewers_notify
 from .webhooks import webhook_deliver, webhooks_sweep
 
@@ -15,6 +16,7 @@ __all__ = [
     "grant_issue",
     "grants_expire",
     "grants_reconcile",
+    "lab_notify",
     "request_notify",
     "reviewer_digest",
     "reviewers_notify",

@@ -2,7 +2,7 @@ from django.urls import path, re_path
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import grants, manage, metrics, requests, review, webhooks
+from .views import grants, labs, manage, metrics, requests, review, webhooks
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
@@ -28,6 +28,19 @@ urlpatterns = [
     path("grants/<str:public_id>/renew", grants.grant_renew, name="grant-renew"),
     path("grants/<str:public_id>/license", grants.grant_license, name="grant-license"),
     path("tokens/", grants.tokens, name="tokens"),
+    # Labs
+    path("labs/", labs.labs, name="labs"),
+    path("labs/invitations/<str:token>/", labs.lab_invitation, name="lab-invitation"),
+    path("labs/grants/<str:public_id>/", labs.lab_grant, name="lab-grant"),
+    path("labs/<str:public_id>/", labs.lab_detail, name="lab-detail"),
+    path("labs/<str:public_id>/invite", labs.lab_invite, name="lab-invite"),
+    path(
+        "labs/<str:public_id>/invitations/<str:invitation_id>/revoke",
+        labs.lab_invitation_revoke,
+        name="lab-invitation-revoke",
+    ),
+    path("labs/<str:public_id>/members/<str:member_id>/remove", labs.lab_member_remove, name="lab-member-remove"),
+    path("labs/<str:public_id>/members/<str:member_id>/role", labs.lab_member_role, name="lab-member-role"),
     path("tokens/<int:pk>/revoke", grants.token_revoke, name="token-revoke"),
     # Reviewers
     path("review/", review.queue, name="review-queue"),
@@ -36,6 +49,7 @@ urlpatterns = [
     path("review/attachments/<str:public_id>", review.attachment, name="review-attachment"),
     path("review/grants/", review.grants, name="review-grants"),
     path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
+    path("review/lab-seats/<str:public_id>/decide", labs.review_seat_decide, name="review-seat-decide"),
     path("review/export/<str:kind>.csv", review.export, name="review-export"),
     # Webhook endpoints (admins and release managers)
     path("webhooks/", webhooks.endpoints, name="webhooks"),

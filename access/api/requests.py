@@ -72,7 +72,18 @@ class RequestOutput(serializers.ModelSerializer):
             "answers",
             "questions",
             "attachments",
+            "lab",
+            "all_members",
+            "members",
         ]
+
+    lab = serializers.CharField(source="lab.public_id", allow_null=True, default=None)
+    members = serializers.SerializerMethodField(help_text="the lab members a named-members lab request covers")
+
+    def get_members(self, obj) -> list[str]:
+        if obj.lab_id is None:
+            return []
+        return sorted(user.email for user in obj.covered_members.all())
 
     def get_grant(self, obj) -> str | None:
         grant = Grant.objects.filter(request=obj).only("public_id").first()
@@ -104,6 +115,13 @@ class RequestInput(serializers.Serializer):
     noncommercial_attested = serializers.BooleanField()
     answers = serializers.DictField(required=False, help_text="answers to the release's questions (see access-form)")
     draft = serializers.BooleanField(required=False, default=False, help_text="create it unsubmitted, to upload files")
+    lab = serializers.CharField(required=False, help_text="apply for this lab (its owner or an admin)")
+    members = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="the lab's member ids the request covers"
+    )
+    all_members = serializers.BooleanField(
+        required=False, default=False, help_text="cover all members, up to the release's cap"
+    )
 
 
 def validated_application(request, release) -> tuple[AccessRequestForm, bool]:
@@ -127,7 +145,7 @@ def validated_application(request, release) -> tuple[AccessRequestForm, bool]:
             extra[questions.field_name(key)] = [
                 _("This question takes a file: create the request as a draft and upload it to its attachments.")
             ]
-    data = {k: v for k, v in body.items() if k not in ("answers", "draft", "repo_id")}
+    data = {k: v for k, v in body.items() if k not in ("answers", "draft", "repo_id", "lab", "members", "all_members")}
     data.update({questions.field_name(k): v for k, v in answers.items() if k in by_key})
     draft = body.get("draft", False)
     if not isinstance(draft, bool):
@@ -205,6 +223,7 @@ class AccessRequestListApi(generics.ListAPIView):
             raise ApiError(_("No such release."), "not_found", 404)
         if not release.is_gated:
             raise ApiError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated", 400)
+        lab, members, all_members = lab_application(request, body)
         form, draft = validated_application(request, release)
         try:
             access_request = services.request_submit(
@@ -214,10 +233,33 @@ class AccessRequestListApi(generics.ListAPIView):
                 license_accepted=form.cleaned_data["accept_license"],
                 answers=form.answers(),
                 draft=draft,
+                lab=lab,
+                members=members,
+                all_members=all_members,
             )
         except services.OpenRequestExists as exc:
             raise ApiError(str(exc), exc.code, 409) from None
         return Response(RequestOutput(access_request).data, status=status.HTTP_201_CREATED)
+
+
+def lab_application(request, body: dict):
+    """The lab a request is for and whom it covers, checked for shape (the service checks roles and members)."""
+    lab_id = body.get("lab")
+    if lab_id is None:
+        if body.get("members") or body.get("all_members"):
+            raise FieldErrors({"lab": [_("Name the lab the members belong to.")]})
+        return None, None, False
+    if not isinstance(lab_id, str):
+        raise FieldErrors({"lab": [_("Expected a lab id.")]})
+    lab = selectors.lab_get(user=request.user, public_id=lab_id)
+    if lab is None:
+        raise ApiError(_("No such lab."), "not_found", 404)
+    members, all_members = body.get("members"), body.get("all_members", False)
+    if not isinstance(all_members, bool):
+        raise FieldErrors({"all_members": [_("Expected true or false.")]})
+    if members is not None and not (isinstance(members, list) and all(isinstance(m, str) for m in members)):
+        raise FieldErrors({"members": [_("Expected a list of member ids.")]})
+    return lab, members, all_members
 
 
 class AccessFormApi(APIView):
@@ -324,7 +366,12 @@ class GrantAcceptLicenseApi(APIView):
         request=AcceptLicenseInput,
         responses={
             200: inline_serializer(
-                "LicenseAccepted", {"grant": GrantOutput(), "review_request": serializers.CharField(allow_null=True)}
+                "LicenseAccepted",
+                {
+                    "grant": GrantOutput(),
+                    "review_request": serializers.CharField(allow_null=True),
+                    "seat": serializers.CharField(required=False, help_text="on a lab grant: the caller's place"),
+                },
             ),
             400: ERROR,
             401: ERROR,
@@ -335,9 +382,15 @@ class GrantAcceptLicenseApi(APIView):
     )
     def post(self, request, public_id):
         grant = selectors.user_grant_get(user=request.user, public_id=public_id)
-        if grant is None:
-            raise ApiError(_("Not found."), "not_found", 404)
         data = AcceptLicenseInput(data=request.data)
+        if grant is None:
+            lab_grant = selectors.member_lab_grant_get(user=request.user, public_id=public_id)
+            if lab_grant is None:
+                raise ApiError(_("Not found."), "not_found", 404)
+            data.is_valid(raise_exception=True)
+            seat = services.lab_seat_accept(actor=actor_for(request), grant=lab_grant[0], **data.validated_data)
+            grant = Grant.objects.select_related("license", "release__license", "user").get(pk=lab_grant[0].pk)
+            return Response({"grant": GrantOutput(grant).data, "review_request": None, "seat": seat.status})
         data.is_valid(raise_exception=True)
         try:
             accepted = services.grant_accept_license(actor=actor_for(request), grant=grant, **data.validated_data)

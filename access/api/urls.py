@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, requests
+from . import catalog, labs, requests
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -39,6 +39,34 @@ urlpatterns = [
         r"^v1/grants/(?P<public_id>[0-9a-f]{32})/accept-license/?$",
         requests.GrantAcceptLicenseApi.as_view(),
         name="api-grant-accept-license",
+    ),
+    re_path(r"^v1/labs/?$", labs.LabListApi.as_view(), name="api-labs"),
+    re_path(r"^v1/labs/(?P<public_id>[0-9a-f]{32})/?$", labs.LabDetailApi.as_view(), name="api-lab"),
+    re_path(r"^v1/labs/(?P<public_id>[0-9a-f]{32})/members/?$", labs.LabMembersApi.as_view(), name="api-lab-members"),
+    re_path(
+        r"^v1/labs/(?P<public_id>[0-9a-f]{32})/members/(?P<member_id>[0-9a-f]{32})/?$",
+        labs.LabMemberApi.as_view(),
+        name="api-lab-member",
+    ),
+    re_path(
+        r"^v1/labs/(?P<public_id>[0-9a-f]{32})/invitations/?$",
+        labs.LabInvitationsApi.as_view(),
+        name="api-lab-invitations",
+    ),
+    re_path(
+        r"^v1/lab-invitations/(?P<token>[A-Za-z0-9_-]{20,100})/accept/?$",
+        labs.LabInvitationAcceptApi.as_view(),
+        name="api-lab-invitation-accept",
+    ),
+    re_path(
+        r"^v1/review/lab-seats/(?P<public_id>[0-9a-f]{32})/approve/?$",
+        labs.ReviewLabSeatApi.as_view(),
+        name="api-review-seat-approve",
+    ),
+    re_path(
+        r"^v1/review/lab-seats/(?P<public_id>[0-9a-f]{32})/reject/?$",
+        labs.ReviewLabSeatRejectApi.as_view(),
+        name="api-review-seat-reject",
     ),
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(

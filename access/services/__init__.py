@@ -26,6 +26,17 @@ from .grants import (
     grants_expire,
     grants_reconcile,
 )
+from .labs import (
+    lab_create,
+    lab_invitation_accept,
+    lab_invitation_revoke,
+    lab_invite,
+    lab_member_remove,
+    lab_member_set_role,
+    lab_seat_accept,
+    lab_seat_decide,
+    lab_update,
+)
 from .licenses import Acceptance, grant_accept_license, license_publish, license_update_notify
 from .mirrors import mirror_compare, mirror_disable, mirror_verify
 from .releases import (
@@ -100,6 +111,15 @@ __all__ = [
     "grants_expire",
     "grants_reconcile",
     "is_reviewer",
+    "lab_create",
+    "lab_invitation_accept",
+    "lab_invitation_revoke",
+    "lab_invite",
+    "lab_member_remove",
+    "lab_member_set_role",
+    "lab_seat_accept",
+    "lab_seat_decide",
+    "lab_update",
     "license_publish",
     "license_update_notify",
     "mirror_compare",

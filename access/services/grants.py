@@ -15,6 +15,7 @@ from ..models import AccessRequest, Grant, License, UrlBatch
 from ..taskbase import portal_task
 from .audit import audit
 from .base import TASK, Actor, InvalidTransition, ServiceError, clean, require_reviewer
+from .labs import seats_for_new_grant
 from .notifications import request_notify
 from .workflow import lock, transition
 
@@ -93,14 +94,19 @@ def _issue(access_request: AccessRequest) -> Grant:
             license_id=access_request.license_id,
             license_accepted_at=access_request.license_accepted_at,
             license_accepted_ip=access_request.license_accepted_ip,
+            lab_id=access_request.lab_id,
         )
         audit(
             actor=TASK,
             action="grant.issued",
             target=grant,
             access_request=access_request,
-            data={"expires_at": grant.expires_at.isoformat()},
+            data={"expires_at": grant.expires_at.isoformat(), "lab": grant.lab.public_id if grant.lab_id else None},
         )
+        if grant.lab_id is not None:
+            seats_for_new_grant(grant, access_request)
+    if grant.lab_id is not None:
+        return grant  # members download with their own tokens; each download is recorded for its member
     if not grant.batches.filter(status=UrlBatch.Status.READY).exists():
         urls, expires_at = downloads.batch_sign(grant)
         batch = UrlBatch.objects.create(

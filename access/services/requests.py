@@ -15,9 +15,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import questions, selectors
-from ..models import AccessQuestion, AccessRequest, Grant, ModelRelease, RequestAnswer, RequestAttachment, User
+from ..models import (
+    AccessQuestion,
+    AccessRequest,
+    Grant,
+    Lab,
+    ModelRelease,
+    RequestAnswer,
+    RequestAttachment,
+    User,
+)
 from ..storage import get_storage
 from ..taskbase import Enqueued
+from . import labs
 from .audit import audit
 from .base import Actor, Forbidden, InvalidTransition, NotFound, ServiceError, clean, require_reviewer, require_user
 from .grants import grant_issue_task
@@ -59,10 +69,9 @@ def email_verified(user: User) -> bool:
     return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
 
 
-def _cooldown_ends(*, user: User, release: ModelRelease) -> datetime | None:
-    last = (
-        AccessRequest.objects.filter(applicant=user, release=release, status=S.REJECTED).order_by("-decided_at").first()
-    )
+def _cooldown_ends(*, user: User, release: ModelRelease, lab: Lab | None = None) -> datetime | None:
+    mine = {"lab": lab} if lab is not None else {"applicant": user, "lab__isnull": True}
+    last = AccessRequest.objects.filter(release=release, status=S.REJECTED, **mine).order_by("-decided_at").first()
     if last is None or last.decided_at is None:
         return None
     ends = last.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
@@ -99,6 +108,9 @@ def request_submit(
     answers: dict | None = None,
     uploads: dict | None = None,
     draft: bool = False,
+    lab: Lab | None = None,
+    members: list | None = None,
+    all_members: bool = False,
 ) -> AccessRequest:
     """File an access request. Refuses unverified accounts, open releases, a second open request (a database
     constraint, so two concurrent submits cannot both succeed) and applications inside the rejection cool-down.
@@ -106,8 +118,19 @@ def request_submit(
     `answers` (by question id) and `uploads` (file questions) answer the release's own questions; the entry
     point has validated them with `access.forms.AccessRequestForm`. A `draft` waits for its uploads
     (`request_attach`) and reaches reviewers only with `request_submit_draft`. A renewal (`renewal_of`) or a
-    license re-review (`reconsent_of`) carries the earlier request's answers."""
+    license re-review (`reconsent_of`) carries the earlier request's answers.
+
+    A lab request (`lab`, by an owner or admin) covers the lab's `members` named by member id, or
+    `all_members`; approving it issues one lab grant (access.services.labs)."""
     user = require_user(actor)
+    covered: list[User] = []
+    if renewal_of is not None and renewal_of.lab_id is not None:
+        lab, all_members = renewal_of.lab, renewal_of.request.all_members
+        covered = list(renewal_of.request.covered_members.all())
+        labs.lab_request_coverage(actor=actor, lab=lab, members=None, all_members=True)
+    elif lab is not None:
+        coverage = labs.lab_request_coverage(actor=actor, lab=lab, members=members, all_members=all_members)
+        covered = [membership.user for membership in coverage]
     if not release.is_gated or release.license is None:
         raise ServiceError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated")
     if not email_verified(user):
@@ -115,9 +138,13 @@ def request_submit(
     if not license_accepted or not data.get("noncommercial_attested"):
         raise ServiceError(_("You must accept the license and attest non-commercial use."), "license_not_accepted")
     follows = renewal_of or reconsent_of
-    if follows is None and selectors.user_active_grant(user=user, release=release) is not None:
+    if follows is None and lab is None and selectors.user_active_grant(user=user, release=release) is not None:
         raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
-    ends = _cooldown_ends(user=user, release=release) if reconsent_of is None else None
+    if follows is None and lab is not None and Grant.objects.active().filter(lab=lab, release=release).exists():
+        raise ServiceError(
+            _("%(lab)s already has access to %(repo)s.") % {"lab": lab.name, "repo": release.repo_id}, "already_granted"
+        )
+    ends = _cooldown_ends(user=user, release=release, lab=lab) if reconsent_of is None else None
     if ends is not None:
         raise ServiceError(
             _("Your last request was rejected; you can apply again after %(date)s (UTC).")
@@ -146,8 +173,12 @@ def request_submit(
                 noncommercial_attested=True,
                 renewal_of=renewal_of,
                 reconsent_of=reconsent_of,
+                lab=lab,
+                all_members=bool(lab is not None and all_members),
                 **fields,
             )
+            if lab is not None and not all_members:
+                access_request.covered_members.set(covered)
             for question, value in pairs:
                 RequestAnswer.objects.create(request=access_request, question=question, value=value)
             for key, upload in (uploads or {}).items():
@@ -164,16 +195,28 @@ def request_submit(
                     "renewal_of": renewal_of.public_id if renewal_of else None,
                     "reconsent_of": reconsent_of.public_id if reconsent_of else None,
                     "answers": sorted(question.key for question, _value in pairs),
+                    **(
+                        {
+                            "lab": lab.public_id,
+                            "all_members": bool(all_members),
+                            "members": sorted(u.email for u in covered),
+                        }
+                        if lab is not None
+                        else {}
+                    ),
                 },
             )
             if not draft:
                 _notify_submitted(access_request, event)
     except IntegrityError:
+        mine = {"lab": lab} if lab is not None else {"applicant": user, "lab__isnull": True}
         existing = AccessRequest.objects.filter(
-            applicant=user, release=release, status__in=AccessRequest.UNFINISHED_STATUSES
+            release=release, status__in=AccessRequest.UNFINISHED_STATUSES, **mine
         ).first()
+        if lab is not None:
+            raise OpenRequestExists(_("The lab already has an open request for this release."), existing) from None
         raise OpenRequestExists(_("You already have an open request for this release."), existing) from None
-    if not draft:
+    if not draft and lab is None:
         _maybe_auto_approve(actor, access_request)
     return access_request
 
@@ -376,7 +419,7 @@ def request_grant(*, actor: Actor, release: ModelRelease, user: User, reason: st
         raise ServiceError(_("This account is disabled."), "account_inactive")
     if selectors.user_active_grant(user=user, release=release) is not None:
         raise ServiceError(_("%(user)s already has access.") % {"user": user.email}, "already_granted")
-    existing = AccessRequest.objects.open().filter(applicant=user, release=release).first()
+    existing = AccessRequest.objects.open().filter(applicant=user, release=release, lab__isnull=True).first()
     if existing is not None:
         return request_approve(actor=actor, access_request=existing, reason=reason)
     reason = _reason(reason, required=False)
@@ -436,7 +479,7 @@ def requests_decide_many(*, actor: Actor, public_ids: list[str], action: str, re
 def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
     """A new request, linked to the old grant, with the earlier answers; it goes to the reviewer queue."""
     user = require_user(actor)
-    if grant.user_id != user.pk:
+    if grant.lab_id is None and grant.user_id != user.pk:
         raise NotFound(_("Not found."))
     if grant.revoked_at is not None:
         raise ServiceError(_("A revoked grant cannot be renewed; apply again instead."), "grant_revoked")

@@ -33,6 +33,8 @@ def my_grants(request):
 @login_required
 @require_safe
 def grant_detail(request, public_id):
+    if selectors.member_lab_grant_get(user=request.user, public_id=public_id) is not None:
+        return redirect("lab-grant", public_id=public_id)  # a lab's grant: what it gives this member
     grant = _own_grant(request, public_id)
     decision = downloads.access_state(user=request.user, release=grant.release, grant=grant)
     active = decision.allowed

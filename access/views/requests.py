@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from .. import downloads, questions, selectors, services
-from ..forms import AccessRequestForm, AnswerForm, AttachmentForm
+from ..forms import AccessRequestForm, AnswerForm, AttachmentForm, LabCoverageForm
 from ..http import actor_for
 from ..models import AccessQuestion, AccessRequest
 
@@ -42,13 +42,18 @@ def apply(request, repo_id):
         messages.error(request, _("Verify your email address before applying; we sent you a link."))
         return redirect("account_email")
     decision = downloads.access_state(user=request.user, release=release)
+    lab = _applying_lab(request)
+    mine = {"lab": lab} if lab is not None else {"applicant": request.user, "lab__isnull": True}
     existing = AccessRequest.objects.filter(
-        applicant=request.user, release=release, status__in=AccessRequest.UNFINISHED_STATUSES
+        release=release, status__in=AccessRequest.UNFINISHED_STATUSES, **mine
     ).first()
     if existing is not None:
+        if lab is not None:
+            messages.info(request, _("The lab already has an open request for this release."))
+            return redirect("lab-detail", public_id=lab.public_id)
         messages.info(request, _("You already have an open request for this release."))
         return redirect("request-detail", public_id=existing.public_id)
-    if decision.allowed:
+    if decision.allowed and lab is None:
         messages.info(request, _("You already have access to this release."))
         return redirect("release-detail", repo_id=release.repo_id)
     form = AccessRequestForm(
@@ -57,8 +62,23 @@ def apply(request, repo_id):
         release=release,
         initial=_previous_answers(request.user, release),
     )
-    if request.method == "POST" and form.is_valid():
+    coverage = None
+    if lab is not None:
+        coverage = LabCoverageForm(
+            request.POST or None,
+            prefix="lab",
+            memberships=selectors.lab_members(lab=lab),
+            cap=release.lab_member_cap,
+        )
+    if request.method == "POST" and form.is_valid() and (coverage is None or coverage.is_valid()):
         data = {**form.cleaned_data, "country": form.cleaned_data["country"]}
+        lab_fields = {}
+        if coverage is not None:
+            lab_fields = {
+                "lab": lab,
+                "members": coverage.cleaned_data["members"],
+                "all_members": coverage.cleaned_data["all_members"],
+            }
         try:
             access_request = services.request_submit(
                 actor=actor_for(request),
@@ -67,6 +87,7 @@ def apply(request, repo_id):
                 license_accepted=form.cleaned_data["accept_license"],
                 answers=form.answers(),
                 uploads=form.uploads(),
+                **lab_fields,
             )
         except services.OpenRequestExists as exc:
             messages.info(request, str(exc))
@@ -78,7 +99,20 @@ def apply(request, repo_id):
         else:
             messages.success(request, _("Your request was submitted. We emailed you a confirmation."))
             return redirect("request-detail", public_id=access_request.public_id)
-    return render(request, "access/apply.html", {"release": release, "form": form, "decision": decision})
+    context = {"release": release, "form": form, "decision": decision, "lab": lab, "coverage": coverage}
+    return render(request, "access/apply.html", context)
+
+
+def _applying_lab(request):
+    """The lab an owner or admin applies for (`?lab=<id>`), or None for an individual request."""
+    lab_id = request.GET.get("lab") or request.POST.get("lab")
+    if not lab_id:
+        return None
+    lab = selectors.lab_get(user=request.user, public_id=str(lab_id)[:40])
+    membership = services.labs.membership_of(request.user, lab) if lab is not None else None
+    if membership is None or membership.role not in services.labs.ADMIN_ROLES:
+        raise Http404
+    return lab
 
 
 @login_required

@@ -25,6 +25,7 @@ from ..decorators import recent_login_required
 from ..forms import BulkDecisionForm, DecisionForm, RevokeForm
 from ..http import actor_for
 from ..models import AccessRequest, AuditEvent, DownloadEvent, Grant, ModelRelease, RequestAttachment
+from . import labs
 from .requests import answers_shown
 
 
@@ -135,6 +136,7 @@ def detail(request, public_id):
         "grant": Grant.objects.filter(request=access_request).first(),
         "answers": answers_shown(access_request),
         "attachments": access_request.attachments.select_related("question").order_by("created_at"),
+        **labs.review_request_context(access_request),
     }
     return render(request, "access/review/detail.html", context)
 
@@ -214,6 +216,7 @@ def grant_detail(request, public_id):
         "fetched": fetched,
         "file_total": grant.release.files.count(),
         "manifests": DownloadEvent.objects.filter(grant=grant, file__isnull=True).count(),
+        **labs.review_grant_context(grant),
     }
     return render(request, "access/review/grant.html", context)
 

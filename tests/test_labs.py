@@ -1,0 +1,351 @@
+"""Labs: one application covers a group, each member accepts the license personally, and access follows
+membership on every download channel."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from access import services
+from access.downloads import relay_url
+from access.models import AuditEvent, DownloadEvent, Grant, LabInvitation, LabMembership, LabSeat
+from tests.factories import ANSWERS, ReleaseFactory, UserFactory, add_file, grant_for, token_secret
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SHARD = "checkpoint_last-model_part-0-shard0.pt"
+
+
+def api(token=None):
+    client = APIClient()
+    if token:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def actor(user):
+    return services.Actor(user=user, credential="session", ip="192.0.2.7")
+
+
+@pytest.fixture
+def release(local_storage):
+    release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+    add_file(release, SHARD, b"weights" * 100)
+    add_file(release, "config.json", b"{}")
+    return release
+
+
+@pytest.fixture
+def lab(db):
+    """A lab of three: the owner (a PI), an admin and a member, who joined through invitations."""
+    owner = UserFactory(email="pi@cs.uni.example")
+    lab = services.lab_create(
+        actor=actor(owner), name="Language Lab", ror_id="02mhbdp94", email_domains=["uni.example"]
+    )
+    people = {"owner": owner}
+    for role, email in (("admin", "ada@cs.uni.example"), ("member", "max@gmail.example")):
+        person = UserFactory(email=email)
+        _invitation, secret = services.lab_invite(actor=actor(owner), lab=lab, email=email, role=role)
+        services.lab_invitation_accept(actor=actor(person), token=secret)
+        people[role] = person
+    return lab, people
+
+
+def member_id(lab, user):
+    return LabMembership.objects.current().get(lab=lab, user=user).public_id
+
+
+def apply_for_lab(owner, lab, release, **coverage):
+    body = {"repo_id": release.repo_id, "accept_license": True, "noncommercial_attested": True, **ANSWERS}
+    body.update({"lab": lab.public_id, **coverage})
+    return api(token_secret(owner)).post("/api/v1/access-requests", body, format="json")
+
+
+def approved_lab_grant(lab, people, release, reviewer, **coverage):
+    response = apply_for_lab(people["owner"], lab, release, **(coverage or {"all_members": True}))
+    assert response.status_code == 201, response.content
+    access_request = lab.access_requests.get(public_id=response.json()["id"])
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=access_request)
+    return Grant.objects.get(request=access_request)
+
+
+def accept(token, grant, version="1.0"):
+    return api(token).post(
+        f"/api/v1/grants/{grant.public_id}/accept-license",
+        {"version": version, "accept_license": True, "noncommercial_attested": True},
+        format="json",
+    )
+
+
+def file_status(token, release):
+    response = api(token).get(f"/api/v1/models/{release.repo_id}/files/{SHARD}")
+    return response.status_code, (response.json()["code"] if response.status_code != 302 else "granted")
+
+
+def test_an_invitation_is_emailed_works_once_and_only_for_the_invited_address(lab):
+    lab, people = lab
+    outsider = UserFactory(email="eve@elsewhere.example")
+    mail.outbox.clear()
+    _invitation, secret = services.lab_invite(actor=actor(people["owner"]), lab=lab, email="Zoe@Uni.Example")
+    (message,) = [m for m in mail.outbox if "zoe@uni.example" in m.to]
+    assert secret in message.body and "Language Lab" in message.subject
+    response = api(token_secret(outsider)).post(f"/api/v1/lab-invitations/{secret}/accept")
+    assert response.status_code == 403 and response.json()["code"] == "invitation_email_mismatch"
+    zoe = UserFactory(email="zoe@uni.example")
+    response = api(token_secret(zoe)).post(f"/api/v1/lab-invitations/{secret}/accept")
+    assert response.status_code == 200, response.content
+    assert response.json()["institution_verified"] is True and response.json()["role"] == "member"
+    again = api(token_secret(zoe)).post(f"/api/v1/lab-invitations/{secret}/accept")
+    assert again.status_code == 400 and again.json()["code"] == "invitation_used"
+    unknown = api(token_secret(zoe)).post("/api/v1/lab-invitations/" + "x" * 43 + "/accept")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "invitation_invalid"
+
+
+def test_an_expired_invitation_is_refused(lab):
+    lab, people = lab
+    invitation, secret = services.lab_invite(actor=actor(people["owner"]), lab=lab, email="late@uni.example")
+    LabInvitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    late = UserFactory(email="late@uni.example")
+    with pytest.raises(services.ServiceError) as refused:
+        services.lab_invitation_accept(actor=actor(late), token=secret)
+    assert refused.value.code == "invitation_used"
+    assert not LabMembership.objects.filter(lab=lab, user=late).exists()
+
+
+def test_the_api_lists_labs_and_members_with_institution_verification(lab):
+    lab, people = lab
+    token = token_secret(people["member"])
+    (listed,) = api(token).get("/api/v1/labs").json()
+    assert listed["id"] == lab.public_id and listed["role"] == "member" and listed["members"] == 3
+    members = {m["email"]: m for m in api(token).get(f"/api/v1/labs/{lab.public_id}/members").json()}
+    assert members["pi@cs.uni.example"]["role"] == "owner" and members["pi@cs.uni.example"]["institution_verified"]
+    assert members["max@gmail.example"]["institution_verified"] is False
+    outsider = UserFactory(email="eve@elsewhere.example")
+    assert api(token_secret(outsider)).get(f"/api/v1/labs/{lab.public_id}").status_code == 404
+
+
+def test_creating_a_lab_needs_a_verified_email_and_clean_fields(db):
+    unverified = UserFactory(email="new@uni.example", verified=False)
+    response = api(token_secret(unverified)).post("/api/v1/labs", {"name": "X"}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "email_unverified"
+    user = UserFactory(email="pi@uni.example")
+    client = api(token_secret(user))
+    for body in (
+        {"name": "Lab\x00"},
+        {"name": "Lab", "ror_id": "not-a-ror"},
+        {"name": "Lab", "email_domains": ["not a domain"]},
+        {"name": "Lab", "email_domains": [{"nested": ["x"]}]},
+        {"name": {"a": 1}},
+        {"name": "Lab", "website": "javascript:alert(1)"},
+    ):
+        response = client.post("/api/v1/labs", body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["code"] == "invalid"
+    created = client.post(
+        "/api/v1/labs",
+        {"name": "Lab", "ror_id": "https://ror.org/02mhbdp94", "email_domains": ["@Uni.Example"]},
+        format="json",
+    )
+    assert created.status_code == 201
+    assert created.json()["ror_id"] == "02mhbdp94" and created.json()["email_domains"] == ["uni.example"]
+    assert re.fullmatch(r"[0-9a-f]{32}", created.json()["id"])
+
+
+def test_only_owners_and_admins_apply_invite_and_remove(lab, release):
+    lab, people = lab
+    member = token_secret(people["member"])
+    response = apply_for_lab(people["member"], lab, release, all_members=True)
+    assert response.status_code == 403 and response.json()["code"] == "lab_admin_required"
+    response = api(member).post(f"/api/v1/labs/{lab.public_id}/invitations", {"email": "x@uni.example"}, format="json")
+    assert response.status_code == 403
+    response = api(member).delete(f"/api/v1/labs/{lab.public_id}/members/{member_id(lab, people['admin'])}")
+    assert response.status_code == 403
+    # An admin cannot remove the owner; nobody can.
+    admin = token_secret(people["admin"])
+    response = api(admin).delete(f"/api/v1/labs/{lab.public_id}/members/{member_id(lab, people['owner'])}")
+    assert response.status_code == 403 and response.json()["code"] == "lab_role"
+    response = api(token_secret(people["owner"])).delete(
+        f"/api/v1/labs/{lab.public_id}/members/{member_id(lab, people['owner'])}"
+    )
+    assert response.status_code == 400 and response.json()["code"] == "owner_cannot_leave"
+
+
+def test_a_lab_request_is_decided_once_and_each_member_downloads_after_accepting(lab, release, reviewer):
+    lab, people = lab
+    mail.outbox.clear()
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    assert grant.lab_id == lab.pk and grant.is_active
+    assert not grant.batches.exists()
+    # The owner accepted the license with the request; the others have not yet.
+    owner, admin, member = (token_secret(people[r]) for r in ("owner", "admin", "member"))
+    assert file_status(owner, release) == (302, "granted")
+    assert file_status(member, release) == (403, "lab_license_pending")
+    detail = api(member).get(f"/api/v1/models/{release.repo_id}/files/{SHARD}").json()["detail"]
+    assert f"/labs/grants/{grant.public_id}/" in detail and "Language Lab" in detail
+    assert {m.to[0] for m in mail.outbox if "has access to" in m.subject} >= {"max@gmail.example"}
+    # An outdated version is not accepted.
+    assert accept(member, grant, version="0.9").json()["code"] == "license_version"
+    response = accept(member, grant)
+    assert response.status_code == 200 and response.json()["seat"] == "active"
+    seat = LabSeat.objects.get(grant=grant, user=people["member"])
+    assert seat.license_id == release.license_id and seat.license_accepted_ip and seat.noncommercial_attested
+    assert file_status(member, release) == (302, "granted")
+    event = DownloadEvent.objects.filter(user=people["member"]).latest("id")
+    assert event.grant_id == grant.pk
+    assert file_status(admin, release) == (403, "lab_license_pending")
+    assert AuditEvent.objects.filter(action="lab.license_accepted", data__member="max@gmail.example").exists()
+
+
+def test_a_removed_member_is_refused_at_once_on_every_channel_while_the_others_keep_downloading(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    owner, admin, member = (token_secret(people[r]) for r in ("owner", "admin", "member"))
+    accept(admin, grant)
+    accept(member, grant)
+    shard = release.files.get(path=SHARD)
+    relay = relay_url(shard.pk, SHARD, user_id=people["member"].pk, base_url="http://testserver")
+    relay = relay.removeprefix("http://testserver")
+    channels = {
+        "api": lambda t: api(t).get(f"/api/v1/models/{release.repo_id}/files/{SHARD}"),
+        "manifest": lambda t: api(t).get(f"/api/v1/models/{release.repo_id}/manifest?format=json"),
+        "hf": lambda t: api(t).head(f"/{release.repo_id}/resolve/main/{SHARD}"),
+        "relay": lambda t: api().get(relay),
+    }
+    for name, call in channels.items():
+        assert call(member).status_code in (200, 302), name
+    mail.outbox.clear()
+    response = api(admin).delete(f"/api/v1/labs/{lab.public_id}/members/{member_id(lab, people['member'])}")
+    assert response.status_code == 204
+    for name, call in channels.items():
+        assert call(member).status_code == 403, name
+    assert api(member).get(f"/api/v1/models/{release.repo_id}/files/{SHARD}").json()["code"] == "gated"
+    for token in (owner, admin):
+        assert file_status(token, release) == (302, "granted")
+    assert LabSeat.objects.get(grant=grant, user=people["member"]).status == LabSeat.Status.ENDED
+    assert [m.to for m in mail.outbox if "removed" in m.subject] == [["max@gmail.example"]]
+    assert AuditEvent.objects.filter(action="lab.member_removed", data__member="max@gmail.example").exists()
+
+
+def test_a_member_who_leaves_loses_access_and_rejoining_needs_the_license_again(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    member = token_secret(people["member"])
+    accept(member, grant)
+    assert file_status(member, release)[0] == 302
+    response = api(member).delete(f"/api/v1/labs/{lab.public_id}/members/{member_id(lab, people['member'])}")
+    assert response.status_code == 204
+    assert file_status(member, release)[0] == 403
+    _invitation, secret = services.lab_invite(actor=actor(people["owner"]), lab=lab, email="max@gmail.example")
+    services.lab_invitation_accept(actor=actor(people["member"]), token=secret)
+    assert file_status(member, release) == (403, "lab_license_pending")
+    accept(member, grant)
+    assert file_status(member, release)[0] == 302
+
+
+def test_named_members_are_covered_and_anyone_else_needs_a_reviewer(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(
+        lab, people, release, reviewer, members=[member_id(lab, people["owner"]), member_id(lab, people["admin"])]
+    )
+    admin, member = token_secret(people["admin"]), token_secret(people["member"])
+    assert accept(admin, grant).json()["seat"] == "active"
+    assert accept(member, grant).json()["seat"] == "requested"
+    assert file_status(member, release) == (403, "lab_seat_pending")
+    seat = LabSeat.objects.get(grant=grant, user=people["member"])
+    reviewer_token = token_secret(reviewer, review=True)
+    response = api(reviewer_token).post(f"/api/v1/review/lab-seats/{seat.public_id}/reject", {}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "reason_required"
+    response = api(reviewer_token).post(f"/api/v1/review/lab-seats/{seat.public_id}/approve", {}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "active"
+    assert file_status(member, release)[0] == 302
+
+
+def test_all_members_beyond_the_release_cap_need_a_reviewer(lab, release, reviewer):
+    lab, people = lab
+    release.lab_member_cap = 2
+    release.save()
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    assert accept(token_secret(people["admin"]), grant).json()["seat"] == "active"  # owner + admin: the cap
+    assert accept(token_secret(people["member"]), grant).json()["seat"] == "requested"
+    assert file_status(token_secret(people["member"]), release) == (403, "lab_seat_pending")
+
+
+def test_revoking_the_lab_grant_reaches_every_member(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    member = token_secret(people["member"])
+    accept(member, grant)
+    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Terms broken")
+    for role in ("owner", "member"):
+        response = api(token_secret(people[role])).get(f"/api/v1/models/{release.repo_id}/files/{SHARD}")
+        assert response.status_code == 403 and response.json()["code"] == "revoked", role
+        assert "Terms broken" in response.json()["detail"]
+
+
+def test_an_individual_grant_or_a_lab_grant_is_enough(lab, release, reviewer):
+    lab, people = lab
+    own = grant_for(people["member"], release, reviewer)
+    member = token_secret(people["member"])
+    assert file_status(member, release)[0] == 302
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    services.grant_revoke(actor=services.Actor(user=reviewer), grant=own, reason="Duplicate")
+    assert file_status(member, release) == (403, "lab_license_pending")
+    accept(member, grant)
+    assert file_status(member, release)[0] == 302
+
+
+def test_renewing_a_lab_grant_carries_the_members_acceptances(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    member = token_secret(people["member"])
+    accept(member, grant)
+    with pytest.raises(services.ServiceError):
+        services.request_renew(actor=actor(people["member"]), grant=grant)
+    renewal = services.request_renew(actor=actor(people["owner"]), grant=grant)
+    assert renewal.lab_id == lab.pk and renewal.all_members
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=renewal)
+    new = Grant.objects.get(request=renewal)
+    Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() + timedelta(seconds=1), issued_at=timezone.now())
+    grant.refresh_from_db()
+    Grant.objects.filter(pk=grant.pk).update(expires_at=grant.issued_at + timedelta(microseconds=1))
+    assert LabSeat.objects.get(grant=new, user=people["member"]).status == LabSeat.Status.ACTIVE
+    status, _code = file_status(member, release)
+    assert status == 302
+    assert DownloadEvent.objects.filter(user=people["member"]).latest("id").grant_id == new.pk
+
+
+def test_a_second_open_lab_request_is_a_conflict_and_bad_coverage_is_a_clear_400(lab, release):
+    lab, people = lab
+    assert apply_for_lab(people["owner"], lab, release, all_members=True).status_code == 201
+    again = apply_for_lab(people["admin"], lab, release, all_members=True)
+    assert again.status_code == 409 and again.json()["code"] == "request_exists"
+    other = ReleaseFactory(repo_id="facebook/opt-66b", access="gated")
+    for coverage in (
+        {},
+        {"members": "everyone"},
+        {"members": [{"$ne": 1}]},
+        {"members": ["0" * 32]},
+        {"all_members": "yes"},
+        {"all_members": True, "members": [member_id(lab, people["owner"])]},
+    ):
+        response = apply_for_lab(people["owner"], lab, other, **coverage)
+        assert response.status_code == 400, coverage
+        assert response.json()["code"] == "invalid"
+    response = api(token_secret(people["owner"])).post(
+        "/api/v1/access-requests",
+        {"repo_id": other.repo_id, "lab": "0" * 32, "all_members": True, **ANSWERS},
+        format="json",
+    )
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_the_owner_keeps_an_individual_request_apart_from_the_lab_request(lab, release, reviewer):
+    lab, people = lab
+    assert apply_for_lab(people["owner"], lab, release, all_members=True).status_code == 201
+    body = {"repo_id": release.repo_id, "accept_license": True, "noncommercial_attested": True, **ANSWERS}
+    response = api(token_secret(people["owner"])).post("/api/v1/access-requests", body, format="json")
+    assert response.status_code == 201
+    assert response.json()["lab"] is None
