@@ -22,6 +22,7 @@ from access.models import (
     AuditEvent,
     DownloadEvent,
     Grant,
+    LabInvitation,
     ModelRelease,
     RequestAttachment,
     User,
@@ -48,6 +49,12 @@ ROLES = [
     "other_researcher",
     "reviewer",
     "admin",
+    "lab_owner",
+    "lab_admin",
+    "lab_member",
+    "lab_former_member",
+    "lab_invited",
+    "lab_outsider",
 ]
 CREDENTIALS = [
     "none",
@@ -74,7 +81,14 @@ GATED_CODE = {
     "other_researcher": "pending",
     "reviewer": "gated",
     "admin": "gated",
+    "lab_former_member": "gated",
+    "lab_invited": "gated",
+    "lab_outsider": "gated",
 }
+# Roles that may download: an active grant of their own, or a seat on their lab's grant.
+DOWNLOADERS = {"approved", "lab_owner", "lab_admin", "lab_member"}
+LAB_MEMBERS = {"lab_owner", "lab_admin", "lab_member"}
+LAB_ADMINS = {"lab_owner", "lab_admin"}
 REVIEWERS = ("reviewer", "admin")
 # Roles holding a grant of their own (active or not) on the gated release.
 GRANT_HOLDERS = {"approved", "revoked", "expired", "old_license", "inactive", "unpublished"}
@@ -90,6 +104,7 @@ class World:
     own_grant: dict = field(default_factory=dict)
     relay: str = ""
     victim_attachment: str = ""
+    lab: str = ""
 
 
 def build_world(role) -> World:
@@ -108,6 +123,7 @@ def build_world(role) -> World:
     world.users["other"] = other
     world.tokens["other"] = services.token_create(actor=services.Actor(user=other), name="t")[1]
     if role == "anonymous":
+        _lab(world, role, None, gated, reviewer)
         world.relay = relay_url(shard.pk, SHARD, user_id=None, base_url="http://testserver").removeprefix(
             "http://testserver"
         )
@@ -117,6 +133,7 @@ def build_world(role) -> World:
         "admin": UserFactory(email="admin@portal.example", is_staff=True, is_superuser=True),
     }.get(role) or UserFactory(email=f"{role}@uni.example")
     world.users[role] = user
+    _lab(world, role, user, gated, reviewer)
     if role in ("pending", "needs_info", "rejected", "other_researcher"):
         status = "pending" if role == "other_researcher" else role
         world.own_request[role] = AccessRequestFactory(
@@ -157,6 +174,38 @@ def build_world(role) -> World:
     if role == "unpublished":
         ModelRelease.objects.filter(pk=gated.pk).update(published=False)
     return world
+
+
+def _lab(world, role, user, gated, reviewer) -> None:
+    """A lab with a grant for the gated release that covers all members: the user is its owner, an admin or a
+    member who accepted the license, a member who was removed, invited without accepting, or not in it."""
+    owner = user if role == "lab_owner" else UserFactory(email="pi@uni.example")
+    lab = services.lab_create(actor=services.Actor(user=owner), name="Language Lab", email_domains=["uni.example"])
+    world.lab = lab.public_id
+    request = AccessRequestFactory(applicant=owner, release=gated, lab=lab, all_members=True)
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+    grant = services.grant_issue(request_id=request.pk)
+    if role == "lab_owner":
+        world.own_request[role] = request
+    if role in ("lab_admin", "lab_member", "lab_former_member", "lab_invited"):
+        _invitation, secret = services.lab_invite(
+            actor=services.Actor(user=owner),
+            lab=lab,
+            email=user.email,
+            role="admin" if role == "lab_admin" else "member",
+        )
+        if role == "lab_invited":
+            return
+        membership = services.lab_invitation_accept(actor=services.Actor(user=user), token=secret)
+        services.lab_seat_accept(
+            actor=services.Actor(user=user),
+            grant=grant,
+            version="1.0",
+            accept_license=True,
+            noncommercial_attested=True,
+        )
+        if role == "lab_former_member":
+            services.lab_member_remove(actor=services.Actor(user=owner), lab=lab, membership=membership)
 
 
 def _attachment(access_request) -> RequestAttachment:
@@ -249,6 +298,10 @@ ENDPOINTS = [
         "review_action",
         {"user": "victim@uni.example"},
     ),
+    Endpoint("lab", "get", "/api/v1/labs/{lab}", "lab_view"),
+    Endpoint("lab-members", "get", "/api/v1/labs/{lab}/members", "lab_view"),
+    Endpoint("lab-invite", "post", "/api/v1/labs/{lab}/invitations", "lab_admin", {"email": "new@uni.example"}, ok=201),
+    Endpoint("web-lab", "get", "/labs/{lab}/", "web_lab"),
     Endpoint("web-my-requests", "get", "/requests/", "web_mine"),
     Endpoint("web-victim-request", "get", "/requests/{victim_request}/", "web_victim"),
     Endpoint("web-victim-grant", "get", "/grants/{victim_grant}/", "web_victim"),
@@ -280,7 +333,7 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
         # The ticket is the credential: it names the user it was issued to, whatever else the caller sends.
         if role == "anonymous":
             return 401, "not_authenticated"
-        return (302, None) if role == "approved" else (404 if role == "unpublished" else 403, GATED_CODE[role])
+        return (302, None) if role in DOWNLOADERS else (404 if role == "unpublished" else 403, GATED_CODE[role])
     if endpoint.kind.startswith("web_"):
         # Web pages know only the session cookie; any Authorization header or query token is ignored, and a
         # disabled account's session signs nobody in.
@@ -296,9 +349,11 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
                 return 200, None
             case "web_own_batch":
                 # Only an active grant on a published release hands out its batch; others go back to the page.
-                return (200, None) if who == "approved" else (302, None)
+                return (200, None) if who in DOWNLOADERS else (302, None)
             case "web_victim":
                 return 404, None
+            case "web_lab":
+                return (200, None) if who in LAB_MEMBERS or reviewer else (404, None)
             case "web_review":
                 return (200, None) if reviewer else (404, None)
             case "web_manage":
@@ -330,11 +385,17 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
         case "release":
             return endpoint.ok, None
         case "gated":
-            return (endpoint.ok, None) if who == "approved" else (403, GATED_CODE[who])
+            return (endpoint.ok, None) if who in DOWNLOADERS else (403, GATED_CODE[who])
         case "own_object":
             return (200, None) if has_own and credential != "other_token" else (404, "not_found")
         case "victim_object":
             return 404, "not_found"
+        case "lab_view":
+            return (200, None) if who in LAB_MEMBERS or reviewer else (404, "not_found")
+        case "lab_admin":
+            if who in LAB_ADMINS:
+                return endpoint.ok, None
+            return (403, "lab_admin_required") if who in LAB_MEMBERS else (404, "not_found")
         case "review":
             return (200, None) if reviewer and scoped else (403, "permission_denied")
         case "review_action":
@@ -377,7 +438,7 @@ def make_client(world: World, role: str, credential: str) -> APIClient | None:
 
 
 # Roles that own a request of their own; the own-request endpoint is only asked of them.
-OWNERS = {"pending", "needs_info", "rejected", "other_researcher", *GRANT_HOLDERS}
+OWNERS = {"pending", "needs_info", "rejected", "other_researcher", "lab_owner", *GRANT_HOLDERS}
 CASES = [
     pytest.param(endpoint, role, id=f"{endpoint.name}-{role}")
     for endpoint in ENDPOINTS
@@ -405,6 +466,7 @@ def test_attack_matrix(local_storage, endpoint, role):
             own_grant=own_grant.public_id if own_grant else "",
             relay=world.relay,
             victim_attachment=world.victim_attachment,
+            lab=world.lab,
         )
         if credential == "query":
             secret = world.tokens.get("token") or world.tokens["other"]
@@ -454,6 +516,7 @@ def _reset(world):
     AccessRequest.objects.filter(pk=world.victim_request.pk).update(status="pending", decided_at=None)
     Grant.objects.filter(request__pk=world.victim_request.pk).delete()
     Grant.objects.filter(pk=world.victim_grant.pk).update(revoked_at=None, revoke_reason="")
+    LabInvitation.objects.filter(email="new@uni.example").delete()
 
 
 # --- Signed URLs ----------------------------------------------------------------------------------
