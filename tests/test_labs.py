@@ -349,3 +349,43 @@ def test_the_owner_keeps_an_individual_request_apart_from_the_lab_request(lab, r
     response = api(token_secret(people["owner"])).post("/api/v1/access-requests", body, format="json")
     assert response.status_code == 201
     assert response.json()["lab"] is None
+
+
+def test_the_lab_pages_show_members_grants_and_confirm_removal(client, lab, release, reviewer):
+    from tests.support.auth import login_recently
+
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    login_recently(client, people["member"])
+    page = client.get(f"/labs/{lab.public_id}/").content.decode()
+    assert "max@gmail.example" in page and "Language Lab" in page and f"/labs/grants/{grant.public_id}/" in page
+    assert 'id="lab-invite"' not in page  # members do not invite
+    assert client.get(f"/models/{release.repo_id}/apply?lab={lab.public_id}").status_code == 404
+    grants = client.get("/grants/").content.decode()
+    assert f"/labs/grants/{grant.public_id}/" in grants
+    assert client.get(f"/grants/{grant.public_id}/").url == f"/labs/grants/{grant.public_id}/"
+    page = client.get(f"/labs/grants/{grant.public_id}/").content.decode()
+    assert 'data-code="lab_license_pending"' in page and 'id="license-form"' in page
+    response = client.post(
+        f"/labs/grants/{grant.public_id}/",
+        {"version": "1.0", "accept_license": "on", "noncommercial_attested": "on"},
+    )
+    assert response.status_code == 302
+    assert 'data-code="granted"' in client.get(f"/labs/grants/{grant.public_id}/").content.decode()
+
+    login_recently(client, people["owner"])
+    page = client.get(f"/labs/{lab.public_id}/").content.decode()
+    assert 'id="lab-invite"' in page
+    remove = f"/labs/{lab.public_id}/members/{member_id(lab, people['member'])}/remove"
+    confirm = client.get(remove)
+    assert confirm.status_code == 200 and 'id="confirm-remove"' in confirm.content.decode()
+    assert LabMembership.objects.current().filter(lab=lab, user=people["member"]).exists()  # a GET removes nobody
+    assert client.post(remove).status_code == 302
+    assert not LabMembership.objects.current().filter(lab=lab, user=people["member"]).exists()
+
+    outsider = UserFactory(email="eve@elsewhere.example")
+    login_recently(client, outsider)
+    assert client.get(f"/labs/{lab.public_id}/").status_code == 404
+    assert client.get(f"/labs/grants/{grant.public_id}/").status_code == 404
+    assert client.get("/labs/invitations/not-a-token/").status_code == 404
+    assert client.get("/labs/%00%ff/").status_code == 404

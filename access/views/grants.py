@@ -27,7 +27,11 @@ def _own_grant(request, public_id):
 @login_required
 @require_safe
 def my_grants(request):
-    return render(request, "access/my_grants.html", {"grants": selectors.user_grants(user=request.user)})
+    context = {
+        "grants": selectors.user_grants(user=request.user),
+        "lab_grants": selectors.member_lab_grants(user=request.user),
+    }
+    return render(request, "access/my_grants.html", context)
 
 
 @login_required
