@@ -57,6 +57,9 @@ EVENTS = {
     "grant.revoked": "grant.revoked",
     "grant.expiring": "grant.expiring",
     "grant.expired": "grant.expired",
+    # A holder accepted a new license version, or a lab member accepted the license for the lab's grant.
+    "grant.license_accepted": "grant.license_accepted",
+    "lab.license_accepted": "grant.license_accepted",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -129,7 +132,10 @@ def build_payload(event: AuditEvent, event_type: str, *, grant, access_request) 
             "expires_at": iso(grant.expires_at),
             "revoked_at": iso(grant.revoked_at) if grant.revoked_at else None,
             "active": grant.is_active,
+            "lab": grant.lab.public_id if grant.lab_id else None,
         }
+        if event_type == "grant.license_accepted":
+            data["license"] = {"slug": event.data.get("license"), "version": event.data.get("version")}
     return {"type": event_type, "timestamp": iso(event.created_at), "data": data}
 
 

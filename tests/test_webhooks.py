@@ -396,3 +396,35 @@ def test_redirects_are_not_followed_and_a_manual_redelivery_sends_the_same_id(
     assert AuditEvent.objects.filter(action="webhook.redelivered", actor=manager).exists()
     page = client.get(f"/webhooks/{hook.public_id}/").content.decode()
     assert "redirects are not followed" in page and "302" in page
+
+
+def test_license_acceptances_are_told_for_grants_and_lab_seats(local_ok, as_manager, gated, alice, reviewer):
+    endpoint(as_manager, events=["grant.license_accepted"])
+    grant = grant_for(alice, gated, reviewer)
+    command = services.command_actor("tests")
+    newer = services.license_publish(actor=command, slug=gated.license.slug, version="1.1", title="T", text="v1.1")
+    services.release_set_license(actor=command, release=gated, license=newer)
+    holder = services.Actor(user=alice, credential="session")
+    services.grant_accept_license(
+        actor=holder, grant=grant, version="1.1", accept_license=True, noncommercial_attested=True
+    )
+    pi = UserFactory(email="pi@uni.example")
+    lab = services.lab_create(actor=services.Actor(user=pi), name="Lab")
+    lab_request = AccessRequestFactory(applicant=pi, release=gated, lab=lab, all_members=True)
+    services.request_approve(actor=services.Actor(user=reviewer), access_request=lab_request)
+    lab_grant = services.grant_issue(request_id=lab_request.pk)
+    member = UserFactory(email="max@uni.example")
+    _invitation, secret = services.lab_invite(actor=services.Actor(user=pi), lab=lab, email=member.email)
+    services.lab_invitation_accept(actor=services.Actor(user=member), token=secret)
+    services.lab_seat_accept(
+        actor=services.Actor(user=member),
+        grant=lab_grant,
+        version="1.1",
+        accept_license=True,
+        noncommercial_attested=True,
+    )
+    told = [d.payload for d in WebhookDelivery.objects.order_by("id")]
+    assert [p["data"]["grant"]["id"] for p in told] == [grant.public_id, lab_grant.public_id]
+    assert [p["data"]["grant"]["lab"] for p in told] == [None, lab.public_id]
+    assert all(p["data"]["license"]["version"] == "1.1" for p in told)
+    assert "max@uni.example" not in json.dumps(told) and "alice" not in json.dumps(told)
