@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import json
 import re
 import shutil
@@ -192,7 +193,7 @@ def profile(client, urls: list[str], headers: dict, n: int) -> str:
     profiler.disable()
     stream = io.StringIO()
     stats = pstats.Stats(profiler, stream=stream)
-    stats.sort_stats("tottime").print_stats(18)
+    stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_PROFILE_TOP", "18")))
     return stream.getvalue()
 
 

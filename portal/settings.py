@@ -295,6 +295,8 @@ for _name in ("SIGNED_URL_TTL", "GRANT_URL_TTL"):
 GRANT_LIFETIME_DAYS = env.int("GRANT_LIFETIME_DAYS", default=365)
 GRANT_EXPIRY_WARNING_DAYS = env.int("GRANT_EXPIRY_WARNING_DAYS", default=30)
 REJECTION_COOLDOWN_DAYS = env.int("REJECTION_COOLDOWN_DAYS", default=30)
+# Download events of concurrent requests share one commit (access.groupcommit); PostgreSQL only.
+DOWNLOAD_EVENT_GROUP_COMMIT = env.bool("DOWNLOAD_EVENT_GROUP_COMMIT", default=True)
 # How long a lab invitation link stays valid.
 LAB_INVITATION_DAYS = env.int("LAB_INVITATION_DAYS", default=7)
 REVIEWER_NOTIFICATIONS = env.choice("REVIEWER_NOTIFICATIONS", ["realtime", "digest", "off"], default="realtime")

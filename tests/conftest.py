@@ -10,6 +10,14 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _own_event_inserts(settings):
+    """Requests insert their download events themselves in tests (tests/test_group_commit.py covers the shared
+    commit, and every test run of real gunicorn processes uses it): a writer thread's connection would outlive
+    the test database."""
+    settings.DOWNLOAD_EVENT_GROUP_COMMIT = False
+
+
+@pytest.fixture(autouse=True)
 def _fresh_caches(settings):
     from django.core.cache import caches
 

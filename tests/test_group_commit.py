@@ -1,0 +1,120 @@
+"""Group commit of download events: concurrent requests share commits, nobody is answered before their row is
+committed, and a failed commit fails exactly the requests whose rows it held."""
+
+import threading
+
+import pytest
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
+from django.utils import timezone
+
+from access import groupcommit
+from access.downloads import INSERT_EVENT
+from access.models import DownloadEvent
+from tests.factories import ReleaseFactory, add_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def shared_commits(settings, local_storage):
+    settings.DOWNLOAD_EVENT_GROUP_COMMIT = True
+    yield
+    groupcommit.stop()
+
+
+@pytest.fixture
+def shard(local_storage):
+    release = ReleaseFactory(repo_id="facebook/opt-125m")
+    return add_file(release, "pytorch_model.bin", b"weights")
+
+
+def params(shard, ip="192.0.2.1", file_id=None):
+    return [
+        timezone.now(),
+        shard.release_id,
+        file_id or shard.pk,
+        shard.revision_id,
+        None,
+        None,
+        None,
+        "api",
+        "",
+        ip,
+    ]
+
+
+def committed_elsewhere(ip) -> bool:
+    """Whether a row is visible to another connection: committed, not just written."""
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM access_downloadevent WHERE ip = %s", [ip])
+            return cursor.fetchone()[0] == 1
+    finally:
+        other.close()
+
+
+def test_every_write_returns_only_after_its_row_is_committed(shared_commits, shard):
+    assert groupcommit.write(INSERT_EVENT, params(shard, ip="192.0.2.10")) is True
+    assert committed_elsewhere("192.0.2.10")
+
+
+def test_concurrent_requests_share_commits_and_all_rows_land(shared_commits, shard):
+    n = 48
+    start, errors = threading.Barrier(n), []
+
+    def one(i):
+        start.wait()
+        try:
+            groupcommit.write(INSERT_EVENT, params(shard, ip=f"198.51.100.{i}"))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert DownloadEvent.objects.filter(ip__startswith="198.51.100.").count() == n
+    with connection.cursor() as cursor:
+        # Rows written by one transaction carry its id (xmin): fewer transactions than rows means shared commits.
+        cursor.execute(
+            "SELECT count(DISTINCT xmin::text) FROM access_downloadevent WHERE host(ip) LIKE '198.51.100.%%'"
+        )
+        transactions = cursor.fetchone()[0]
+    assert transactions < n
+
+
+def test_a_failed_commit_fails_its_request_and_the_writer_recovers(shared_commits, shard):
+    with pytest.raises(IntegrityError):
+        groupcommit.write(INSERT_EVENT, params(shard, ip="192.0.2.20", file_id=10**9))  # no such file
+    assert not DownloadEvent.objects.filter(ip="192.0.2.20").exists()
+    assert groupcommit.write(INSERT_EVENT, params(shard, ip="192.0.2.21"))
+    assert committed_elsewhere("192.0.2.21")
+
+
+def test_inside_a_transaction_the_caller_inserts_itself(shared_commits, shard):
+    with transaction.atomic():
+        assert groupcommit.write(INSERT_EVENT, params(shard)) is False
+
+
+def test_off_by_setting(settings, shard):
+    settings.DOWNLOAD_EVENT_GROUP_COMMIT = False
+    assert groupcommit.write(INSERT_EVENT, params(shard)) is False
+
+
+def test_a_request_that_waits_too_long_fails_as_a_database_error(shared_commits, shard, monkeypatch):
+    blocker = connections.create_connection("default")
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("LOCK TABLE access_downloadevent IN ACCESS EXCLUSIVE MODE")
+            monkeypatch.setattr(groupcommit, "WAIT_SECONDS", 0.5)
+            with pytest.raises(OperationalError):
+                groupcommit.write(INSERT_EVENT, params(shard, ip="192.0.2.30"))
+            cursor.execute("ROLLBACK")
+    finally:
+        blocker.close()
