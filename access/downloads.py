@@ -102,7 +102,13 @@ def access_state(*, user: User | None, release: ModelRelease, grant: Grant | Non
                 return _license_update(grant, release)
             return AccessDecision(True, "granted", "", grant, release)
         return _ended(grant, release)
-    active = selectors.user_active_grant(user=user, release=release)
+    active = selectors.user_active_grant(user=user, release=release, cached_only=True)
+    if active is None:
+        # A lab member's seat this process has seen allowed since nothing changed: no query for either grant.
+        cached = selectors.cached_lab_seat(user=user, release=release)
+        if cached is not None:
+            return AccessDecision(True, "granted", "", cached[0], release)
+        active = selectors.user_active_grant(user=user, release=release)
     if active is not None:
         # Both ids are on rows already loaded: the license check costs the allowed path no query.
         if active.license_id != release.license_id:
@@ -115,9 +121,6 @@ def access_state(*, user: User | None, release: ModelRelease, grant: Grant | Non
                 return _license_update(active, release)
             active = current
         return AccessDecision(True, "granted", "", active, release)
-    cached = selectors.cached_lab_seat(user=user, release=release)
-    if cached is not None:
-        return AccessDecision(True, "granted", "", cached[0], release)
     pairs = selectors.user_lab_access(user=user, release=release)
     lab = _lab_state(user, release, pairs) if pairs else None
     if lab is not None and (lab.allowed or (lab.grant is not None and lab.grant.is_active)):

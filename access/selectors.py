@@ -161,11 +161,13 @@ def apply_url(release: ModelRelease) -> str:
     return settings.SITE_URL + reverse("release-detail", kwargs={"repo_id": release.repo_id}) + "#request-access"
 
 
-def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
+def user_active_grant(*, user: User, release: ModelRelease, cached_only: bool = False) -> Grant | None:
     key = ("grant", user.pk, release.pk)
     grant = cache.get(key)
     if grant is not None and grant.is_active:  # expiry is a time, checked now; revocation bumps the version
         return grant
+    if cached_only:
+        return None
     grant = Grant.objects.active().filter(user=user, release=release, lab__isnull=True).order_by("-expires_at").first()
     cache.put(key, grant)
     return grant

@@ -389,3 +389,23 @@ def test_the_lab_pages_show_members_grants_and_confirm_removal(client, lab, rele
     assert client.get(f"/labs/grants/{grant.public_id}/").status_code == 404
     assert client.get("/labs/invitations/not-a-token/").status_code == 404
     assert client.get("/labs/%00%ff/").status_code == 404
+
+
+def test_a_members_repeat_download_costs_what_an_individual_holders_does(lab, release, reviewer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    member = token_secret(people["member"])
+    accept(member, grant)
+    holder = UserFactory(email="solo@uni.example")
+    grant_for(holder, release, reviewer)
+    solo = token_secret(holder)
+    counts = {}
+    for name, token in (("member", member), ("individual", solo)):
+        assert file_status(token, release)[0] == 302  # the first one fills the process's cache
+        with CaptureQueriesContext(connection) as queries:
+            assert file_status(token, release)[0] == 302
+        counts[name] = len(queries)
+    assert counts["member"] == counts["individual"], counts
