@@ -252,9 +252,12 @@ def test_named_members_are_covered_and_anyone_else_needs_a_reviewer(lab, release
     )
     admin, member = token_secret(people["admin"]), token_secret(people["member"])
     assert accept(admin, grant).json()["seat"] == "active"
+    mail.outbox.clear()
     assert accept(member, grant).json()["seat"] == "requested"
     assert file_status(member, release) == (403, "lab_seat_pending")
     seat = LabSeat.objects.get(grant=grant, user=people["member"])
+    (asked,) = [m for m in mail.outbox if m.to == [reviewer.email]]
+    assert "max@gmail.example" in asked.body and f"/review/grants/{grant.public_id}/" in asked.body
     reviewer_token = token_secret(reviewer, review=True)
     response = api(reviewer_token).post(f"/api/v1/review/lab-seats/{seat.public_id}/reject", {}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "reason_required"

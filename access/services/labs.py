@@ -29,6 +29,7 @@ from ..selectors import lab_grant_url
 from ..taskbase import portal_task
 from .audit import audit
 from .base import Actor, Forbidden, NotFound, ServiceError, clean, require_reviewer, require_user
+from .reviewers import reviewers
 
 Role = LabMembership.Role
 Seat = LabSeat.Status
@@ -424,6 +425,19 @@ def lab_seat_accept(
             for key, value in fields.items():
                 setattr(seat, key, value)
             seat.save(update_fields=[*fields, "updated_at"])
+        if status == Seat.REQUESTED:
+            for reviewer in reviewers():
+                lab_notify.enqueue(
+                    f"seat-requested:{seat.pk}:{reviewer.pk}",
+                    "lab_seat_requested",
+                    reviewer.email,
+                    {
+                        "lab": locked.lab.public_id,
+                        "repo": release.repo_id,
+                        "member": user.email,
+                        "url": settings.SITE_URL + reverse("review-grant", kwargs={"public_id": locked.public_id}),
+                    },
+                )
         audit(
             actor=actor,
             action="lab.seat_requested" if status == Seat.REQUESTED else "lab.license_accepted",
