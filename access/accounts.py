@@ -1,14 +1,18 @@
-"""The portal's hooks into django-allauth: the caller's address for its rate limits, and a sign-up that answers an
-existing address exactly as it answers a new one."""
+"""The portal's hooks into django-allauth: the caller's address for its rate limits, the portal's name in its
+emails, and a sign-up that answers an existing address exactly as it answers a new one."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.forms import SignupForm as AllauthSignupForm
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import PermissionDenied
 
 from .http import client_ip
+from .site import site_name
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -19,6 +23,11 @@ class AccountAdapter(DefaultAccountAdapter):
         if not ip:
             raise PermissionDenied
         return ip
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        # Without django.contrib.sites allauth would name the portal by the request's host ("127.0.0.1:8000").
+        site = SimpleNamespace(name=site_name(), domain=settings.SITE_URL)
+        super().send_mail(template_prefix, email, {"current_site": site, **context})
 
 
 class SignupForm(AllauthSignupForm):

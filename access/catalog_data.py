@@ -51,11 +51,25 @@ def releases() -> list[dict]:
         {"repo_id": "facebook/opt-175b", "display_name": "OPT-175B", "parameters": 175_000_000_000, "access": "gated"}
     )
     for row in rows:
-        row["description"] = (
-            f"Open Pre-trained Transformer, {row['display_name']}: a decoder-only language model trained on "
-            "publicly available data. Demo release: file names and counts are real, contents are synthetic."
-        )
+        row["description"] = DESCRIPTION.format(name=row["display_name"])
     return rows
+
+
+# The model card, in Markdown (rendered and sanitized on the release page).
+DESCRIPTION = """\
+**Open Pre-trained Transformer, {name}**: a decoder-only language model trained on publicly available data.
+
+## Intended use
+- Research on large language models: capabilities, limitations, bias and safety.
+- Not for deployment in products; see the license for what it allows.
+
+## Files
+Weights, configuration and tokenizer files, each with its SHA-256. *Demo release*: file names and counts are \
+real, contents are synthetic.
+
+## Citation
+Zhang et al., [OPT: Open Pre-trained Transformer Language Models](https://arxiv.org/abs/2205.01068), 2022.
+"""
 
 
 class SyntheticFile:

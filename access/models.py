@@ -1,4 +1,5 @@
 import secrets
+from datetime import timedelta
 
 import pgtrigger
 from django.conf import settings
@@ -556,6 +557,13 @@ class Grant(TimeStamped):
     def is_active(self):
         # The same rule as GrantQuerySet.active, for a row already loaded.
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+    @property
+    def renewal_window_open(self) -> bool:
+        """Whether the holder may ask for a renewal: not revoked, and expiring within GRANT_EXPIRY_WARNING_DAYS (the
+        window the expiry warning is emailed in) or already expired."""
+        soon = timezone.now() + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS)
+        return self.revoked_at is None and self.expires_at <= soon
 
     @property
     def license_current(self) -> bool:

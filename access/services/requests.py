@@ -5,8 +5,6 @@ request; the applicant for answers and withdrawals), so the rule holds whichever
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -59,16 +57,6 @@ def email_verified(user: User) -> bool:
     return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
 
 
-def _cooldown_ends(*, user: User, release: ModelRelease) -> datetime | None:
-    last = (
-        AccessRequest.objects.filter(applicant=user, release=release, status=S.REJECTED).order_by("-decided_at").first()
-    )
-    if last is None or last.decided_at is None:
-        return None
-    ends = last.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
-    return ends if ends > timezone.now() else None
-
-
 def _reason(reason: str, *, required: bool) -> str:
     reason = clean(reason, field="reason", multiline=True)
     if required and not reason:
@@ -117,7 +105,7 @@ def request_submit(
     follows = renewal_of or reconsent_of
     if follows is None and selectors.user_active_grant(user=user, release=release) is not None:
         raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
-    ends = _cooldown_ends(user=user, release=release) if reconsent_of is None else None
+    ends = selectors.rejection_cooldown_ends(user=user, release=release) if reconsent_of is None else None
     if ends is not None:
         raise ServiceError(
             _("Your last request was rejected; you can apply again after %(date)s (UTC).")

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_safe
 
 from .. import downloads, selectors
 from ..http import base_url, json_error, wants_json
+from ..listing import file_listing
 from ..services import counters
 from ..storage import get_storage
 
@@ -31,15 +32,24 @@ def release_detail(request, repo_id):
     if release is None:
         raise Http404
     decision = downloads.access_state(user=request.user, release=release)
+    listing = file_listing(selectors.release_files(release=release))
+    rejected = decision.code == "rejected" and decision.access_request is not None
     context = {
         "release": release,
-        "files": selectors.release_files(release=release),
+        "listing": listing,
+        "first_file": listing.files[0] if listing.files else None,
         "revisions": selectors.release_revisions(release=release),
         "decision": decision,
+        "reapply_after": selectors.rejection_cooldown_ends(user=request.user, release=release) if rejected else None,
         "portal_url": base_url(request),
         "downloads_30d": counters.release_downloads(release=release),
     }
     return render(request, "access/release_detail.html", context)
+
+
+@require_safe
+def help_page(request):
+    return render(request, "help.html")
 
 
 @require_safe
