@@ -96,6 +96,23 @@
     });
   });
 
+  // A box that scrolls inside the page (a wide table on a phone) must be reachable from the keyboard.
+  function focusableScrollers() {
+    document.querySelectorAll(".table-wrap, main table, .license-text, .model-card table").forEach(function (el) {
+      var scrolls = el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1;
+      if (scrolls && !el.hasAttribute("tabindex")) {
+        el.setAttribute("tabindex", "0");
+        el.dataset.scrollFocus = "1";
+      } else if (!scrolls && el.dataset.scrollFocus) {
+        el.removeAttribute("tabindex");
+        delete el.dataset.scrollFocus;
+      }
+    });
+  }
+  focusableScrollers();
+  window.addEventListener("resize", focusableScrollers);
+  document.querySelectorAll("details").forEach(function (d) { d.addEventListener("toggle", focusableScrollers); });
+
   // A grant page with a batch being issued polls until it is ready, then reloads.
   var progress = document.getElementById("batch-progress");
   if (progress) {
