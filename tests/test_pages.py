@@ -303,3 +303,15 @@ def test_the_navigation_marks_the_current_page(client, alice):
     body = client.get("/tokens/").content.decode()
     assert '<a href="/tokens/" aria-current="page">' in body
     assert '<a href="/grants/" aria-current="page">' not in body
+
+
+def test_chinese_readers_find_countries_in_pinyin_order(client, alice, release):
+    client.force_login(alice)
+    body = client.get(f"/models/{REPO}/apply", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    select = re.search(r'<select name="country".*?</select>', body, re.S).group(0)
+    names = re.findall(r'<option value="[A-Z]{2}"[^>]*>([^<]+)</option>', select)
+    assert names.index("阿富汗") < names.index("澳大利亚") < names.index("巴西") < names.index("中国")
+    assert names[0] == "阿尔巴尼亚"  # a'erbaniya: the first in pinyin, not the first code point
+    english = client.get(f"/models/{REPO}/apply").content.decode()
+    english_names = re.findall(r'<option value="[A-Z]{2}"[^>]*>([^<]+)</option>', english)
+    assert english_names[0] == "Afghanistan"
