@@ -315,3 +315,35 @@ def test_chinese_readers_find_countries_in_pinyin_order(client, alice, release):
     english = client.get(f"/models/{REPO}/apply").content.decode()
     english_names = re.findall(r'<option value="[A-Z]{2}"[^>]*>([^<]+)</option>', english)
     assert english_names[0] == "Afghanistan"
+
+
+def test_a_release_with_a_chinese_model_card_shows_it_to_chinese_readers(client, release):
+    release.description = "**English** card."
+    release.description_zh_hans = "**中文**模型卡片。"
+    release.save()
+    chinese = client.get(f"/models/{REPO}", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    english = client.get(f"/models/{REPO}").content.decode()
+    assert "<strong>中文</strong>模型卡片。" in chinese and "English</strong>" not in chinese
+    assert "<strong>English</strong> card." in english and "模型卡片" not in english
+    release.description_zh_hans = ""
+    release.save()
+    assert "<strong>English</strong>" in client.get(f"/models/{REPO}", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+
+
+def test_a_license_summary_of_changes_in_chinese_is_shown_to_chinese_readers(client, alice, reviewer, release):
+    grant = grant_for(alice, release, reviewer)
+    new = services.license_publish(
+        actor=services.command_actor("tests"),
+        slug=release.license.slug,
+        version="2.0",
+        title=release.license.title,
+        text="New terms.",
+        summary_of_changes="Attribution is now required.",
+        summary_of_changes_zh_hans="现在需要注明出处。",
+    )
+    services.release_set_license(actor=services.command_actor("tests"), release=release, license=new)
+    client.force_login(alice)
+    chinese = client.get(f"/grants/{grant.public_id}/license", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    assert "现在需要注明出处。" in chinese and "Attribution is now required." not in chinese
+    english = client.get(f"/grants/{grant.public_id}/license").content.decode()
+    assert "Attribution is now required." in english

@@ -28,6 +28,7 @@ EDITABLE_FIELDS = (
     "display_name",
     "parameters",
     "description",
+    "description_zh_hans",
 )
 # What only release managers change: the license version holders must accept, and how they do.
 POLICY_FIELDS = ("license", "license_update_mode")

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -36,6 +37,7 @@ def release_detail(request, repo_id):
     rejected = decision.code == "rejected" and decision.access_request is not None
     context = {
         "release": release,
+        "description": release.description_in(translation.get_language()),
         "listing": listing,
         "first_file": listing.files[0] if listing.files else None,
         "revisions": selectors.release_revisions(release=release),

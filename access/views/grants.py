@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -83,6 +84,7 @@ def grant_license(request, public_id):
     context = {
         "grant": grant,
         "license": current,
+        "summary_of_changes": current.summary_in(translation.get_language()) if current else "",
         "form": form,
         "accepted": grant.license_id == release.license_id,
         "decision": downloads.access_state(user=request.user, release=release, grant=grant),
