@@ -6,10 +6,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.forms import LoginForm as AllauthLoginForm
 from allauth.account.forms import SignupForm as AllauthSignupForm
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext_lazy as _
 
 from .http import client_ip
 from .site import site_name
@@ -37,3 +39,10 @@ class SignupForm(AllauthSignupForm):
             # existing address answers that much sooner, which tells anyone which addresses have accounts.
             make_password(self.cleaned_data["password1"])
         return super().try_save(request)
+
+
+class LoginForm(AllauthLoginForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "remember" in self.fields:
+            self.fields["remember"].label = _("Keep me signed in on this browser")

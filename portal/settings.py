@@ -351,7 +351,7 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Model access] "
 ACCOUNT_ADAPTER = "access.accounts.AccountAdapter"
-ACCOUNT_FORMS = {"signup": "access.accounts.SignupForm"}
+ACCOUNT_FORMS = {"login": "access.accounts.LoginForm", "signup": "access.accounts.SignupForm"}
 AUTH_USER_MODEL = "access.User"
 
 # --- API ----------------------------------------------------------------------------------------------
