@@ -347,3 +347,19 @@ def test_a_license_summary_of_changes_in_chinese_is_shown_to_chinese_readers(cli
     assert "现在需要注明出处。" in chinese and "Attribution is now required." not in chinese
     english = client.get(f"/grants/{grant.public_id}/license").content.decode()
     assert "Attribution is now required." in english
+
+
+def test_the_verification_page_resends_the_link_through_sign_in(client, settings):
+    settings.ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN = 0
+    password = "a long passphrase for tests 42"
+    response = client.post(
+        "/accounts/signup/", {"email": "new@uni.example", "password1": password, "password2": password}
+    )
+    assert response["Location"] == "/accounts/confirm-email/"
+    page = client.get("/accounts/confirm-email/").content.decode()
+    assert 'id="resend-link" href="/accounts/login/"' in page
+    assert len(mail.outbox) == 1
+    again = client.post("/accounts/login/", {"login": "new@uni.example", "password": password})
+    assert again["Location"] == "/accounts/confirm-email/"
+    assert [m.to for m in mail.outbox] == [["new@uni.example"]] * 2
+    assert mail.outbox[1].body.startswith("Hello from Model access portal!")
