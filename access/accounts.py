@@ -1,14 +1,20 @@
-"""The portal's hooks into django-allauth: the caller's address for its rate limits, and a sign-up that answers an
-existing address exactly as it answers a new one."""
+"""The portal's hooks into django-allauth: the caller's address for its rate limits, the portal's name in its
+emails, and a sign-up that answers an existing address exactly as it answers a new one."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.forms import LoginForm as AllauthLoginForm
 from allauth.account.forms import SignupForm as AllauthSignupForm
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext_lazy as _
 
 from .http import client_ip
+from .site import site_name
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -20,6 +26,11 @@ class AccountAdapter(DefaultAccountAdapter):
             raise PermissionDenied
         return ip
 
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        # Without django.contrib.sites allauth would name the portal by the request's host ("127.0.0.1:8000").
+        site = SimpleNamespace(name=site_name(), domain=settings.SITE_URL)
+        super().send_mail(template_prefix, email, {"current_site": site, **context})
+
 
 class SignupForm(AllauthSignupForm):
     def try_save(self, request):
@@ -28,3 +39,10 @@ class SignupForm(AllauthSignupForm):
             # existing address answers that much sooner, which tells anyone which addresses have accounts.
             make_password(self.cleaned_data["password1"])
         return super().try_save(request)
+
+
+class LoginForm(AllauthLoginForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "remember" in self.fields:
+            self.fields["remember"].label = _("Keep me signed in on this browser")

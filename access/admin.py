@@ -88,7 +88,7 @@ class LicenseAdmin(ServiceErrorsAdmin):
 
     list_display = ["title", "slug", "version", "published_at"]
     list_filter = ["slug"]
-    fields = ["slug", "version", "title", "summary_of_changes", "text", "published_at"]
+    fields = ["slug", "version", "title", "summary_of_changes", "summary_of_changes_zh_hans", "text", "published_at"]
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields if obj is not None else ["published_at"]
@@ -106,6 +106,7 @@ class LicenseAdmin(ServiceErrorsAdmin):
             title=obj.title,
             text=obj.text,
             summary_of_changes=obj.summary_of_changes,
+            summary_of_changes_zh_hans=obj.summary_of_changes_zh_hans,
         )
         obj.pk = created.pk
         obj._state.adding = False

@@ -51,11 +51,26 @@ def releases() -> list[dict]:
         {"repo_id": "facebook/opt-175b", "display_name": "OPT-175B", "parameters": 175_000_000_000, "access": "gated"}
     )
     for row in rows:
-        row["description"] = (
-            f"Open Pre-trained Transformer, {row['display_name']}: a decoder-only language model trained on "
-            "publicly available data. Demo release: file names and counts are real, contents are synthetic."
-        )
+        row["description"] = DESCRIPTION.format(name=row["display_name"])
+        row["description_zh_hans"] = DESCRIPTION_ZH_HANS.format(name=row["display_name"])
     return rows
+
+
+# The model card, in Markdown (rendered and sanitized on the release page).
+DESCRIPTION = """\
+**Open Pre-trained Transformer, {name}**: a decoder-only language model trained on publicly available data.
+
+## Intended use
+- Research on large language models: capabilities, limitations, bias and safety.
+- Not for deployment in products; see the license for what it allows.
+
+## Files
+Weights, configuration and tokenizer files, each with its SHA-256. *Demo release*: file names and counts are \
+real, contents are synthetic.
+
+## Citation
+Zhang et al., [OPT: Open Pre-trained Transformer Language Models](https://arxiv.org/abs/2205.01068), 2022.
+"""
 
 
 class SyntheticFile:
@@ -182,3 +197,18 @@ RELEASE_QUESTIONS = {
 
 def release_questions(name: str) -> list[tuple[str, dict]]:
     return RELEASE_QUESTIONS.get(name, [])
+
+
+DESCRIPTION_ZH_HANS = """\
+**Open Pre-trained Transformer（开放预训练 Transformer），{name}**：基于公开数据训练的仅解码器语言模型。
+
+## 预期用途
+- 大语言模型研究：能力、局限、偏见与安全。
+- 不用于产品部署；允许的用途以许可协议为准。
+
+## 文件
+权重、配置和分词器文件，均附 SHA-256。*演示版本*：文件名和数量与真实版本一致，内容为合成数据。
+
+## 引用
+Zhang 等，[OPT: Open Pre-trained Transformer Language Models](https://arxiv.org/abs/2205.01068)，2022。
+"""

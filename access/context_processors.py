@@ -1,5 +1,8 @@
+from django.conf import settings
+
 from .selectors import is_release_manager, is_reviewer
 from .services.webhooks import can_manage_webhooks
+from .site import site_name
 
 
 def portal(request):
@@ -8,4 +11,7 @@ def portal(request):
         "is_reviewer": is_reviewer(user),
         "is_release_manager": is_release_manager(user),
         "can_manage_webhooks": can_manage_webhooks(user),
+        "site_name": site_name(),
+        "contact_email": settings.CONTACT_EMAIL,
+        "expiry_warning_days": settings.GRANT_EXPIRY_WARNING_DAYS,
     }

@@ -56,6 +56,8 @@ class AccessDecision:
     release: ModelRelease | None = None
     actor: Actor | None = field(default=None, compare=False)
     via: str = ""
+    # The request the refusal is about (pending, needs_info, rejected), so pages can link it and show its reason.
+    access_request: AccessRequest | None = field(default=None, compare=False)
 
     @property
     def status(self) -> int:
@@ -216,7 +218,10 @@ def _refusal(user: User, release: ModelRelease) -> AccessDecision:
         else:
             detail = _("Your request for %(repo)s is pending review; you will be emailed when it is decided (%(url)s).")
         return AccessDecision(
-            False, "pending", detail % {"repo": release.repo_id, "url": selectors.request_url(open_request)}
+            False,
+            "pending",
+            detail % {"repo": release.repo_id, "url": selectors.request_url(open_request)},
+            access_request=open_request,
         )
     last_grant = Grant.objects.filter(user=user, release=release, lab__isnull=True).order_by("-issued_at").first()
     last_request = (
@@ -235,6 +240,7 @@ def _refusal(user: User, release: ModelRelease) -> AccessDecision:
             "rejected",
             _("Your request for %(repo)s was rejected: %(reason)s")
             % {"repo": release.repo_id, "reason": last_request.decision_reason or _("no reason given")},
+            access_request=last_request,
         )
     return AccessDecision(
         False,

@@ -10,10 +10,11 @@ from django.utils import translation
 
 from . import metrics
 from .models import OutboundEmail
+from .site import site_name
 
 
 def render(template: str, context: dict) -> tuple[str, str, str]:
-    context = {"site_url": settings.SITE_URL, **context}
+    context = {"site_url": settings.SITE_URL, "site_name": site_name(), **context}
     subject = render_to_string(f"emails/{template}.subject.txt", context).strip().replace("\n", " ")
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from pypinyin import Style, lazy_pinyin
 
 from . import questions as q
 from . import selectors
@@ -15,6 +16,15 @@ from .text import clean_text
 INTENDED_USE_MIN = 100
 # What each kind of field takes in a JSON body (anything else is a string or null).
 JSON_TYPES = {forms.BooleanField: (bool,), forms.MultipleChoiceField: (list,)}
+
+
+def pinyin_order(choices) -> list:
+    """Country choices in the order a Chinese reader looks for them: by pinyin (阿富汗 a… before 中国 zhong…), the
+    empty choice first. Unicode order would sort by the characters' code points."""
+    choices = list(choices)
+    blank = [c for c in choices if not c[0]]
+    named = [c for c in choices if c[0]]
+    return blank + sorted(named, key=lambda c: (lazy_pinyin(str(c[1]).strip(), style=Style.TONE3), str(c[1])))
 
 
 class AccessRequestForm(forms.ModelForm):
@@ -56,6 +66,8 @@ class AccessRequestForm(forms.ModelForm):
     def __init__(self, *args, release=None, questions: list[AccessQuestion] | None = None, api=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["organization_type"].choices = [("", _("Choose…")), *AccessRequest.OrganizationType.choices]
+        if (translation.get_language() or "").startswith("zh"):
+            self.fields["country"].choices = pinyin_order(self.fields["country"].choices)
         # Formatted per request, in the language of the request.
         self.fields["intended_use"].help_text = gettext("At least %(n)d characters: what you will study, and how.") % {
             "n": INTENDED_USE_MIN

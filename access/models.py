@@ -1,4 +1,5 @@
 import secrets
+from datetime import timedelta
 
 import pgtrigger
 from django.conf import settings
@@ -71,6 +72,9 @@ class License(TimeStamped):
     title = models.CharField(max_length=200)
     text = models.TextField()
     summary_of_changes = models.TextField(blank=True, help_text=_("What changed since the previous version"))
+    summary_of_changes_zh_hans = models.TextField(
+        blank=True, help_text=_("What changed, in Simplified Chinese; Chinese readers see it when set")
+    )
     published_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -78,6 +82,12 @@ class License(TimeStamped):
 
     def __str__(self):
         return f"{self.title} (v{self.version})"
+
+    def summary_in(self, language: str) -> str:
+        """The summary of changes in the reader's language where the license provides one."""
+        if (language or "").startswith("zh") and self.summary_of_changes_zh_hans:
+            return self.summary_of_changes_zh_hans
+        return self.summary_of_changes
 
 
 class ModelRelease(TimeStamped):
@@ -96,7 +106,10 @@ class ModelRelease(TimeStamped):
     repo_id = models.CharField(max_length=200, unique=True)
     display_name = models.CharField(max_length=200)
     parameters = models.BigIntegerField(null=True, blank=True, help_text=_("Parameter count"))
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, help_text=_("Model card (Markdown)"))
+    description_zh_hans = models.TextField(
+        blank=True, help_text=_("Model card in Simplified Chinese (Markdown); Chinese readers see it when set")
+    )
     access = models.CharField(max_length=10, choices=Access.choices, default=Access.OPEN)
     license = models.ForeignKey(License, on_delete=models.PROTECT, null=True, blank=True, related_name="releases")
     # The 40-hex id of `main`, the latest published revision (what Hugging Face clients see as the commit).
@@ -132,6 +145,12 @@ class ModelRelease(TimeStamped):
 
     def __str__(self):
         return self.repo_id
+
+    def description_in(self, language: str) -> str:
+        """The model card in the reader's language where the release provides one."""
+        if (language or "").startswith("zh") and self.description_zh_hans:
+            return self.description_zh_hans
+        return self.description
 
     @property
     def is_gated(self):
@@ -571,6 +590,13 @@ class Grant(TimeStamped):
     def is_active(self):
         # The same rule as GrantQuerySet.active, for a row already loaded.
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+    @property
+    def renewal_window_open(self) -> bool:
+        """Whether the holder may ask for a renewal: not revoked, and expiring within GRANT_EXPIRY_WARNING_DAYS (the
+        window the expiry warning is emailed in) or already expired."""
+        soon = timezone.now() + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS)
+        return self.revoked_at is None and self.expires_at <= soon
 
     @property
     def license_current(self) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
+from django.utils import timezone
 
 from . import cache
 from .models import (
@@ -154,6 +156,21 @@ def file_get(*, repo_id: str, path: str, user: User | None = None) -> ModelFile 
     if file is None or (not file.release.published and not is_reviewer(user)):
         return None
     return file
+
+
+def rejection_cooldown_ends(*, user: User, release: ModelRelease, lab: Lab | None = None) -> datetime | None:
+    """Until when a rejected applicant (or lab) must wait to apply again (REJECTION_COOLDOWN_DAYS); None when
+    they may."""
+    mine = {"lab": lab} if lab is not None else {"applicant": user, "lab__isnull": True}
+    last = (
+        AccessRequest.objects.filter(release=release, status=AccessRequest.Status.REJECTED, **mine)
+        .order_by("-decided_at")
+        .first()
+    )
+    if last is None or last.decided_at is None:
+        return None
+    ends = last.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
+    return ends if ends > timezone.now() else None
 
 
 def apply_url(release: ModelRelease) -> str:

@@ -12,6 +12,7 @@ urlpatterns = [
     re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
+    path("help", views.help_page, name="help"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),
     # Applicants

@@ -78,6 +78,10 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Absolute base used in emails and signed local URLs when there is no request to derive it from.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# The portal's name in page titles, the header and emails; unset, "Model access portal" in the reader's language.
+SITE_NAME = env.str("SITE_NAME", default="")
+# Where people write with questions about access; shown in the footer's help page when set.
+CONTACT_EMAIL = env.str("CONTACT_EMAIL", default="")
 
 INSTALLED_APPS = [
     "portal.apps.PortalAdminConfig",
@@ -351,7 +355,7 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Model access] "
 ACCOUNT_ADAPTER = "access.accounts.AccountAdapter"
-ACCOUNT_FORMS = {"signup": "access.accounts.SignupForm"}
+ACCOUNT_FORMS = {"login": "access.accounts.LoginForm", "signup": "access.accounts.SignupForm"}
 AUTH_USER_MODEL = "access.User"
 
 # --- API ----------------------------------------------------------------------------------------------

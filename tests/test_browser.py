@@ -218,7 +218,7 @@ def researcher_and_reviewer_story(*, lang, new_page, shots, reviewer, email):
     expect(state).to_have_class(re.compile(r"\bapproved\b"))
     if lang == "en":
         expect(state).to_have_text("Active")
-    files = page.locator("main > table").last
+    files = page.locator("#files")
     for path in FILES:
         expect(files).to_contain_text(path)
     expect(page.locator("#batch-downloads")).to_be_visible()

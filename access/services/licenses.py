@@ -21,7 +21,14 @@ from .requests import REQUEST_FIELDS, request_submit
 
 
 def license_publish(
-    *, actor: Actor, slug: str, version: str, title: str, text: str, summary_of_changes: str = ""
+    *,
+    actor: Actor,
+    slug: str,
+    version: str,
+    title: str,
+    text: str,
+    summary_of_changes: str = "",
+    summary_of_changes_zh_hans: str = "",
 ) -> License:
     """Publish a new version of a license (or the first). Versions are never edited: a change is a new one."""
     require_release_manager(actor)
@@ -29,12 +36,18 @@ def license_publish(
     title = clean(title, field="title", multiline=False, max_length=200)
     text = clean(text, field="text", multiline=True, max_length=200_000)
     summary = clean(summary_of_changes, field="summary_of_changes", multiline=True)
+    summary_zh = clean(summary_of_changes_zh_hans, field="summary_of_changes_zh_hans", multiline=True)
     if not (version and title and text):
         raise ServiceError(_("A license version needs a version, a title and its text."), "invalid")
     try:
         with transaction.atomic():
             license_obj = License.objects.create(
-                slug=slug, version=version, title=title, text=text, summary_of_changes=summary
+                slug=slug,
+                version=version,
+                title=title,
+                text=text,
+                summary_of_changes=summary,
+                summary_of_changes_zh_hans=summary_zh,
             )
             audit(actor=actor, action="license.published", target=license_obj, data={"slug": slug, "version": version})
     except IntegrityError:

@@ -29,6 +29,7 @@ EDITABLE_FIELDS = (
     "parameters",
     "description",
     "lab_member_cap",
+    "description_zh_hans",
 )
 # What only release managers change: the license version holders must accept, and how they do.
 POLICY_FIELDS = ("license", "license_update_mode")

@@ -5,8 +5,6 @@ request; the applicant for answers and withdrawals), so the rule holds whichever
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -67,15 +65,6 @@ class OpenRequestExists(ServiceError):
 
 def email_verified(user: User) -> bool:
     return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
-
-
-def _cooldown_ends(*, user: User, release: ModelRelease, lab: Lab | None = None) -> datetime | None:
-    mine = {"lab": lab} if lab is not None else {"applicant": user, "lab__isnull": True}
-    last = AccessRequest.objects.filter(release=release, status=S.REJECTED, **mine).order_by("-decided_at").first()
-    if last is None or last.decided_at is None:
-        return None
-    ends = last.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
-    return ends if ends > timezone.now() else None
 
 
 def _reason(reason: str, *, required: bool) -> str:
@@ -144,7 +133,7 @@ def request_submit(
         raise ServiceError(
             _("%(lab)s already has access to %(repo)s.") % {"lab": lab.name, "repo": release.repo_id}, "already_granted"
         )
-    ends = _cooldown_ends(user=user, release=release, lab=lab) if reconsent_of is None else None
+    ends = selectors.rejection_cooldown_ends(user=user, release=release, lab=lab) if reconsent_of is None else None
     if ends is not None:
         raise ServiceError(
             _("Your last request was rejected; you can apply again after %(date)s (UTC).")

@@ -1,4 +1,11 @@
+from datetime import UTC, datetime
+from textwrap import dedent
+
 from django import template
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
+
+from ..markdown import render_markdown
 
 register = template.Library()
 
@@ -13,3 +20,25 @@ def params(value):
             number = value / size
             return f"{number:.1f}".rstrip("0").rstrip(".") + unit
     return str(value)
+
+
+@register.filter
+def utc(value):
+    """A timestamp that says its time zone: 2026-12-02 14:03 UTC."""
+    if not isinstance(value, datetime):
+        return ""
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+@register.filter
+def markdown(value):
+    """A release description (Markdown), rendered and sanitized."""
+    return mark_safe(render_markdown(value or ""))  # nh3 has sanitized it
+
+
+@register.simple_block_tag
+def code(content, label="", id="", secret=False):
+    """{% code label="…" %}command{% endcode %}: components/code.html for a command written in the template.
+    The content is already rendered (and escaped) template output."""
+    text = mark_safe(dedent(content).strip("\n"))  # template output, escaped as it rendered
+    return render_to_string("components/code.html", {"code": text, "label": label, "id": id, "secret": secret})

@@ -8,12 +8,14 @@ from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .. import downloads, selectors
 from ..http import base_url, json_error, wants_json
+from ..listing import file_listing
 from ..services import counters
 from ..storage import get_storage
 
@@ -31,15 +33,25 @@ def release_detail(request, repo_id):
     if release is None:
         raise Http404
     decision = downloads.access_state(user=request.user, release=release)
+    listing = file_listing(selectors.release_files(release=release))
+    rejected = decision.code == "rejected" and decision.access_request is not None
     context = {
         "release": release,
-        "files": selectors.release_files(release=release),
+        "description": release.description_in(translation.get_language()),
+        "listing": listing,
+        "first_file": listing.files[0] if listing.files else None,
         "revisions": selectors.release_revisions(release=release),
         "decision": decision,
+        "reapply_after": selectors.rejection_cooldown_ends(user=request.user, release=release) if rejected else None,
         "portal_url": base_url(request),
         "downloads_30d": counters.release_downloads(release=release),
     }
     return render(request, "access/release_detail.html", context)
+
+
+@require_safe
+def help_page(request):
+    return render(request, "help.html")
 
 
 @require_safe

@@ -7,6 +7,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -14,6 +16,7 @@ from .. import downloads, manifests, selectors, services
 from ..decorators import recently_authenticated
 from ..forms import LicenseAcceptForm, TokenForm
 from ..http import actor_for, base_url
+from ..listing import file_listing
 from ..models import ApiToken, DownloadEvent, UrlBatch
 
 
@@ -48,7 +51,7 @@ def grant_detail(request, public_id):
         "decision": decision,
         "batch": downloads.current_batch(grant) if active else None,
         "pending_batch": grant.batches.filter(status=UrlBatch.Status.PENDING).first() if active else None,
-        "files": grant.release.files.order_by("path"),
+        "listing": file_listing(grant.release.files.all()),
         "portal_url": base_url(request),
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
@@ -87,6 +90,7 @@ def grant_license(request, public_id):
     context = {
         "grant": grant,
         "license": current,
+        "summary_of_changes": current.summary_in(translation.get_language()) if current else "",
         "form": form,
         "accepted": grant.license_id == release.license_id,
         "decision": downloads.access_state(user=request.user, release=release, grant=grant),
@@ -188,10 +192,14 @@ def tokens(request):
         else:
             request.session[NEW_TOKEN_SESSION_KEY] = secret
             return redirect("tokens")
+    new_secret = request.session.pop(NEW_TOKEN_SESSION_KEY, None)
     context = {
         "form": form,
-        "new_secret": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
+        "new_secret": new_secret,
         "tokens": request.user.api_tokens.order_by("-created_at"),
+        # The new token goes straight into the commands for what the user may download.
+        "granted": [g.release for g in selectors.user_grants(user=request.user) if g.is_active] if new_secret else [],
+        "portal_url": base_url(request),
     }
     response = render(request, "access/tokens.html", context)
     response["Cache-Control"] = "no-store"
@@ -199,11 +207,22 @@ def tokens(request):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def token_revoke(request, pk):
+    """GET asks for confirmation (a page, so it works without JavaScript); POST revokes."""
     token = ApiToken.objects.filter(user=request.user, pk=pk).first()
     if token is None:
         raise Http404
+    if request.method == "GET":
+        context = {
+            "title": _("Revoke this token?"),
+            "question": _("Revoke the token “%(name)s” (%(prefix)s…)?") % {"name": token.name, "prefix": token.prefix},
+            "consequence": _("Scripts using it stop working at once; this cannot be undone."),
+            "confirm_label": _("Revoke the token"),
+            "action": request.path,
+            "cancel_url": reverse("tokens"),
+        }
+        return render(request, "access/confirm.html", context)
     services.token_revoke(actor=actor_for(request), token=token)
     messages.success(request, _("Token %(prefix)s… revoked.") % {"prefix": token.prefix})
     return redirect("tokens")

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -210,9 +211,20 @@ def request_submit_draft(request, public_id):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def request_withdraw(request, public_id):
+    """GET asks for confirmation (a page, so it works without JavaScript); POST withdraws."""
     access_request = _own_request(request, public_id)
+    if request.method == "GET":
+        context = {
+            "title": _("Withdraw your request?"),
+            "question": _("Withdraw your request for %(repo)s?") % {"repo": access_request.release.repo_id},
+            "consequence": _("Reviewers will no longer see it. You can apply again later with a new request."),
+            "confirm_label": _("Withdraw the request"),
+            "action": request.path,
+            "cancel_url": reverse("request-detail", kwargs={"public_id": public_id}),
+        }
+        return render(request, "access/confirm.html", context)
     try:
         services.request_withdraw(actor=actor_for(request), access_request=access_request)
     except services.ServiceError as exc:

@@ -1,0 +1,280 @@
+"""Every page a visitor, researcher or reviewer sees, in a real browser, in English and Simplified Chinese, at desktop
+(1280×900) and phone (390×844) width: axe-core finds no serious or critical violation, the page does not scroll
+sideways, and each is screenshotted under test-artifacts/browser/<test>/. Then the keyboard: the phone menu and
+a copy button work without a mouse, and a token created in the browser, copied from the page, downloads a gated
+file in a shell.
+
+The catalog is the demo's (load_demo_catalog): OPT-175B with its 992 shards, OPT-125M open."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from django.core.management import call_command
+from playwright.sync_api import expect
+
+from access import services
+from access.models import ModelRelease
+from tests.factories import AccessRequestFactory, LicenseFactory, ReleaseFactory, UserFactory, add_file, grant_for
+
+pytest_plugins = ["tests.support.browser"]  # browser, new_page, shots
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "correct horse battery staple"  # tests.factories.UserFactory's password
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+LOCALES = {
+    "en": {"locale": "en-US"},
+    "zh-hans": {"locale": "zh-CN", "extra_http_headers": {"Accept-Language": "zh-Hans,zh;q=0.9"}},
+}
+AXE = Axe()
+
+
+@pytest.fixture
+def catalog(local_storage, settings, live_server):
+    settings.SITE_URL = live_server.url
+    call_command("load_demo_catalog", "--only", "facebook/opt-175b", "--only", "facebook/opt-125m", "--size", "1024")
+    return ModelRelease.objects.get(repo_id="facebook/opt-175b")
+
+
+@pytest.fixture
+def people(catalog):
+    """Rita reviews; Ada holds a grant on OPT-175B, is asked a question on one small gated release and has not
+    applied for another; a token of hers is listed."""
+    rita = services.reviewer_add(user=UserFactory(email="rita@portal.example"))
+    ada = UserFactory(email="ada@uni.example")
+    grant = grant_for(ada, catalog, rita)
+    license_ = LicenseFactory(title="Small Model License")
+    asked = ReleaseFactory(repo_id="lab/small-gated", access="gated", license=license_)
+    add_file(asked, "config.json", b"{}\n")
+    request = AccessRequestFactory(applicant=ada, release=asked)
+    services.request_ask_info(actor=services.Actor(user=rita), access_request=request, question="Which lab?")
+    fresh = ReleaseFactory(repo_id="lab/other-gated", access="gated", license=license_)
+    add_file(fresh, "config.json", b"{}\n")
+    token, _secret = services.token_create(actor=services.Actor(user=ada), name="laptop")
+    return {"ada": ada, "rita": rita, "grant": grant, "request": request, "fresh": fresh, "token": token}
+
+
+def context_for(browser, live_server, *, lang, viewport, permissions=()):
+    context = browser.new_context(
+        base_url=live_server.url, viewport=VIEWPORTS[viewport], permissions=list(permissions), **LOCALES[lang]
+    )
+    context.set_default_timeout(10_000)
+    return context
+
+
+def sign_in(page, email):
+    page.goto("/accounts/login/")
+    page.locator("input[name=login]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/$"))
+
+
+def check_page(page, shots, path, step, *, status=200, axe=True):
+    """Open a page and assert what every page must be: its status, no sideways scroll, no serious axe finding."""
+    response = page.goto(path)
+    assert response.status == status, (path, response.status)
+    check_shown(page, shots, path, step, axe=axe)
+
+
+def check_shown(page, shots, path, step, *, axe=True):
+    page.wait_for_load_state("load")
+    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+    shots(page, step)
+    assert overflow <= 0, f"{path} scrolls sideways by {overflow}px"
+    if not axe:
+        return
+    violations = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in AXE.run(page).response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert violations == [], f"{path}: {violations}"
+
+
+def visit_every_page(*, browser, live_server, shots, people, lang):
+    grant, request, fresh, token = people["grant"], people["request"], people["fresh"], people["token"]
+    for viewport in VIEWPORTS:
+        # A visitor.
+        context = context_for(browser, live_server, lang=lang, viewport=viewport)
+        page = context.new_page()
+        check_page(page, shots, "/", f"{viewport}-catalog")
+        check_page(page, shots, "/models/facebook/opt-175b", f"{viewport}-gated-anonymous")
+        if viewport == "desktop":
+            # The state and the primary action are on the first screen, the 992 files behind a count.
+            action = page.locator("#request-access .btn-primary")
+            box = action.bounding_box()
+            assert box is not None and box["y"] + box["height"] <= VIEWPORTS["desktop"]["height"]
+            height = page.evaluate("document.scrollingElement.scrollHeight")
+            assert height < 4000, height
+            expect(page.locator("#file-list")).not_to_have_attribute("open", "")
+            expect(page.locator("#files-title")).to_contain_text("992")
+        check_page(page, shots, "/models/facebook/opt-125m", f"{viewport}-open-release")
+        check_page(page, shots, "/downloading", f"{viewport}-downloading")
+        check_page(page, shots, "/help", f"{viewport}-help")
+        check_page(page, shots, "/accounts/login/", f"{viewport}-sign-in")
+        check_page(page, shots, "/accounts/signup/", f"{viewport}-sign-up")
+        check_page(page, shots, "/accounts/confirm-email/", f"{viewport}-verification-sent")
+        check_page(page, shots, "/accounts/confirm-email/not-a-key/", f"{viewport}-verification-link-invalid")
+        check_page(page, shots, "/accounts/password/reset/", f"{viewport}-password-reset")
+        check_page(page, shots, "/accounts/password/reset/done/", f"{viewport}-password-reset-sent")
+        check_page(page, shots, "/accounts/password/reset/key/1-not-a-key/", f"{viewport}-password-reset-link-invalid")
+        check_page(page, shots, "/models/nobody/nothing", f"{viewport}-not-found", status=404)
+        # A form whose CSRF cookie is gone (a browser restored from an old session): the "form expired" page.
+        page.goto("/accounts/login/")
+        context.clear_cookies()
+        page.locator("input[name=login]").fill("someone@uni.example")
+        page.locator("input[name=password]").fill(PASSWORD)
+        with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            page.locator("main form button[type=submit]").click()
+        assert posted.value.status == 403
+        check_shown(page, shots, "/accounts/login/ (CSRF)", f"{viewport}-form-expired")
+        context.close()
+
+        # A researcher.
+        context = context_for(browser, live_server, lang=lang, viewport=viewport)
+        page = context.new_page()
+        sign_in(page, people["ada"].email)
+        check_page(page, shots, "/models/facebook/opt-175b", f"{viewport}-gated-granted")
+        check_page(page, shots, "/models/lab/small-gated", f"{viewport}-gated-needs-info")
+        check_page(page, shots, "/models/lab/other-gated", f"{viewport}-gated-request-access")
+        check_page(page, shots, f"/models/{fresh.repo_id}/apply", f"{viewport}-apply-form")
+        check_page(page, shots, "/requests/", f"{viewport}-my-requests")
+        check_page(page, shots, f"/requests/{request.public_id}/", f"{viewport}-request-detail")
+        check_page(page, shots, f"/requests/{request.public_id}/withdraw", f"{viewport}-withdraw-confirm")
+        check_page(page, shots, "/grants/", f"{viewport}-my-grants")
+        check_page(page, shots, f"/grants/{grant.public_id}/", f"{viewport}-grant-992-files")
+        check_page(page, shots, f"/grants/{grant.public_id}/license", f"{viewport}-grant-license")
+        check_page(page, shots, "/tokens/", f"{viewport}-tokens")
+        check_page(page, shots, f"/tokens/{token.pk}/revoke", f"{viewport}-token-revoke-confirm")
+        check_page(page, shots, "/accounts/reauthenticate/", f"{viewport}-reauthenticate")
+        context.close()
+
+        # A reviewer. The queue's bulk-action form has no labels yet, so axe is not asserted there; it still
+        # must fit a phone.
+        context = context_for(browser, live_server, lang=lang, viewport=viewport)
+        page = context.new_page()
+        sign_in(page, people["rita"].email)
+        check_page(page, shots, "/review/?status=", f"{viewport}-review-queue", axe=False)
+        check_page(page, shots, f"/review/requests/{request.public_id}/", f"{viewport}-review-request")
+        check_page(page, shots, "/review/grants/", f"{viewport}-review-grants")
+        check_page(page, shots, f"/review/grants/{grant.public_id}/", f"{viewport}-review-grant")
+        context.close()
+
+
+def test_every_page_in_english_passes_axe_and_fits_a_phone(browser, live_server, shots, people):
+    visit_every_page(browser=browser, live_server=live_server, shots=shots, people=people, lang="en")
+
+
+def test_every_page_in_simplified_chinese_passes_axe_and_fits_a_phone(browser, live_server, shots, people):
+    visit_every_page(browser=browser, live_server=live_server, shots=shots, people=people, lang="zh-hans")
+
+
+def test_the_phone_menu_and_the_file_filter_work_from_the_keyboard(browser, live_server, shots, catalog):
+    context = context_for(browser, live_server, lang="en", viewport="phone")
+    page = context.new_page()
+    page.goto("/models/facebook/opt-175b")
+    toggle = page.locator(".menu-toggle")
+    models = page.locator("#site-nav").get_by_role("link", name="Models")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(models).to_be_hidden()
+    shots(page, "menu-closed")
+    # Skip link first, then the brand, then the menu button.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(toggle).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(models).to_be_visible()
+    shots(page, "menu-open")
+    page.keyboard.press("Tab")
+    expect(models).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(models).to_be_hidden()
+    expect(toggle).to_be_focused()
+
+    # The filter box narrows 992 files to one and opens the group that holds it.
+    page.locator("#file-filter").fill("part-7-shard123")
+    row = page.locator("tr[data-path='checkpoint_last-model_part-7-shard123.pt']")
+    expect(row).to_be_visible()
+    expect(page.locator("tr[data-path]:visible")).to_have_count(1)
+    expect(page.locator(".filter-count")).to_contain_text("1")
+    shots(page, "filtered")
+    # Natural order: shard2 before shard10 within a part.
+    paths = page.locator("tr[data-path^='checkpoint_last-model_part-0-']").evaluate_all(
+        "rows => rows.map(r => r.dataset.path)"
+    )
+    assert paths[:3] == [f"checkpoint_last-model_part-0-shard{i}.pt" for i in range(3)]
+    assert paths.index("checkpoint_last-model_part-0-shard2.pt") < paths.index(
+        "checkpoint_last-model_part-0-shard10.pt"
+    )
+    context.close()
+
+
+def test_the_menu_works_without_javascript_on_a_phone(browser, live_server, shots, catalog):
+    context = browser.new_context(base_url=live_server.url, viewport=VIEWPORTS["phone"], java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/")
+    expect(page.locator(".menu-toggle")).to_be_hidden()
+    expect(page.locator("#site-nav").get_by_role("link", name="Downloading")).to_be_visible()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= VIEWPORTS["phone"]["width"]
+    shots(page, "no-js-menu")
+    context.close()
+
+
+def test_a_token_copied_from_the_page_downloads_a_gated_file_in_a_shell(
+    browser, live_server, shots, local_storage, settings, tmp_path
+):
+    settings.SITE_URL = live_server.url
+    rita = services.reviewer_add(user=UserFactory(email="rita@portal.example"))
+    ada = UserFactory(email="ada@uni.example")
+    release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+    weights = b"\x80\x02weights" * 100
+    add_file(release, "config.json", b'{"model_type": "opt"}\n')
+    add_file(release, "checkpoint_last-model_part-0-shard0.pt", weights)
+    grant_for(ada, release, rita)
+
+    context = context_for(
+        browser, live_server, lang="en", viewport="desktop", permissions=["clipboard-read", "clipboard-write"]
+    )
+    page = context.new_page()
+    sign_in(page, ada.email)
+    page.goto("/tokens/")
+    page.get_by_label("Name").fill("shell")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-token").inner_text().strip()
+    commands = page.locator(".code").filter(has=page.locator("#token-commands"))
+    expect(commands).to_contain_text(f"export PORTAL_TOKEN={secret}")
+    shots(page, "token-created")
+
+    # The copy button, from the keyboard: focus it, press Enter, and the clipboard holds the commands.
+    button = commands.locator("button.copy")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(button).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == page.locator("#token-commands").inner_text()
+    shots(page, "copied")
+    context.close()
+
+    # Pasted into a shell as it is: the script downloads and verifies the gated files.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PORTAL_TOKEN", None)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", copied], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert (work / "opt-175b" / "checkpoint_last-model_part-0-shard0.pt").read_bytes() == weights
+    assert Path(work / "opt-175b" / "SHA256SUMS").exists()
