@@ -57,7 +57,30 @@ def people(catalog):
     fresh = ReleaseFactory(repo_id="lab/other-gated", access="gated", license=license_)
     add_file(fresh, "config.json", b"{}\n")
     token, _secret = services.token_create(actor=services.Actor(user=ada), name="laptop")
-    return {"ada": ada, "rita": rita, "grant": grant, "request": request, "fresh": fresh, "token": token}
+    # Ada's lab holds a grant on the other gated release; Max joined and has not accepted its license yet.
+    lab = services.lab_create(
+        actor=services.Actor(user=ada), name="Language Lab", ror_id="02mhbdp94", email_domains=["uni.example"]
+    )
+    max_ = UserFactory(email="max@gmail.example")
+    _invitation, secret = services.lab_invite(actor=services.Actor(user=ada), lab=lab, email=max_.email)
+    member = services.lab_invitation_accept(actor=services.Actor(user=max_), token=secret)
+    _invitation, invitation = services.lab_invite(actor=services.Actor(user=ada), lab=lab, email="zoe@uni.example")
+    lab_request = AccessRequestFactory(applicant=ada, release=fresh, lab=lab, all_members=True)
+    services.request_approve(actor=services.Actor(user=rita), access_request=lab_request)
+    lab_grant = services.grant_issue(request_id=lab_request.pk)
+    return {
+        "ada": ada,
+        "rita": rita,
+        "grant": grant,
+        "request": request,
+        "fresh": fresh,
+        "token": token,
+        "lab": lab,
+        "member": member,
+        "invitation": invitation,
+        "lab_request": lab_request,
+        "lab_grant": lab_grant,
+    }
 
 
 def context_for(browser, live_server, *, lang, viewport, permissions=()):
@@ -154,6 +177,14 @@ def visit_every_page(*, browser, live_server, shots, people, lang):
         check_page(page, shots, "/tokens/", f"{viewport}-tokens")
         check_page(page, shots, f"/tokens/{token.pk}/revoke", f"{viewport}-token-revoke-confirm")
         check_page(page, shots, "/accounts/reauthenticate/", f"{viewport}-reauthenticate")
+        lab, lab_grant = people["lab"], people["lab_grant"]
+        check_page(page, shots, "/labs/", f"{viewport}-labs")
+        check_page(page, shots, f"/labs/{lab.public_id}/", f"{viewport}-lab")
+        check_page(page, shots, f"/labs/grants/{lab_grant.public_id}/", f"{viewport}-lab-grant")
+        check_page(page, shots, f"/models/lab/small-gated/apply?lab={lab.public_id}", f"{viewport}-lab-apply-form")
+        remove = f"/labs/{lab.public_id}/members/{people['member'].public_id}/remove"
+        check_page(page, shots, remove, f"{viewport}-lab-remove-confirm")
+        check_page(page, shots, f"/labs/invitations/{people['invitation']}/", f"{viewport}-lab-invitation")
         context.close()
 
         # A reviewer. The queue's bulk-action form has no labels yet, so axe is not asserted there; it still
@@ -165,6 +196,10 @@ def visit_every_page(*, browser, live_server, shots, people, lang):
         check_page(page, shots, f"/review/requests/{request.public_id}/", f"{viewport}-review-request")
         check_page(page, shots, "/review/grants/", f"{viewport}-review-grants")
         check_page(page, shots, f"/review/grants/{grant.public_id}/", f"{viewport}-review-grant")
+        check_page(
+            page, shots, f"/review/requests/{people['lab_request'].public_id}/", f"{viewport}-review-lab-request"
+        )
+        check_page(page, shots, f"/review/grants/{people['lab_grant'].public_id}/", f"{viewport}-review-lab-grant")
         context.close()
 
 
