@@ -16,7 +16,7 @@ from . import downloads, selectors
 from .http import base_url, client_ip, download_redirect, json_error
 from .models import DownloadEvent, ModelFile, User
 from .services.base import Actor
-from .storage import CHUNK_SIZE, LocalStorage, content_disposition, get_storage
+from .storage import CHUNK_SIZE, LocalStorage, UnknownMirror, content_disposition, get_storage
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -39,13 +39,25 @@ def _read_range(f, start: int, length: int):
         f.close()
 
 
+def _local_storage(mirror: str | None) -> LocalStorage | None:
+    """The LocalStorage a signed URL names: the primary's, or the local mirror's of that name."""
+    try:
+        storage = get_storage(mirror) if mirror is not None else get_storage()
+    except UnknownMirror:
+        return None
+    if not isinstance(storage, LocalStorage) or storage.mirror != mirror:
+        return None
+    return storage
+
+
 @require_safe
-def storage_file(request, expires: int, signature: str, key: str):
+def storage_file(request, expires: int, signature: str, key: str, mirror: str | None = None):
     """Serve a LocalStorage object for a valid, unexpired signature. Streams in 1 MiB chunks (constant memory),
     answers a single `Range` with 206, and sends extra headers the Hugging Face client reads after a redirect.
-    With LOCAL_STORAGE_ACCEL_REDIRECT the bytes are nginx's to send: the answer is headers only."""
-    storage = get_storage()
-    if not isinstance(storage, LocalStorage):
+    With LOCAL_STORAGE_ACCEL_REDIRECT (a mirror's own LOCAL_ACCEL_REDIRECT) the bytes are nginx's to send: the
+    answer is headers only."""
+    storage = _local_storage(mirror)
+    if storage is None:
         return json_error("not_found", _("Not found."), 404)
     if not storage.verify(key, expires, signature):
         return json_error(
@@ -167,4 +179,10 @@ def download_relay(request, ticket: str, path: str):
     decision = downloads.authorize(actor=actor, release=file.release, via=DownloadEvent.Via.RELAY, path=file.path)
     if not decision.allowed:
         return json_error(decision.code, decision.detail, decision.status)
-    return download_redirect(downloads.issue_file(decision, file, base_url=base_url(request)))
+    try:
+        location = selectors.release_location(release=file.release, preferred=request.GET.get("mirror"))
+    except UnknownMirror:
+        return json_error("unknown_mirror", downloads.unknown_mirror_detail(), 400)
+    response = download_redirect(downloads.issue_file(decision, file, base_url=base_url(request), location=location))
+    response["X-Mirror"] = location.name
+    return response
