@@ -206,3 +206,81 @@ def test_aria2c_metalink_verifies_pieces_and_leaves_the_bad_mirror_at_the_bad_pi
         (BAD_FILE, f"bytes={start}-{BAD_SIZE - 1}", 206, BAD_SIZE - start)
     ]
     assert {s.path.rsplit("/", 1)[1] for s in mirrors["first"].gets(mirrors["prefix"])} == set(FILES)
+
+
+@pytest.fixture
+def lab_mirror(nanio, settings, live_server, reviewer, alice, tmp_path):
+    """Primary storage `a` on nanio (behind a counting proxy), mirror `lab` a directory on the portal's own disks
+    holding the same files, verified for the release; Alice holds a grant."""
+    first = CountingProxy(nanio.port, host="127.0.0.1").start()
+    prefix = f"lab-{uuid.uuid4().hex[:8]}"
+    lab_dir = tmp_path / "lab-disks"
+    settings.SITE_URL = live_server.url
+    settings.STORAGE_BACKEND = "s3"
+    settings.STORAGE_NAME, settings.STORAGE_LOCATION = "a", "us"
+    settings.S3_BUCKET, settings.S3_ENDPOINT_URL, settings.S3_REGION = nanio.bucket, first.url, nanio.region
+    settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY = nanio.access_key, nanio.secret_key
+    settings.S3_ADDRESSING_STYLE, settings.S3_PREFIX = "path", ""
+    settings.STORAGE_MIRRORS = {
+        "lab": {"backend": "local", "dir": str(lab_dir), "accel_redirect": "", "location": "nl", "priority": 2}
+    }
+    get_storage.cache_clear()
+    client = nanio.client()
+    for path, data in FILES.items():
+        client.put_object(Bucket=nanio.bucket, Key=f"{prefix}/{path}", Body=data)
+        (lab_dir / prefix).mkdir(parents=True, exist_ok=True)
+        (lab_dir / prefix / path).write_bytes(data)
+    call_command(
+        "register_release",
+        REPO,
+        "--from-prefix",
+        prefix,
+        "--access",
+        "gated",
+        "--license",
+        LicenseFactory().slug,
+        "--piece-size",
+        str(PIECE),
+        stdout=io.StringIO(),
+    )
+    out = io.StringIO()
+    call_command("verify_mirror", REPO, "lab", stdout=out)
+    assert "lab verified" in out.getvalue()
+    release = ModelRelease.objects.get(repo_id=REPO)
+    grant_for(alice, release, reviewer)
+    first.reset()  # registering read the primary's copy
+    yield {"first": first, "prefix": prefix, "token": token_secret(alice), "nanio": nanio, "dir": lab_dir}
+    first.stop()
+
+
+def test_a_local_mirror_serves_mirror_requests_and_download_py_falls_back_to_it(lab_mirror, live_server, tmp_path):
+    auth = {"Authorization": f"Bearer {lab_mirror['token']}"}
+    chosen = requests.get(
+        f"{live_server.url}/api/v1/models/{REPO}/files/{BAD_FILE}", params={"mirror": "lab"}, headers=auth, timeout=30
+    )
+    assert chosen.status_code == 200 and chosen.content == FILES[BAD_FILE]
+    assert chosen.history[0].headers["X-Mirror"] == "lab" and "/storage/lab/" in chosen.url
+    assert not lab_mirror["first"].gets(lab_mirror["prefix"])  # nothing came from the primary
+
+    # One piece corrupted on the primary, one file gone from it: download.py takes the bad piece, and the
+    # missing file, from the lab's disks, and everything else from the primary.
+    data = bytearray(FILES[BAD_FILE])
+    data[2 * PIECE + 17] ^= 0x01
+    nanio, prefix = lab_mirror["nanio"], lab_mirror["prefix"]
+    nanio.client().put_object(Bucket=nanio.bucket, Key=f"{prefix}/{BAD_FILE}", Body=bytes(data))
+    gone = "checkpoint_last-model_part-1-shard0.pt"
+    nanio.client().delete_object(Bucket=nanio.bucket, Key=f"{prefix}/{gone}")
+    lab_mirror["first"].reset()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), REPO, "--portal", live_server.url, "--dir", str(tmp_path / "opt"), "--jobs", "4"],
+        env=clean_env(PORTAL_TOKEN=lab_mirror["token"], PORTAL_DOWNLOAD_BACKOFF="0.05"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All files verified" in result.stdout
+    assert_files(tmp_path / "opt")
+    assert f"transferred_bytes[lab]={PIECE + len(FILES[gone])}" in result.stdout
+    served = {(s.path.rsplit("/", 1)[1], s.status) for s in lab_mirror["first"].gets(prefix)}
+    assert (gone, 404) in served and (BAD_FILE, 200) in served
