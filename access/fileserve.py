@@ -12,6 +12,7 @@ from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
+from . import cache as decision_cache
 from . import downloads, selectors
 from .http import base_url, client_ip, download_redirect, json_error
 from .models import DownloadEvent, ModelFile, User
@@ -74,15 +75,10 @@ def storage_file(request, expires: int, signature: str, key: str, mirror: str | 
         "Content-Disposition": content_disposition(key.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0",
     }
-    file = _published_file(key, request.GET.get("revision", ""))
-    if file is not None:
-        headers.update(
-            {
-                "X-Linked-Size": str(file.size),
-                "X-Linked-Etag": f'"{file.sha256}"',
-                "X-Repo-Commit": file.revision.sha,
-            }
-        )
+    linked = _linked(key, request.GET.get("revision", ""))
+    if linked is not None:
+        size, sha256, commit = linked
+        headers.update({"X-Linked-Size": str(size), "X-Linked-Etag": f'"{sha256}"', "X-Repo-Commit": commit})
     accel = storage.accel_uri(key)
     if accel is not None:
         # nginx's internal location sends the file (sendfile, Range, ETag, Last-Modified, HEAD) and keeps
@@ -117,18 +113,42 @@ def storage_file(request, expires: int, signature: str, key: str, mirror: str | 
     return _with_headers(response, headers)
 
 
-def _published_file(key: str, revision: str) -> ModelFile | None:
-    """The release file stored under this key, for the Hub client's headers. A file unchanged between revisions is
-    one object: the revision the resolve call named (passed along as `?revision=`) wins, then main, then the
-    newest revision holding it."""
-    files = ModelFile.objects.filter(storage_key=key, revision__published_at__isnull=False).select_related(
-        "release", "revision"
-    )
-    named = files.filter(revision__sha=revision).first() if selectors.REVISION_RE.match(revision) else None
+# (storage key, revision id) -> (size, sha256, revision id) of a file of that published revision: a published
+# revision's files never change (a database trigger refuses it), so these need no expiry and no version check.
+_NAMED: dict[tuple[str, str], tuple[int, str, str]] = {}
+NAMED_MAX = 50_000
+
+
+def _linked(key: str, revision: str) -> tuple[int, str, str] | None:
+    """(size, sha256, revision) of the release file stored under this key, for the Hub client's headers, read
+    without a database query once known: a signed URL is answered from the signature, the clock and the disk.
+    A file unchanged between revisions is one object: the revision the resolve call named (passed along as
+    `?revision=`) wins, then main, then the newest revision holding it. What main holds can change, so that
+    answer is kept under the gate's input version (access.cache), which every file or release change replaces."""
+    named = revision if selectors.REVISION_RE.match(revision) else ""
+    if named and (found := _NAMED.get((key, named))) is not None:
+        return found
+    if not named and (found := decision_cache.get(("storage-linked", key))) is not None:
+        return found
+    found = _published_file(key, named)
+    if found is None:
+        return None
+    if found[2] == named:
+        if len(_NAMED) >= NAMED_MAX:
+            _NAMED.clear()
+        _NAMED[(key, named)] = found
+    elif not named:
+        decision_cache.put(("storage-linked", key), found)
+    return found
+
+
+def _published_file(key: str, revision: str) -> tuple[int, str, str] | None:
+    files = ModelFile.objects.filter(storage_key=key, revision__published_at__isnull=False)
+    columns = ("size", "sha256", "revision__sha")
     return (
-        named
-        or files.filter(revision_id=F("release__main_revision_id")).first()
-        or files.order_by("-revision__number").first()
+        (files.filter(revision__sha=revision).values_list(*columns).first() if revision else None)
+        or files.filter(revision_id=F("release__main_revision_id")).values_list(*columns).first()
+        or files.order_by("-revision__number").values_list(*columns).first()
     )
 
 
