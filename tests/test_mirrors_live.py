@@ -31,7 +31,10 @@ FILES = {
     "checkpoint_last-model_part-0-shard0.pt": hashlib.shake_256(b"shard0").digest(5 * PIECE + 1000),
     "checkpoint_last-model_part-1-shard0.pt": hashlib.shake_256(b"shard1").digest(3 * PIECE),
     "checkpoint_last-model_part-1-shard1.pt": b"",
+    # Larger than twice aria2c's smallest split size (1 MiB): the size at which it splits a file over mirrors.
+    "checkpoint_last-model_part-2-shard0.pt": hashlib.shake_256(b"shard2").digest(3 * 1024 * 1024),
 }
+BIG_FILE = "checkpoint_last-model_part-2-shard0.pt"
 BAD_FILE = "checkpoint_last-model_part-0-shard0.pt"
 BAD_SIZE = len(FILES[BAD_FILE])
 
@@ -125,6 +128,17 @@ def assert_files(folder: Path):
         assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest(), path
 
 
+def readme_aria2c_options() -> list[str]:
+    """The options of the README's `aria2c -M` command, without its output directory: the test runs what
+    researchers are told to run."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if "aria2c -M opt-175b.meta4" in line)
+    words = line.split("aria2c -M opt-175b.meta4", 1)[1].split("`", 1)[0].split()
+    options = [w for i, w in enumerate(words) if w != "-d" and (i == 0 or words[i - 1] != "-d")]
+    assert "--uri-selector=inorder" in options and "-s" in options, options
+    return options
+
+
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and not k.startswith("PORTAL_")}
     return {**env, **extra}
@@ -162,11 +176,10 @@ def test_download_py_fetches_only_the_bad_piece_from_the_second_mirror(mirrors, 
     assert f"transferred_bytes[a]={sum(map(len, FILES.values()))}" in result.stdout
 
 
-@POSITIONS
-def test_aria2c_metalink_verifies_pieces_and_leaves_the_bad_mirror_at_the_bad_piece(
-    mirrors, live_server, tmp_path, piece
-):
-    start = corrupt(mirrors, piece)
+QUIET = ("--console-log-level=warn", "--summary-interval=0")
+
+
+def aria2c(mirrors, live_server, tmp_path, *options) -> subprocess.CompletedProcess:
     response = requests.get(
         f"{live_server.url}/api/v1/models/{REPO}/manifest",
         params={"format": "metalink"},
@@ -174,33 +187,49 @@ def test_aria2c_metalink_verifies_pieces_and_leaves_the_bad_mirror_at_the_bad_pi
         timeout=30,
     )
     assert response.status_code == 200, response.text
-    assert response.text.count('location="de" priority="2"') == len(FILES)
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "opt.meta4").write_text(response.text)
-    result = subprocess.run(
-        [
-            "aria2c",
-            "-M",
-            str(tmp_path / "opt.meta4"),
-            "-d",
-            str(tmp_path / "opt"),
-            "-j",
-            "4",
-            "--uri-selector=inorder",  # the portal's order: the second mirror only when the first fails
-            "--console-log-level=warn",
-            "--summary-interval=0",
-        ],
+    return subprocess.run(
+        ["aria2c", "-M", str(tmp_path / "opt.meta4"), "-d", str(tmp_path / "opt"), *options, *QUIET],
         env=clean_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_aria2c_with_one_connection_per_file_keeps_to_the_first_mirror(mirrors, live_server, tmp_path):
+    # -k 1M stands for a release's real proportions: 2.5 GB shards against aria2c's default 20 MiB split size.
+    mirrors["first"].reset()
+    mirrors["second"].reset()
+    result = aria2c(mirrors, live_server, tmp_path / "one", *readme_aria2c_options(), "-k", "1M")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_files(tmp_path / "one" / "opt")
+    assert not mirrors["second"].gets(mirrors["prefix"])
+    # What -s 1 is for: with its default of 5 connections per file, aria2c gives the second mirror a share of
+    # every file it splits, --uri-selector=inorder or not.
+    options = readme_aria2c_options()
+    del options[options.index("-s") : options.index("-s") + 2]
+    result = aria2c(mirrors, live_server, tmp_path / "split", *options, "-k", "1M")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_files(tmp_path / "split" / "opt")
+    assert {s.path.rsplit("/", 1)[1] for s in mirrors["second"].gets(mirrors["prefix"])} == {BIG_FILE}
+
+
+@POSITIONS
+def test_aria2c_metalink_verifies_pieces_and_leaves_the_bad_mirror_at_the_bad_piece(
+    mirrors, live_server, tmp_path, piece
+):
+    start = corrupt(mirrors, piece)
+    result = aria2c(mirrors, live_server, tmp_path, *readme_aria2c_options())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Invalid checksum index=" + str(piece) in result.stdout  # the piece was caught as it arrived
     assert_files(tmp_path / "opt")
 
-    # aria2c drops a URL that keeps serving a bad piece and takes the rest of that file from the next one:
-    # nothing before the bad piece is fetched again, and no other file comes from the second mirror. When the
-    # bad piece is the last, that is exactly the piece.
+    # aria2c retries the bad piece on the same URL (--max-tries), then moves that connection to the next URL and
+    # keeps it there: it asks for everything from the bad piece up to the next piece in use, which with one
+    # connection per file (-s 1) is the rest of the file. Nothing before the bad piece is fetched again, and no
+    # other file comes from the second mirror. When the bad piece is the last, that is exactly the piece.
     second = mirrors["second"].gets(mirrors["prefix"])
     assert [(s.path.rsplit("/", 1)[1], s.range, s.status, s.sent) for s in second] == [
         (BAD_FILE, f"bytes={start}-{BAD_SIZE - 1}", 206, BAD_SIZE - start)
