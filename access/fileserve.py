@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from stat import S_ISREG
 
 from django.conf import settings
 from django.db.models import F
@@ -67,9 +68,9 @@ def storage_file(request, expires: int, signature: str, key: str, mirror: str | 
     try:
         path = storage.path(key)
         stat = path.stat()
-    except (ValueError, FileNotFoundError, NotADirectoryError):
+    except (ValueError, OSError):  # a bad key, no such file, or one nginx could not read either
         return json_error("not_found", _("Not found."), 404)
-    if not path.is_file():
+    if not S_ISREG(stat.st_mode):
         return json_error("not_found", _("Not found."), 404)
     headers = {
         "Content-Disposition": content_disposition(key.rsplit("/", 1)[-1]),
@@ -84,7 +85,9 @@ def storage_file(request, expires: int, signature: str, key: str, mirror: str | 
         # nginx's internal location sends the file (sendfile, Range, ETag, Last-Modified, HEAD) and keeps
         # Content-Type, Content-Disposition and Cache-Control from this answer; it copies X-Linked-* itself.
         headers["X-Accel-Redirect"] = accel
-        return _with_headers(HttpResponse(content_type="application/octet-stream"), headers)
+        response = HttpResponse(content_type="application/octet-stream")
+        response._csp_exempt = True  # headers for nginx's answer with a file: no page to protect
+        return _with_headers(response, headers)
     size = stat.st_size
     etag = _etag(key, stat)
     headers.update({"Accept-Ranges": "bytes", "ETag": etag, "Last-Modified": http_date(stat.st_mtime)})
