@@ -370,3 +370,21 @@ def test_a_local_mirror_is_read_from_the_environment():
 def test_a_bad_local_mirror_setting_stops_the_process(env, message):
     result = settings_of({"STORAGE_MIRRORS": "lab", "MIRROR_LAB_BACKEND": "local", **env})
     assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+def test_a_bad_ticket_or_a_missing_file_is_refused_before_the_mirror_is_looked_at(release, lab, client):
+    file = release.files.get(path="config.json")
+    relay = urlsplit(downloads.relay_url(file.pk, file.path, user_id=None, base_url="http://testserver")).path
+    ticket = relay.split("/")[2]
+    for mirror in ("lab", "mars"):
+        forged = client.get(
+            relay.replace(ticket, ticket[:-2] + ("AA" if ticket[-2:] != "AA" else "BB")), {"mirror": mirror}
+        )
+        assert forged.status_code == 403 and forged.json()["code"] == "invalid_signature"
+        other_path = client.get(relay.replace("/config.json", "/pytorch_model.bin"), {"mirror": mirror})
+        assert other_path.status_code == 404 and other_path.json()["code"] == "not_found"
+        missing = client.head(f"/{REPO}/resolve/main/nothing.bin", {"mirror": mirror})
+        assert missing.status_code == 404 and missing["X-Error-Code"] == "EntryNotFound"
+        unknown = APIClient().get("/api/v1/models/facebook/nothing/files/config.json", {"mirror": mirror})
+        assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    assert not DownloadEvent.objects.exists()
