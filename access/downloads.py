@@ -371,6 +371,12 @@ def issue_manifest(
     return entries, expires_at
 
 
+def unknown_mirror_detail() -> str:
+    """What every channel says to a `?mirror=` naming no configured location (selectors.release_location raised
+    UnknownMirror): the names it may use. The caller's value is not repeated back."""
+    return _("No mirror of that name; use one of: %(names)s.") % {"names": ", ".join(loc.name for loc in locations())}
+
+
 def location_storage(location: Location | None):
     return get_storage() if location is None or location.primary else get_storage(location.name)
 

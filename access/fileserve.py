@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from stat import S_ISREG
 
 from django.conf import settings
 from django.db.models import F
@@ -12,11 +13,12 @@ from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
+from . import cache as decision_cache
 from . import downloads, selectors
 from .http import base_url, client_ip, download_redirect, json_error
 from .models import DownloadEvent, ModelFile, User
 from .services.base import Actor
-from .storage import CHUNK_SIZE, LocalStorage, content_disposition, get_storage
+from .storage import CHUNK_SIZE, LocalStorage, UnknownMirror, content_disposition, get_storage
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -39,13 +41,25 @@ def _read_range(f, start: int, length: int):
         f.close()
 
 
+def _local_storage(mirror: str | None) -> LocalStorage | None:
+    """The LocalStorage a signed URL names: the primary's, or the local mirror's of that name."""
+    try:
+        storage = get_storage(mirror) if mirror is not None else get_storage()
+    except UnknownMirror:
+        return None
+    if not isinstance(storage, LocalStorage) or storage.mirror != mirror:
+        return None
+    return storage
+
+
 @require_safe
-def storage_file(request, expires: int, signature: str, key: str):
+def storage_file(request, expires: int, signature: str, key: str, mirror: str | None = None):
     """Serve a LocalStorage object for a valid, unexpired signature. Streams in 1 MiB chunks (constant memory),
     answers a single `Range` with 206, and sends extra headers the Hugging Face client reads after a redirect.
-    With LOCAL_STORAGE_ACCEL_REDIRECT the bytes are nginx's to send: the answer is headers only."""
-    storage = get_storage()
-    if not isinstance(storage, LocalStorage):
+    With LOCAL_STORAGE_ACCEL_REDIRECT (a mirror's own LOCAL_ACCEL_REDIRECT) the bytes are nginx's to send: the
+    answer is headers only."""
+    storage = _local_storage(mirror)
+    if storage is None:
         return json_error("not_found", _("Not found."), 404)
     if not storage.verify(key, expires, signature):
         return json_error(
@@ -54,29 +68,26 @@ def storage_file(request, expires: int, signature: str, key: str):
     try:
         path = storage.path(key)
         stat = path.stat()
-    except (ValueError, FileNotFoundError, NotADirectoryError):
+    except (ValueError, OSError):  # a bad key, no such file, or one nginx could not read either
         return json_error("not_found", _("Not found."), 404)
-    if not path.is_file():
+    if not S_ISREG(stat.st_mode):
         return json_error("not_found", _("Not found."), 404)
     headers = {
         "Content-Disposition": content_disposition(key.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0",
     }
-    file = _published_file(key, request.GET.get("revision", ""))
-    if file is not None:
-        headers.update(
-            {
-                "X-Linked-Size": str(file.size),
-                "X-Linked-Etag": f'"{file.sha256}"',
-                "X-Repo-Commit": file.revision.sha,
-            }
-        )
+    linked = _linked(key, request.GET.get("revision", ""))
+    if linked is not None:
+        size, sha256, commit = linked
+        headers.update({"X-Linked-Size": str(size), "X-Linked-Etag": f'"{sha256}"', "X-Repo-Commit": commit})
     accel = storage.accel_uri(key)
     if accel is not None:
         # nginx's internal location sends the file (sendfile, Range, ETag, Last-Modified, HEAD) and keeps
         # Content-Type, Content-Disposition and Cache-Control from this answer; it copies X-Linked-* itself.
         headers["X-Accel-Redirect"] = accel
-        return _with_headers(HttpResponse(content_type="application/octet-stream"), headers)
+        response = HttpResponse(content_type="application/octet-stream")
+        response._csp_exempt = True  # headers for nginx's answer with a file: no page to protect
+        return _with_headers(response, headers)
     size = stat.st_size
     etag = _etag(key, stat)
     headers.update({"Accept-Ranges": "bytes", "ETag": etag, "Last-Modified": http_date(stat.st_mtime)})
@@ -105,18 +116,42 @@ def storage_file(request, expires: int, signature: str, key: str):
     return _with_headers(response, headers)
 
 
-def _published_file(key: str, revision: str) -> ModelFile | None:
-    """The release file stored under this key, for the Hub client's headers. A file unchanged between revisions is
-    one object: the revision the resolve call named (passed along as `?revision=`) wins, then main, then the
-    newest revision holding it."""
-    files = ModelFile.objects.filter(storage_key=key, revision__published_at__isnull=False).select_related(
-        "release", "revision"
-    )
-    named = files.filter(revision__sha=revision).first() if selectors.REVISION_RE.match(revision) else None
+# (storage key, revision id) -> (size, sha256, revision id) of a file of that published revision: a published
+# revision's files never change (a database trigger refuses it), so these need no expiry and no version check.
+_NAMED: dict[tuple[str, str], tuple[int, str, str]] = {}
+NAMED_MAX = 50_000
+
+
+def _linked(key: str, revision: str) -> tuple[int, str, str] | None:
+    """(size, sha256, revision) of the release file stored under this key, for the Hub client's headers, read
+    without a database query once known: a signed URL is answered from the signature, the clock and the disk.
+    A file unchanged between revisions is one object: the revision the resolve call named (passed along as
+    `?revision=`) wins, then main, then the newest revision holding it. What main holds can change, so that
+    answer is kept under the gate's input version (access.cache), which every file or release change replaces."""
+    named = revision if selectors.REVISION_RE.match(revision) else ""
+    if named and (found := _NAMED.get((key, named))) is not None:
+        return found
+    if not named and (found := decision_cache.get(("storage-linked", key))) is not None:
+        return found
+    found = _published_file(key, named)
+    if found is None:
+        return None
+    if found[2] == named:
+        if len(_NAMED) >= NAMED_MAX:
+            _NAMED.clear()
+        _NAMED[(key, named)] = found
+    elif not named:
+        decision_cache.put(("storage-linked", key), found)
+    return found
+
+
+def _published_file(key: str, revision: str) -> tuple[int, str, str] | None:
+    files = ModelFile.objects.filter(storage_key=key, revision__published_at__isnull=False)
+    columns = ("size", "sha256", "revision__sha")
     return (
-        named
-        or files.filter(revision_id=F("release__main_revision_id")).first()
-        or files.order_by("-revision__number").first()
+        (files.filter(revision__sha=revision).values_list(*columns).first() if revision else None)
+        or files.filter(revision_id=F("release__main_revision_id")).values_list(*columns).first()
+        or files.order_by("-revision__number").values_list(*columns).first()
     )
 
 
@@ -167,4 +202,10 @@ def download_relay(request, ticket: str, path: str):
     decision = downloads.authorize(actor=actor, release=file.release, via=DownloadEvent.Via.RELAY, path=file.path)
     if not decision.allowed:
         return json_error(decision.code, decision.detail, decision.status)
-    return download_redirect(downloads.issue_file(decision, file, base_url=base_url(request)))
+    try:
+        location = selectors.release_location(release=file.release, preferred=request.GET.get("mirror"))
+    except UnknownMirror:
+        return json_error("unknown_mirror", downloads.unknown_mirror_detail(), 400)
+    response = download_redirect(downloads.issue_file(decision, file, base_url=base_url(request), location=location))
+    response["X-Mirror"] = location.name
+    return response

@@ -148,21 +148,29 @@ class Storage(ABC):
 
 
 @cache
-def _storage_path(script_prefix: str) -> str:
-    """The file view's path up to its expiry segment ("/storage/"), reversed once per script prefix: reversing
-    on every signed URL costs more than signing it."""
-    return reverse("storage-file", kwargs={"expires": 0, "signature": "0", "key": "k"}).removesuffix("0/0/k")
+def _storage_path(script_prefix: str, mirror: str | None = None) -> str:
+    """The file view's path up to its expiry segment ("/storage/", or "/storage/<mirror>/" for a local mirror),
+    reversed once per script prefix: reversing on every signed URL costs more than signing it."""
+    if mirror is None:
+        return reverse("storage-file", kwargs={"expires": 0, "signature": "0", "key": "k"}).removesuffix("0/0/k")
+    kwargs = {"mirror": mirror, "expires": 0, "signature": "0", "key": "k"}
+    return reverse("storage-mirror-file", kwargs=kwargs).removesuffix("0/0/k")
 
 
 class LocalStorage(Storage):
     """Files under a directory, served through the portal's own signed-URL view: streamed by Django (development),
-    or, with `accel_redirect`, sent by nginx from its internal location once the view has checked the URL."""
+    or, with `accel_redirect`, sent by nginx from its internal location once the view has checked the URL.
+
+    The primary storage's URLs are /storage/<expires>/<signature>/<key>; a local mirror's name the mirror,
+    /storage/<mirror>/<expires>/<signature>/<key>, so the view serves them from the mirror's own directory (and
+    its own nginx location), and are signed with a key of their own: a URL for one location opens no other."""
 
     name = "local"
 
-    def __init__(self, root: Path, *, accel_redirect: str = ""):
+    def __init__(self, root: Path, *, accel_redirect: str = "", mirror: str | None = None):
         self.root = Path(root)
         self.accel_redirect = accel_redirect
+        self.mirror = mirror
 
     def path(self, key: str) -> Path:
         return self.root / validate_key(key)
@@ -208,12 +216,14 @@ class LocalStorage(Storage):
         return self.path(key).is_file()
 
     @staticmethod
-    def _hmac_key() -> bytes:
-        return hmac.new(force_bytes(settings.SECRET_KEY), b"access.storage.local", hashlib.sha256).digest()
+    def _hmac_key(mirror: str | None = None) -> bytes:
+        purpose = b"access.storage.local" + (b":" + mirror.encode() if mirror else b"")
+        return hmac.new(force_bytes(settings.SECRET_KEY), purpose, hashlib.sha256).digest()
 
     @classmethod
     def signature(cls, key: str, expires: int, hmac_key: bytes | None = None) -> str:
-        """HMAC-SHA256 over (key, expiry) with a key derived from SECRET_KEY."""
+        """HMAC-SHA256 over (key, expiry) with a key derived from SECRET_KEY (the primary storage's, unless
+        `hmac_key` is given)."""
         return hmac.new(hmac_key or cls._hmac_key(), f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def verify(self, key: str, expires: int, signature: str, *, now: float | None = None) -> bool:
@@ -222,7 +232,7 @@ class LocalStorage(Storage):
             return False
         if expires < (time.time() if now is None else now):
             return False
-        return hmac.compare_digest(self.signature(key, expires), signature)
+        return hmac.compare_digest(self.signature(key, expires, self._hmac_key(self.mirror)), signature)
 
     def signed_url(self, key, *, filename, ttl=None, base_url=None):
         return self.signed_urls([(key, filename)], ttl=ttl, base_url=base_url)[0]
@@ -232,8 +242,9 @@ class LocalStorage(Storage):
         # saved file after the URL (wget, curl -O) never save a query string. One expiry, one derived key and
         # one URL reversal serve the whole list (a 992-file manifest signs in a few milliseconds).
         expires = int(time.time()) + (ttl or settings.SIGNED_URL_TTL)
-        prefix = f"{(base_url or settings.SITE_URL).rstrip('/')}{_storage_path(get_script_prefix())}{expires}/"
-        hmac_key = self._hmac_key()
+        path = _storage_path(get_script_prefix(), self.mirror)
+        prefix = f"{(base_url or settings.SITE_URL).rstrip('/')}{path}{expires}/"
+        hmac_key = self._hmac_key(self.mirror)
         return [f"{prefix}{self.signature(key, expires, hmac_key)}/{quote(key, safe='/')}" for key, _ in items]
 
     def check(self):
@@ -428,6 +439,8 @@ def build_storage(name: str | None = None) -> Storage:
         mirror = settings.STORAGE_MIRRORS.get(name)
         if mirror is None:
             raise UnknownMirror(name)
+        if mirror["backend"] == "local":
+            return LocalStorage(Path(mirror["dir"]), accel_redirect=mirror["accel_redirect"], mirror=name)
         return S3Storage(**{k: v for k, v in mirror.items() if k not in ("backend", "location", "priority")})
     if settings.STORAGE_BACKEND == "local":
         return LocalStorage(settings.LOCAL_STORAGE_DIR, accel_redirect=settings.LOCAL_STORAGE_ACCEL_REDIRECT)

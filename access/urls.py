@@ -1,8 +1,24 @@
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
 from .views import grants, labs, manage, metrics, requests, review, webhooks
+
+
+class MirrorConverter:
+    """A mirror name as STORAGE_MIRRORS allows it (MIRROR_NAME_RE): it starts with a letter, so a LocalStorage
+    mirror's URLs never match the primary's /storage/<expires>/…"""
+
+    regex = "[a-z][a-z0-9-]{0,31}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(MirrorConverter, "mirror")
 
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
@@ -69,6 +85,11 @@ urlpatterns = [
     ),
     # File serving
     path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
+    path(
+        "storage/<mirror:mirror>/<int:expires>/<str:signature>/<path:key>",
+        fileserve.storage_file,
+        name="storage-mirror-file",
+    ),
     path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),
     # Hugging Face Hub compatible; /api/ here, since access.api.urls keeps to /api/v1 and the schema
     re_path(rf"^api/models/{REPO}/?$", hf.ModelInfoApi.as_view(), name="hf-model"),

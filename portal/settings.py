@@ -220,7 +220,20 @@ def _mirror(name: str, position: int) -> dict:
             f"STORAGE_MIRRORS: {name!r} must be lower-case letters, digits and dashes, and differ from STORAGE_NAME"
         )
     var = "MIRROR_" + name.upper().replace("-", "_")
-    backend = env.choice(f"{var}_BACKEND", ["s3"], default="s3")
+    backend = env.choice(f"{var}_BACKEND", ["s3", "local"], default="s3")
+    where = {
+        "location": env.str(f"{var}_LOCATION", default="").lower(),
+        "priority": env.int(f"{var}_PRIORITY", default=position),
+    }
+    _location(var, where["location"], where["priority"])
+    if backend == "local":
+        # A directory on the portal's own disks (a lab's storage), served like LocalStorage: signed portal URLs
+        # naming the mirror, and behind nginx its own internal location.
+        directory = env.str(f"{var}_LOCAL_DIR", default="")
+        if not directory or not Path(directory).is_absolute():
+            raise ImproperlyConfigured(f"mirror {name!r} needs {var}_LOCAL_DIR, an absolute directory path.")
+        accel = _accel_location(f"{var}_LOCAL_ACCEL_REDIRECT", env.str(f"{var}_LOCAL_ACCEL_REDIRECT", default=""))
+        return {"backend": backend, "dir": directory, "accel_redirect": accel, **where}
     mirror = {
         "backend": backend,
         "bucket": env.str(f"{var}_S3_BUCKET", default=""),
@@ -231,13 +244,20 @@ def _mirror(name: str, position: int) -> dict:
         "secret_key": env.str(f"{var}_S3_SECRET_ACCESS_KEY", default="") or None,
         "session_token": env.str(f"{var}_S3_SESSION_TOKEN", default="") or None,
         "addressing_style": env.choice(f"{var}_S3_ADDRESSING_STYLE", ["auto", "path", "virtual"], default="auto"),
-        "location": env.str(f"{var}_LOCATION", default="").lower(),
-        "priority": env.int(f"{var}_PRIORITY", default=position),
+        **where,
     }
     if not mirror["bucket"]:
         raise ImproperlyConfigured(f"mirror {name!r} needs {var}_S3_BUCKET.")
-    _location(var, mirror["location"], mirror["priority"])
     return mirror
+
+
+def _accel_location(var: str, value: str) -> str:
+    if value and not re.fullmatch(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/", value):
+        raise ImproperlyConfigured(
+            f"{var} must be the path of an nginx internal location that starts and ends with /, "
+            f"such as /_protected/; got {value!r}"
+        )
+    return value
 
 
 if not re.fullmatch(MIRROR_NAME_RE, STORAGE_NAME):
@@ -251,14 +271,14 @@ STORAGE_MIRRORS = {name: _mirror(name, position) for position, name in enumerate
 
 # Behind nginx, LocalStorage's file view checks the signed URL and answers X-Accel-Redirect to this internal
 # location, and nginx sends the bytes (README: "Serving local disks with nginx"). Empty: Django streams them.
-LOCAL_STORAGE_ACCEL_REDIRECT = env.str("LOCAL_STORAGE_ACCEL_REDIRECT", default="")
-if LOCAL_STORAGE_ACCEL_REDIRECT and not re.fullmatch(
-    r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/", LOCAL_STORAGE_ACCEL_REDIRECT
-):
-    raise ImproperlyConfigured(
-        f"LOCAL_STORAGE_ACCEL_REDIRECT must be the path of an nginx internal location that starts and ends with /, "
-        f"such as /_protected/; got {LOCAL_STORAGE_ACCEL_REDIRECT!r}"
-    )
+LOCAL_STORAGE_ACCEL_REDIRECT = _accel_location(
+    "LOCAL_STORAGE_ACCEL_REDIRECT", env.str("LOCAL_STORAGE_ACCEL_REDIRECT", default="")
+)
+# One nginx location serves one directory: two storages sharing one would be served from the same disk.
+_accel_locations = [LOCAL_STORAGE_ACCEL_REDIRECT] + [m.get("accel_redirect", "") for m in STORAGE_MIRRORS.values()]
+_accel_locations = [a for a in _accel_locations if a]
+if len(set(_accel_locations)) != len(_accel_locations):
+    raise ImproperlyConfigured("each local storage needs its own nginx location (*_ACCEL_REDIRECT), not a shared one.")
 # S3 releases served through a CloudFront distribution: canned-policy signed URLs instead of SigV4 ones.
 CLOUDFRONT_DOMAIN = env.str("CLOUDFRONT_DOMAIN", default="").strip()
 CLOUDFRONT_KEY_PAIR_ID = env.str("CLOUDFRONT_KEY_PAIR_ID", default="").strip()

@@ -5,6 +5,7 @@ and the real Hugging Face client downloads through it."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tests.support.processes import WebServer
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ACCEL = "/_protected/"
+LAB_ACCEL = "/_lab/"
 SHARD = hashlib.shake_256(b"nginx-shard").digest(3 * 1024 * 1024 + 17)
 CONFIG = b'{"model_type": "opt", "hidden_size": 768}\n'
 
@@ -35,7 +37,12 @@ def storage_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gunicorn(django_db_setup, storage_dir, tmp_path_factory):
+def lab_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("lab-disks")
+
+
+@pytest.fixture(scope="module")
+def gunicorn(django_db_setup, storage_dir, lab_dir, tmp_path_factory):
     """The portal as production runs it: gunicorn, LocalStorage handing bytes to nginx, behind one proxy."""
     from django.db import connection
 
@@ -47,6 +54,10 @@ def gunicorn(django_db_setup, storage_dir, tmp_path_factory):
         "STORAGE_BACKEND": "local",
         "LOCAL_STORAGE_DIR": str(storage_dir),
         "LOCAL_STORAGE_ACCEL_REDIRECT": ACCEL,
+        "STORAGE_MIRRORS": "lab",
+        "MIRROR_LAB_BACKEND": "local",
+        "MIRROR_LAB_LOCAL_DIR": str(lab_dir),
+        "MIRROR_LAB_LOCAL_ACCEL_REDIRECT": LAB_ACCEL,
         "BEHIND_PROXY": "1",
         "PORTAL_VAR_DIR": str(tmp_path_factory.mktemp("gunicorn-var")),
     }
@@ -56,22 +67,28 @@ def gunicorn(django_db_setup, storage_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def nginx(gunicorn, storage_dir, tmp_path_factory):
+def nginx(gunicorn, storage_dir, lab_dir, tmp_path_factory):
     server = start_local_nginx(
-        tmp_path_factory.mktemp("nginx"), gunicorn=f"127.0.0.1:{gunicorn.port}", storage_dir=storage_dir
+        tmp_path_factory.mktemp("nginx"),
+        gunicorn=f"127.0.0.1:{gunicorn.port}",
+        storage_dir=storage_dir,
+        mirror_dir=lab_dir,
     )
     yield server
     server.stop()
 
 
 @pytest.fixture
-def storage(settings, storage_dir, nginx):
+def storage(settings, storage_dir, lab_dir, nginx):
     """This process signs the URLs the servers check; its storage is theirs."""
     from access.storage import get_storage
 
     settings.STORAGE_BACKEND = "local"
     settings.LOCAL_STORAGE_DIR = storage_dir
     settings.LOCAL_STORAGE_ACCEL_REDIRECT = ACCEL
+    settings.STORAGE_MIRRORS = {
+        "lab": {"backend": "local", "dir": str(lab_dir), "accel_redirect": LAB_ACCEL, "location": "", "priority": 2}
+    }
     settings.SITE_URL = nginx.url
     get_storage.cache_clear()
     return get_storage()
@@ -120,6 +137,36 @@ def test_a_signed_url_is_served_by_nginx_with_the_exact_bytes(storage, nginx, sh
     assert headers["X-Repo-Commit"] == shard.release.revision
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "X-Accel-Redirect" not in headers
+
+
+def test_a_local_mirror_is_served_by_nginx_from_its_own_directory(storage, nginx, shard, lab_dir):
+    from django.core.management import call_command
+
+    from access.storage import get_storage
+
+    lab_copy = lab_dir / shard.storage_key
+    lab_copy.parent.mkdir(parents=True, exist_ok=True)
+    lab_copy.write_bytes(SHARD)
+    config = shard.release.files.get(path="config.json")
+    (lab_dir / config.storage_key).write_bytes(CONFIG)
+    call_command("verify_mirror", shard.release.repo_id, "lab", stdout=io.StringIO())
+    api = f"{nginx.url}/api/v1/models/{shard.release.repo_id}/files/{shard.path}"
+    response = requests.get(api, params={"mirror": "lab"}, timeout=30)
+    assert response.status_code == 200 and response.content == SHARD
+    assert response.history[0].headers["X-Mirror"] == "lab"
+    assert response.url.startswith(f"{nginx.url}/storage/lab/")
+    assert response.headers["Server"].startswith("nginx") and "X-Accel-Redirect" not in response.headers
+    assert response.headers["X-Linked-Size"] == str(len(SHARD))
+    ranged = requests.get(response.url, headers={"Range": "bytes=100-199"}, timeout=30)
+    assert ranged.status_code == 206 and ranged.content == SHARD[100:200]
+    # nginx reads the mirror's directory, not the primary's: a different copy there is what is sent.
+    lab_copy.write_bytes(SHARD[::-1])
+    assert requests.get(response.url, timeout=30).content == SHARD[::-1]
+    signed = get_storage("lab").signed_url(shard.storage_key, filename=shard.path, base_url=nginx.url)
+    assert requests.get(signed.replace("/storage/lab/", "/storage/", 1), timeout=30).status_code == 403
+    assert requests.get(f"{nginx.url}{LAB_ACCEL}{shard.storage_key}", timeout=30).status_code == 404
+    lab_copy.unlink()
+    assert requests.get(response.url, timeout=30).status_code == 404
 
 
 def test_nginx_answers_ranges_with_206(storage, nginx, shard):

@@ -258,6 +258,24 @@ def test_a_verified_mirror_is_listed_and_chosen_on_request(release, mirror):
     assert default["X-Mirror"] == "primary" and "/storage/" in default["Location"]
 
 
+def test_hf_resolve_and_relay_urls_take_a_verified_s3_mirror(release, mirror, client):
+    from urllib.parse import urlsplit
+
+    from access import downloads
+
+    run("verify_mirror", release.repo_id, "eu")
+    file = release.files.get(path="pytorch_model.bin")
+    relay = urlsplit(downloads.relay_url(file.pk, file.path, user_id=None, base_url="http://testserver")).path
+    for response in (
+        client.head(f"/{release.repo_id}/resolve/main/pytorch_model.bin", {"mirror": "eu"}),
+        client.get(relay, {"mirror": "eu"}),
+    ):
+        assert response.status_code == 302 and response["X-Mirror"] == "eu"
+        assert f"/{mirror['prefix']}/" in response["Location"] and "X-Amz-Signature=" in response["Location"]
+        assert "revision=" not in response["Location"]  # only LocalStorage URLs carry the revision
+        assert requests.get(response["Location"], timeout=10).content == FILES["pytorch_model.bin"]
+
+
 def test_the_default_order_follows_priority(release, mirror, settings):
     run("verify_mirror", release.repo_id, "eu")
     settings.STORAGE_PRIORITY = 5

@@ -168,3 +168,28 @@ def test_the_first_revision_keeps_the_id_releases_had_before_revisions(local_sto
     digest = hashlib.sha1(b"lab/model\n", usedforsecurity=False)
     digest.update(f"a.bin\0{1}\0{sha(b'a')}\n".encode())
     assert ModelRelease.objects.get(pk=release.pk).revision == digest.hexdigest()
+
+
+def test_a_signed_storage_url_is_answered_without_a_database_query(release, local_storage, tmp_path, client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    key = revision(release, 1).files.get(path="config.json").storage_key  # one object in both revisions
+    url = local_storage.signed_url(key, filename="config.json").removeprefix("http://127.0.0.1:8000")
+    one, two = revision(release, 1), revision(release, 2)
+    for query, commit in (({}, two.sha), ({"revision": one.sha}, one.sha), ({"revision": two.sha}, two.sha)):
+        first = client.head(url, query)
+        with CaptureQueriesContext(connection) as queries:
+            again = client.head(url, query)
+        assert not queries.captured_queries, query
+        for response in (first, again):
+            assert response.status_code == 200
+            assert (response["X-Repo-Commit"], response["X-Linked-Size"]) == (commit, str(len(V1["config.json"])))
+    # What main holds is kept only until something changes: a third revision is main at once.
+    (tmp_path / "src" / "weights.bin").write_bytes(b"revision three weights")
+    call_command("register_release", release.repo_id, "--from-dir", str(tmp_path / "src"), stdout=io.StringIO())
+    three = revision(release, 3)
+    assert client.head(url)["X-Repo-Commit"] == three.sha
+    assert client.head(url, {"revision": one.sha})["X-Repo-Commit"] == one.sha
+    # A revision that does not hold the object is not trusted: main's answer, looked up afresh.
+    assert client.head(url, {"revision": "0" * 40})["X-Repo-Commit"] == three.sha

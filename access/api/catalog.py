@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from .. import downloads, manifests, selectors
 from ..http import actor_for, base_url, download_redirect
 from ..models import DownloadEvent
-from ..storage import UnknownMirror, locations
+from ..storage import UnknownMirror
 from .errors import ApiError
 from .pagination import Pagination
 
@@ -161,12 +161,7 @@ class FileDownloadApi(APIView):
         try:
             location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
         except UnknownMirror:
-            raise ApiError(
-                _("No mirror of that name; use one of: %(names)s.")
-                % {"names": ", ".join(loc.name for loc in locations())},
-                "unknown_mirror",
-                400,
-            ) from None
+            raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
         url = downloads.issue_file(decision, file, base_url=base_url(request), location=location)
         response = download_redirect(url)
         response["X-Mirror"] = location.name

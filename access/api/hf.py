@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 from .. import downloads, selectors
 from ..http import actor_for, base_url, download_redirect
 from ..models import DownloadEvent, ModelRelease, ReleaseRevision
-from ..storage import LocalStorage, get_storage
+from ..storage import LocalStorage, UnknownMirror
 from ..text import printable
 from .errors import ApiError
 
@@ -233,12 +233,17 @@ class ResolveApi(HfApiView):
         if file is None:
             raise entry_not_found(rev.sha, _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id})
         decision = self.require_access(release, path=file.path)
-        url = downloads.issue_file(decision, file, base_url=base_url(request))
-        if isinstance(get_storage(), LocalStorage):
+        try:
+            location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
+        except UnknownMirror:
+            raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
+        url = downloads.issue_file(decision, file, base_url=base_url(request), location=location)
+        if isinstance(downloads.location_storage(location), LocalStorage):
             # The client follows a same-origin redirect and reads X-Repo-Commit from the storage response; a file
             # unchanged between revisions is one object, so the storage view is told which revision was asked for.
             url += "?" + urlencode({"revision": rev.sha})
         response = download_redirect(url)
+        response["X-Mirror"] = location.name
         response["X-Repo-Commit"] = rev.sha
         response["X-Linked-Etag"] = f'"{file.sha256}"'
         response["X-Linked-Size"] = str(file.size)

@@ -22,9 +22,12 @@ def readme_server_config() -> str:
     return match.group(1)
 
 
-def local_server_config(*, port: int, gunicorn: str, storage_dir: Path, extra_locations: str = "") -> str:
+def local_server_config(
+    *, port: int, gunicorn: str, storage_dir: Path, extra_locations: str = "", mirror_dir: Path | None = None
+) -> str:
     """The README's block on 127.0.0.1:<port> without TLS, proxying to `gunicorn` (host:port) and serving
-    `storage_dir`; `extra_locations` go inside the server block (the benchmark's direct location)."""
+    `storage_dir` (and the local mirror's location from `mirror_dir`); `extra_locations` go inside the server
+    block (the benchmark's direct location)."""
     config = readme_server_config()
     substitutions = [
         (r"^    listen 443 ssl;\n", f"    listen 127.0.0.1:{port};\n"),
@@ -33,6 +36,8 @@ def local_server_config(*, port: int, gunicorn: str, storage_dir: Path, extra_lo
         (r"server 127\.0\.0\.1:8000;", f"server {gunicorn};"),
         (r"alias /srv/portal/storage/;", f"alias {Path(storage_dir).resolve()}/;"),
     ]
+    if mirror_dir is not None:
+        substitutions.append((r"alias /srv/lab-disks/;", f"alias {Path(mirror_dir).resolve()}/;"))
     for pattern, replacement in substitutions:
         config, count = re.subn(pattern, lambda _m, r=replacement: r, config, flags=re.M)
         assert count == 1, f"the README's nginx block no longer has {pattern!r}"
@@ -107,7 +112,11 @@ http {{
                 self.process.wait(timeout=10)
 
 
-def start_local_nginx(prefix: Path, *, gunicorn: str, storage_dir: Path, workers: int = 1, extra_locations="") -> Nginx:
+def start_local_nginx(
+    prefix: Path, *, gunicorn: str, storage_dir: Path, workers: int = 1, extra_locations="", mirror_dir=None
+) -> Nginx:
     port = free_port()
-    config = local_server_config(port=port, gunicorn=gunicorn, storage_dir=storage_dir, extra_locations=extra_locations)
+    config = local_server_config(
+        port=port, gunicorn=gunicorn, storage_dir=storage_dir, extra_locations=extra_locations, mirror_dir=mirror_dir
+    )
     return Nginx(prefix, config, port=port, workers=workers).start()
