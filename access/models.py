@@ -3,6 +3,7 @@ import secrets
 import pgtrigger
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -112,6 +113,18 @@ class ModelRelease(TimeStamped):
     auto_approve_domains = models.TextField(
         blank=True, help_text=_("One email domain per line; used when the approval mode is automatic.")
     )
+    review_deadline_days = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text=_("Days a request may wait for a reviewer before it is overdue."),
+    )
+    transparency_public = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Publish a page with this release's request numbers: requests received, approval rate by "
+            "organization type, median time to decision (aggregates only)."
+        ),
+    )
 
     class Meta:
         ordering = ["parameters", "repo_id"]
@@ -124,6 +137,10 @@ class ModelRelease(TimeStamped):
             ),
             models.CheckConstraint(
                 condition=~Q(access="gated") | Q(license__isnull=False), name="release_gated_needs_license"
+            ),
+            models.CheckConstraint(
+                condition=Q(review_deadline_days__gte=1, review_deadline_days__lte=365),
+                name="release_review_deadline_range",
             ),
         ]
 
@@ -421,6 +438,10 @@ class AccessRequest(TimeStamped):
     decision_reason = models.TextField(blank=True)
     info_request = models.TextField(blank=True)
     info_response = models.TextField(blank=True)
+    # When the reviewer last asked (needs_info), and when the applicant was reminded of it: a question left
+    # unanswered for NEEDS_INFO_REMINDER_DAYS is reminded once, then the request is closed.
+    info_requested_at = models.DateTimeField(null=True, blank=True)
+    info_reminded_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     renewal_of = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="renewals")
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.APPLICANT)
@@ -450,6 +471,15 @@ class AccessRequest(TimeStamped):
             models.Index(fields=["release", "status", "created_at"], name="request_release_queue_idx"),
             models.Index(fields=["country", "status", "created_at"], name="request_country_queue_idx"),
             models.Index(fields=["organization_type", "status", "created_at"], name="request_orgtype_queue_idx"),
+            # The dashboard's decision times and the applicants' typical wait: decisions in a date range.
+            models.Index(
+                fields=["release", "decided_at"], condition=Q(decided_at__isnull=False), name="request_decided_idx"
+            ),
+            models.Index(
+                fields=["status", "info_requested_at"],
+                condition=Q(status="needs_info"),
+                name="request_needs_info_idx",
+            ),
         ]
 
     def __str__(self):
@@ -648,7 +678,7 @@ class DownloadEvent(models.Model):
         WEB = "web", _("Web")
         RELAY = "relay", _("Relay URL (wget lists)")
 
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     # PROTECT everywhere: a CASCADE is a DELETE and a SET_NULL an UPDATE, both refused by the trigger.
     release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="+")
     file = models.ForeignKey(ModelFile, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
@@ -665,6 +695,12 @@ class DownloadEvent(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+        indexes = [
+            # Downloads per day on the dashboard: an index-only scan of the range (PostgreSQL; others ignore
+            # the included columns).
+            models.Index(fields=["created_at"], include=["release", "user", "file"], name="download_day_idx"),
+            models.Index(fields=["release", "created_at"], name="download_release_day_idx"),
+        ]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.via} {self.release_id}/{self.file_id or 'manifest'}"

@@ -7,6 +7,7 @@ from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
 from .services.grants import grants_reconcile_task as grants_reconcile
 from .services.notifications import request_notify, reviewer_digest, reviewers_notify
+from .services.reminders import needs_info_sweep
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "grant_issue",
     "grants_expire",
     "grants_reconcile",
+    "needs_info_sweep",
     "request_notify",
     "reviewer_digest",
     "reviewers_notify",

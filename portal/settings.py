@@ -295,6 +295,13 @@ for _name in ("SIGNED_URL_TTL", "GRANT_URL_TTL"):
 GRANT_LIFETIME_DAYS = env.int("GRANT_LIFETIME_DAYS", default=365)
 GRANT_EXPIRY_WARNING_DAYS = env.int("GRANT_EXPIRY_WARNING_DAYS", default=30)
 REJECTION_COOLDOWN_DAYS = env.int("REJECTION_COOLDOWN_DAYS", default=30)
+# A request waiting on its applicant's answer is reminded once after this many days, then closed this many
+# days after the reminder.
+NEEDS_INFO_REMINDER_DAYS = env.int("NEEDS_INFO_REMINDER_DAYS", default=30)
+NEEDS_INFO_CLOSE_DAYS = env.int("NEEDS_INFO_CLOSE_DAYS", default=14)
+for _name in ("NEEDS_INFO_REMINDER_DAYS", "NEEDS_INFO_CLOSE_DAYS"):
+    if not 1 <= globals()[_name] <= 3650:
+        raise ImproperlyConfigured(f"{_name} must be between 1 and 3650 days.")
 REVIEWER_NOTIFICATIONS = env.choice("REVIEWER_NOTIFICATIONS", ["realtime", "digest", "off"], default="realtime")
 
 # --- Celery -------------------------------------------------------------------------------------------
@@ -314,6 +321,7 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-grants": {"task": "access.tasks.grants_reconcile", "schedule": float(GRANT_RECONCILE_SECONDS)},
     "expire-grants": {"task": "access.tasks.grants_expire", "schedule": 3600.0},
     "reviewer-digest": {"task": "access.tasks.reviewer_digest", "schedule": crontab(hour=7, minute=0)},
+    "needs-info-reminders": {"task": "access.tasks.needs_info_sweep", "schedule": crontab(hour=6, minute=30)},
     "flush-download-counts": {"task": "access.tasks.download_counts_flush", "schedule": 60.0},
     "sweep-webhooks": {"task": "access.tasks.webhooks_sweep", "schedule": 60.0},
 }

@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, requests
+from . import catalog, requests, stats
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -40,6 +40,7 @@ urlpatterns = [
         requests.GrantAcceptLicenseApi.as_view(),
         name="api-grant-accept-license",
     ),
+    re_path(r"^v1/review/stats/?$", stats.ReviewStatsApi.as_view(), name="api-review-stats"),
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(
         r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/approve/?$",

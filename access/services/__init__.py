@@ -37,6 +37,7 @@ from .releases import (
     release_update,
     release_upsert_file,
 )
+from .reminders import needs_info_sweep, request_lapse, request_remind_info
 from .requests import (
     REQUEST_FIELDS,
     OpenRequestExists,
@@ -105,6 +106,7 @@ __all__ = [
     "mirror_compare",
     "mirror_disable",
     "mirror_verify",
+    "needs_info_sweep",
     "question_create",
     "question_retire",
     "question_update",
@@ -122,7 +124,9 @@ __all__ = [
     "request_ask_info",
     "request_attach",
     "request_grant",
+    "request_lapse",
     "request_reject",
+    "request_remind_info",
     "request_renew",
     "request_submit",
     "request_submit_draft",

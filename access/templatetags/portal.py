@@ -1,4 +1,8 @@
 from django import template
+from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+
+from ..durations import age_days, duration_text
 
 register = template.Library()
 
@@ -13,3 +17,29 @@ def params(value):
             number = value / size
             return f"{number:.1f}".rstrip("0").rstrip(".") + unit
     return str(value)
+
+
+@register.filter
+def duration(value):
+    """A timedelta or seconds → "3 hours", "2 days"."""
+    return duration_text(value)
+
+
+@register.filter
+def waiting(created_at):
+    """How long since a request was submitted, in whole days: "waiting 3 days" / "waiting under a day"."""
+    days = age_days(timezone.now() - created_at)
+    if days == 0:
+        return gettext("waiting under a day")
+    return ngettext("waiting %(n)d day", "waiting %(n)d days", days) % {"n": days}
+
+
+@register.filter
+def get(mapping, key):
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def gigabytes(value):
+    """Bytes → GB (10⁹) with three decimals, for chart values."""
+    return f"{(value or 0) / 1e9:.3f}"

@@ -1,0 +1,371 @@
+"""The numbers behind the reviewer dashboard and the applicants' estimates: aggregate SQL over requests, grants
+and download events (grouped and counted by the database, never by walking rows in Python).
+
+Percentiles are nearest-rank (`percentile_disc` on PostgreSQL): the median of 1, 2, 10 days is 2 days, a
+figure some request really took. SQLite, the development default, has no ordered-set aggregates; there the
+decision times of the range are fetched, already ordered by the database, and ranked in Python with the same
+rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+)
+from django.db.models.functions import Coalesce, Least, TruncDate, TruncMonth, TruncWeek
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
+
+from .models import AccessRequest, DownloadCount, DownloadEvent, Grant, ModelRelease
+
+S = AccessRequest.Status
+PERIODS = (30, 90, 365)
+DEFAULT_PERIOD = 90
+MAX_RANGE_DAYS = 731
+TOP_COUNTRIES = 15
+# Pending requests by age, in days: [0, 1), [1, 2), … [30, ∞).
+AGE_EDGES = (0, 1, 2, 3, 5, 7, 14, 30)
+OUTCOMES = ("approved", "rejected", "withdrawn", "pending")
+DECIDED = (S.APPROVED, S.REJECTED)
+
+
+class StatsError(ValueError):
+    """A filter that names nothing or no real range; `code` is stable for API clients."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Filters:
+    release: ModelRelease | None
+    start: date
+    end: date
+    period: int | None
+
+    @property
+    def since(self) -> datetime:
+        return timezone.make_aware(datetime.combine(self.start, time.min), timezone.get_current_timezone())
+
+    @property
+    def until(self) -> datetime:
+        return timezone.make_aware(datetime.combine(self.end, time.max), timezone.get_current_timezone())
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+
+def _day(params, name: str) -> date | None:
+    value = (params.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        day = parse_date(value)
+    except ValueError:
+        day = None
+    if day is None:
+        raise StatsError(
+            _("The “%(name)s” date is not a real day; write it as YYYY-MM-DD, e.g. 2024-02-29.") % {"name": name},
+            "invalid_date",
+        )
+    return day
+
+
+def parse_filters(params, *, today: date | None = None) -> Filters:
+    """The release and days asked for: `release` (a repo id), then `from`/`to` (YYYY-MM-DD, either may be
+    left out) or `period` (30, 90 or 365 days up to today; 90 when nothing is given)."""
+    today = today or timezone.localdate()
+    release = None
+    repo_id = (params.get("release") or "").strip()
+    if repo_id:
+        release = ModelRelease.objects.filter(repo_id=repo_id[:200]).first()
+        if release is None:
+            raise StatsError(_("There is no release %(repo)s.") % {"repo": repo_id[:200]}, "unknown_release")
+    start, end = _day(params, "from"), _day(params, "to")
+    period = None
+    if start is None and end is None:
+        raw = (params.get("period") or str(DEFAULT_PERIOD)).strip()
+        if raw not in {str(p) for p in PERIODS}:
+            raise StatsError(_("The period is 30, 90 or 365 days."), "invalid_period")
+        period = int(raw)
+        end = today
+        start = today - timedelta(days=period - 1)
+    end = end or today
+    start = start or end - timedelta(days=DEFAULT_PERIOD - 1)
+    if start > end:
+        raise StatsError(_("The “from” day comes after the “to” day."), "invalid_range")
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise StatsError(_("Choose at most %(n)d days.") % {"n": MAX_RANGE_DAYS}, "range_too_long")
+    return Filters(release=release, start=start, end=end, period=period)
+
+
+# --------------------------------------------------------------------------------------------- percentiles
+
+
+class _PercentileDisc(Aggregate):
+    function = "percentile_disc"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+    def __init__(self, expression, fraction: float, **extra):
+        super().__init__(expression, fraction=float(fraction), output_field=DurationField(), **extra)
+
+
+def _wait():
+    return ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())
+
+
+def _rank(ordered: list[float], fraction: float) -> float:
+    return ordered[max(math.ceil(fraction * len(ordered)), 1) - 1]
+
+
+def decision_percentiles(queryset: QuerySet, group_by: tuple[str, ...] = (), fractions=(0.5, 0.9)) -> dict:
+    """{group values: {"decided": n, "p50": seconds, "p90": seconds}} of decided_at − created_at."""
+    names = {f: f"p{round(f * 100)}" for f in fractions}
+    if connection.vendor == "postgresql":
+        rows = queryset.values(*group_by).annotate(
+            decided=Count("id"), **{names[f]: _PercentileDisc(_wait(), f) for f in fractions}
+        )
+        out = {}
+        for row in rows.order_by(*group_by):
+            key = tuple(row[g] for g in group_by)
+            out[key] = {"decided": row["decided"], **{n: row[n].total_seconds() for n in names.values()}}
+        return out
+    grouped: dict[tuple, list[float]] = {}
+    ordered = queryset.annotate(wait=_wait()).order_by(*group_by, "wait").values_list(*group_by, "wait")
+    for *key, wait in ordered:
+        grouped.setdefault(tuple(key), []).append(wait.total_seconds())
+    return {
+        key: {"decided": len(waits), **{names[f]: _rank(waits, f) for f in fractions}} for key, waits in grouped.items()
+    }
+
+
+def decisions(release: ModelRelease | None = None) -> QuerySet[AccessRequest]:
+    """Requests a reviewer (or the auto-approval rule) decided after an application: what a wait means."""
+    qs = AccessRequest.objects.filter(
+        status__in=DECIDED, decided_at__isnull=False, origin=AccessRequest.Origin.APPLICANT
+    )
+    return qs.filter(release=release) if release is not None else qs
+
+
+# --------------------------------------------------------------------------------------------- overdue
+
+
+def overdue_q(now: datetime | None = None) -> Q:
+    """Pending requests older than their release's review deadline (counted from submission)."""
+    now = now or timezone.now()
+    deadlines = ModelRelease.objects.filter(access=ModelRelease.Access.GATED).values_list("pk", "review_deadline_days")
+    q = Q(pk__in=[])
+    for pk, days in deadlines:
+        q |= Q(release_id=pk, created_at__lt=now - timedelta(days=days))
+    return Q(status=S.PENDING) & q
+
+
+def overdue_requests(*, release: ModelRelease | None = None, now: datetime | None = None) -> QuerySet[AccessRequest]:
+    qs = AccessRequest.objects.filter(overdue_q(now)).select_related("release").order_by("created_at", "id")
+    return qs.filter(release=release) if release is not None else qs
+
+
+# --------------------------------------------------------------------------------------------- the dashboard
+
+
+def _requests(f: Filters) -> QuerySet[AccessRequest]:
+    qs = AccessRequest.objects.exclude(status=S.DRAFT)
+    return qs.filter(release=f.release) if f.release is not None else qs
+
+
+def _outcome(status: str) -> str:
+    return "pending" if status in (S.PENDING, S.NEEDS_INFO) else status
+
+
+def counts_by_status(f: Filters) -> dict[str, int]:
+    rows = _requests(f).filter(created_at__range=(f.since, f.until)).values("status").annotate(n=Count("id"))
+    counts = {s: 0 for s in S.values if s != S.DRAFT}
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+def weekly_outcomes(f: Filters) -> list[dict]:
+    """Requests submitted each week (weeks start on Monday), by what became of them."""
+    rows = (
+        _requests(f)
+        .filter(created_at__range=(f.since, f.until))
+        .annotate(week=TruncWeek("created_at"))
+        .values("week", "status")
+        .annotate(n=Count("id"))
+    )
+    weeks: dict[date, dict] = {}
+    monday = f.start - timedelta(days=f.start.weekday())
+    while monday <= f.end:
+        weeks[monday] = {"week": monday, **dict.fromkeys(OUTCOMES, 0)}
+        monday += timedelta(days=7)
+    for row in rows:
+        week = row["week"].date() if isinstance(row["week"], datetime) else row["week"]
+        weeks.setdefault(week, {"week": week, **dict.fromkeys(OUTCOMES, 0)})[_outcome(row["status"])] += row["n"]
+    return [weeks[w] for w in sorted(weeks)]
+
+
+def decision_times(f: Filters) -> tuple[list[dict], dict]:
+    """p50/p90 of the time to decision per release and month of the decision, and over the whole range."""
+    decided = decisions(f.release).filter(decided_at__range=(f.since, f.until))
+    per_month = decision_percentiles(
+        decided.annotate(month=TruncMonth("decided_at")),
+        ("release__repo_id", "release__review_deadline_days", "month"),
+    )
+    rows = [
+        {
+            "release": repo,
+            "month": (month.date() if isinstance(month, datetime) else month).strftime("%Y-%m"),
+            "deadline_days": deadline,
+            "decided": v["decided"],
+            "p50_seconds": round(v["p50"]),
+            "p90_seconds": round(v["p90"]),
+        }
+        for (repo, deadline, month), v in per_month.items()
+    ]
+    rows.sort(key=lambda r: (r["month"], r["release"]))
+    overall = decision_percentiles(decided).get((), {"decided": 0, "p50": None, "p90": None})
+    return rows, {
+        "decided": overall["decided"],
+        "p50_seconds": round(overall["p50"]) if overall["p50"] is not None else None,
+        "p90_seconds": round(overall["p90"]) if overall["p90"] is not None else None,
+    }
+
+
+def pending_ages(f: Filters, now: datetime | None = None) -> list[dict]:
+    """Requests waiting for a reviewer now, by how long they have waited, split at their release's deadline."""
+    now = now or timezone.now()
+    late = overdue_q(now)
+    edges = sorted(set(AGE_EDGES) | ({f.release.review_deadline_days} if f.release is not None else set()))
+    buckets, aggregates = [], {}
+    for i, low in enumerate(edges):
+        high = edges[i + 1] if i + 1 < len(edges) else None
+        span = Q(created_at__lte=now - timedelta(days=low))
+        if high is not None:
+            span &= Q(created_at__gt=now - timedelta(days=high))
+        aggregates[f"all_{i}"] = Count("id", filter=span)
+        aggregates[f"late_{i}"] = Count("id", filter=span & late)
+        buckets.append((low, high))
+    qs = AccessRequest.objects.filter(status=S.PENDING)
+    if f.release is not None:
+        qs = qs.filter(release=f.release)
+    totals = qs.aggregate(**aggregates)
+    return [
+        {
+            "min_days": low,
+            "max_days": high,
+            "within_deadline": totals[f"all_{i}"] - totals[f"late_{i}"],
+            "overdue": totals[f"late_{i}"],
+        }
+        for i, (low, high) in enumerate(buckets)
+    ]
+
+
+def downloads_per_day(f: Filters) -> list[dict]:
+    """Per day: distinct researchers who downloaded, files signed for them, the bytes of those files, manifests,
+    and anonymous downloads of open releases (counted per hour, not one row each)."""
+    events = DownloadEvent.objects.filter(created_at__range=(f.since, f.until))
+    anonymous = DownloadCount.objects.filter(hour__range=(f.since, f.until))
+    if f.release is not None:
+        events = events.filter(release=f.release)
+        anonymous = anonymous.filter(file__release=f.release)
+    rows = (
+        events.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            researchers=Count("user", distinct=True),
+            files=Count("id", filter=Q(file__isnull=False)),
+            manifests=Count("id", filter=Q(file__isnull=True)),
+            bytes=Coalesce(Sum("file__size"), 0),
+        )
+    )
+    days = {d: {"day": d, "researchers": 0, "files": 0, "bytes": 0, "manifests": 0, "anonymous": 0} for d in f.days}
+    for row in rows:
+        day = row.pop("day")
+        if day in days:
+            days[day].update(row)
+    for row in anonymous.annotate(day=TruncDate("hour")).values("day").annotate(n=Sum("count")):
+        if row["day"] in days:
+            days[row["day"]]["anonymous"] = row["n"]
+    return [days[d] for d in f.days]
+
+
+def active_grants(f: Filters) -> list[dict]:
+    """Grants active at the end of each day: issued by then, and neither expired nor revoked by then. Two grouped
+    counts (issued per day, ended per day) and a running sum over the days."""
+    grants = Grant.objects.all() if f.release is None else Grant.objects.filter(release=f.release)
+    ended = grants.annotate(ended=Least("expires_at", Coalesce("revoked_at", "expires_at")))
+    base = grants.filter(issued_at__lt=f.since).count() - ended.filter(ended__lt=f.since).count()
+    issued = dict(
+        grants.filter(issued_at__range=(f.since, f.until))
+        .annotate(day=TruncDate("issued_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    gone = dict(
+        ended.filter(ended__range=(f.since, f.until))
+        .annotate(day=TruncDate("ended"))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    out, active = [], base
+    for day in f.days:
+        active += issued.get(day, 0) - gone.get(day, 0)
+        out.append({"day": day, "active": active})
+    return out
+
+
+def decisions_by(f: Filters, field: str, limit: int | None = None) -> list[dict]:
+    """Approvals and rejections decided in the range, per organization type or country (most decisions first)."""
+    rows = (
+        decisions(f.release)
+        .filter(decided_at__range=(f.since, f.until))
+        .values(field)
+        .annotate(
+            approved=Count("id", filter=Q(status=S.APPROVED)),
+            rejected=Count("id", filter=Q(status=S.REJECTED)),
+            total=Count("id"),
+        )
+        .order_by("-total", field)
+    )
+    if limit:
+        rows = rows[:limit]
+    return [{"key": str(row[field]), **{k: row[k] for k in ("approved", "rejected", "total")}} for row in rows]
+
+
+def review_stats(f: Filters, now: datetime | None = None) -> dict:
+    """Everything the dashboard draws, as plain data (the stats API returns it as JSON)."""
+    now = now or timezone.now()
+    per_month, overall = decision_times(f)
+    late = overdue_requests(release=f.release, now=now)
+    return {
+        "release": f.release.repo_id if f.release is not None else None,
+        "from": f.start,
+        "to": f.end,
+        "deadline_days": f.release.review_deadline_days if f.release is not None else None,
+        "counts_by_status": counts_by_status(f),
+        "requests_per_week": weekly_outcomes(f),
+        "decision_time": overall,
+        "decision_time_per_month": per_month,
+        "pending_ages": pending_ages(f, now),
+        "overdue_count": late.count(),
+        "downloads_per_day": downloads_per_day(f),
+        "active_grants": active_grants(f),
+        "decisions_by_organization_type": decisions_by(f, "organization_type"),
+        "decisions_by_country": decisions_by(f, "country", TOP_COUNTRIES),
+    }
