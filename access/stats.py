@@ -136,9 +136,13 @@ def decision_percentiles(queryset: QuerySet, group_by: tuple[str, ...] = (), fra
     """{group values: {"decided": n, "p50": seconds, "p90": seconds}} of decided_at − created_at."""
     names = {f: f"p{round(f * 100)}" for f in fractions}
     if connection.vendor == "postgresql":
-        rows = queryset.values(*group_by).annotate(
-            decided=Count("id"), **{names[f]: _PercentileDisc(_wait(), f) for f in fractions}
-        )
+        aggregates = {"decided": Count("id"), **{names[f]: _PercentileDisc(_wait(), f) for f in fractions}}
+        if not group_by:
+            row = queryset.order_by().aggregate(**aggregates)
+            if not row["decided"]:
+                return {}
+            return {(): {"decided": row["decided"], **{n: row[n].total_seconds() for n in names.values()}}}
+        rows = queryset.values(*group_by).annotate(**aggregates)
         out = {}
         for row in rows.order_by(*group_by):
             key = tuple(row[g] for g in group_by)
