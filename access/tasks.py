@@ -2,6 +2,7 @@
 names them all so the worker registers them and callers have one place to find them."""
 
 from .services.counters import download_counts_flush_task as download_counts_flush
+from .services.counters import download_days_rollup_task as download_days_rollup
 from .services.grants import batch_issue_task as batch_issue
 from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
@@ -13,6 +14,7 @@ from .webhooks import webhook_deliver, webhooks_sweep
 __all__ = [
     "batch_issue",
     "download_counts_flush",
+    "download_days_rollup",
     "grant_issue",
     "grants_expire",
     "grants_reconcile",

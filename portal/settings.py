@@ -323,6 +323,7 @@ CELERY_BEAT_SCHEDULE = {
     "reviewer-digest": {"task": "access.tasks.reviewer_digest", "schedule": crontab(hour=7, minute=0)},
     "needs-info-reminders": {"task": "access.tasks.needs_info_sweep", "schedule": crontab(hour=6, minute=30)},
     "flush-download-counts": {"task": "access.tasks.download_counts_flush", "schedule": 60.0},
+    "sum-download-days": {"task": "access.tasks.download_days_rollup", "schedule": crontab(minute=5)},
     "sweep-webhooks": {"task": "access.tasks.webhooks_sweep", "schedule": 60.0},
 }
 

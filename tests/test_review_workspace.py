@@ -431,3 +431,26 @@ def test_a_reviewer_cannot_see_their_own_pending_request_decided_by_themselves(c
     login_recently(client, reviewer)
     client.post(f"/review/requests/{own.public_id}/", {"action": "approve"})
     assert AccessRequest.objects.get(pk=own.pk).status == "pending"
+
+
+def test_closed_days_are_summed_once_and_give_the_same_figures(client, reviewer, world):
+    from access.models import DownloadDay, DownloadEvent
+    from access.services.counters import download_days_rollup
+
+    before = stats_for(client, reviewer, "?release=lab/model-a&period=30")["downloads_per_day"]
+    assert download_days_rollup() == 3  # from the first event's day (3 days ago) through yesterday
+    assert download_days_rollup() == 2  # the last day summed again, and the one before it (late events)
+    today = timezone.localdate()
+    summed = DownloadDay.objects.get(day=today - timedelta(days=3), release=world.a)
+    assert (summed.researchers, summed.files, summed.bytes, summed.manifests) == (2, 3, 250, 1)
+    assert DownloadDay.objects.get(day=today - timedelta(days=2), release__isnull=True).files == 0
+    assert not DownloadDay.objects.filter(day=today).exists()  # today is not closed
+    # Today's events are summed live, beside the closed days.
+    DownloadEvent.objects.create(
+        release=world.a, file=world.a.files.get(path="f2.bin"), user=world.users["r1"], via="api"
+    )
+    after = stats_for(client, reviewer, "?release=lab/model-a&period=30")["downloads_per_day"]
+    assert after[:-1] == before[:-1]
+    assert after[-1]["files"] == before[-1]["files"] + 1 and after[-1]["bytes"] == before[-1]["bytes"] + 50
+    every = stats_for(client, reviewer, "?period=30")["downloads_per_day"]
+    assert sum(d["files"] for d in every) == 5 and every[-4]["researchers"] == 2
