@@ -471,9 +471,17 @@ class AccessRequest(TimeStamped):
             models.Index(fields=["release", "status", "created_at"], name="request_release_queue_idx"),
             models.Index(fields=["country", "status", "created_at"], name="request_country_queue_idx"),
             models.Index(fields=["organization_type", "status", "created_at"], name="request_orgtype_queue_idx"),
-            # The dashboard's decision times and the applicants' typical wait: decisions in a date range.
+            # The dashboard's decisions in a date range (times, organization types, countries) and the applicants'
+            # typical wait, as index-only scans: the columns they group by ride along.
             models.Index(
-                fields=["release", "decided_at"], condition=Q(decided_at__isnull=False), name="request_decided_idx"
+                fields=["decided_at"],
+                include=["release", "status", "origin", "organization_type", "country", "created_at"],
+                condition=Q(decided_at__isnull=False),
+                name="request_decided_idx",
+            ),
+            # Requests waiting for a reviewer, by age and release (pending ages, overdue counts).
+            models.Index(
+                fields=["created_at"], include=["release"], condition=Q(status="pending"), name="request_pending_idx"
             ),
             models.Index(
                 fields=["status", "info_requested_at"],

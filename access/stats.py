@@ -15,14 +15,18 @@ from datetime import date, datetime, time, timedelta
 from django.db import connection
 from django.db.models import (
     Aggregate,
+    Case,
     Count,
     DurationField,
     ExpressionWrapper,
     F,
+    IntegerField,
     Max,
     Q,
     QuerySet,
     Sum,
+    Value,
+    When,
 )
 from django.db.models.functions import Coalesce, Least, TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
@@ -196,9 +200,15 @@ def _outcome(status: str) -> str:
     return "pending" if status in (S.PENDING, S.NEEDS_INFO) else status
 
 
-def counts_by_status(f: Filters) -> dict[str, int]:
-    rows = _requests(f).filter(created_at__range=(f.since, f.until)).values("status").annotate(n=Count("id"))
+def counts_by_status(f: Filters, weekly: list[dict] | None = None) -> dict[str, int]:
+    """Requests submitted in the range, by their status now (summed from the weekly counts when given)."""
     counts = {s: 0 for s in S.values if s != S.DRAFT}
+    if weekly is not None:
+        for week in weekly:
+            for status, n in week["by_status"].items():
+                counts[status] += n
+        return counts
+    rows = _requests(f).filter(created_at__range=(f.since, f.until)).values("status").annotate(n=Count("id"))
     counts.update({row["status"]: row["n"] for row in rows})
     return counts
 
@@ -215,31 +225,31 @@ def weekly_outcomes(f: Filters) -> list[dict]:
     weeks: dict[date, dict] = {}
     monday = f.start - timedelta(days=f.start.weekday())
     while monday <= f.end:
-        weeks[monday] = {"week": monday, **dict.fromkeys(OUTCOMES, 0)}
+        weeks[monday] = {"week": monday, **dict.fromkeys(OUTCOMES, 0), "by_status": {}}
         monday += timedelta(days=7)
     for row in rows:
         week = row["week"].date() if isinstance(row["week"], datetime) else row["week"]
-        weeks.setdefault(week, {"week": week, **dict.fromkeys(OUTCOMES, 0)})[_outcome(row["status"])] += row["n"]
+        entry = weeks.setdefault(week, {"week": week, **dict.fromkeys(OUTCOMES, 0), "by_status": {}})
+        entry[_outcome(row["status"])] += row["n"]
+        entry["by_status"][row["status"]] = entry["by_status"].get(row["status"], 0) + row["n"]
     return [weeks[w] for w in sorted(weeks)]
 
 
 def decision_times(f: Filters) -> tuple[list[dict], dict]:
     """p50/p90 of the time to decision per release and month of the decision, and over the whole range."""
     decided = decisions(f.release).filter(decided_at__range=(f.since, f.until))
-    per_month = decision_percentiles(
-        decided.annotate(month=TruncMonth("decided_at")),
-        ("release__repo_id", "release__review_deadline_days", "month"),
-    )
+    per_month = decision_percentiles(decided.annotate(month=TruncMonth("decided_at")), ("release_id", "month"))
+    releases = {r.pk: r for r in ModelRelease.objects.filter(pk__in={key[0] for key in per_month})}
     rows = [
         {
-            "release": repo,
+            "release": releases[release_id].repo_id,
             "month": (month.date() if isinstance(month, datetime) else month).strftime("%Y-%m"),
-            "deadline_days": deadline,
+            "deadline_days": releases[release_id].review_deadline_days,
             "decided": v["decided"],
             "p50_seconds": round(v["p50"]),
             "p90_seconds": round(v["p90"]),
         }
-        for (repo, deadline, month), v in per_month.items()
+        for (release_id, month), v in per_month.items()
     ]
     rows.sort(key=lambda r: (r["month"], r["release"]))
     overall = decision_percentiles(decided).get((), {"decided": 0, "p50": None, "p90": None})
@@ -251,29 +261,34 @@ def decision_times(f: Filters) -> tuple[list[dict], dict]:
 
 
 def pending_ages(f: Filters, now: datetime | None = None) -> list[dict]:
-    """Requests waiting for a reviewer now, by how long they have waited, split at their release's deadline."""
+    """Requests waiting for a reviewer now, by how long they have waited, split at their release's deadline:
+    one pass that puts each request in its age bucket and says whether it is late."""
     now = now or timezone.now()
-    late = overdue_q(now)
     edges = sorted(set(AGE_EDGES) | ({f.release.review_deadline_days} if f.release is not None else set()))
-    buckets, aggregates = [], {}
-    for i, low in enumerate(edges):
-        high = edges[i + 1] if i + 1 < len(edges) else None
-        span = Q(created_at__lte=now - timedelta(days=low))
-        if high is not None:
-            span &= Q(created_at__gt=now - timedelta(days=high))
-        aggregates[f"all_{i}"] = Count("id", filter=span)
-        aggregates[f"late_{i}"] = Count("id", filter=span & late)
-        buckets.append((low, high))
+    buckets = [(low, edges[i + 1] if i + 1 < len(edges) else None) for i, low in enumerate(edges)]
+    bucket = Case(
+        *[
+            When(created_at__gt=now - timedelta(days=high), then=Value(i))
+            for i, (_, high) in enumerate(buckets)
+            if high
+        ],
+        default=Value(len(buckets) - 1),
+        output_field=IntegerField(),
+    )
+    late = Case(When(overdue_q(now), then=Value(1)), default=Value(0), output_field=IntegerField())
     qs = AccessRequest.objects.filter(status=S.PENDING)
     if f.release is not None:
         qs = qs.filter(release=f.release)
-    totals = qs.aggregate(**aggregates)
+    counts = {
+        (row["bucket"], row["late"]): row["n"]
+        for row in qs.annotate(bucket=bucket, late=late).values("bucket", "late").annotate(n=Count("id")).order_by()
+    }
     return [
         {
             "min_days": low,
             "max_days": high,
-            "within_deadline": totals[f"all_{i}"] - totals[f"late_{i}"],
-            "overdue": totals[f"late_{i}"],
+            "within_deadline": counts.get((i, 0), 0),
+            "overdue": counts.get((i, 1), 0),
         }
         for i, (low, high) in enumerate(buckets)
     ]
@@ -351,22 +366,28 @@ def active_grants(f: Filters) -> list[dict]:
     return out
 
 
-def decisions_by(f: Filters, field: str, limit: int | None = None) -> list[dict]:
-    """Approvals and rejections decided in the range, per organization type or country (most decisions first)."""
+def decisions_by(f: Filters) -> tuple[list[dict], list[dict]]:
+    """Approvals and rejections decided in the range per organization type and per country (most decisions
+    first; the 15 countries with most): one grouped count by both, summed up each way."""
     rows = (
         decisions(f.release)
         .filter(decided_at__range=(f.since, f.until))
-        .values(field)
-        .annotate(
-            approved=Count("id", filter=Q(status=S.APPROVED)),
-            rejected=Count("id", filter=Q(status=S.REJECTED)),
-            total=Count("id"),
-        )
-        .order_by("-total", field)
+        .values("organization_type", "country", "status")
+        .annotate(n=Count("id"))
+        .order_by()
     )
-    if limit:
-        rows = rows[:limit]
-    return [{"key": str(row[field]), **{k: row[k] for k in ("approved", "rejected", "total")}} for row in rows]
+    sums: dict[str, dict[str, dict]] = {"organization_type": {}, "country": {}}
+    for row in rows:
+        for field, by in sums.items():
+            key = str(row[field])
+            entry = by.setdefault(key, {"key": key, "approved": 0, "rejected": 0, "total": 0})
+            entry[row["status"]] += row["n"]
+            entry["total"] += row["n"]
+
+    def ordered(by: dict) -> list[dict]:
+        return sorted(by.values(), key=lambda e: (-e["total"], e["key"]))
+
+    return ordered(sums["organization_type"]), ordered(sums["country"])[:TOP_COUNTRIES]
 
 
 def review_stats(f: Filters, now: datetime | None = None) -> dict:
@@ -374,19 +395,21 @@ def review_stats(f: Filters, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     per_month, overall = decision_times(f)
     late = overdue_requests(release=f.release, now=now)
+    by_org, by_country = decisions_by(f)
+    weekly = weekly_outcomes(f)
     return {
         "release": f.release.repo_id if f.release is not None else None,
         "from": f.start,
         "to": f.end,
         "deadline_days": f.release.review_deadline_days if f.release is not None else None,
-        "counts_by_status": counts_by_status(f),
-        "requests_per_week": weekly_outcomes(f),
+        "counts_by_status": counts_by_status(f, weekly),
+        "requests_per_week": [{k: v for k, v in week.items() if k != "by_status"} for week in weekly],
         "decision_time": overall,
         "decision_time_per_month": per_month,
         "pending_ages": pending_ages(f, now),
         "overdue_count": late.count(),
         "downloads_per_day": downloads_per_day(f),
         "active_grants": active_grants(f),
-        "decisions_by_organization_type": decisions_by(f, "organization_type"),
-        "decisions_by_country": decisions_by(f, "country", TOP_COUNTRIES),
+        "decisions_by_organization_type": by_org,
+        "decisions_by_country": by_country,
     }

@@ -103,7 +103,7 @@ def transparency(request, repo_id):
             "label": org_names.get(row["key"], row["key"]),
             "rate": round(100 * row["approved"] / row["total"]) if row["total"] else None,
         }
-        for row in stats.decisions_by(filters, "organization_type")
+        for row in stats.decisions_by(filters)[0]
     ]
     _per_month, overall = stats.decision_times(filters)
     context = {

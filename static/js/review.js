@@ -41,8 +41,13 @@
         backgroundColor: COLORS[key] || "#2450b2",
         borderColor: COLORS[key] || "#2450b2",
         borderWidth: type === "line" ? 2 : 0,
-        borderDash: key === "deadline" ? [6, 4] : undefined,
-        pointRadius: type === "line" && rows.length > 40 ? 0 : 2,
+        // A deadline belongs to each bar group on its own (its release's): a mark across the group, no line
+        // joining different releases.
+        showLine: key !== "deadline",
+        pointStyle: key === "deadline" ? "line" : "circle",
+        pointRadius: key === "deadline" ? 24 : (type === "line" && rows.length > 40 ? 0 : 2),
+        pointHoverRadius: key === "deadline" ? 24 : 4,
+        pointBorderWidth: key === "deadline" ? 3 : 1,
         fill: false,
         stack: stacked ? "all" : undefined,
         yAxisID: horizontal ? undefined : axis,
