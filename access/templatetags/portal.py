@@ -32,14 +32,3 @@ def waiting(created_at):
     if days == 0:
         return gettext("waiting under a day")
     return ngettext("waiting %(n)d day", "waiting %(n)d days", days) % {"n": days}
-
-
-@register.filter
-def get(mapping, key):
-    return mapping.get(key) if hasattr(mapping, "get") else None
-
-
-@register.filter
-def gigabytes(value):
-    """Bytes → GB (10⁹) with three decimals, for chart values."""
-    return f"{(value or 0) / 1e9:.3f}"

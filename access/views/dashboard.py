@@ -8,7 +8,9 @@ from datetime import timedelta
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 from django_countries import countries
@@ -41,8 +43,32 @@ def _rows(data: dict) -> dict:
             for row in data["decision_time_per_month"]
         ],
         "ages": [{**row, "label": _age_label(row["min_days"], row["max_days"])} for row in data["pending_ages"]],
-        "downloads": data["downloads_per_day"],
-        "grants": data["active_grants"],
+        # A year of days: rendered here in one pass, not by the template language's loops (a third of the page's
+        # time at 365 rows each).
+        "downloads": format_html_join(
+            "",
+            '<tr><td>{}</td><td class="num" data-value="{}">{}</td><td class="num" data-value="{}">{}</td>'
+            '<td class="num" data-value="{}">{}</td><td class="num" data-value="{}">{}</td></tr>',
+            (
+                (
+                    d["day"].isoformat(),
+                    d["researchers"],
+                    d["researchers"],
+                    d["files"],
+                    d["files"],
+                    f"{d['bytes'] / 1e9:.3f}",
+                    filesizeformat(d["bytes"]),
+                    d["anonymous"],
+                    d["anonymous"],
+                )
+                for d in data["downloads_per_day"]
+            ),
+        ),
+        "grants": format_html_join(
+            "",
+            '<tr><td>{}</td><td class="num" data-value="{}">{}</td></tr>',
+            ((d["day"].isoformat(), d["active"], d["active"]) for d in data["active_grants"]),
+        ),
         "org_types": [
             {**row, "label": org_names.get(row["key"], row["key"])} for row in data["decisions_by_organization_type"]
         ],
