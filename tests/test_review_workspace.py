@@ -454,3 +454,28 @@ def test_closed_days_are_summed_once_and_give_the_same_figures(client, reviewer,
     assert after[-1]["files"] == before[-1]["files"] + 1 and after[-1]["bytes"] == before[-1]["bytes"] + 50
     every = stats_for(client, reviewer, "?period=30")["downloads_per_day"]
     assert sum(d["files"] for d in every) == 5 and every[-4]["researchers"] == 2
+
+
+@pytest.mark.parametrize(
+    "q", ["status=pending\r\nSet-Cookie: x=1", "//evil.example/", "status=nope&page=%00", "x" * 5000]
+)
+def test_a_hostile_queue_reference_is_rebuilt_from_known_filters(client, reviewer, world, q):
+    login_recently(client, reviewer)
+    r4 = world.requests["r4"]
+    page = client.get(f"/review/requests/{r4.public_id}/", {"q": q})
+    back = page.content.decode().split('id="back-to-queue"')[0].rsplit("<a ", 1)[1]
+    assert page.status_code == 200 and back.startswith('href="/review/') and "evil" not in back
+    response = client.post(f"/review/requests/{r4.public_id}/", {"action": "approve", "q": q, "next": "1"})
+    assert response.status_code == 302
+    location = response["Location"]
+    assert location.startswith("/review/") and "\r" not in location and "\n" not in location
+    assert "evil" not in location and "Set-Cookie" not in location
+
+
+@pytest.mark.parametrize(
+    "query", ["?status=bogus", "?release=%ff%fe", "?country=" + "Z" * 300, "?page=abc", "?selected=" + "a" * 3000]
+)
+def test_hostile_queue_parameters_are_never_a_500(client, reviewer, world, query):
+    login_recently(client, reviewer)
+    assert client.get(f"/review/{query}").status_code in (200, 404)
+    assert client.get(f"/review/dashboard{query}").status_code in (200, 400)

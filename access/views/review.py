@@ -168,7 +168,9 @@ def detail(request, public_id):
     )
     if access_request is None:
         raise Http404
-    q = str(request.POST.get("q") if request.method == "POST" else request.GET.get("q") or "")[:1000]
+    # The queue the reviewer came from, rebuilt from its known filters only (it goes back into URLs).
+    raw = str((request.POST.get("q") if request.method == "POST" else request.GET.get("q")) or "")[:2000]
+    q = urlencode({k: v for k, v in queue_filters(QueryDict(raw)).items() if v or k == "status"})
     form = DecisionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         done = _decide(request, access_request, form)
