@@ -272,6 +272,7 @@ def test_release_managers_set_the_deadline_and_transparency(client, world, revie
     assert client.post("/manage/lab/model-a/review", {"review_deadline_days": "0"}).status_code == 400
     assert client.post("/manage/lab/model-a/review", {"review_deadline_days": "abc"}).status_code == 400
     client.logout()
+    assert 'id="transparency-link"' in client.get("/models/lab/model-a").content.decode()
     page = client.get("/models/lab/model-a/transparency").content.decode()
     assert "7 requests received" in page and "Median time to decision: 2 days" in page
     assert "Applicant" not in page and "uni.example" not in page  # aggregates only
