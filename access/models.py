@@ -479,6 +479,8 @@ class AccessRequest(TimeStamped):
                 condition=Q(decided_at__isnull=False),
                 name="request_decided_idx",
             ),
+            # Requests submitted in a date range by status (the dashboard's weeks), index-only.
+            models.Index(fields=["created_at"], include=["status", "release"], name="request_submitted_idx"),
             # Requests waiting for a reviewer, by age and release (pending ages, overdue counts).
             models.Index(
                 fields=["created_at"], include=["release"], condition=Q(status="pending"), name="request_pending_idx"

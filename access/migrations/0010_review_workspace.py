@@ -137,5 +137,9 @@ class Migration(migrations.Migration):
                 condition=models.Q(("release__isnull", True)), fields=("day",), name="download_day_all_unique"
             ),
         ),
+        migrations.AddIndex(
+            model_name="accessrequest",
+            index=models.Index(fields=["created_at"], include=("status", "release"), name="request_submitted_idx"),
+        ),
         migrations.RunPython(asked_when_last_changed, migrations.RunPython.noop),
     ]
