@@ -141,7 +141,12 @@ def queue(request):
         "bulk_form": BulkDecisionForm(),
         "querystring": querystring,
         "selected": set(request.GET.getlist("selected")),
-        "export_kinds": EXPORT_KINDS,
+        "export_kinds": [
+            ("requests", _("Requests")),
+            ("grants", _("Grants")),
+            ("audit", _("Audit log")),
+            ("downloads", _("Downloads")),
+        ],
         "today": timezone.localdate(),
         "month_ago": timezone.localdate() - timedelta(days=30),
     }
