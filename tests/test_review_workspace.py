@@ -480,3 +480,24 @@ def test_hostile_queue_parameters_are_never_a_500(client, reviewer, world, query
     login_recently(client, reviewer)
     assert client.get(f"/review/{query}").status_code in (200, 404)
     assert client.get(f"/review/dashboard{query}").status_code in (200, 400)
+
+
+def test_a_long_file_list_is_paginated_below_the_controls(client, reviewer, world):
+    from access.models import DownloadEvent, ModelFile
+
+    g1 = world.grants["g1"]
+    files = ModelFile.objects.bulk_create(
+        ModelFile(release=world.a, path=f"shard-{i:03d}.pt", size=1, sha256=f"{i:064x}", storage_key=f"k/{i}")
+        for i in range(150)
+    )
+    DownloadEvent.objects.bulk_create(
+        DownloadEvent(release=world.a, file=f, user=g1.user, grant=g1, via="api") for f in files
+    )
+    login_recently(client, reviewer)
+    first = client.get(f"/review/grants/{g1.public_id}/").content.decode()
+    assert first.index('id="revoke"') < first.index('id="fetched-files"')
+    assert first.count('<td class="mono">') == 100 and "Page 1 of 2" in first
+    second = client.get(f"/review/grants/{g1.public_id}/?files=2").content.decode()
+    assert second.count('<td class="mono">') == 52  # 150 shards and f1.bin, f2.bin
+    assert '<details class="files" id="fetched-files" open>' in second
+    assert client.get(f"/review/grants/{g1.public_id}/?files=9").status_code == 404
