@@ -183,6 +183,12 @@ def overdue_q(now: datetime | None = None) -> Q:
     return Q(status=S.PENDING) & q
 
 
+def is_overdue(access_request: AccessRequest, now: datetime | None = None) -> bool:
+    """The rule of overdue_q for one loaded request (its release loaded too)."""
+    deadline = timedelta(days=access_request.release.review_deadline_days)
+    return access_request.status == S.PENDING and access_request.created_at < (now or timezone.now()) - deadline
+
+
 def overdue_requests(*, release: ModelRelease | None = None, now: datetime | None = None) -> QuerySet[AccessRequest]:
     qs = AccessRequest.objects.filter(overdue_q(now)).select_related("release").order_by("created_at", "id")
     return qs.filter(release=release) if release is not None else qs

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_countries import countries
 
-from .. import questions, selectors, services
+from .. import questions, selectors, services, stats
 from ..api.requests import attachment_response
 from ..decorators import recent_login_required
 from ..durations import duration_text
@@ -92,12 +92,25 @@ def _related(queryset) -> list[str]:
     return list(related) if isinstance(related, dict) else []
 
 
-def _status_counts(filters: dict) -> dict[str, int]:
-    """How many requests each status tab holds under the other filters: one grouped COUNT."""
+def _status_tabs(filters: dict) -> list[dict]:
+    """The queue's status tabs, each with how many requests it holds under the other filters (one grouped
+    COUNT) and its link keeping those filters."""
     rows = _queryset({**filters, "status": ""}).order_by().values("status").annotate(n=Count("id"))
     counts = {row["status"]: row["n"] for row in rows}
     counts[""] = sum(counts.values())
-    return counts
+    others = {k: v for k, v in filters.items() if v and k != "status"}
+    tabs = [
+        ("pending", _("Pending")),
+        ("needs_info", _("Waiting on applicant")),
+        ("approved", _("Approved")),
+        ("rejected", _("Rejected")),
+        ("withdrawn", _("Withdrawn")),
+        ("", _("All")),
+    ]
+    return [
+        {"value": v, "label": label, "count": counts.get(v, 0), "query": urlencode({**others, "status": v})}
+        for v, label in tabs
+    ]
 
 
 @reviewer_required
@@ -107,39 +120,18 @@ def queue(request):
     page = _page(request, _queryset(filters))
     now = timezone.now()
     for r in page.object_list:
-        r.overdue = r.status == AccessRequest.Status.PENDING and r.created_at < now - timedelta(
-            days=r.release.review_deadline_days
-        )
+        r.overdue = stats.is_overdue(r, now)
         r.answered = r.status == AccessRequest.Status.PENDING and bool(r.info_response)
-    counts = _status_counts(filters)
-    statuses = [
-        ("pending", _("Pending")),
-        ("needs_info", _("Waiting on applicant")),
-        ("approved", _("Approved")),
-        ("rejected", _("Rejected")),
-        ("withdrawn", _("Withdrawn")),
-        ("", _("All")),
-    ]
-    querystring = urlencode({k: v for k, v in filters.items() if v or k == "status"})
     context = {
         "page": page,
         "filters": filters,
         "filtered": any(filters[k] for k in QUEUE_FILTERS if k != "status"),
-        "tabs": [
-            {
-                "value": v,
-                "label": label,
-                "count": counts.get(v, 0),
-                "query": urlencode({**{k: x for k, x in filters.items() if x and k != "status"}, "status": v}),
-            }
-            for v, label in statuses
-        ],
-        "statuses": [(v, label) for v, label in AccessRequest.Status.choices if v != AccessRequest.Status.DRAFT],
+        "tabs": _status_tabs(filters),
         "org_types": AccessRequest.OrganizationType.choices,
         "releases": ModelRelease.objects.filter(access="gated").order_by("repo_id"),
         "countries": list(countries),
         "bulk_form": BulkDecisionForm(),
-        "querystring": querystring,
+        "querystring": urlencode({k: v for k, v in filters.items() if v or k == "status"}),
         "selected": set(request.GET.getlist("selected")),
         "export_kinds": [
             ("requests", _("Requests")),
@@ -241,8 +233,7 @@ def detail(request, public_id):
         "answers": answers_shown(access_request),
         "attachments": access_request.attachments.select_related("question").order_by("created_at"),
         "waited": timezone.now() - access_request.created_at,
-        "overdue": access_request.status == AccessRequest.Status.PENDING
-        and access_request.created_at < timezone.now() - timedelta(days=access_request.release.review_deadline_days),
+        "overdue": stats.is_overdue(access_request),
     }
     return render(request, "access/review/detail.html", context, status=400 if form.is_bound else 200)
 
