@@ -165,77 +165,74 @@ def detail(request, public_id):
     )
     if access_request is None:
         raise Http404
-    # The queue the reviewer came from, rebuilt from its known filters only (it goes back into URLs).
-    raw = str((request.POST.get("q") if request.method == "POST" else request.GET.get("q")) or "")[:2000]
-    q = urlencode({k: v for k, v in queue_filters(QueryDict(raw)).items() if v or k == "status"})
+    q = _queue_reference(request)
     form = DecisionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        done = _decide(request, access_request, form)
-        if done and request.POST.get("next"):
+        if _decide(request, access_request, form) and request.POST.get("next"):
             following = _next_in_queue(access_request, q)
             if following is None:
                 messages.info(request, _("That was the last request in this queue."))
                 return redirect(reverse("review-queue") + "?" + q)
-            return redirect(
-                reverse("review-detail", kwargs={"public_id": following.public_id}) + "?" + urlencode({"q": q})
-            )
-        return redirect(
-            reverse("review-detail", kwargs={"public_id": public_id}) + ("?" + urlencode({"q": q}) if q else "")
-        )
-    history = (
-        AccessRequest.objects.filter(applicant=access_request.applicant)
-        .exclude(pk=access_request.pk)
-        .select_related("release")
-        .order_by("-created_at")
-    )
-    reasons = {kind: [] for kind in ReasonTemplate.Kind.values}
-    for template in ReasonTemplate.objects.order_by("title"):
-        reasons[template.kind].append(template)
-    failed = form.data.get("action") if form.is_bound else None
+            return redirect(_detail_url(following, q))
+        return redirect(_detail_url(access_request, q))
     context = {
         "r": access_request,
         "form": form,
-        "failed": failed,
-        "actions": [
-            {
-                "value": "approve",
-                "label": _("Approve"),
-                "next_label": _("Approve and open next"),
-                "reason_label": _("Note to the applicant (optional)"),
-                "required": False,
-                "reasons": reasons["approve"],
-                "style": "btn-primary",
-            },
-            {
-                "value": "request_info",
-                "label": _("Ask for information"),
-                "next_label": _("Ask and open next"),
-                "reason_label": _("Your question (shown to the applicant)"),
-                "required": True,
-                "reasons": reasons["request_info"],
-                "style": "btn-secondary",
-            },
-            {
-                "value": "reject",
-                "label": _("Reject"),
-                "next_label": _("Reject and open next"),
-                "reason_label": _("Reason (shown to the applicant)"),
-                "required": True,
-                "reasons": reasons["reject"],
-                "style": "btn-danger",
-            },
-        ],
+        "failed": form.data.get("action") if form.is_bound else None,
+        "actions": _decision_actions(),
         "q": q,
-        "history": history,
+        "history": AccessRequest.objects.filter(applicant=access_request.applicant)
+        .exclude(pk=access_request.pk)
+        .select_related("release")
+        .order_by("-created_at"),
         "renewed_grant_events": _grant_history(access_request.renewal_of),
         "events": access_request.events.select_related("actor").order_by("created_at", "id"),
         "grant": Grant.objects.filter(request=access_request).first(),
         "answers": answers_shown(access_request),
         "attachments": access_request.attachments.select_related("question").order_by("created_at"),
-        "waited": timezone.now() - access_request.created_at,
         "overdue": stats.is_overdue(access_request),
     }
     return render(request, "access/review/detail.html", context, status=400 if form.is_bound else 200)
+
+
+def _queue_reference(request) -> str:
+    """The queue the reviewer came from (`q`), rebuilt from its known filters only: it goes back into URLs."""
+    raw = str((request.POST.get("q") if request.method == "POST" else request.GET.get("q")) or "")[:2000]
+    return urlencode({k: v for k, v in queue_filters(QueryDict(raw)).items() if v or k == "status"})
+
+
+def _detail_url(access_request: AccessRequest, q: str) -> str:
+    return reverse("review-detail", kwargs={"public_id": access_request.public_id}) + "?" + urlencode({"q": q})
+
+
+def _decision_actions() -> list[dict]:
+    """The decision page's three forms, each with the saved reasons of its own action."""
+    reasons = {kind: [] for kind in ReasonTemplate.Kind.values}
+    for template in ReasonTemplate.objects.order_by("title"):
+        reasons[template.kind].append(template)
+    forms = [
+        ("approve", _("Approve"), _("Approve and open next"), _("Note to the applicant (optional)"), "btn-primary"),
+        (
+            "request_info",
+            _("Ask for information"),
+            _("Ask and open next"),
+            _("Your question (shown to the applicant)"),
+            "btn-secondary",
+        ),
+        ("reject", _("Reject"), _("Reject and open next"), _("Reason (shown to the applicant)"), "btn-danger"),
+    ]
+    return [
+        {
+            "value": value,
+            "label": label,
+            "next_label": next_label,
+            "reason_label": reason_label,
+            "required": value != "approve",
+            "reasons": reasons[value],
+            "style": style,
+        }
+        for value, label, next_label, reason_label, style in forms
+    ]
 
 
 def _decide(request, access_request: AccessRequest, form: DecisionForm) -> bool:
