@@ -286,6 +286,17 @@ def queue_position(access_request: AccessRequest) -> int | None:
     return ahead + 1
 
 
+def needs_info_closes_on(access_request: AccessRequest):
+    """When an unanswered question closes the request (services.reminders): NEEDS_INFO_CLOSE_DAYS after the
+    reminder, which comes NEEDS_INFO_REMINDER_DAYS after the question. None unless it waits on the applicant."""
+    if access_request.status != AccessRequest.Status.NEEDS_INFO or access_request.info_requested_at is None:
+        return None
+    reminded = access_request.info_reminded_at or access_request.info_requested_at + timedelta(
+        days=settings.NEEDS_INFO_REMINDER_DAYS
+    )
+    return reminded + timedelta(days=settings.NEEDS_INFO_CLOSE_DAYS)
+
+
 def pending_count() -> int:
     """Requests waiting for a reviewer, for the navigation: one COUNT over the queue index."""
     return AccessRequest.objects.filter(status=AccessRequest.Status.PENDING).count()

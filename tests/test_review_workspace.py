@@ -242,6 +242,15 @@ def test_an_unanswered_question_is_reminded_once_then_closed(world, settings, dj
     assert _cooldown_ends(user=r6.applicant, release=r6.release) is None
 
 
+def test_the_applicant_is_told_when_an_unanswered_question_closes_the_request(client, world, settings):
+    settings.NEEDS_INFO_REMINDER_DAYS, settings.NEEDS_INFO_CLOSE_DAYS = 30, 14
+    r6 = world.requests["r6"]  # asked 4 days ago
+    client.force_login(r6.applicant)
+    body = client.get(f"/requests/{r6.public_id}/").content.decode()
+    closes = (r6.info_requested_at + timedelta(days=44)).date()
+    assert f"closed on {closes} (UTC)" in body
+
+
 def test_answering_then_being_asked_again_starts_a_new_reminder(world, reviewer, settings):
     r6 = world.requests["r6"]
     AccessRequest.objects.filter(pk=r6.pk).update(info_reminded_at=timezone.now())
