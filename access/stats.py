@@ -1,5 +1,5 @@
 """The numbers behind the reviewer dashboard and the applicants' estimates: aggregate SQL over requests, grants
-and download events (grouped and counted by the database, never by walking rows in Python).
+and download events, grouped and counted by the database; Python only adds up the grouped rows.
 
 Percentiles are nearest-rank (`percentile_disc` on PostgreSQL): the median of 1, 2, 10 days is 2 days, a
 figure some request really took. SQLite, the development default, has no ordered-set aggregates; there the
@@ -176,7 +176,7 @@ def decisions(release: ModelRelease | None = None) -> QuerySet[AccessRequest]:
 def overdue_q(now: datetime | None = None) -> Q:
     """Pending requests older than their release's review deadline (counted from submission)."""
     now = now or timezone.now()
-    deadlines = ModelRelease.objects.filter(access=ModelRelease.Access.GATED).values_list("pk", "review_deadline_days")
+    deadlines = ModelRelease.objects.values_list("pk", "review_deadline_days")
     q = Q(pk__in=[])
     for pk, days in deadlines:
         q |= Q(release_id=pk, created_at__lt=now - timedelta(days=days))
