@@ -584,7 +584,13 @@ class Grant(TimeStamped):
 
     class Meta:
         ordering = ["-issued_at"]
-        indexes = [models.Index(fields=["user", "release", "expires_at"], name="grant_lookup_idx")]
+        indexes = [
+            models.Index(fields=["user", "release", "expires_at"], name="grant_lookup_idx"),
+            # Active grants per day on the dashboard, index-only.
+            models.Index(
+                fields=["issued_at"], include=["release", "expires_at", "revoked_at"], name="grant_issued_idx"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(expires_at__gt=models.F("issued_at")), name="grant_expires_after_issue")
         ]

@@ -1,10 +1,11 @@
 """The numbers behind the reviewer dashboard and the applicants' estimates: aggregate SQL over requests, grants
 and download events, grouped and counted by the database; Python only adds up the grouped rows.
 
-Percentiles are nearest-rank (`percentile_disc` on PostgreSQL): the median of 1, 2, 10 days is 2 days, a
-figure some request really took. SQLite, the development default, has no ordered-set aggregates; there the
-decision times of the range are fetched, already ordered by the database, and ranked in Python with the same
-rule."""
+Counts are COUNT(*), not of a column, so the covering indexes (models.AccessRequest.Meta) can answer each query
+with an index-only scan. Percentiles are nearest-rank (`percentile_disc` on PostgreSQL): the median of 1, 2 and
+10 days is 2 days, a wait some request really had. SQLite, the development default, has no ordered-set
+aggregates; there the decision times of the range are fetched, already ordered by the database, and ranked in
+Python with the same rule."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, Least, TruncDate, TruncMonth, TruncWeek
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
@@ -141,7 +143,7 @@ def decision_percentiles(queryset: QuerySet, group_by: tuple[str, ...] = (), fra
     """{group values: {"decided": n, "p50": seconds, "p90": seconds}} of decided_at − created_at."""
     names = {f: f"p{round(f * 100)}" for f in fractions}
     if connection.vendor == "postgresql":
-        aggregates = {"decided": Count("id"), **{names[f]: _PercentileDisc(_wait(), f) for f in fractions}}
+        aggregates = {"decided": Count("*"), **{names[f]: _PercentileDisc(_wait(), f) for f in fractions}}
         if not group_by:
             row = queryset.order_by().aggregate(**aggregates)
             if not row["decided"]:
@@ -214,7 +216,7 @@ def counts_by_status(f: Filters, weekly: list[dict] | None = None) -> dict[str, 
             for status, n in week["by_status"].items():
                 counts[status] += n
         return counts
-    rows = _requests(f).filter(created_at__range=(f.since, f.until)).values("status").annotate(n=Count("id"))
+    rows = _requests(f).filter(created_at__range=(f.since, f.until)).values("status").annotate(n=Count("*"))
     counts.update({row["status"]: row["n"] for row in rows})
     return counts
 
@@ -226,7 +228,7 @@ def weekly_outcomes(f: Filters) -> list[dict]:
         .filter(created_at__range=(f.since, f.until))
         .annotate(week=TruncWeek("created_at"))
         .values("week", "status")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
     )
     weeks: dict[date, dict] = {}
     monday = f.start - timedelta(days=f.start.weekday())
@@ -287,7 +289,7 @@ def pending_ages(f: Filters, now: datetime | None = None) -> list[dict]:
         qs = qs.filter(release=f.release)
     counts = {
         (row["bucket"], row["late"]): row["n"]
-        for row in qs.annotate(bucket=bucket, late=late).values("bucket", "late").annotate(n=Count("id")).order_by()
+        for row in qs.annotate(bucket=bucket, late=late).values("bucket", "late").annotate(n=Count("*")).order_by()
     }
     return [
         {
@@ -349,20 +351,26 @@ def active_grants(f: Filters) -> list[dict]:
     """Grants active at the end of each day: issued by then, and neither expired nor revoked by then. Two grouped
     counts (issued per day, ended per day) and a running sum over the days."""
     grants = Grant.objects.all() if f.release is None else Grant.objects.filter(release=f.release)
-    ended = grants.annotate(ended=Least("expires_at", Coalesce("revoked_at", "expires_at")))
-    base = grants.filter(issued_at__lt=f.since).count() - ended.filter(ended__lt=f.since).count()
+    end = Least("expires_at", Coalesce("revoked_at", "expires_at"))
+    ended = grants.annotate(ended=end)
+    # Counted by issued_at (in the index, never null), so the scan stays index-only.
+    before = grants.aggregate(
+        issued=Count("issued_at", filter=Q(issued_at__lt=f.since)),
+        ended=Count("issued_at", filter=LessThan(end, Value(f.since))),
+    )
+    base = before["issued"] - before["ended"]
     issued = dict(
         grants.filter(issued_at__range=(f.since, f.until))
         .annotate(day=TruncDate("issued_at"))
         .values("day")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .values_list("day", "n")
     )
     gone = dict(
         ended.filter(ended__range=(f.since, f.until))
         .annotate(day=TruncDate("ended"))
         .values("day")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .values_list("day", "n")
     )
     out, active = [], base
@@ -379,7 +387,7 @@ def decisions_by(f: Filters) -> tuple[list[dict], list[dict]]:
         decisions(f.release)
         .filter(decided_at__range=(f.since, f.until))
         .values("organization_type", "country", "status")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .order_by()
     )
     sums: dict[str, dict[str, dict]] = {"organization_type": {}, "country": {}}

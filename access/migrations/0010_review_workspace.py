@@ -141,5 +141,11 @@ class Migration(migrations.Migration):
             model_name="accessrequest",
             index=models.Index(fields=["created_at"], include=("status", "release"), name="request_submitted_idx"),
         ),
+        migrations.AddIndex(
+            model_name="grant",
+            index=models.Index(
+                fields=["issued_at"], include=("release", "expires_at", "revoked_at"), name="grant_issued_idx"
+            ),
+        ),
         migrations.RunPython(asked_when_last_changed, migrations.RunPython.noop),
     ]
