@@ -60,7 +60,7 @@
     Object.keys(axes).forEach(function (axis) {
       var id = horizontal ? axis.replace("y", "x") : axis;
       scales[id] = {
-        beginAtZero: true, stacked: stacked,
+        beginAtZero: true, stacked: stacked, grace: "8%",
         position: axis === "y1" ? "right" : (horizontal ? "bottom" : "left"),
         grid: { drawOnChartArea: axis !== "y1" },
         title: { display: !!axes[axis], text: axes[axis] }
