@@ -510,3 +510,35 @@ def test_a_long_file_list_is_paginated_below_the_controls(client, reviewer, worl
     assert second.count('<td class="mono">') == 52  # 150 shards and f1.bin, f2.bin
     assert '<details class="files" id="fetched-files" open>' in second
     assert client.get(f"/review/grants/{g1.public_id}/?files=9").status_code == 404
+
+
+def test_the_admin_sets_the_deadline_through_the_release_service(client, world):
+    admin = UserFactory(email="admin@portal.example", is_staff=True, is_superuser=True)
+    login_recently(client, admin)
+    a = world.a
+    data = {
+        "display_name": a.display_name,
+        "description": "",
+        "access": "gated",
+        "license": a.license_id,
+        "published": "on",
+        "approval_mode": "manual",
+        "auto_approve_domains": "",
+        "license_update_mode": "reconsent",
+        "parameters": a.parameters,
+        "review_deadline_days": "3",
+        "transparency_public": "on",
+    }
+    response = client.post(f"/admin/access/modelrelease/{a.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:1000]
+    a.refresh_from_db()
+    assert (a.review_deadline_days, a.transparency_public) == (3, True)
+    event = AuditEvent.objects.filter(action="release.updated", target_id=str(a.pk)).latest("id")
+    assert event.data["to"] == {"review_deadline_days": 3, "transparency_public": True}
+    assert event.credential.startswith("admin")
+    assert (
+        client.post(f"/admin/access/modelrelease/{a.pk}/change/", {**data, "review_deadline_days": "0"}).status_code
+        == 200
+    )
+    a.refresh_from_db()
+    assert a.review_deadline_days == 3
