@@ -1,14 +1,17 @@
 from django.conf import settings
 
-from .selectors import is_release_manager, is_reviewer
+from .selectors import is_release_manager, is_reviewer, pending_count
 from .services.webhooks import can_manage_webhooks
 from .site import site_name
 
 
 def portal(request):
     user = getattr(request, "user", None)
+    reviewer = is_reviewer(user)
     return {
-        "is_reviewer": is_reviewer(user),
+        "is_reviewer": reviewer,
+        # Lazy: only pages that render the navigation count, and only for reviewers.
+        "pending_count": pending_count if reviewer else None,
         "is_release_manager": is_release_manager(user),
         "can_manage_webhooks": can_manage_webhooks(user),
         "site_name": site_name(),

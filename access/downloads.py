@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import groupcommit, manifests, metrics, selectors
+from .durations import wait_estimate_text
 from .models import (
     AccessRequest,
     DownloadEvent,
@@ -217,12 +218,13 @@ def _refusal(user: User, release: ModelRelease) -> AccessDecision:
             detail = _("Your request for %(repo)s needs more information from you: answer the reviewer at %(url)s.")
         else:
             detail = _("Your request for %(repo)s is pending review; you will be emailed when it is decided (%(url)s).")
-        return AccessDecision(
-            False,
-            "pending",
-            detail % {"repo": release.repo_id, "url": selectors.request_url(open_request)},
-            access_request=open_request,
+        detail %= {"repo": release.repo_id, "url": selectors.request_url(open_request)}
+        estimate = wait_estimate_text(
+            repo_id=release.repo_id,
+            position=selectors.queue_position(open_request),
+            typical=selectors.typical_wait(release) if open_request.status == AccessRequest.Status.PENDING else None,
         )
+        return AccessDecision(False, "pending", f"{detail} {estimate}".strip(), access_request=open_request)
     last_grant = Grant.objects.filter(user=user, release=release, lab__isnull=True).order_by("-issued_at").first()
     last_request = (
         AccessRequest.objects.filter(applicant=user, release=release, lab__isnull=True).order_by("-created_at").first()

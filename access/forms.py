@@ -198,6 +198,9 @@ class AnswerForm(forms.Form):
 
 
 class DecisionForm(forms.Form):
+    """One decision: the button pressed names the action (there is no default), the text box the reason or
+    question; a saved reason of the same kind stands in when the box is left empty."""
+
     ACTIONS = [("approve", _("Approve")), ("reject", _("Reject")), ("request_info", _("Ask for information"))]
     action = forms.ChoiceField(choices=ACTIONS, label=_("Action"))
     reason = forms.CharField(
@@ -213,8 +216,11 @@ class DecisionForm(forms.Form):
     def clean(self):
         data = super().clean()
         reason = clean_text(data.get("reason") or "", multiline=True)
-        if not reason and data.get("template"):
-            reason = data["template"].text
+        template = data.get("template")
+        if template is not None and template.kind != data.get("action"):
+            self.add_error("template", _("That saved reason is for another action."))
+        elif not reason and template is not None:
+            reason = template.text
         if data.get("action") in ("reject", "request_info") and not reason:
             self.add_error("reason", _("Give a reason; the applicant will see it."))
         data["reason"] = reason
@@ -237,6 +243,29 @@ class RevokeForm(forms.Form):
     reason = forms.CharField(
         label=_("Reason (shown to the researcher)"), widget=forms.Textarea(attrs={"rows": 3}), max_length=5000
     )
+    confirm = forms.BooleanField(
+        error_messages={"required": _("Confirm that you understand what revoking does and does not stop.")}
+    )
+
+    def __init__(self, *args, lifetimes: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        lifetimes = lifetimes or {}
+        if lifetimes.get("batch_until"):
+            label = gettext(
+                "I understand: the portal refuses this researcher at once, but download links already handed out "
+                "keep working — direct links for up to %(direct)s, and the links of the grant's current batch for "
+                "%(left)s more (until %(until)s UTC)."
+            ) % {
+                "direct": lifetimes["direct"],
+                "left": lifetimes["batch_left"],
+                "until": f"{lifetimes['batch_until']:%Y-%m-%d %H:%M}",
+            }
+        else:
+            label = gettext(
+                "I understand: the portal refuses this researcher at once, but download links already handed out "
+                "keep working — direct links for up to %(direct)s, batch links for up to %(batch)s."
+            ) % {"direct": lifetimes.get("direct", ""), "batch": lifetimes.get("batch_max", "")}
+        self.fields["confirm"].label = label
 
     def clean_reason(self):
         return clean_text(self.cleaned_data["reason"], multiline=True)
@@ -454,3 +483,23 @@ class LabCoverageForm(forms.Form):
         if data.get("all_members"):
             data["members"] = []
         return data
+class ReleaseReviewForm(forms.ModelForm):
+    """How long review of a release may take, and whether its request numbers are public."""
+
+    class Meta:
+        model = ModelRelease
+        fields = ["review_deadline_days", "transparency_public"]
+        labels = {
+            "review_deadline_days": _("Review deadline (days)"),
+            "transparency_public": _("Publish a transparency page"),
+        }
+        help_texts = {
+            "review_deadline_days": _(
+                "A pending request older than this is overdue: highlighted in the queue and listed in the digest."
+            ),
+            "transparency_public": _(
+                "Anyone may see requests received, approval rate by organization type and the median time to "
+                "decision for this release. Aggregates only: no names, no countries."
+            ),
+        }
+        widgets = {"review_deadline_days": forms.NumberInput(attrs={"min": 1, "max": 365})}

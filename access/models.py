@@ -4,6 +4,7 @@ from datetime import timedelta
 import pgtrigger
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -128,6 +129,18 @@ class ModelRelease(TimeStamped):
     lab_member_cap = models.PositiveIntegerField(
         default=25, help_text=_("How many members an 'all members' lab grant covers without a reviewer's approval")
     )
+    review_deadline_days = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text=_("Days a request may wait for a reviewer before it is overdue."),
+    )
+    transparency_public = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Publish a page with this release's request numbers: requests received, approval rate by "
+            "organization type, median time to decision (aggregates only)."
+        ),
+    )
 
     class Meta:
         ordering = ["parameters", "repo_id"]
@@ -140,6 +153,10 @@ class ModelRelease(TimeStamped):
             ),
             models.CheckConstraint(
                 condition=~Q(access="gated") | Q(license__isnull=False), name="release_gated_needs_license"
+            ),
+            models.CheckConstraint(
+                condition=Q(review_deadline_days__gte=1, review_deadline_days__lte=365),
+                name="release_review_deadline_range",
             ),
         ]
 
@@ -443,6 +460,10 @@ class AccessRequest(TimeStamped):
     decision_reason = models.TextField(blank=True)
     info_request = models.TextField(blank=True)
     info_response = models.TextField(blank=True)
+    # When the reviewer last asked (needs_info), and when the applicant was reminded of it: a question left
+    # unanswered for NEEDS_INFO_REMINDER_DAYS is reminded once, then the request is closed.
+    info_requested_at = models.DateTimeField(null=True, blank=True)
+    info_reminded_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     renewal_of = models.ForeignKey("Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="renewals")
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.APPLICANT)
@@ -481,6 +502,25 @@ class AccessRequest(TimeStamped):
             models.Index(fields=["release", "status", "created_at"], name="request_release_queue_idx"),
             models.Index(fields=["country", "status", "created_at"], name="request_country_queue_idx"),
             models.Index(fields=["organization_type", "status", "created_at"], name="request_orgtype_queue_idx"),
+            # The dashboard's decisions in a date range (times, organization types, countries) and the applicants'
+            # typical wait, as index-only scans: the columns they group by ride along.
+            models.Index(
+                fields=["decided_at"],
+                include=["release", "status", "origin", "organization_type", "country", "created_at"],
+                condition=Q(decided_at__isnull=False),
+                name="request_decided_idx",
+            ),
+            # Requests submitted in a date range by status (the dashboard's weeks), index-only.
+            models.Index(fields=["created_at"], include=["status", "release"], name="request_submitted_idx"),
+            # Requests waiting for a reviewer, by age and release (pending ages, overdue counts).
+            models.Index(
+                fields=["created_at"], include=["release"], condition=Q(status="pending"), name="request_pending_idx"
+            ),
+            models.Index(
+                fields=["status", "info_requested_at"],
+                condition=Q(status="needs_info"),
+                name="request_needs_info_idx",
+            ),
         ]
 
     def __str__(self):
@@ -578,7 +618,13 @@ class Grant(TimeStamped):
 
     class Meta:
         ordering = ["-issued_at"]
-        indexes = [models.Index(fields=["user", "release", "expires_at"], name="grant_lookup_idx")]
+        indexes = [
+            models.Index(fields=["user", "release", "expires_at"], name="grant_lookup_idx"),
+            # Active grants per day on the dashboard, index-only.
+            models.Index(
+                fields=["issued_at"], include=["release", "expires_at", "revoked_at"], name="grant_issued_idx"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(expires_at__gt=models.F("issued_at")), name="grant_expires_after_issue")
         ]
@@ -844,7 +890,7 @@ class DownloadEvent(models.Model):
         WEB = "web", _("Web")
         RELAY = "relay", _("Relay URL (wget lists)")
 
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     # PROTECT everywhere: a CASCADE is a DELETE and a SET_NULL an UPDATE, both refused by the trigger.
     release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="+")
     file = models.ForeignKey(ModelFile, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
@@ -861,6 +907,12 @@ class DownloadEvent(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+        indexes = [
+            # Downloads per day on the dashboard: an index-only scan of the range (PostgreSQL; others ignore
+            # the included columns).
+            models.Index(fields=["created_at"], include=["release", "user", "file"], name="download_day_idx"),
+            models.Index(fields=["release", "created_at"], name="download_release_day_idx"),
+        ]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.via} {self.release_id}/{self.file_id or 'manifest'}"
@@ -896,6 +948,32 @@ class DownloadCount(models.Model):
 
     def __str__(self):
         return f"{self.file_id} {self.hour:%Y-%m-%d %H}:00 ×{self.count}"
+
+
+class DownloadDay(models.Model):
+    """Downloads of one closed day, per release and for every release together (`release` empty): what the
+    dashboard draws, summed once by a periodic task instead of from a year of events on every page load.
+    Derived from DownloadEvent and recomputed from it at will."""
+
+    day = models.DateField()
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    researchers = models.PositiveIntegerField(default=0, help_text=_("Distinct signed-in users who downloaded"))
+    files = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    manifests = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "release"], condition=Q(release__isnull=False), name="download_day_release_unique"
+            ),
+            models.UniqueConstraint(fields=["day"], condition=Q(release__isnull=True), name="download_day_all_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.release_id or 'all'}: {self.files} files"
 
 
 class DownloadCountBatch(models.Model):

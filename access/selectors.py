@@ -6,11 +6,12 @@ import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache as django_cache
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from . import cache
+from . import cache, stats
 from .models import (
     AccessQuestion,
     AccessRequest,
@@ -345,3 +346,48 @@ def review_queue(
             | Q(answers_text__icontains=search)
         )
     return qs
+
+
+TYPICAL_WAIT_DAYS = 90
+
+
+def typical_wait(release: ModelRelease) -> timedelta | None:
+    """The median time from application to decision for this release over the last 90 days (None without
+    decisions). Kept for five minutes: pending applicants ask on every refused download."""
+    key = f"typical-wait:{release.pk}"
+    cached = django_cache.get(key)
+    if cached is None:
+        since = timezone.now() - timedelta(days=TYPICAL_WAIT_DAYS)
+        found = stats.decision_percentiles(stats.decisions(release).filter(decided_at__gte=since), (), (0.5,))
+        cached = found[()]["p50"] if found else -1
+        django_cache.set(key, cached, 300)
+    return timedelta(seconds=cached) if cached >= 0 else None
+
+
+def queue_position(access_request: AccessRequest) -> int | None:
+    """1 for the request a reviewer of its release reaches first (oldest pending first, as the queue orders);
+    None unless it waits for a reviewer."""
+    if access_request.status != AccessRequest.Status.PENDING:
+        return None
+    ahead = AccessRequest.objects.filter(
+        Q(created_at__lt=access_request.created_at) | Q(created_at=access_request.created_at, pk__lt=access_request.pk),
+        release_id=access_request.release_id,
+        status=AccessRequest.Status.PENDING,
+    ).count()
+    return ahead + 1
+
+
+def needs_info_closes_on(access_request: AccessRequest):
+    """When an unanswered question closes the request (services.reminders): NEEDS_INFO_CLOSE_DAYS after the
+    reminder, which comes NEEDS_INFO_REMINDER_DAYS after the question. None unless it waits on the applicant."""
+    if access_request.status != AccessRequest.Status.NEEDS_INFO or access_request.info_requested_at is None:
+        return None
+    reminded = access_request.info_reminded_at or access_request.info_requested_at + timedelta(
+        days=settings.NEEDS_INFO_REMINDER_DAYS
+    )
+    return reminded + timedelta(days=settings.NEEDS_INFO_CLOSE_DAYS)
+
+
+def pending_count() -> int:
+    """Requests waiting for a reviewer, for the navigation: one COUNT over the queue index."""
+    return AccessRequest.objects.filter(status=AccessRequest.Status.PENDING).count()

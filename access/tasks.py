@@ -2,21 +2,25 @@
 names them all so the worker registers them and callers have one place to find them."""
 
 from .services.counters import download_counts_flush_task as download_counts_flush
+from .services.counters import download_days_rollup_task as download_days_rollup
 from .services.grants import batch_issue_task as batch_issue
 from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
 from .services.grants import grants_reconcile_task as grants_reconcile
 from .services.labs import lab_notify
 from .services.notifications import request_notify, reviewer_digest, reviewers_notify
+from .services.reminders import needs_info_sweep
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
     "batch_issue",
     "download_counts_flush",
+    "download_days_rollup",
     "grant_issue",
     "grants_expire",
     "grants_reconcile",
     "lab_notify",
+    "needs_info_sweep",
     "request_notify",
     "reviewer_digest",
     "reviewers_notify",

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import grants, labs, manage, metrics, requests, review, webhooks
+from .views import dashboard, grants, labs, manage, metrics, requests, review, webhooks
 
 
 class MirrorConverter:
@@ -26,6 +26,7 @@ urlpatterns = [
     path("", views.catalog, name="catalog"),
     re_path(rf"^models/{REPO}/?$", views.release_detail, name="release-detail"),
     re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
+    re_path(rf"^models/{REPO}/transparency/?$", dashboard.transparency, name="release-transparency"),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("help", views.help_page, name="help"),
@@ -67,7 +68,8 @@ urlpatterns = [
     path("review/grants/", review.grants, name="review-grants"),
     path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
     path("review/lab-seats/<str:public_id>/decide", labs.review_seat_decide, name="review-seat-decide"),
-    path("review/export/<str:kind>.csv", review.export, name="review-export"),
+    path("review/export/<str:kind>.<str:fmt>", review.export, name="review-export"),
+    path("review/dashboard", dashboard.dashboard, name="review-dashboard"),
     # Webhook endpoints (admins and release managers)
     path("webhooks/", webhooks.endpoints, name="webhooks"),
     path("webhooks/<str:public_id>/", webhooks.endpoint_detail, name="webhook-detail"),
@@ -76,6 +78,7 @@ urlpatterns = [
     re_path(rf"^manage/{REPO}/$", manage.release, name="manage-release"),
     re_path(rf"^manage/{REPO}/preview$", manage.preview, name="manage-preview"),
     re_path(rf"^manage/{REPO}/license$", manage.license_move, name="manage-license"),
+    re_path(rf"^manage/{REPO}/review$", manage.review_policy, name="manage-review-policy"),
     re_path(rf"^manage/{REPO}/license/versions$", manage.license_version, name="manage-license-version"),
     re_path(rf"^manage/{REPO}/questions/(?P<key>[a-z][a-z0-9_]*)$", manage.question_edit, name="manage-question"),
     re_path(

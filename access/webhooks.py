@@ -53,6 +53,8 @@ EVENTS = {
     # A renewal closed because the grant it would renew was revoked: a rejection.
     "request.close": "access_request.rejected",
     "request.withdraw": "access_request.withdrawn",
+    # A question left unanswered after its reminder: the portal closed the request as withdrawn.
+    "request.lapse": "access_request.withdrawn",
     "grant.issued": "grant.issued",
     "grant.revoked": "grant.revoked",
     "grant.expiring": "grant.expiring",

@@ -175,11 +175,10 @@ def researcher_and_reviewer_story(*, lang, new_page, shots, reviewer, email):
     review.get_by_role("link", name=FULL_NAME).click()
     expect(review.locator("#review-status")).to_have_attribute("data-status", "pending")
     expect(review.locator("#intended-use")).to_contain_text(INTENDED_USE)
-    decision = review.locator("#decision-form")
-    decision.get_by_label("Action").select_option(label="Ask for information")
-    decision.get_by_label("Reason or question (shown to the applicant)").fill(QUESTION)
+    ask = review.locator("#decide-request_info")
+    ask.get_by_label("Your question (shown to the applicant)").fill(QUESTION)
     shots(review, "reviewer-asks")
-    decision.get_by_role("button", name="Record decision").click()
+    ask.get_by_role("button", name="Ask for information", exact=True).click()
     expect(review.locator("#review-status")).to_have_attribute("data-status", "needs_info")
     shots(review, "reviewer-asked")
 
@@ -201,9 +200,8 @@ def researcher_and_reviewer_story(*, lang, new_page, shots, reviewer, email):
     review.get_by_role("link", name="Review queue").click()
     review.get_by_role("link", name=FULL_NAME).click()
     expect(review.locator("#info-response")).to_have_text(ANSWER)
-    decision.get_by_label("Action").select_option(label="Approve")
     shots(review, "reviewer-approves")
-    decision.get_by_role("button", name="Record decision").click()
+    review.locator("#decide-approve").get_by_role("button", name="Approve", exact=True).click()
     expect(review.locator("#review-status")).to_have_attribute("data-status", "approved")
     shots(review, "reviewer-approved")
 
@@ -337,3 +335,151 @@ def test_error_pages_in_the_browser(new_page, shots, opt_175b, settings, monkeyp
     assert posted.value.status == 429
     expect(page.get_by_role("heading", name="Too many requests")).to_be_visible()
     shots(page, "login-throttled-429")
+
+
+# --- The reviewer workspace --------------------------------------------------------------------------------------
+
+WORKSPACE = {
+    "en": {
+        "Dashboard": "Review dashboard",
+        "Show": "Show",
+        "Filter": "Filter",
+        "Revoke": "Revoke access",
+        "last": "That was the last request in this queue.",
+        "position": "You are number 2 in the queue for lab/model-a.",
+        "wait": "typically decided in 2 days",
+    },
+    "zh-hans": {
+        "Dashboard": "审核仪表板",
+        "Show": "显示",
+        "Filter": "筛选",
+        "Revoke": "撤销访问",
+        "last": "这是此队列中的最后一个申请。",
+        "position": "你在 lab/model-a 的审核队列中排第 2 位。",
+        "wait": "通常在 2 天内作出决定",
+    },
+}
+LOCALES = {"en": {"locale": "en-US"}, "zh-hans": {"locale": "zh-CN", "accept_language": "zh-Hans,zh;q=0.9"}}
+
+
+def reviewer_workspace_story(*, lang, new_page, shots, reviewer):
+    from access.models import AccessRequest, Grant, ReasonTemplate
+    from tests.factories import AccessRequestFactory
+    from tests.support.review_data import DAY, seed_review_world
+
+    t = WORKSPACE[lang]
+    world = seed_review_world()
+    r8 = AccessRequestFactory(
+        applicant=UserFactory(email="r8@uni.example"),
+        release=world.a,
+        full_name="Applicant R8",
+        created_at=world.now - DAY,
+        license_accepted_at=world.now - DAY,
+    )
+    ReasonTemplate.objects.update_or_create(
+        kind="reject", title="Commercial use", defaults={"text": "The intended use is commercial."}
+    )
+
+    # The applicant of r5 sees where they stand: behind r4 in lab/model-a's queue; decisions there took 1, 2 and
+    # 4 days in the last 90 days, so typically 2.
+    applicant = new_page(**LOCALES[lang])
+    sign_in(applicant, shots, "r5@uni.example", "applicant-sign-in")
+    applicant.goto(f"/requests/{world.requests['r5'].public_id}/")
+    expect(applicant.locator("#queue-position")).to_have_attribute("data-position", "2")
+    expect(applicant.locator("#queue-position")).to_have_text(t["position"])
+    expect(applicant.locator("#typical-wait")).to_have_attribute("data-seconds", "172800")
+    expect(applicant.locator("#typical-wait")).to_contain_text(t["wait"])
+    shots(applicant, "applicant-position-and-wait")
+
+    # The dashboard: every chart drawn from its table, under the strict CSP (no inline script or style).
+    page = new_page(**LOCALES[lang])
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    sign_in(page, shots, reviewer.email, "reviewer-sign-in")
+    page.goto("/review/")
+    expect(page.locator("header nav .count")).to_have_text("4")  # r4, r5, r8, b2
+    page.locator(".page-head a[href='/review/dashboard']").click()
+    expect(page.get_by_role("heading", name=t["Dashboard"])).to_be_visible()
+    expect(page.locator(".chart-box[data-drawn=true]")).to_have_count(7)
+    expect(page.locator("#fig-overdue")).to_have_text("2")
+    shots(page, "dashboard-all-releases")
+    page.locator("#release").select_option("lab/model-a")
+    page.locator("#period").select_option("30")
+    page.get_by_role("button", name=t["Show"], exact=True).click()
+    expect(page.locator("#fig-overdue")).to_have_text("1")
+    expect(page.locator("#fig-p50")).to_contain_text("2.0")
+    expect(page.locator("#overdue-list")).to_contain_text("Applicant R4")
+    expect(page.locator(".chart-box[data-drawn=true]")).to_have_count(7)
+    shots(page, "dashboard-model-a")
+    page.locator("#period").select_option("custom")
+    expect(page.locator("#from")).to_be_enabled()
+    page.locator("#from").fill(str((world.now - 16 * DAY).date()))
+    page.locator("#to").fill(str((world.now - 13 * DAY).date()))
+    page.get_by_role("button", name=t["Show"], exact=True).click()
+    expect(page.locator("#fig-submitted")).to_have_text("1")  # r2 alone was submitted then
+    shots(page, "dashboard-date-range")
+
+    # A filtered queue: lab/model-a's pending requests, oldest first; r4 is overdue.
+    page.goto("/review/")
+    page.locator("#f-release").select_option("lab/model-a")
+    page.locator("#queue-filters").get_by_role("button", name=t["Filter"], exact=True).click()
+    rows = page.locator("#queue tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_have_class("overdue")
+    expect(page.locator("#status-tabs [aria-current=page] .count")).to_have_text("3")
+    page.locator("#select-all").check()
+    expect(page.locator("#queue input[name=ids]:checked")).to_have_count(3)
+    page.locator("#select-all").uncheck()
+    shots(page, "queue-filtered")
+
+    # Save and next through the three: approve r4, reject r5 with a saved reason, ask r8 a question.
+    rows.nth(0).locator("a").click()
+    expect(page.locator("h1")).to_contain_text("Applicant R4")
+    shots(page, "decide-r4")
+    page.locator("#decide-approve button[name=next]").click()
+    expect(page.locator("h1")).to_contain_text("Applicant R5")
+    page.locator("#template-reject").select_option(label="Commercial use")
+    expect(page.locator("#reason-reject")).to_have_value("The intended use is commercial.")
+    page.locator("#reason-reject").press("End")
+    page.locator("#reason-reject").press_sequentially(" Apply again for research use.")
+    shots(page, "decide-r5-saved-reason")
+    page.locator("#decide-reject button[name=next]").click()
+    expect(page.locator("h1")).to_contain_text("Applicant R8")
+    page.locator("#reason-request_info").fill("Which lab do you work in?")
+    shots(page, "decide-r8")
+    page.locator("#decide-request_info button[name=next]").click()
+    expect(page.locator("main")).to_contain_text(t["last"])
+    expect(page.locator("#queue tbody tr")).to_have_count(1)  # nothing pending left: "Nothing matches."
+    shots(page, "queue-done")
+    statuses = {r.full_name: (r.status, r.decision_reason) for r in AccessRequest.objects.filter(release=world.a)}
+    assert statuses["Applicant R4"][0] == "approved"
+    assert statuses["Applicant R5"] == ("rejected", "The intended use is commercial. Apply again for research use.")
+    assert statuses["Applicant R8"][0] == "needs_info" and r8.pk
+
+    # A confirmed revocation: the danger zone comes first and says how long issued links keep working.
+    grant = world.grants["g1"]
+    page.goto(f"/review/grants/{grant.public_id}/")
+    zone = page.locator("#revoke")
+    expect(zone).to_be_visible()
+    assert zone.bounding_box()["y"] < page.locator("#fetched-files").bounding_box()["y"]
+    expect(page.locator("#fetched")).to_be_hidden()  # the file list is collapsed
+    expect(page.locator("#link-lifetimes")).to_contain_text("1")
+    page.locator("#id_reason").fill("Shared the weights outside the lab.")
+    shots(page, "revoke-unconfirmed")
+    zone.get_by_role("button", name=t["Revoke"]).click()
+    assert Grant.objects.get(pk=grant.pk).revoked_at is None  # the confirmation is required
+    page.locator("#id_confirm").check()
+    shots(page, "revoke-confirmed")
+    zone.get_by_role("button", name=t["Revoke"]).click()
+    expect(page.locator("#grant-state")).to_have_class(re.compile(r"\brevoked\b"))
+    shots(page, "revoked")
+    assert Grant.objects.get(pk=grant.pk).revoked_at is not None
+    assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
+
+
+def test_a_reviewer_works_through_the_dashboard_the_queue_and_a_revocation(new_page, shots, reviewer, local_storage):
+    reviewer_workspace_story(lang="en", new_page=new_page, shots=shots, reviewer=reviewer)
+
+
+def test_the_reviewer_workspace_in_simplified_chinese(new_page, shots, reviewer, local_storage):
+    reviewer_workspace_story(lang="zh-hans", new_page=new_page, shots=shots, reviewer=reviewer)

@@ -255,6 +255,7 @@ def test_switching_a_release_in_the_admin_goes_through_the_service(client, gated
         "license_update_mode": "reconsent",
         "parameters": "",
         "lab_member_cap": "25",
+        "review_deadline_days": "7",
     }
     response = client.post(f"/admin/access/modelrelease/{open_release.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -189,7 +189,16 @@ def test_a_saved_reason_fills_an_empty_reason(client, reviewer, release):
     request = AccessRequestFactory(release=release)
     login_recently(client, reviewer)
     page = client.get(f"/review/requests/{request.public_id}/").content.decode()
-    assert "Rejection: Commercial use" in page
+    # Offered in the rejection's form only, with the text it fills the box with.
+    reject_form = page[page.index('id="decide-reject"') :]
+    approve_form = page[page.index('id="decide-approve"') : page.index('id="decide-request_info"')]
+    assert f'<option value="{template.pk}" data-text="' in reject_form and "Commercial use" in reject_form
+    assert "Commercial use" not in approve_form
+    # A saved reason of another action is refused, and nothing is decided.
+    refused = client.post(f"/review/requests/{request.public_id}/", {"action": "approve", "template": template.pk})
+    assert refused.status_code == 400 and "another action" in refused.content.decode()
+    request.refresh_from_db()
+    assert request.status == "pending"
     client.post(f"/review/requests/{request.public_id}/", {"action": "reject", "reason": "", "template": template.pk})
     request.refresh_from_db()
     assert request.status == "rejected" and request.decision_reason == template.text

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import questions, selectors, services
+from ..durations import wait_estimate_text
 from ..forms import INTENDED_USE_MIN, AccessRequestForm
 from ..http import actor_for, base_url
 from ..models import AccessQuestion, AccessRequest, Grant, RequestAttachment
@@ -98,6 +99,42 @@ class RequestOutput(serializers.ModelSerializer):
             answer.question.key: {"label": answer.question.label(language), "version": answer.question.version}
             for answer in obj.answers.all()
         }
+
+
+class RequestDetailOutput(RequestOutput):
+    """One request with where it stands: its place in the release's queue and the release's typical wait."""
+
+    queue_position = serializers.SerializerMethodField(
+        help_text="1 for the request reviewers reach first among the release's pending ones; null unless pending"
+    )
+    typical_decision_seconds = serializers.SerializerMethodField(
+        help_text="median time from application to decision for this release over the last 90 days; null if none"
+    )
+    wait_estimate = serializers.SerializerMethodField(help_text="the same, as a sentence in the request's language")
+
+    class Meta(RequestOutput.Meta):
+        fields = [*RequestOutput.Meta.fields, "queue_position", "typical_decision_seconds", "wait_estimate"]
+
+    def _typical(self, obj):
+        if obj.status != AccessRequest.Status.PENDING:
+            return None
+        if not hasattr(obj, "_typical_wait"):
+            obj._typical_wait = selectors.typical_wait(obj.release)
+        return obj._typical_wait
+
+    def get_queue_position(self, obj) -> int | None:
+        if not hasattr(obj, "_queue_position"):
+            obj._queue_position = selectors.queue_position(obj)
+        return obj._queue_position
+
+    def get_typical_decision_seconds(self, obj) -> int | None:
+        typical = self._typical(obj)
+        return round(typical.total_seconds()) if typical is not None else None
+
+    def get_wait_estimate(self, obj) -> str:
+        return wait_estimate_text(
+            repo_id=obj.release.repo_id, position=self.get_queue_position(obj), typical=self._typical(obj)
+        )
 
 
 class RequestInput(serializers.Serializer):
@@ -327,9 +364,11 @@ class AccessRequestAttachmentsApi(APIView):
 class AccessRequestDetailApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: RequestOutput, 401: ERROR, 404: ERROR}, operation_id="access_requests_retrieve")
+    @extend_schema(
+        responses={200: RequestDetailOutput, 401: ERROR, 404: ERROR}, operation_id="access_requests_retrieve"
+    )
     def get(self, request, public_id):
-        return Response(RequestOutput(own_request_or_404(request, public_id)).data)
+        return Response(RequestDetailOutput(own_request_or_404(request, public_id)).data)
 
 
 class AccessRequestWithdrawApi(APIView):

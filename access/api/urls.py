@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, labs, requests
+from . import catalog, labs, requests, stats
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -68,6 +68,7 @@ urlpatterns = [
         labs.ReviewLabSeatRejectApi.as_view(),
         name="api-review-seat-reject",
     ),
+    re_path(r"^v1/review/stats/?$", stats.ReviewStatsApi.as_view(), name="api-review-stats"),
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(
         r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/approve/?$",

@@ -9,319 +9,604 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OutboundEmail',
+            name="OutboundEmail",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('dedupe_key', models.CharField(max_length=200, unique=True)),
-                ('template', models.CharField(max_length=100)),
-                ('to', models.EmailField(max_length=254)),
-                ('subject', models.CharField(max_length=300)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("dedupe_key", models.CharField(max_length=200, unique=True)),
+                ("template", models.CharField(max_length=100)),
+                ("to", models.EmailField(max_length=254)),
+                ("subject", models.CharField(max_length=300)),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('email', models.EmailField(max_length=254, unique=True, verbose_name='email address')),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                ("first_name", models.CharField(blank=True, max_length=150, verbose_name="first name")),
+                ("last_name", models.CharField(blank=True, max_length=150, verbose_name="last name")),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
+                ("email", models.EmailField(max_length=254, unique=True, verbose_name="email address")),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'permissions': [('review_accessrequest', 'Can review access requests and manage grants')],
+                "permissions": [("review_accessrequest", "Can review access requests and manage grants")],
             },
             managers=[
-                ('objects', access.models.UserManager()),
+                ("objects", access.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='AccessRequest',
+            name="AccessRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('public_id', models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending review'), ('needs_info', 'More information needed'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('withdrawn', 'Withdrawn')], default='pending', max_length=20)),
-                ('full_name', models.CharField(max_length=200)),
-                ('email', models.EmailField(max_length=254)),
-                ('affiliation', models.CharField(max_length=300)),
-                ('organization_type', models.CharField(choices=[('academic', 'Academic'), ('government', 'Government'), ('nonprofit', 'Non-profit / civil society'), ('industry_research', 'Industry research lab'), ('other', 'Other')], max_length=30)),
-                ('country', django_countries.fields.CountryField(max_length=2)),
-                ('role', models.CharField(max_length=200)),
-                ('intended_use', models.TextField()),
-                ('publications', models.TextField(blank=True)),
-                ('license_version', models.CharField(max_length=40)),
-                ('license_accepted_at', models.DateTimeField()),
-                ('license_accepted_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('noncommercial_attested', models.BooleanField(default=False)),
-                ('decision_reason', models.TextField(blank=True)),
-                ('info_request', models.TextField(blank=True)),
-                ('info_response', models.TextField(blank=True)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('applicant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='access_requests', to=settings.AUTH_USER_MODEL)),
-                ('reviewer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "public_id",
+                    models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending review"),
+                            ("needs_info", "More information needed"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("withdrawn", "Withdrawn"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("full_name", models.CharField(max_length=200)),
+                ("email", models.EmailField(max_length=254)),
+                ("affiliation", models.CharField(max_length=300)),
+                (
+                    "organization_type",
+                    models.CharField(
+                        choices=[
+                            ("academic", "Academic"),
+                            ("government", "Government"),
+                            ("nonprofit", "Non-profit / civil society"),
+                            ("industry_research", "Industry research lab"),
+                            ("other", "Other"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                ("country", django_countries.fields.CountryField(max_length=2)),
+                ("role", models.CharField(max_length=200)),
+                ("intended_use", models.TextField()),
+                ("publications", models.TextField(blank=True)),
+                ("license_version", models.CharField(max_length=40)),
+                ("license_accepted_at", models.DateTimeField()),
+                ("license_accepted_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("noncommercial_attested", models.BooleanField(default=False)),
+                ("decision_reason", models.TextField(blank=True)),
+                ("info_request", models.TextField(blank=True)),
+                ("info_response", models.TextField(blank=True)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "applicant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="access_requests",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(help_text='First characters of the token, shown to tell tokens apart', max_length=16)),
-                ('secret_hash', models.CharField(max_length=64, unique=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(
+                        help_text="First characters of the token, shown to tell tokens apart", max_length=16
+                    ),
+                ),
+                ("secret_hash", models.CharField(max_length=64, unique=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('credential', models.CharField(blank=True, help_text='session, token:<id>, task or system', max_length=100)),
-                ('action', models.CharField(db_index=True, max_length=60)),
-                ('target_type', models.CharField(blank=True, max_length=60)),
-                ('target_id', models.CharField(blank=True, max_length=64)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('request', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='access.accessrequest')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "credential",
+                    models.CharField(blank=True, help_text="session, token:<id>, task or system", max_length=100),
+                ),
+                ("action", models.CharField(db_index=True, max_length=60)),
+                ("target_type", models.CharField(blank=True, max_length=60)),
+                ("target_id", models.CharField(blank=True, max_length=64)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "request",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="access.accessrequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Grant',
+            name="Grant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('public_id', models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True)),
-                ('issued_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('revoke_reason', models.TextField(blank=True)),
-                ('expiry_warned_at', models.DateTimeField(blank=True, null=True)),
-                ('expired_notified_at', models.DateTimeField(blank=True, null=True)),
-                ('issued_email_sent_at', models.DateTimeField(blank=True, null=True)),
-                ('request', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='grant', to='access.accessrequest')),
-                ('revoked_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='grants', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "public_id",
+                    models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True),
+                ),
+                ("issued_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("revoke_reason", models.TextField(blank=True)),
+                ("expiry_warned_at", models.DateTimeField(blank=True, null=True)),
+                ("expired_notified_at", models.DateTimeField(blank=True, null=True)),
+                ("issued_email_sent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "request",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="grant", to="access.accessrequest"
+                    ),
+                ),
+                (
+                    "revoked_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="grants", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-issued_at'],
+                "ordering": ["-issued_at"],
             },
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='renewal_of',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='renewals', to='access.grant'),
+            model_name="accessrequest",
+            name="renewal_of",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="renewals",
+                to="access.grant",
+            ),
         ),
         migrations.CreateModel(
-            name='License',
+            name="License",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('slug', models.SlugField(max_length=100)),
-                ('version', models.CharField(max_length=40)),
-                ('title', models.CharField(max_length=200)),
-                ('text', models.TextField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("slug", models.SlugField(max_length=100)),
+                ("version", models.CharField(max_length=40)),
+                ("title", models.CharField(max_length=200)),
+                ("text", models.TextField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('slug', 'version'), name='license_slug_version_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("slug", "version"), name="license_slug_version_unique")
+                ],
             },
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='license',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.license'),
+            model_name="accessrequest",
+            name="license",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name="+", to="access.license"),
         ),
         migrations.CreateModel(
-            name='ModelRelease',
+            name="ModelRelease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('repo_id', models.CharField(max_length=200, unique=True)),
-                ('display_name', models.CharField(max_length=200)),
-                ('parameters', models.BigIntegerField(blank=True, help_text='Parameter count', null=True)),
-                ('description', models.TextField(blank=True)),
-                ('access', models.CharField(choices=[('open', 'Open'), ('gated', 'Gated')], default='open', max_length=10)),
-                ('revision', models.CharField(blank=True, help_text='40-hex id derived from the file list', max_length=40)),
-                ('published', models.BooleanField(default=True)),
-                ('approval_mode', models.CharField(choices=[('manual', 'Manual review'), ('auto_domain', 'Automatic for allow-listed email domains')], default='manual', max_length=20)),
-                ('auto_approve_domains', models.TextField(blank=True, help_text='One email domain per line; used when the approval mode is automatic.')),
-                ('license', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='releases', to='access.license')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("repo_id", models.CharField(max_length=200, unique=True)),
+                ("display_name", models.CharField(max_length=200)),
+                ("parameters", models.BigIntegerField(blank=True, help_text="Parameter count", null=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "access",
+                    models.CharField(choices=[("open", "Open"), ("gated", "Gated")], default="open", max_length=10),
+                ),
+                (
+                    "revision",
+                    models.CharField(blank=True, help_text="40-hex id derived from the file list", max_length=40),
+                ),
+                ("published", models.BooleanField(default=True)),
+                (
+                    "approval_mode",
+                    models.CharField(
+                        choices=[
+                            ("manual", "Manual review"),
+                            ("auto_domain", "Automatic for allow-listed email domains"),
+                        ],
+                        default="manual",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "auto_approve_domains",
+                    models.TextField(
+                        blank=True, help_text="One email domain per line; used when the approval mode is automatic."
+                    ),
+                ),
+                (
+                    "license",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="releases",
+                        to="access.license",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['parameters', 'repo_id'],
+                "ordering": ["parameters", "repo_id"],
             },
         ),
         migrations.CreateModel(
-            name='ModelFile',
+            name="ModelFile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('path', models.CharField(max_length=500)),
-                ('size', models.BigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('storage_key', models.CharField(max_length=1000)),
-                ('release', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='files', to='access.modelrelease')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("path", models.CharField(max_length=500)),
+                ("size", models.BigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("storage_key", models.CharField(max_length=1000)),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="files", to="access.modelrelease"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['path'],
+                "ordering": ["path"],
             },
         ),
         migrations.AddField(
-            model_name='grant',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='grants', to='access.modelrelease'),
+            model_name="grant",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="grants", to="access.modelrelease"
+            ),
         ),
         migrations.CreateModel(
-            name='DownloadEvent',
+            name="DownloadEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('via', models.CharField(choices=[('api', 'API redirect'), ('manifest', 'Manifest'), ('hf', 'Hugging Face compatible'), ('web', 'Web')], max_length=10)),
-                ('manifest_format', models.CharField(blank=True, max_length=10)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('token', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='access.apitoken')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('grant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='downloads', to='access.grant')),
-                ('file', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='access.modelfile')),
-                ('release', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='access.modelrelease')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "via",
+                    models.CharField(
+                        choices=[
+                            ("api", "API redirect"),
+                            ("manifest", "Manifest"),
+                            ("hf", "Hugging Face compatible"),
+                            ("web", "Web"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("manifest_format", models.CharField(blank=True, max_length=10)),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                (
+                    "token",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="access.apitoken",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "grant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="downloads",
+                        to="access.grant",
+                    ),
+                ),
+                (
+                    "file",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="access.modelfile",
+                    ),
+                ),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="access.modelrelease"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='access_requests', to='access.modelrelease'),
+            model_name="accessrequest",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="access_requests", to="access.modelrelease"
+            ),
         ),
         migrations.CreateModel(
-            name='ReasonTemplate',
+            name="ReasonTemplate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('kind', models.CharField(choices=[('approve', 'Approval'), ('reject', 'Rejection'), ('request_info', 'Request for information'), ('revoke', 'Revocation')], max_length=20)),
-                ('title', models.CharField(max_length=100)),
-                ('text', models.TextField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("approve", "Approval"),
+                            ("reject", "Rejection"),
+                            ("request_info", "Request for information"),
+                            ("revoke", "Revocation"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("title", models.CharField(max_length=100)),
+                ("text", models.TextField()),
             ],
             options={
-                'ordering': ['kind', 'title'],
-                'constraints': [models.UniqueConstraint(fields=('kind', 'title'), name='reason_template_unique')],
+                "ordering": ["kind", "title"],
+                "constraints": [models.UniqueConstraint(fields=("kind", "title"), name="reason_template_unique")],
             },
         ),
         migrations.CreateModel(
-            name='UrlBatch',
+            name="UrlBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('public_id', models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True)),
-                ('status', models.CharField(choices=[('pending', 'Being issued'), ('ready', 'Ready'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('urls', models.JSONField(blank=True, default=list, help_text='[{path, size, sha256, url}]')),
-                ('grant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='batches', to='access.grant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "public_id",
+                    models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Being issued"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("urls", models.JSONField(blank=True, default=list, help_text="[{path, size, sha256, url}]")),
+                (
+                    "grant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="batches", to="access.grant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='modelrelease',
-            constraint=models.CheckConstraint(condition=models.Q(('repo_id__regex', '^[A-Za-z0-9][\\w.-]*/[A-Za-z0-9][\\w.-]*$')), name='release_repo_id_format'),
+            model_name="modelrelease",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("repo_id__regex", "^[A-Za-z0-9][\\w.-]*/[A-Za-z0-9][\\w.-]*$")),
+                name="release_repo_id_format",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelrelease',
-            constraint=models.CheckConstraint(condition=models.Q(('revision', ''), ('revision__regex', '^[0-9a-f]{40}$'), _connector='OR'), name='release_revision_hex'),
+            model_name="modelrelease",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("revision", ""), ("revision__regex", "^[0-9a-f]{40}$"), _connector="OR"),
+                name="release_revision_hex",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelrelease',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('access', 'gated'), _negated=True), ('license__isnull', False), _connector='OR'), name='release_gated_needs_license'),
+            model_name="modelrelease",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("access", "gated"), _negated=True), ("license__isnull", False), _connector="OR"
+                ),
+                name="release_gated_needs_license",
+            ),
         ),
         migrations.AddIndex(
-            model_name='modelfile',
-            index=models.Index(fields=['storage_key'], name='file_storage_key_idx'),
+            model_name="modelfile",
+            index=models.Index(fields=["storage_key"], name="file_storage_key_idx"),
         ),
         migrations.AddConstraint(
-            model_name='modelfile',
-            constraint=models.UniqueConstraint(fields=('release', 'path'), name='file_release_path_unique'),
+            model_name="modelfile",
+            constraint=models.UniqueConstraint(fields=("release", "path"), name="file_release_path_unique"),
         ),
         migrations.AddConstraint(
-            model_name='modelfile',
-            constraint=models.CheckConstraint(condition=models.Q(('size__gte', 0)), name='file_size_non_negative'),
+            model_name="modelfile",
+            constraint=models.CheckConstraint(condition=models.Q(("size__gte", 0)), name="file_size_non_negative"),
         ),
         migrations.AddConstraint(
-            model_name='modelfile',
-            constraint=models.CheckConstraint(condition=models.Q(('sha256__regex', '^[0-9a-f]{64}$')), name='file_sha256_hex'),
+            model_name="modelfile",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("sha256__regex", "^[0-9a-f]{64}$")), name="file_sha256_hex"
+            ),
         ),
         migrations.AddIndex(
-            model_name='grant',
-            index=models.Index(fields=['user', 'release', 'expires_at'], name='grant_lookup_idx'),
+            model_name="grant",
+            index=models.Index(fields=["user", "release", "expires_at"], name="grant_lookup_idx"),
         ),
         migrations.AddConstraint(
-            model_name='grant',
-            constraint=models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('issued_at'))), name='grant_expires_after_issue'),
+            model_name="grant",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("expires_at__gt", models.F("issued_at"))), name="grant_expires_after_issue"
+            ),
         ),
         migrations.AddIndex(
-            model_name='accessrequest',
-            index=models.Index(fields=['status', 'created_at', 'id'], name='request_queue_idx'),
+            model_name="accessrequest",
+            index=models.Index(fields=["status", "created_at", "id"], name="request_queue_idx"),
         ),
         migrations.AddIndex(
-            model_name='accessrequest',
-            index=models.Index(fields=['release', 'status', 'created_at'], name='request_release_queue_idx'),
+            model_name="accessrequest",
+            index=models.Index(fields=["release", "status", "created_at"], name="request_release_queue_idx"),
         ),
         migrations.AddIndex(
-            model_name='accessrequest',
-            index=models.Index(fields=['country', 'status', 'created_at'], name='request_country_queue_idx'),
+            model_name="accessrequest",
+            index=models.Index(fields=["country", "status", "created_at"], name="request_country_queue_idx"),
         ),
         migrations.AddIndex(
-            model_name='accessrequest',
-            index=models.Index(fields=['organization_type', 'status', 'created_at'], name='request_orgtype_queue_idx'),
+            model_name="accessrequest",
+            index=models.Index(fields=["organization_type", "status", "created_at"], name="request_orgtype_queue_idx"),
         ),
         migrations.AddConstraint(
-            model_name='accessrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['pending', 'needs_info'])), fields=('applicant', 'release'), name='request_one_open_per_applicant_release'),
+            model_name="accessrequest",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["pending", "needs_info"])),
+                fields=("applicant", "release"),
+                name="request_one_open_per_applicant_release",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accessrequest',
-            constraint=models.CheckConstraint(condition=models.Q(('noncommercial_attested', True)), name='request_attested'),
+            model_name="accessrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("noncommercial_attested", True)), name="request_attested"
+            ),
         ),
     ]

@@ -15,7 +15,7 @@ def create(apps, schema_editor):
     schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for column in COLUMNS:
         schema_editor.execute(
-            f'CREATE INDEX IF NOT EXISTS request_{column}_trgm ON access_accessrequest '
+            f"CREATE INDEX IF NOT EXISTS request_{column}_trgm ON access_accessrequest "
             f'USING gin ((UPPER("{column}"::text)) gin_trgm_ops)'
         )
 

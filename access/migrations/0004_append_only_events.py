@@ -8,53 +8,110 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('access', '0003_request_search_trigram'),
+        ("access", "0003_request_search_trigram"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='actor',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="auditevent",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='auditevent',
-            name='request',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='events', to='access.accessrequest'),
+            model_name="auditevent",
+            name="request",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="events",
+                to="access.accessrequest",
+            ),
         ),
         migrations.AlterField(
-            model_name='downloadevent',
-            name='file',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.modelfile'),
+            model_name="downloadevent",
+            name="file",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="access.modelfile",
+            ),
         ),
         migrations.AlterField(
-            model_name='downloadevent',
-            name='grant',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='downloads', to='access.grant'),
+            model_name="downloadevent",
+            name="grant",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="downloads",
+                to="access.grant",
+            ),
         ),
         migrations.AlterField(
-            model_name='downloadevent',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.modelrelease'),
+            model_name="downloadevent",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="access.modelrelease"
+            ),
         ),
         migrations.AlterField(
-            model_name='downloadevent',
-            name='token',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.apitoken'),
+            model_name="downloadevent",
+            name="token",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="access.apitoken",
+            ),
         ),
         migrations.AlterField(
-            model_name='downloadevent',
-            name='user',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="downloadevent",
+            name="user",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='auditevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='46d978bf17be3ccc7e88d617c6456b0f688c333f', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_dc3b7', table='access_auditevent', when='BEFORE')),
+            model_name="auditevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="46d978bf17be3ccc7e88d617c6456b0f688c333f",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_dc3b7",
+                    table="access_auditevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='downloadevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='87a54e65b4e5191edfeb2173f1c33f73faa956cd', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_bde0e', table='access_downloadevent', when='BEFORE')),
+            model_name="downloadevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="87a54e65b4e5191edfeb2173f1c33f73faa956cd",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_bde0e",
+                    table="access_downloadevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
     ]

@@ -4,20 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('access', '0004_append_only_events'),
+        ("access", "0004_append_only_events"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apitoken',
-            name='scope',
-            field=models.CharField(choices=[('download', 'Downloads'), ('review', 'Downloads and reviewer actions')], default='download', max_length=10),
+            model_name="apitoken",
+            name="scope",
+            field=models.CharField(
+                choices=[("download", "Downloads"), ("review", "Downloads and reviewer actions")],
+                default="download",
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='downloadevent',
-            name='via',
-            field=models.CharField(choices=[('api', 'API redirect'), ('manifest', 'Manifest'), ('hf', 'Hugging Face compatible'), ('web', 'Web'), ('relay', 'Relay URL (wget lists)')], max_length=10),
+            model_name="downloadevent",
+            name="via",
+            field=models.CharField(
+                choices=[
+                    ("api", "API redirect"),
+                    ("manifest", "Manifest"),
+                    ("hf", "Hugging Face compatible"),
+                    ("web", "Web"),
+                    ("relay", "Relay URL (wget lists)"),
+                ],
+                max_length=10,
+            ),
         ),
     ]

@@ -6,31 +6,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('access', '0005_token_scope'),
+        ("access", "0005_token_scope"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DownloadCountBatch',
+            name="DownloadCountBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('batch', models.CharField(max_length=100, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("batch", models.CharField(max_length=100, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='DownloadCount',
+            name="DownloadCount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hour', models.DateTimeField(help_text='Start of the hour (UTC)')),
-                ('count', models.PositiveBigIntegerField(default=0)),
-                ('file', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='access.modelfile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("hour", models.DateTimeField(help_text="Start of the hour (UTC)")),
+                ("count", models.PositiveBigIntegerField(default=0)),
+                (
+                    "file",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="access.modelfile"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['hour'], name='download_count_hour_idx')],
-                'constraints': [models.UniqueConstraint(fields=('file', 'hour'), name='download_count_file_hour_unique')],
+                "indexes": [models.Index(fields=["hour"], name="download_count_hour_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("file", "hour"), name="download_count_file_hour_unique")
+                ],
             },
         ),
     ]

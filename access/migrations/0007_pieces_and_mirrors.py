@@ -6,55 +6,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('access', '0006_download_counts'),
+        ("access", "0006_download_counts"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReleaseMirror',
+            name="ReleaseMirror",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('mirror', models.CharField(max_length=32)),
-                ('status', models.CharField(choices=[('enabled', 'Enabled'), ('failed', 'Verification failed'), ('disabled', 'Disabled')], default='disabled', max_length=10)),
-                ('revision', models.CharField(blank=True, help_text='The release revision last verified', max_length=40)),
-                ('verified_at', models.DateTimeField(blank=True, null=True)),
-                ('files_checked', models.PositiveIntegerField(default=0)),
-                ('bytes_checked', models.BigIntegerField(default=0)),
-                ('differences', models.JSONField(blank=True, default=list, help_text='[{path, problem, expected, found}]')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("mirror", models.CharField(max_length=32)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("enabled", "Enabled"), ("failed", "Verification failed"), ("disabled", "Disabled")],
+                        default="disabled",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "revision",
+                    models.CharField(blank=True, help_text="The release revision last verified", max_length=40),
+                ),
+                ("verified_at", models.DateTimeField(blank=True, null=True)),
+                ("files_checked", models.PositiveIntegerField(default=0)),
+                ("bytes_checked", models.BigIntegerField(default=0)),
+                (
+                    "differences",
+                    models.JSONField(blank=True, default=list, help_text="[{path, problem, expected, found}]"),
+                ),
             ],
             options={
-                'ordering': ['release', 'mirror'],
+                "ordering": ["release", "mirror"],
             },
         ),
         migrations.AddField(
-            model_name='modelfile',
-            name='piece_size',
+            model_name="modelfile",
+            name="piece_size",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='modelfile',
-            name='pieces',
-            field=models.TextField(blank=True, default=''),
+            model_name="modelfile",
+            name="pieces",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AddConstraint(
-            model_name='modelfile',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('piece_size', 0), ('pieces', '')), models.Q(('piece_size__gt', 0), ('pieces__regex', '^([0-9a-f]{64})*$')), _connector='OR'), name='file_pieces_hex'),
+            model_name="modelfile",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("piece_size", 0), ("pieces", "")),
+                    models.Q(("piece_size__gt", 0), ("pieces__regex", "^([0-9a-f]{64})*$")),
+                    _connector="OR",
+                ),
+                name="file_pieces_hex",
+            ),
         ),
         migrations.AddField(
-            model_name='releasemirror',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mirrors', to='access.modelrelease'),
+            model_name="releasemirror",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="mirrors", to="access.modelrelease"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='releasemirror',
-            constraint=models.UniqueConstraint(fields=('release', 'mirror'), name='release_mirror_unique'),
+            model_name="releasemirror",
+            constraint=models.UniqueConstraint(fields=("release", "mirror"), name="release_mirror_unique"),
         ),
         migrations.AddConstraint(
-            model_name='releasemirror',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'enabled'), _negated=True), ('revision__regex', '^[0-9a-f]{40}$'), _connector='OR'), name='release_mirror_enabled_has_revision'),
+            model_name="releasemirror",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "enabled"), _negated=True),
+                    ("revision__regex", "^[0-9a-f]{40}$"),
+                    _connector="OR",
+                ),
+                name="release_mirror_enabled_has_revision",
+            ),
         ),
     ]

@@ -8,112 +8,162 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('access', '0007_pieces_and_mirrors'),
+        ("access", "0007_pieces_and_mirrors"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WebhookAttempt',
+            name="WebhookAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('succeeded', models.BooleanField(default=False)),
-                ('response_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=300)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("succeeded", models.BooleanField(default=False)),
+                ("response_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=300)),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('event_type', models.CharField(max_length=60)),
-                ('payload', models.JSONField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('retrying', 'Retrying'), ('succeeded', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('scheduled_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('response_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=300)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "public_id",
+                    models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True),
+                ),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("event_type", models.CharField(max_length=60)),
+                ("payload", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("retrying", "Retrying"),
+                            ("succeeded", "Delivered"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("scheduled_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("response_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=300)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEndpoint',
+            name="WebhookEndpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('public_id', models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True)),
-                ('url', models.CharField(max_length=1000)),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('events', models.JSONField(default=list, help_text='Event types delivered; empty for every event.')),
-                ('secret_salt', models.CharField(default=access.models.new_public_id, editable=False, max_length=64)),
-                ('active', models.BooleanField(default=True)),
-                ('disabled_at', models.DateTimeField(blank=True, null=True)),
-                ('disabled_reason', models.CharField(blank=True, max_length=300)),
-                ('failing_since', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "public_id",
+                    models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True),
+                ),
+                ("url", models.CharField(max_length=1000)),
+                ("description", models.CharField(blank=True, max_length=200)),
+                ("events", models.JSONField(default=list, help_text="Event types delivered; empty for every event.")),
+                ("secret_salt", models.CharField(default=access.models.new_public_id, editable=False, max_length=64)),
+                ("active", models.BooleanField(default=True)),
+                ("disabled_at", models.DateTimeField(blank=True, null=True)),
+                ("disabled_reason", models.CharField(blank=True, max_length=300)),
+                ("failing_since", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'permissions': [('manage_webhooks', 'Can register webhook endpoints and redeliver events')],
+                "ordering": ["-created_at"],
+                "permissions": [("manage_webhooks", "Can register webhook endpoints and redeliver events")],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='accessrequest',
-            name='request_attested',
+            model_name="accessrequest",
+            name="request_attested",
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='origin',
-            field=models.CharField(choices=[('applicant', 'Filed by the applicant'), ('reviewer', 'Granted by a reviewer without an application')], default='applicant', max_length=10),
+            model_name="accessrequest",
+            name="origin",
+            field=models.CharField(
+                choices=[
+                    ("applicant", "Filed by the applicant"),
+                    ("reviewer", "Granted by a reviewer without an application"),
+                ],
+                default="applicant",
+                max_length=10,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accessrequest',
-            constraint=models.CheckConstraint(condition=models.Q(('noncommercial_attested', True), ('origin', 'reviewer'), _connector='OR'), name='request_attested'),
+            model_name="accessrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("noncommercial_attested", True), ("origin", "reviewer"), _connector="OR"),
+                name="request_attested",
+            ),
         ),
         migrations.AddField(
-            model_name='webhookdelivery',
-            name='audit_event',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.auditevent'),
+            model_name="webhookdelivery",
+            name="audit_event",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="access.auditevent",
+            ),
         ),
         migrations.AddField(
-            model_name='webhookattempt',
-            name='delivery',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='access.webhookdelivery'),
+            model_name="webhookattempt",
+            name="delivery",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="attempt_log", to="access.webhookdelivery"
+            ),
         ),
         migrations.AddField(
-            model_name='webhookendpoint',
-            name='owner',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='webhook_endpoints', to=settings.AUTH_USER_MODEL),
+            model_name="webhookendpoint",
+            name="owner",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="webhook_endpoints",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='webhookendpoint',
-            name='release',
-            field=models.ForeignKey(blank=True, help_text="Only this release's events; empty for every release.", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='webhook_endpoints', to='access.modelrelease'),
+            model_name="webhookendpoint",
+            name="release",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Only this release's events; empty for every release.",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="webhook_endpoints",
+                to="access.modelrelease",
+            ),
         ),
         migrations.AddField(
-            model_name='webhookdelivery',
-            name='endpoint',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='access.webhookendpoint'),
+            model_name="webhookdelivery",
+            name="endpoint",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="access.webhookendpoint"
+            ),
         ),
         migrations.AddIndex(
-            model_name='webhookdelivery',
-            index=models.Index(fields=['status', 'next_attempt_at'], name='webhook_delivery_due_idx'),
+            model_name="webhookdelivery",
+            index=models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due_idx"),
         ),
         migrations.AddConstraint(
-            model_name='webhookdelivery',
-            constraint=models.UniqueConstraint(fields=('endpoint', 'audit_event'), name='webhook_delivery_once_per_event'),
+            model_name="webhookdelivery",
+            constraint=models.UniqueConstraint(
+                fields=("endpoint", "audit_event"), name="webhook_delivery_once_per_event"
+            ),
         ),
     ]

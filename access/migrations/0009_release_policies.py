@@ -58,235 +58,368 @@ def drop_answers_search_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('access', '0008_integrations'),
+        ("access", "0008_integrations"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AccessQuestion',
+            name="AccessQuestion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text="The question's id in the API: lower case, digits, _", max_length=40)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('kind', models.CharField(choices=[('short_text', 'Short text'), ('long_text', 'Long text'), ('choice', 'Single choice'), ('multiple_choice', 'Multiple choice'), ('country', 'Country'), ('date', 'Date'), ('attestation', 'Checkbox (attestation)'), ('url', 'URL'), ('email', 'Email'), ('file', 'File upload (PDF, PNG, JPEG)')], max_length=20)),
-                ('label_en', models.CharField(max_length=300)),
-                ('label_zh', models.CharField(blank=True, max_length=300)),
-                ('help_en', models.TextField(blank=True)),
-                ('help_zh', models.TextField(blank=True)),
-                ('required', models.BooleanField(default=True)),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('retired_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "key",
+                    models.CharField(help_text="The question's id in the API: lower case, digits, _", max_length=40),
+                ),
+                ("version", models.PositiveIntegerField(default=1)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("short_text", "Short text"),
+                            ("long_text", "Long text"),
+                            ("choice", "Single choice"),
+                            ("multiple_choice", "Multiple choice"),
+                            ("country", "Country"),
+                            ("date", "Date"),
+                            ("attestation", "Checkbox (attestation)"),
+                            ("url", "URL"),
+                            ("email", "Email"),
+                            ("file", "File upload (PDF, PNG, JPEG)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("label_en", models.CharField(max_length=300)),
+                ("label_zh", models.CharField(blank=True, max_length=300)),
+                ("help_en", models.TextField(blank=True)),
+                ("help_zh", models.TextField(blank=True)),
+                ("required", models.BooleanField(default=True)),
+                ("position", models.PositiveIntegerField(default=0)),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("retired_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['release', 'position', 'id'],
+                "ordering": ["release", "position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ReleaseRevision',
+            name="ReleaseRevision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('sha', models.CharField(help_text='40-hex id of the revision', max_length=40)),
-                ('notes', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField()),
+                ("sha", models.CharField(help_text="40-hex id of the revision", max_length=40)),
+                ("notes", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['release', '-number'],
+                "ordering": ["release", "-number"],
             },
         ),
         migrations.CreateModel(
-            name='RequestAnswer',
+            name="RequestAnswer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('value', models.JSONField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("value", models.JSONField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['question__position', 'question_id'],
+                "ordering": ["question__position", "question_id"],
             },
         ),
         migrations.CreateModel(
-            name='RequestAttachment',
+            name="RequestAttachment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True)),
-                ('filename', models.CharField(max_length=200)),
-                ('content_type', models.CharField(max_length=50)),
-                ('size', models.BigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('storage_key', models.CharField(max_length=1000)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "public_id",
+                    models.CharField(default=access.models.new_public_id, editable=False, max_length=32, unique=True),
+                ),
+                ("filename", models.CharField(max_length=200)),
+                ("content_type", models.CharField(max_length=50)),
+                ("size", models.BigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("storage_key", models.CharField(max_length=1000)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AlterModelOptions(
-            name='user',
-            options={'permissions': [('review_accessrequest', 'Can review access requests and manage grants'), ('manage_release', 'Can manage release policies: access forms, license versions and revisions')]},
+            name="user",
+            options={
+                "permissions": [
+                    ("review_accessrequest", "Can review access requests and manage grants"),
+                    ("manage_release", "Can manage release policies: access forms, license versions and revisions"),
+                ]
+            },
         ),
         migrations.RemoveConstraint(
-            model_name='accessrequest',
-            name='request_one_open_per_applicant_release',
+            model_name="accessrequest",
+            name="request_one_open_per_applicant_release",
         ),
         migrations.RemoveConstraint(
-            model_name='modelfile',
-            name='file_release_path_unique',
+            model_name="modelfile",
+            name="file_release_path_unique",
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='answers_text',
+            model_name="accessrequest",
+            name="answers_text",
             field=models.TextField(blank=True, editable=False),
         ),
         migrations.AddField(
-            model_name='accessrequest',
-            name='reconsent_of',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='license_reviews', to='access.grant'),
+            model_name="accessrequest",
+            name="reconsent_of",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="license_reviews",
+                to="access.grant",
+            ),
         ),
         migrations.AddField(
-            model_name='grant',
-            name='license',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.license'),
+            model_name="grant",
+            name="license",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="access.license",
+            ),
         ),
         migrations.AddField(
-            model_name='grant',
-            name='license_accepted_at',
+            model_name="grant",
+            name="license_accepted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='grant',
-            name='license_accepted_ip',
+            model_name="grant",
+            name="license_accepted_ip",
             field=models.GenericIPAddressField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='license',
-            name='published_at',
+            model_name="license",
+            name="published_at",
             field=models.DateTimeField(default=django.utils.timezone.now),
         ),
         migrations.AddField(
-            model_name='license',
-            name='summary_of_changes',
-            field=models.TextField(blank=True, help_text='What changed since the previous version'),
+            model_name="license",
+            name="summary_of_changes",
+            field=models.TextField(blank=True, help_text="What changed since the previous version"),
         ),
         migrations.AddField(
-            model_name='modelrelease',
-            name='license_update_mode',
-            field=models.CharField(choices=[('reconsent', 'Holders accept the new version themselves'), ('review', 'Holders accept the new version and a reviewer approves them again')], default='reconsent', max_length=10),
+            model_name="modelrelease",
+            name="license_update_mode",
+            field=models.CharField(
+                choices=[
+                    ("reconsent", "Holders accept the new version themselves"),
+                    ("review", "Holders accept the new version and a reviewer approves them again"),
+                ],
+                default="reconsent",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='urlbatch',
-            name='revision',
-            field=models.CharField(blank=True, help_text='The revision whose files it signs', max_length=40),
+            model_name="urlbatch",
+            name="revision",
+            field=models.CharField(blank=True, help_text="The revision whose files it signs", max_length=40),
         ),
         migrations.AlterField(
-            model_name='accessrequest',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft (not submitted)'), ('pending', 'Pending review'), ('needs_info', 'More information needed'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('withdrawn', 'Withdrawn')], default='pending', max_length=20),
+            model_name="accessrequest",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft (not submitted)"),
+                    ("pending", "Pending review"),
+                    ("needs_info", "More information needed"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                    ("withdrawn", "Withdrawn"),
+                ],
+                default="pending",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='modelfile',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='all_files', to='access.modelrelease'),
+            model_name="modelfile",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="all_files", to="access.modelrelease"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accessrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['draft', 'pending', 'needs_info'])), fields=('applicant', 'release'), name='request_one_open_per_applicant_release'),
+            model_name="accessrequest",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["draft", "pending", "needs_info"])),
+                fields=("applicant", "release"),
+                name="request_one_open_per_applicant_release",
+            ),
         ),
         migrations.AddField(
-            model_name='accessquestion',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='questions', to='access.modelrelease'),
+            model_name="accessquestion",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="questions", to="access.modelrelease"
+            ),
         ),
         migrations.AddField(
-            model_name='releaserevision',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='revisions', to='access.modelrelease'),
+            model_name="releaserevision",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="revisions", to="access.modelrelease"
+            ),
         ),
         migrations.AddField(
-            model_name='downloadevent',
-            name='revision',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.releaserevision'),
+            model_name="downloadevent",
+            name="revision",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="access.releaserevision",
+            ),
         ),
         migrations.AddField(
-            model_name='modelfile',
-            name='revision',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='files', to='access.releaserevision'),
+            model_name="modelfile",
+            name="revision",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="files",
+                to="access.releaserevision",
+            ),
         ),
         migrations.AddField(
-            model_name='modelrelease',
-            name='main_revision',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='access.releaserevision'),
+            model_name="modelrelease",
+            name="main_revision",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="access.releaserevision",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelfile',
-            constraint=models.UniqueConstraint(condition=models.Q(('revision__isnull', False)), fields=('revision', 'path'), name='file_revision_path_unique'),
+            model_name="modelfile",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("revision__isnull", False)),
+                fields=("revision", "path"),
+                name="file_revision_path_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelfile',
-            constraint=models.UniqueConstraint(condition=models.Q(('revision__isnull', True)), fields=('release', 'path'), name='file_draft_path_unique'),
+            model_name="modelfile",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("revision__isnull", True)),
+                fields=("release", "path"),
+                name="file_draft_path_unique",
+            ),
         ),
         migrations.AddField(
-            model_name='requestanswer',
-            name='question',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='answers', to='access.accessquestion'),
+            model_name="requestanswer",
+            name="question",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="answers", to="access.accessquestion"
+            ),
         ),
         migrations.AddField(
-            model_name='requestanswer',
-            name='request',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='answers', to='access.accessrequest'),
+            model_name="requestanswer",
+            name="request",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="answers", to="access.accessrequest"
+            ),
         ),
         migrations.AddField(
-            model_name='requestattachment',
-            name='question',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='access.accessquestion'),
+            model_name="requestattachment",
+            name="question",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="access.accessquestion"
+            ),
         ),
         migrations.AddField(
-            model_name='requestattachment',
-            name='request',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to='access.accessrequest'),
+            model_name="requestattachment",
+            name="request",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="attachments", to="access.accessrequest"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accessquestion',
-            constraint=models.UniqueConstraint(fields=('release', 'key', 'version'), name='question_key_version_unique'),
+            model_name="accessquestion",
+            constraint=models.UniqueConstraint(
+                fields=("release", "key", "version"), name="question_key_version_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accessquestion',
-            constraint=models.UniqueConstraint(condition=models.Q(('retired_at__isnull', True)), fields=('release', 'key'), name='question_one_current_per_key'),
+            model_name="accessquestion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("retired_at__isnull", True)),
+                fields=("release", "key"),
+                name="question_one_current_per_key",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accessquestion',
-            constraint=models.CheckConstraint(condition=models.Q(('key__regex', '^[a-z][a-z0-9_]{0,39}$')), name='question_key_format'),
+            model_name="accessquestion",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("key__regex", "^[a-z][a-z0-9_]{0,39}$")), name="question_key_format"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='releaserevision',
-            constraint=models.UniqueConstraint(fields=('release', 'number'), name='revision_release_number_unique'),
+            model_name="releaserevision",
+            constraint=models.UniqueConstraint(fields=("release", "number"), name="revision_release_number_unique"),
         ),
         migrations.AddConstraint(
-            model_name='releaserevision',
-            constraint=models.UniqueConstraint(fields=('release', 'sha'), name='revision_release_sha_unique'),
+            model_name="releaserevision",
+            constraint=models.UniqueConstraint(fields=("release", "sha"), name="revision_release_sha_unique"),
         ),
         migrations.AddConstraint(
-            model_name='releaserevision',
-            constraint=models.CheckConstraint(condition=models.Q(('sha__regex', '^[0-9a-f]{40}$')), name='revision_sha_hex'),
+            model_name="releaserevision",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("sha__regex", "^[0-9a-f]{40}$")), name="revision_sha_hex"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='requestanswer',
-            constraint=models.UniqueConstraint(fields=('request', 'question'), name='answer_one_per_question'),
+            model_name="requestanswer",
+            constraint=models.UniqueConstraint(fields=("request", "question"), name="answer_one_per_question"),
         ),
         # Existing files become revision 1 of their release (keeping its id, so clients see no change), and
         # existing grants record the license version their request accepted. Then the triggers start guarding.
         migrations.RunPython(first_revisions, migrations.RunPython.noop),
         migrations.RunPython(answers_search_index, drop_answers_search_index),
         pgtrigger.migrations.AddTrigger(
-            model_name='modelfile',
-            trigger=pgtrigger.compiler.Trigger(name='published_files_immutable', sql=pgtrigger.compiler.UpsertTriggerSql(func="\nIF TG_OP IN ('UPDATE', 'DELETE') AND OLD.revision_id IS NOT NULL AND EXISTS (\n    SELECT 1 FROM access_releaserevision r WHERE r.id = OLD.revision_id AND r.published_at IS NOT NULL\n) THEN\n    RAISE EXCEPTION 'the files of published revision % cannot change', OLD.revision_id;\nEND IF;\nIF TG_OP IN ('INSERT', 'UPDATE') AND NEW.revision_id IS NOT NULL AND EXISTS (\n    SELECT 1 FROM access_releaserevision r WHERE r.id = NEW.revision_id AND r.published_at IS NOT NULL\n) THEN\n    RAISE EXCEPTION 'no file can be added to published revision %', NEW.revision_id;\nEND IF;\nIF TG_OP = 'DELETE' THEN\n    RETURN OLD;\nEND IF;\nRETURN NEW;\n", hash='46dc325cdd8b64e6488ce825096c38ac8849117c', operation='INSERT OR UPDATE OR DELETE', pgid='pgtrigger_published_files_immutable_38fec', table='access_modelfile', when='BEFORE')),
+            model_name="modelfile",
+            trigger=pgtrigger.compiler.Trigger(
+                name="published_files_immutable",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="\nIF TG_OP IN ('UPDATE', 'DELETE') AND OLD.revision_id IS NOT NULL AND EXISTS (\n    SELECT 1 FROM access_releaserevision r WHERE r.id = OLD.revision_id AND r.published_at IS NOT NULL\n) THEN\n    RAISE EXCEPTION 'the files of published revision % cannot change', OLD.revision_id;\nEND IF;\nIF TG_OP IN ('INSERT', 'UPDATE') AND NEW.revision_id IS NOT NULL AND EXISTS (\n    SELECT 1 FROM access_releaserevision r WHERE r.id = NEW.revision_id AND r.published_at IS NOT NULL\n) THEN\n    RAISE EXCEPTION 'no file can be added to published revision %', NEW.revision_id;\nEND IF;\nIF TG_OP = 'DELETE' THEN\n    RETURN OLD;\nEND IF;\nRETURN NEW;\n",
+                    hash="46dc325cdd8b64e6488ce825096c38ac8849117c",
+                    operation="INSERT OR UPDATE OR DELETE",
+                    pgid="pgtrigger_published_files_immutable_38fec",
+                    table="access_modelfile",
+                    when="BEFORE",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='releaserevision',
-            trigger=pgtrigger.compiler.Trigger(name='published_revision_immutable', sql=pgtrigger.compiler.UpsertTriggerSql(func="\nIF OLD.published_at IS NOT NULL AND (\n    TG_OP = 'DELETE' OR NEW.sha IS DISTINCT FROM OLD.sha OR NEW.number IS DISTINCT FROM OLD.number\n    OR NEW.release_id IS DISTINCT FROM OLD.release_id OR NEW.published_at IS DISTINCT FROM OLD.published_at\n) THEN\n    RAISE EXCEPTION 'published revision % cannot change (only its notes can)', OLD.id;\nEND IF;\nIF TG_OP = 'DELETE' THEN\n    RETURN OLD;\nEND IF;\nRETURN NEW;\n", hash='5fc95cee6a97f35089df6640b075c91231137cd2', operation='UPDATE OR DELETE', pgid='pgtrigger_published_revision_immutable_8433a', table='access_releaserevision', when='BEFORE')),
+            model_name="releaserevision",
+            trigger=pgtrigger.compiler.Trigger(
+                name="published_revision_immutable",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="\nIF OLD.published_at IS NOT NULL AND (\n    TG_OP = 'DELETE' OR NEW.sha IS DISTINCT FROM OLD.sha OR NEW.number IS DISTINCT FROM OLD.number\n    OR NEW.release_id IS DISTINCT FROM OLD.release_id OR NEW.published_at IS DISTINCT FROM OLD.published_at\n) THEN\n    RAISE EXCEPTION 'published revision % cannot change (only its notes can)', OLD.id;\nEND IF;\nIF TG_OP = 'DELETE' THEN\n    RETURN OLD;\nEND IF;\nRETURN NEW;\n",
+                    hash="5fc95cee6a97f35089df6640b075c91231137cd2",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_published_revision_immutable_8433a",
+                    table="access_releaserevision",
+                    when="BEFORE",
+                ),
+            ),
         ),
     ]

@@ -48,6 +48,7 @@ from .releases import (
     release_update,
     release_upsert_file,
 )
+from .reminders import needs_info_sweep, request_lapse, request_remind_info
 from .requests import (
     REQUEST_FIELDS,
     OpenRequestExists,
@@ -125,6 +126,7 @@ __all__ = [
     "mirror_compare",
     "mirror_disable",
     "mirror_verify",
+    "needs_info_sweep",
     "question_create",
     "question_retire",
     "question_update",
@@ -142,7 +144,9 @@ __all__ = [
     "request_ask_info",
     "request_attach",
     "request_grant",
+    "request_lapse",
     "request_reject",
+    "request_remind_info",
     "request_renew",
     "request_submit",
     "request_submit_draft",

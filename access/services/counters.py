@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import redis
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import Count, F, Max, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from ..cache import redis_key, shared_redis
-from ..models import DownloadCount, DownloadCountBatch, DownloadEvent, ModelFile, ModelRelease
+from ..models import DownloadCount, DownloadCountBatch, DownloadDay, DownloadEvent, ModelFile, ModelRelease
 from ..taskbase import portal_task
 
 log = logging.getLogger(__name__)
@@ -97,3 +98,56 @@ def release_downloads(*, release: ModelRelease, days: int = 30) -> int:
     recorded = DownloadEvent.objects.filter(release=release, file__isnull=False, created_at__gte=since).count()
     counted = DownloadCount.objects.filter(file__release=release, hour__gte=since).aggregate(n=Sum("count"))["n"]
     return recorded + (counted or 0)
+
+
+def _day_range(start: date, end: date) -> tuple[datetime, datetime]:
+    tz = timezone.get_current_timezone()
+    return (
+        timezone.make_aware(datetime.combine(start, time.min), tz),
+        timezone.make_aware(datetime.combine(end, time.max), tz),
+    )
+
+
+def download_days_rollup(*, through: date | None = None) -> int:
+    """Sum the download events of every closed day not summed yet into DownloadDay (per release and for all
+    releases together, zero days included), the last two days summed again for events written around
+    midnight. Idempotent: a day is replaced whole. Returns how many days it summed."""
+    yesterday = timezone.localdate() - timedelta(days=1)
+    through = min(through or yesterday, yesterday)
+    last = DownloadDay.objects.filter(release__isnull=True).aggregate(last=Max("day"))["last"]
+    if last is not None:
+        start = last - timedelta(days=1)
+    else:
+        first = DownloadEvent.objects.order_by("created_at").values_list("created_at", flat=True).first()
+        if first is None:
+            return 0
+        start = timezone.localdate(first)
+    if start > through:
+        return 0
+    since, until = _day_range(start, through)
+    events = DownloadEvent.objects.filter(created_at__range=(since, until)).annotate(day=TruncDate("created_at"))
+    sums = {
+        "researchers": Count("user", distinct=True),
+        "files": Count("id", filter=Q(file__isnull=False)),
+        "manifests": Count("id", filter=Q(file__isnull=True)),
+        "bytes": Coalesce(Sum("file__size"), 0),
+    }
+    now = timezone.now()
+    days = [start + timedelta(days=i) for i in range((through - start).days + 1)]
+    rows = {(day, None): DownloadDay(day=day, release=None, computed_at=now) for day in days}
+    for row in events.values("day").annotate(**sums):
+        for name in sums:
+            setattr(rows[(row["day"], None)], name, row[name])
+    for row in events.values("day", "release_id").annotate(**sums):
+        rows[(row["day"], row["release_id"])] = DownloadDay(
+            day=row["day"], release_id=row["release_id"], computed_at=now, **{name: row[name] for name in sums}
+        )
+    with transaction.atomic():
+        DownloadDay.objects.filter(day__range=(start, through)).delete()
+        DownloadDay.objects.bulk_create(rows.values(), batch_size=2000)
+    return len(days)
+
+
+@portal_task("access.tasks.download_days_rollup")
+def download_days_rollup_task() -> int:
+    return download_days_rollup()

@@ -7,7 +7,7 @@ import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from .. import emails, selectors
+from .. import emails, selectors, stats
 from ..models import AccessRequest, AuditEvent
 from ..taskbase import portal_task
 from .reviewers import reviewers
@@ -20,6 +20,8 @@ NOTICES = {
     "request.reject": "request_rejected",
     "request.close": "request_rejected",
     "request.answer": None,
+    "request.info_reminded": "request_info_reminder",
+    "request.lapse": "request_closed",
     "grant.revoked": "grant_revoked",
 }
 
@@ -57,14 +59,17 @@ def reviewers_notify(request_id: int) -> int:
 
 @portal_task("access.tasks.reviewer_digest")
 def reviewer_digest() -> int:
-    """Daily: each reviewer gets the requests that arrived in the last day and how many wait in all."""
+    """Daily: each reviewer gets the requests that arrived in the last day, those past their release's review
+    deadline, and how many wait in all."""
     if settings.REVIEWER_NOTIFICATIONS != "digest":
         return 0
     today = timezone.now().date()
     since = timezone.now() - datetime.timedelta(days=1)
     waiting = selectors.review_queue(status="pending")
     new = list(waiting.filter(created_at__gte=since)[:50])
-    if not new:
+    overdue_all = stats.overdue_requests()
+    overdue = list(overdue_all[:50])
+    if not new and not overdue:
         return 0
     sent = 0
     for reviewer in reviewers():
@@ -72,6 +77,6 @@ def reviewer_digest() -> int:
             dedupe_key=f"review-digest:{today}:{reviewer.pk}",
             template="review_digest",
             to=reviewer.email,
-            context={"new": new, "waiting": waiting.count()},
+            context={"new": new, "waiting": waiting.count(), "overdue": overdue, "overdue_count": overdue_all.count()},
         )
     return sent

@@ -30,9 +30,12 @@ EDITABLE_FIELDS = (
     "description",
     "lab_member_cap",
     "description_zh_hans",
+    "review_deadline_days",
+    "transparency_public",
 )
-# What only release managers change: the license version holders must accept, and how they do.
-POLICY_FIELDS = ("license", "license_update_mode")
+# What only release managers change: the license version holders must accept, and how they do; how long
+# review may take and whether the release's request numbers are public.
+POLICY_FIELDS = ("license", "license_update_mode", "review_deadline_days", "transparency_public")
 
 
 def revision_sha(*, repo_id: str, parent: str, files: list[tuple[str, int, str]]) -> str:
@@ -223,6 +226,10 @@ def release_update(*, actor: Actor, release: ModelRelease, changes: dict) -> Mod
                 setattr(locked, name, value)
         if locked.access == ModelRelease.Access.GATED and locked.license is None:
             raise ServiceError(_("A gated release needs a license."), "license_required", field="license")
+        if not 1 <= int(locked.review_deadline_days) <= 365:
+            raise ServiceError(
+                _("The review deadline is 1 to 365 days."), "invalid_deadline", field="review_deadline_days"
+            )
         if after:
             locked.save(update_fields=[*after, "updated_at"])
             audit(actor=actor, action="release.updated", target=locked, data={"from": before, "to": after})

@@ -23,6 +23,8 @@ TRANSITIONS: dict[str, tuple[set[str], str]] = {
     "withdraw": ({S.DRAFT, S.PENDING, S.NEEDS_INFO}, S.WITHDRAWN),
     # A renewal whose grant was revoked: closed by the revocation, as a rejection with its reason.
     "close": ({S.PENDING, S.NEEDS_INFO}, S.REJECTED),
+    # A question left unanswered after its reminder: closed like a withdrawal (no cool-down), with a notice.
+    "lapse": ({S.NEEDS_INFO}, S.WITHDRAWN),
 }
 ACTION_NAMES = {
     "submit": gettext_lazy("submit"),
@@ -32,6 +34,7 @@ ACTION_NAMES = {
     "reject": gettext_lazy("reject"),
     "withdraw": gettext_lazy("withdraw"),
     "close": gettext_lazy("close"),
+    "lapse": gettext_lazy("close"),
 }
 
 
@@ -54,10 +57,14 @@ def transition(
     update = ["status", "updated_at"]
     if action == "request_info":
         locked.info_request, locked.info_response, locked.reviewer = reason, "", actor.user
-        update += ["info_request", "info_response", "reviewer"]
+        locked.info_requested_at, locked.info_reminded_at = timezone.now(), None
+        update += ["info_request", "info_response", "reviewer", "info_requested_at", "info_reminded_at"]
     elif action == "answer":
         locked.info_response = reason
         update += ["info_response"]
+    elif action == "lapse":
+        locked.decision_reason = reason
+        update += ["decision_reason"]
     elif action in ("approve", "reject", "close"):
         locked.reviewer, locked.decision_reason, locked.decided_at = actor.user, reason, timezone.now()
         update += ["reviewer", "decision_reason", "decided_at"]

@@ -6,6 +6,10 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
 from ..markdown import render_markdown
+from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+
+from ..durations import age_days, duration_text
 
 register = template.Library()
 
@@ -42,3 +46,18 @@ def code(content, label="", id="", secret=False):
     The content is already rendered (and escaped) template output."""
     text = mark_safe(dedent(content).strip("\n"))  # template output, escaped as it rendered
     return render_to_string("components/code.html", {"code": text, "label": label, "id": id, "secret": secret})
+
+
+@register.filter
+def duration(value):
+    """A timedelta or seconds → "3 hours", "2 days"."""
+    return duration_text(value)
+
+
+@register.filter
+def waiting(created_at):
+    """How long since a request was submitted, in whole days: "waiting 3 days" / "waiting under a day"."""
+    days = age_days(timezone.now() - created_at)
+    if days == 0:
+        return gettext("waiting under a day")
+    return ngettext("waiting %(n)d day", "waiting %(n)d days", days) % {"n": days}

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from .. import selectors, services
 from ..decorators import recent_login_required
-from ..forms import AccessRequestForm, LicenseVersionForm, QuestionForm, ReleaseLicenseForm
+from ..forms import AccessRequestForm, LicenseVersionForm, QuestionForm, ReleaseLicenseForm, ReleaseReviewForm
 from ..http import actor_for
 from ..models import AccessQuestion, ModelRelease
 from ..services.licenses import license_update_holders
@@ -81,6 +81,7 @@ def _release_context(rel: ModelRelease, **extra) -> dict:
         "version_form": LicenseVersionForm(initial={"title": rel.license.title if rel.license else ""}),
         "holders_on_old": license_update_holders(release=rel).count() if rel.is_gated else 0,
         "revisions": selectors.release_revisions(release=rel),
+        "review_form": ReleaseReviewForm(instance=rel) if rel.is_gated else None,
         **extra,
     }
 
@@ -180,4 +181,26 @@ def license_version(request, repo_id):
             return redirect("manage-release", repo_id=rel.repo_id)
     else:
         messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+    return redirect("manage-release", repo_id=rel.repo_id)
+
+
+@release_manager_required
+@recent_login_required
+@require_POST
+def review_policy(request, repo_id):
+    """The release's review deadline and transparency page, through the release service."""
+    rel = _release(repo_id)
+    form = ReleaseReviewForm(request.POST, instance=ModelRelease.objects.get(pk=rel.pk))
+    if not form.is_valid():
+        return render(request, "access/manage/release.html", _release_context(rel, review_form=form), status=400)
+    try:
+        services.release_update(
+            actor=actor_for(request),
+            release=rel,
+            changes={name: form.cleaned_data[name] for name in ReleaseReviewForm.Meta.fields},
+        )
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Review settings saved."))
     return redirect("manage-release", repo_id=rel.repo_id)

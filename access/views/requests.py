@@ -145,6 +145,9 @@ def request_detail(request, public_id):
         "grant": getattr(access_request, "grant", None) if access_request.status == "approved" else None,
         "answers": answers_shown(access_request),
         "attachment_form": AttachmentForm(file_questions=file_questions) if file_questions else None,
+        "position": selectors.queue_position(access_request),
+        "closes_on": selectors.needs_info_closes_on(access_request),
+        "typical_wait": selectors.typical_wait(access_request.release) if access_request.status == "pending" else None,
     }
     return render(request, "access/request_detail.html", context)
 
