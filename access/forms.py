@@ -483,6 +483,8 @@ class LabCoverageForm(forms.Form):
         if data.get("all_members"):
             data["members"] = []
         return data
+
+
 class ReleaseReviewForm(forms.ModelForm):
     """How long review of a release may take, and whether its request numbers are public."""
 

@@ -237,9 +237,9 @@ def test_an_unanswered_question_is_reminded_once_then_closed(world, settings, dj
     actions = list(AuditEvent.objects.filter(request=r6).values_list("action", "credential"))
     assert actions == [("request.info_reminded", "task"), ("request.lapse", "task")]
     # No cool-down: the applicant may apply again.
-    from access.services.requests import _cooldown_ends
+    from access.selectors import rejection_cooldown_ends
 
-    assert _cooldown_ends(user=r6.applicant, release=r6.release) is None
+    assert rejection_cooldown_ends(user=r6.applicant, release=r6.release) is None
 
 
 def test_the_applicant_is_told_when_an_unanswered_question_closes_the_request(client, world, settings):
@@ -528,6 +528,7 @@ def test_the_admin_sets_the_deadline_through_the_release_service(client, world):
         "parameters": a.parameters,
         "review_deadline_days": "3",
         "transparency_public": "on",
+        "lab_member_cap": "25",
     }
     response = client.post(f"/admin/access/modelrelease/{a.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:1000]

@@ -3,13 +3,12 @@ from textwrap import dedent
 
 from django import template
 from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
-
-from ..markdown import render_markdown
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 
 from ..durations import age_days, duration_text
+from ..markdown import render_markdown
 
 register = template.Library()
 
