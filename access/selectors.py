@@ -329,7 +329,7 @@ def review_queue(
     organization_type: str | None = None,
     search: str | None = None,
 ) -> QuerySet[AccessRequest]:
-    qs = AccessRequest.objects.select_related("release", "applicant").order_by("created_at", "id")
+    qs = AccessRequest.objects.select_related("release", "applicant", "lab").order_by("created_at", "id")
     # Drafts are not submitted yet: they are not the reviewers' unless asked for by status.
     qs = qs.filter(status=status) if status else qs.exclude(status=AccessRequest.Status.DRAFT)
     if release:
@@ -391,3 +391,12 @@ def needs_info_closes_on(access_request: AccessRequest):
 def pending_count() -> int:
     """Requests waiting for a reviewer, for the navigation: one COUNT over the queue index."""
     return AccessRequest.objects.filter(status=AccessRequest.Status.PENDING).count()
+
+
+def requested_lab_seats() -> QuerySet[LabSeat]:
+    """Lab members asking for a place on their lab's grant (beyond its cap, or not named): reviewers decide."""
+    return (
+        LabSeat.objects.filter(status=LabSeat.Status.REQUESTED, grant__revoked_at__isnull=True)
+        .select_related("user", "grant__lab", "grant__release")
+        .order_by("created_at", "id")
+    )

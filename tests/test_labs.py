@@ -412,3 +412,18 @@ def test_a_members_repeat_download_costs_what_an_individual_holders_does(lab, re
             assert file_status(token, release)[0] == 302
         counts[name] = len(queries)
     assert counts["member"] == counts["individual"], counts
+
+
+def test_the_queue_marks_lab_requests_and_lists_members_waiting_for_a_place(client, lab, release, reviewer):
+    from tests.support.auth import login_recently
+
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer, members=[member_id(lab, people["owner"])])
+    accept(token_secret(people["member"]), grant)
+    other = ReleaseFactory(repo_id="facebook/opt-66b", access="gated")
+    assert apply_for_lab(people["owner"], lab, other, all_members=True).status_code == 201
+    login_recently(client, reviewer)
+    page = client.get("/review/").content.decode()
+    assert "Lab: Language Lab" in page
+    waiting = page[page.index('id="lab-seats-waiting"') :]
+    assert "max@gmail.example" in waiting and f"/review/grants/{grant.public_id}/" in waiting

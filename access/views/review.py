@@ -142,6 +142,7 @@ def queue(request):
         ],
         "today": timezone.localdate(),
         "month_ago": timezone.localdate() - timedelta(days=30),
+        "lab_seats": selectors.requested_lab_seats()[:50],
     }
     return render(request, "access/review/queue.html", context)
 
