@@ -400,3 +400,10 @@ def requested_lab_seats() -> QuerySet[LabSeat]:
         .select_related("user", "grant__lab", "grant__release")
         .order_by("created_at", "id")
     )
+
+
+def admin_labs(*, user) -> list[Lab]:
+    """The labs this user may apply for (as their owner or an admin)."""
+    if user is None or not user.is_authenticated:
+        return []
+    return [m.lab for m in user_labs(user=user) if m.role in (LabMembership.Role.OWNER, LabMembership.Role.ADMIN)]

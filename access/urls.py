@@ -50,6 +50,7 @@ urlpatterns = [
     path("labs/", labs.labs, name="labs"),
     path("labs/invitations/<str:token>/", labs.lab_invitation, name="lab-invitation"),
     path("labs/grants/<str:public_id>/", labs.lab_grant, name="lab-grant"),
+    path("labs/grants/<str:public_id>/renew", labs.lab_grant_renew, name="lab-grant-renew"),
     path("labs/<str:public_id>/", labs.lab_detail, name="lab-detail"),
     path("labs/<str:public_id>/invite", labs.lab_invite, name="lab-invite"),
     path(

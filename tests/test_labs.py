@@ -427,3 +427,23 @@ def test_the_queue_marks_lab_requests_and_lists_members_waiting_for_a_place(clie
     assert "Lab: Language Lab" in page
     waiting = page[page.index('id="lab-seats-waiting"') :]
     assert "max@gmail.example" in waiting and f"/review/grants/{grant.public_id}/" in waiting
+
+
+def test_an_admin_renews_the_lab_grant_from_the_lab_page_and_members_see_its_state(client, lab, release, reviewer):
+    from tests.support.auth import login_recently
+
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() + timedelta(days=3))
+    login_recently(client, people["member"])
+    assert "/renew" not in client.get(f"/labs/{lab.public_id}/").content.decode()  # members do not renew
+    assert client.post(f"/labs/grants/{grant.public_id}/renew").status_code == 302
+    assert not lab.access_requests.filter(renewal_of=grant).exists()
+    page = client.get(f"/models/{release.repo_id}").content.decode()
+    assert 'data-code="lab_license_pending"' in page and f"/labs/grants/{grant.public_id}/" in page
+    login_recently(client, people["admin"])
+    assert f"/labs/grants/{grant.public_id}/renew" in client.get(f"/labs/{lab.public_id}/").content.decode()
+    response = client.post(f"/labs/grants/{grant.public_id}/renew")
+    renewal = lab.access_requests.get(renewal_of=grant)
+    assert response.url == f"/requests/{renewal.public_id}/" and renewal.status == "pending"
+    assert f"?lab={lab.public_id}" in client.get("/models/facebook/opt-175b").content.decode()

@@ -14,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .. import downloads, selectors
+from ..durations import wait_estimate_text
 from ..http import base_url, json_error, wants_json
 from ..listing import file_listing
 from ..services import counters
@@ -35,6 +36,8 @@ def release_detail(request, repo_id):
     decision = downloads.access_state(user=request.user, release=release)
     listing = file_listing(selectors.release_files(release=release))
     rejected = decision.code == "rejected" and decision.access_request is not None
+    waiting = decision.code == "pending" and decision.access_request is not None
+    waiting = waiting and decision.access_request.status == decision.access_request.Status.PENDING
     context = {
         "release": release,
         "description": release.description_in(translation.get_language()),
@@ -45,6 +48,16 @@ def release_detail(request, repo_id):
         "reapply_after": selectors.rejection_cooldown_ends(user=request.user, release=release) if rejected else None,
         "portal_url": base_url(request),
         "downloads_30d": counters.release_downloads(release=release),
+        "wait_estimate": (
+            wait_estimate_text(
+                repo_id=release.repo_id,
+                position=selectors.queue_position(decision.access_request),
+                typical=selectors.typical_wait(release),
+            )
+            if waiting
+            else ""
+        ),
+        "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
     }
     return render(request, "access/release_detail.html", context)
 

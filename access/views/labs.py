@@ -216,6 +216,26 @@ def lab_grant(request, public_id):
     return render(request, "access/labs/grant.html", context)
 
 
+@login_required
+@require_POST
+def lab_grant_renew(request, public_id):
+    """An owner or admin asks for a renewal of the lab's grant; it goes to the reviewers like any request."""
+    found = selectors.member_lab_grant_get(user=request.user, public_id=public_id)
+    if found is None:
+        raise Http404
+    grant = found[0]
+    try:
+        access_request = services.request_renew(actor=actor_for(request), grant=grant)
+    except services.OpenRequestExists as exc:
+        messages.info(request, str(exc))
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("The renewal request is with the reviewers."))
+        return redirect("request-detail", public_id=access_request.public_id)
+    return redirect("lab-detail", public_id=grant.lab.public_id)
+
+
 # --- Reviewers --------------------------------------------------------------------------------------------
 
 
