@@ -105,6 +105,18 @@ def _require_power(actor: Actor, holds, refusal: str) -> None:
         )
 
 
+def require_license_version(release, version) -> None:
+    """The version a holder accepts must be the one the release is on now (the one they were shown)."""
+    current = release.license
+    if current is None or str(version) != current.version:
+        raise ServiceError(
+            _("Version %(v)s is not the license of %(repo)s; its current version is %(current)s.")
+            % {"v": version, "repo": release.repo_id, "current": current.version if current else "-"},
+            "license_version",
+            field="version",
+        )
+
+
 def require_user(actor: Actor) -> User:
     if actor.user is None or not actor.user.is_authenticated or not actor.user.is_active:
         raise Forbidden(_("Sign in first."), "not_authenticated")

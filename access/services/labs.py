@@ -28,7 +28,16 @@ from ..models import AccessRequest, Grant, Lab, LabInvitation, LabMembership, La
 from ..selectors import lab_grant_url
 from ..taskbase import portal_task
 from .audit import audit
-from .base import Actor, Forbidden, NotFound, ServiceError, clean, require_reviewer, require_user
+from .base import (
+    Actor,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    clean,
+    require_license_version,
+    require_reviewer,
+    require_user,
+)
 from .reviewers import reviewers
 
 Role = LabMembership.Role
@@ -389,13 +398,7 @@ def lab_seat_accept(
         release, current = locked.release, locked.release.license
         if not locked.is_active:
             raise ServiceError(_("This grant is no longer active."), "grant_inactive")
-        if current is None or str(version) != current.version:
-            raise ServiceError(
-                _("Version %(v)s is not the license of %(repo)s; its current version is %(current)s.")
-                % {"v": version, "repo": release.repo_id, "current": current.version if current else "-"},
-                "license_version",
-                field="version",
-            )
+        require_license_version(release, version)
         seat = LabSeat.objects.filter(grant=locked, user=user).first()
         if seat is not None and seat.status == Seat.REJECTED:
             raise ServiceError(

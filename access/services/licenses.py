@@ -15,7 +15,7 @@ from .. import emails
 from ..models import AccessRequest, Grant, License, ModelRelease
 from ..taskbase import portal_task
 from .audit import audit
-from .base import Actor, NotFound, ServiceError, clean, require_release_manager, require_user
+from .base import Actor, NotFound, ServiceError, clean, require_license_version, require_release_manager, require_user
 from .grants import grant_record_license
 from .requests import REQUEST_FIELDS, request_submit
 
@@ -86,13 +86,7 @@ def grant_accept_license(
         current = release.license
         if not locked.is_active:
             raise ServiceError(_("This grant is no longer active."), "grant_inactive")
-        if current is None or str(version) != current.version:
-            raise ServiceError(
-                _("Version %(v)s is not the license of %(repo)s; its current version is %(current)s.")
-                % {"v": version, "repo": release.repo_id, "current": current.version if current else "-"},
-                "license_version",
-                field="version",
-            )
+        require_license_version(release, version)
         if locked.license_id == current.pk:
             return Acceptance(locked)
         if release.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW:
