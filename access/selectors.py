@@ -204,8 +204,13 @@ def user_lab_access(
     grants = list(grants.order_by("-issued_at")[:20])
     if not grants:
         return []
-    seats = {seat.grant_id: seat for seat in LabSeat.objects.filter(user=user, grant__in=grants)}
     grants.sort(key=lambda g: not g.is_active)
+    return with_seats(user=user, grants=grants)
+
+
+def with_seats(*, user: User, grants: list[Grant]) -> list[tuple[Grant, LabSeat | None]]:
+    """Each lab grant with this user's seat on it, or None (one query for all of them)."""
+    seats = {seat.grant_id: seat for seat in LabSeat.objects.filter(user=user, grant__in=grants)}
     return [(g, seats.get(g.pk)) for g in grants]
 
 
@@ -238,13 +243,18 @@ def lab_members(*, lab: Lab) -> QuerySet[LabMembership]:
 
 def member_lab_grants(*, user: User) -> list[tuple[Grant, LabSeat | None]]:
     """The lab grants a user's current labs hold, with the user's seat on each."""
-    grants = list(
+    grants = (
         Grant.objects.filter(lab__memberships__user=user, lab__memberships__left_at__isnull=True)
         .select_related("lab", "release", "request")
         .order_by("-issued_at")
     )
-    seats = {seat.grant_id: seat for seat in LabSeat.objects.filter(user=user, grant__in=grants)}
-    return [(g, seats.get(g.pk)) for g in grants]
+    return with_seats(user=user, grants=list(grants))
+
+
+def lab_grants(*, lab: Lab, user: User) -> list[tuple[Grant, LabSeat | None]]:
+    """One lab's grants, newest first, with this user's seat on each."""
+    grants = Grant.objects.filter(lab=lab).select_related("lab", "release", "request").order_by("-issued_at")
+    return with_seats(user=user, grants=list(grants))
 
 
 def member_lab_grant_get(*, user: User, public_id: str) -> tuple[Grant, LabSeat | None] | None:

@@ -70,8 +70,9 @@ class LabOutput(serializers.ModelSerializer):
 
     def get_grants(self, obj) -> list[dict]:
         user = self._user()
-        pairs = [(g, s) for g, s in selectors.member_lab_grants(user=user) if g.lab_id == obj.pk] if user else []
-        return [LabGrantOutput({"grant": g, "seat": s}).data for g, s in pairs]
+        if services.labs.membership_of(user, obj) is None:
+            return []  # reviewers see the lab, not grants "of theirs"
+        return [LabGrantOutput({"grant": g, "seat": s}).data for g, s in selectors.lab_grants(lab=obj, user=user)]
 
 
 class LabInput(serializers.Serializer):

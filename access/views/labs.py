@@ -55,8 +55,6 @@ def lab_detail(request, public_id):
     mine = services.labs.membership_of(request.user, lab)
     members = list(selectors.lab_members(lab=lab))
     can_admin = mine is not None and mine.role in services.labs.ADMIN_ROLES
-    grants = list(Grant.objects.filter(lab=lab).select_related("release", "request").order_by("-issued_at"))
-    seats = {g.pk: s for g, s in selectors.member_lab_grants(user=request.user) if g.lab_id == lab.pk}
     context = {
         "lab": lab,
         "mine": mine,
@@ -68,7 +66,7 @@ def lab_detail(request, public_id):
             else []
         ),
         "invite_form": LabInviteForm() if can_admin else None,
-        "grants": [(g, seats.get(g.pk)) for g in grants],
+        "grants": selectors.lab_grants(lab=lab, user=request.user),
         "requests": AccessRequest.objects.filter(lab=lab).select_related("release").order_by("-created_at")[:50],
         "gated": selectors.release_list(user=request.user).filter(access="gated") if can_admin else [],
     }
