@@ -111,16 +111,21 @@ def enabled() -> bool:
     return settings.DOWNLOAD_EVENT_GROUP_COMMIT and connection.vendor == "postgresql"
 
 
+def _serves(writer: Writer | None, statement: str) -> bool:
+    """Whether this process's writer exists and writes this statement (a forked child needs its own)."""
+    return writer is not None and writer.pid == os.getpid() and writer.statement == statement
+
+
 def write(statement: str, params) -> bool:
     """Commit this row with whatever else is waiting; False when the caller must insert it itself."""
     global _writer
     if not enabled() or connection.in_atomic_block:
         return False
     writer = _writer
-    if writer is None or writer.pid != os.getpid() or writer.statement != statement:
+    if not _serves(writer, statement):
         with _lock:
             writer = _writer
-            if writer is None or writer.pid != os.getpid() or writer.statement != statement:
+            if not _serves(writer, statement):
                 writer = _writer = Writer(statement)
     writer.write(params)
     return True
