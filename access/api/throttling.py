@@ -44,17 +44,14 @@ return out
 """
 
 
-@cache
-def _count_script(client):
-    return client.register_script(COUNT_SCRIPT)
-
-
 def _count_many(keys: list[tuple[str, int]]) -> list[int]:
     """INCR each (key, ttl) counter, in one round trip on Redis; the window's count for each."""
     client = shared_redis()
     if client is not None:
         read_version = decision_cache.wants_version()
-        results = _count_script(client)(
+        results = decision_cache.run_script(
+            client,
+            COUNT_SCRIPT,
             keys=[redis_key(key) for key, _ in keys] + [redis_key(decision_cache.VERSION_KEY)],
             args=[ttl for _, ttl in keys] + ["1" if read_version else "0"],
         )

@@ -39,7 +39,7 @@ def count_open_download(file_id: int) -> bool:
     if client is None:
         return False
     try:
-        client.hincrby(redis_key(LIVE + _hour()), str(file_id), 1)
+        client.execute_command("HINCRBY", redis_key(LIVE + _hour()), file_id, 1)
     except redis.RedisError:
         return False
     return True
