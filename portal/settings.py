@@ -121,6 +121,22 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
 ]
 
+# Per-file downloads without a session cookie (scripts, anonymous) skip what only signed-in browsers need;
+# portal.handlers. An empty list sends them through MIDDLEWARE like everything else.
+DOWNLOAD_MIDDLEWARE = [
+    "access.middleware.RequestContextMiddleware",
+    "portal.handlers.DownloadCspMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "access.middleware.RejectNulMiddleware",
+    "access.cache.RequestScope",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "access.middleware.DependencyErrorMiddleware",
+]
+if not env.bool("DOWNLOAD_FAST_STACK", default=True):
+    DOWNLOAD_MIDDLEWARE = []
+
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
 APPEND_SLASH = False
