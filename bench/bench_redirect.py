@@ -186,7 +186,7 @@ def profile(client, urls: list[str], headers: dict, n: int) -> str:
     import cProfile
     import pstats
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time) if os.environ.get("BENCH_PROFILE_CPU") else cProfile.Profile()
     profiler.enable()
     for i in range(n):
         client.get(urls[i % len(urls)], **headers)
