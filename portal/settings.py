@@ -339,6 +339,9 @@ GRANT_EXPIRY_WARNING_DAYS = env.int("GRANT_EXPIRY_WARNING_DAYS", default=30)
 REJECTION_COOLDOWN_DAYS = env.int("REJECTION_COOLDOWN_DAYS", default=30)
 # Download events of concurrent requests share one commit (access.groupcommit); PostgreSQL only.
 DOWNLOAD_EVENT_GROUP_COMMIT = env.bool("DOWNLOAD_EVENT_GROUP_COMMIT", default=True)
+# Anonymous downloads of open releases are added up in each web process and sent to Redis this often (seconds);
+# 0 sends each before its redirect (access.services.counters).
+OPEN_COUNT_FLUSH_SECONDS = env.float("OPEN_COUNT_FLUSH_SECONDS", default=1.0)
 # How long a lab invitation link stays valid.
 LAB_INVITATION_DAYS = env.int("LAB_INVITATION_DAYS", default=7)
 # A request waiting on its applicant's answer is reminded once after this many days, then closed this many

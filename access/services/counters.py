@@ -1,19 +1,28 @@
 """Counted downloads: anonymous fetches of open releases, per file and hour, through Redis into PostgreSQL.
 
-Each such redirect adds one to a Redis hash for its hour before the redirect is sent (a web process killed
-mid-request loses nothing already counted). Every minute beat moves the hashes into `DownloadCount`: a hash is
-renamed to a batch key first (new counts go on in a fresh hash), added in one transaction that also records the
-batch's name, then deleted, so a flush that dies at any point and runs again counts nothing twice. What Redis
-holds between flushes (at most a minute of counts) is lost only if Redis itself loses data.
+Each web process adds its counts up in memory and sends them to a Redis hash per hour every
+OPEN_COUNT_FLUSH_SECONDS (1 s) in one pipelined round trip, so an anonymous redirect makes no Redis call of its
+own; a process that stops normally (SIGTERM, gunicorn's graceful restart) sends what it holds on its way out.
+A process killed outright loses at most its last second of counts; OPEN_COUNT_FLUSH_SECONDS=0 sends each count
+before its redirect instead (nothing lost, one more round trip per download). When Redis does not answer, the
+counts stay in the process and go with the next send, and downloads are logged as rows until it answers again.
+Every minute beat moves the hashes into `DownloadCount`: a hash is renamed to a batch key first (new counts go
+on in a fresh hash), added in one transaction that also records the batch's name, then deleted, so a flush that
+dies at any point and runs again counts nothing twice. What Redis holds between flushes (at most a minute of
+counts) is lost only if Redis itself loses data.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import secrets
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 
 import redis
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
@@ -33,11 +42,88 @@ def _hour(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d%H")
 
 
+class _Pending:
+    """This process's counts not yet in Redis, and the thread that sends them."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[str, int], int] = {}
+        self.failing = False  # the last send failed: callers log rows until one succeeds
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="download-counts", daemon=True)
+        self.thread.start()
+
+    def add(self, file_id: int) -> None:
+        key = (_hour(), file_id)
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def send(self) -> None:
+        with self.lock:
+            counts, self.counts = self.counts, {}
+        if not counts:
+            return
+        client = shared_redis()
+        try:
+            if client is None:
+                raise redis.ConnectionError("no Redis to count in")
+            with client.pipeline(transaction=False) as pipe:
+                for (hour, file_id), n in counts.items():
+                    pipe.execute_command("HINCRBY", redis_key(LIVE + hour), file_id, n)
+                pipe.execute()
+        except redis.RedisError as exc:
+            with self.lock:  # kept for the next send; newer counts of the same key are added on top
+                for key, n in counts.items():
+                    self.counts[key] = self.counts.get(key, 0) + n
+            if not self.failing:
+                log.warning("counted downloads not sent to Redis (%d kept): %s", sum(counts.values()), exc)
+            self.failing = True
+        else:
+            self.failing = False
+
+    def _run(self) -> None:
+        while not self.wake.wait(self.interval):
+            self.send()
+
+
+_pending: _Pending | None = None
+_pending_lock = threading.Lock()
+
+
+def _buffer() -> _Pending:
+    global _pending
+    pending = _pending
+    if pending is None or pending.pid != os.getpid():  # a forked child sends its own
+        with _pending_lock:
+            pending = _pending
+            if pending is None or pending.pid != os.getpid():
+                pending = _pending = _Pending(settings.OPEN_COUNT_FLUSH_SECONDS)
+    return pending
+
+
+def send_pending() -> None:
+    """Send this process's counts to Redis now (at exit, and before a flush reads Redis)."""
+    pending = _pending
+    if pending is not None and pending.pid == os.getpid():
+        pending.send()
+
+
+atexit.register(send_pending)
+
+
 def count_open_download(file_id: int) -> bool:
     """Count one anonymous download; False when there is no Redis to count in (the caller records a row)."""
     client = shared_redis()
     if client is None:
         return False
+    if settings.OPEN_COUNT_FLUSH_SECONDS > 0:
+        pending = _buffer()
+        if pending.failing:
+            return False
+        pending.add(file_id)
+        return True
     try:
         client.execute_command("HINCRBY", redis_key(LIVE + _hour()), file_id, 1)
     except redis.RedisError:
@@ -47,6 +133,7 @@ def count_open_download(file_id: int) -> bool:
 
 def download_counts_flush() -> int:
     """Move every counter hash into DownloadCount; returns how many downloads were added."""
+    send_pending()
     client = shared_redis()
     if client is None:
         return 0
