@@ -147,8 +147,8 @@ CACHED_RELEASE_FILES = 5000
 
 def _cache_release_files(release: ModelRelease) -> None:
     marker = ("release-files", release.repo_id)
-    if cache.get(marker) is not None:
-        return
+    if cache.current_version() is None or cache.get(marker) is not None:
+        return  # nothing is cached (no shared Redis), or they are already
     files = list(release_files(release=release)[: CACHED_RELEASE_FILES + 1])
     if len(files) <= CACHED_RELEASE_FILES:
         for file in files:

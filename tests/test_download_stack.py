@@ -10,7 +10,8 @@ from contextlib import contextmanager
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from access import services
@@ -202,3 +203,38 @@ def test_anonymous_open_downloads_are_counted_through_the_download_stack(release
     assert status == 302
     assert download_counts_flush() == 2
     assert DownloadEvent.objects.count() == 0
+
+
+def _file_queries(queries) -> int:
+    return sum('FROM "access_modelfile"' in q["sql"] for q in queries)
+
+
+def test_a_releases_files_enter_the_cache_together(holder, releases):
+    gated, _ = releases
+    for n in range(1, 4):
+        add_file(gated, f"checkpoint_last-model_part-0-shard{n}.pt", b"more weights %d" % n)
+    _, _, secret, _ = holder
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    with CaptureQueriesContext(connection) as first:
+        assert api.get(GATED).status_code == 302
+    assert _file_queries(first.captured_queries) == 2  # the file, then all of the release's main revision
+    for n in range(1, 4):
+        with CaptureQueriesContext(connection) as later:
+            assert api.get(GATED.replace("shard0", f"shard{n}")).status_code == 302
+        assert _file_queries(later.captured_queries) == 0
+    assert DownloadEvent.objects.count() == 4
+
+
+def test_without_a_shared_cache_each_download_reads_only_its_file(holder, settings):
+    from access import cache as decision_cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    decision_cache.clear()
+    _, _, secret, _ = holder
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as ctx:
+            assert api.get(GATED).status_code == 302
+        assert _file_queries(ctx.captured_queries) == 1
