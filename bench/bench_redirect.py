@@ -149,39 +149,13 @@ def settled_count(model, *, quiet: float = 0.5, timeout: float = 30) -> int:
 
 
 class WsgiClient:
-    """GET or HEAD through portal.wsgi's application, as gunicorn calls it (the same stack choice, middleware,
-    URLconf and views), without an HTTP server."""
+    """GET through portal.wsgi's application, as gunicorn calls it (the same stack choice, middleware, URLconf and
+    views), without an HTTP server."""
 
-    def __init__(self):
-        from portal.wsgi import application
+    def get(self, path: str, **headers) -> int:
+        from tests.support.wsgi import wsgi_call
 
-        self.application = application
-
-    def get(self, path: str, **headers):
-        environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": path,
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(b""),
-            "wsgi.errors": sys.stderr,
-            "wsgi.version": (1, 0),
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            **headers,
-        }
-        status = []
-        result = self.application(environ, lambda s, h, exc_info=None: status.append(int(s.split()[0])))
-        try:
-            b"".join(result)
-        finally:
-            result.close()
-        return status[0]
+        return wsgi_call(path, headers={k.removeprefix("HTTP_").replace("_", "-"): v for k, v in headers.items()})[0]
 
 
 def in_process(token: str, paths: list[str], n: int = 300) -> dict:

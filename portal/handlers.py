@@ -45,9 +45,9 @@ class DownloadHandler(WSGIHandler):
     def load_middleware(self, is_async=False):
         full = list(settings.MIDDLEWARE)
         chosen = list(settings.DOWNLOAD_MIDDLEWARE)
-        own = [path for path in chosen if path not in full]
-        if own != [f"{__name__}.DownloadCspMiddleware"] and own:
-            raise ImproperlyConfigured(f"DOWNLOAD_MIDDLEWARE names middleware MIDDLEWARE does not: {own}")
+        unknown = [path for path in chosen if path not in full and path != f"{__name__}.DownloadCspMiddleware"]
+        if unknown:
+            raise ImproperlyConfigured(f"DOWNLOAD_MIDDLEWARE names middleware MIDDLEWARE does not: {unknown}")
         ordered = [path for path in chosen if path in full]
         if ordered != [path for path in full if path in ordered]:
             raise ImproperlyConfigured("DOWNLOAD_MIDDLEWARE must keep MIDDLEWARE's order")

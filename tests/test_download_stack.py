@@ -3,7 +3,6 @@ go through the short download stack, everything else through the full one, and b
 
 from __future__ import annotations
 
-import io
 import json
 from contextlib import contextmanager
 
@@ -18,6 +17,7 @@ from access import services
 from access.models import DownloadEvent
 from portal import handlers
 from tests.factories import ReleaseFactory, UserFactory, add_file, grant_for, token_secret
+from tests.support.wsgi import wsgi_call
 
 pytestmark = pytest.mark.django_db
 
@@ -58,43 +58,10 @@ def _keep_test_connection():
         request_finished.connect(close_old_connections)
 
 
-def wsgi(path: str, *, method: str = "GET", query: str = "", **headers) -> tuple[int, dict, bytes]:
-    """One request through portal.wsgi's application, as gunicorn hands it over."""
-    from portal.wsgi import application
-
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.version": (1, 0),
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
-    }
-    seen = {}
-
-    def start_response(status, response_headers, exc_info=None):
-        seen["status"] = int(status.split()[0])
-        seen["headers"] = {}
-        for name, value in response_headers:
-            seen["headers"].setdefault(name.lower(), []).append(value)
-
+def wsgi(path: str, *, method: str = "GET", **headers) -> tuple[int, dict, bytes]:
+    """One request through portal.wsgi's application inside the test's transaction."""
     with _keep_test_connection():
-        result = application(environ, start_response)
-        try:
-            body = b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-    return seen["status"], {k: ", ".join(v) for k, v in seen["headers"].items()}, body
+        return wsgi_call(path, method=method, headers={name.replace("_", "-"): v for name, v in headers.items()})
 
 
 def test_only_cookieless_downloads_take_the_download_stack(settings):
