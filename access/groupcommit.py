@@ -10,6 +10,12 @@ acknowledged before its commit: `synchronous_commit` stays on, a killed process 
 were never answered, and a failed commit fails every request of its batch with the database error, as an insert
 of their own would have.
 
+The statement takes one array per column (`INSERT … SELECT * FROM unnest(%s::type[], …)`): a batch is one
+statement in autocommit, so one round trip whatever its size, prepared once per connection. Round trips are
+what limits the writer: after each reply its thread has to win the interpreter lock back from the request
+threads, which under load takes up to the switch interval (5 ms). Measured with one busy thread beside eight
+writers, BEGIN + insert + COMMIT (three round trips) committed about 110 rows/s and this one statement about 280.
+
 Only for PostgreSQL and outside an atomic block (the writer's connection cannot see a caller's uncommitted rows);
 anywhere else `write` returns False and the caller inserts itself.
 """
@@ -22,6 +28,7 @@ import os
 import queue
 import threading
 
+import psycopg
 from django.conf import settings
 from django.db import OperationalError, connection, connections
 
@@ -86,9 +93,11 @@ class Writer:
                     database = connections.create_connection("default")
                 with database.wrap_database_errors:
                     database.ensure_connection()
-                    raw = database.connection
-                    with raw.transaction(), raw.cursor() as cursor:
-                        cursor.executemany(self.statement, [row.params for row in batch])
+                    # One statement in autocommit, its own transaction: a single round trip, however many rows.
+                    # A server-side binding cursor (Django's own bind on the client, which cannot prepare).
+                    with psycopg.Cursor(database.connection) as cursor:
+                        columns = [list(column) for column in zip(*(row.params for row in batch), strict=True)]
+                        cursor.execute(self.statement, columns, prepare=True)
             except BaseException as exc:  # every waiting request learns it, whatever it was
                 log.warning("download events not committed (%d rows): %s", len(batch), exc)
                 for row in batch:

@@ -27,7 +27,12 @@ def clean_text(value: str, *, multiline: bool, name: bool = False) -> str:
     return unicodedata.normalize("NFC", value.strip())
 
 
+# Unicode's control characters (category Cc: U+0000-U+001F and U+007F-U+009F) but tab and newline, which the
+# whitespace collapse below turns into spaces.
+_DROP_CONTROLS = {c: None for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\t\n"}
+
+
 def printable(text: str) -> str:
     """Text fit for one line of a header or a terminal: control characters (ANSI escapes included) dropped,
     runs of whitespace collapsed."""
-    return " ".join("".join(ch for ch in str(text) if unicodedata.category(ch) != "Cc" or ch in " \t\n").split())
+    return " ".join(str(text).translate(_DROP_CONTROLS).split())

@@ -214,9 +214,12 @@ def print_in_process(local: dict) -> None:
         f"({local['portal_cpu_ms']:.2f} ms CPU in Python), bare Django {local['bare_ms']:.2f} ms "
         f"({local['bare_cpu_ms']:.2f} ms CPU); portal/bare {local['portal_ms'] / local['bare_ms']:.0f}x"
     )
-    from access.downloads import INSERT_EVENT
+    from django.conf import settings
 
-    queries = [*local["queries"], f"{INSERT_EVENT}  -- server-side prepared, so not in Django's query log"]
+    from access.downloads import INSERT_EVENT, INSERT_EVENTS
+
+    insert = INSERT_EVENTS if settings.DOWNLOAD_EVENT_GROUP_COMMIT else INSERT_EVENT
+    queries = [*local["queries"], f"{insert}  -- server-side prepared, so not in Django's query log"]
     print(
         f"SQL of this process's first redirect ({len(queries)} statements: what it reads once, then the insert; "
         "every later redirect runs the insert alone while nothing changes):"
@@ -312,7 +315,7 @@ def main() -> int:
         wrk_opts = {"connections": args.connections, "threads": args.threads}
         for url, script in targets.values():  # warm-up: imports, DB connections, OS caches
             wrk(url, script, duration=2, **wrk_opts)
-        time.sleep(0.5)
+        time.sleep(0.5 + settings.OPEN_COUNT_FLUSH_SECONDS)  # the warm-up's counts reach Redis before the flush
 
         # Rounds interleave the targets, so a change in background load hits all of them alike; the ratios are
         # computed within each round (paired) and the table shows medians over rounds.
