@@ -54,6 +54,36 @@ def committed_elsewhere(ip) -> bool:
         other.close()
 
 
+def write_at_once(rows) -> list[Exception]:
+    """Each row written by its own thread, all released together; the errors they raised."""
+    start, errors = threading.Barrier(len(rows)), []
+
+    def one(row):
+        start.wait()
+        try:
+            groupcommit.write(INSERT_EVENTS, row)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one, args=(row,)) for row in rows]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def transactions_of(release_id) -> int:
+    """How many transactions wrote the release's events: rows written by one carry its id (xmin)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(DISTINCT xmin::text) FROM access_downloadevent WHERE release_id = %s", [release_id]
+        )
+        return cursor.fetchone()[0]
+
+
 def test_every_write_returns_only_after_its_row_is_committed(shared_commits, shard):
     assert groupcommit.write(INSERT_EVENTS, params(shard, ip="192.0.2.10")) is True
     assert committed_elsewhere("192.0.2.10")
@@ -61,31 +91,9 @@ def test_every_write_returns_only_after_its_row_is_committed(shared_commits, sha
 
 def test_concurrent_requests_share_commits_and_all_rows_land(shared_commits, shard):
     n = 48
-    start, errors = threading.Barrier(n), []
-
-    def one(i):
-        start.wait()
-        try:
-            groupcommit.write(INSERT_EVENTS, params(shard, ip=f"198.51.100.{i}"))
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert not write_at_once([params(shard, ip=f"198.51.100.{i}") for i in range(n)])
     assert DownloadEvent.objects.filter(ip__startswith="198.51.100.").count() == n
-    with connection.cursor() as cursor:
-        # Rows written by one transaction carry its id (xmin): fewer transactions than rows means shared commits.
-        cursor.execute(
-            "SELECT count(DISTINCT xmin::text) FROM access_downloadevent WHERE host(ip) LIKE '198.51.100.%%'"
-        )
-        transactions = cursor.fetchone()[0]
-    assert transactions < n
+    assert transactions_of(shard.release_id) < n  # fewer transactions than rows: shared commits
 
 
 def test_a_failed_commit_fails_its_request_and_the_writer_recovers(shared_commits, shard):
@@ -134,23 +142,8 @@ def test_one_batch_keeps_every_column_of_every_row(shared_commits, local_storage
         if i % 4 == 0:
             row[9] = None
         rows.append(row)
-    start, errors = threading.Barrier(len(rows)), []
-
-    def one(row):
-        start.wait()
-        try:
-            groupcommit.write(INSERT_EVENTS, row)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=one, args=(row,)) for row in rows]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert not write_at_once(rows)
+    assert transactions_of(gated.pk) < len(rows)  # the rows did share batches
     landed = {
         (e.created_at, e.user_id, e.grant_id, e.ip, e.via, e.file_id, e.revision_id)
         for e in DownloadEvent.objects.filter(release=shard.release)
