@@ -5,6 +5,9 @@ PYTHON ?= python3
 PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_REDIS_URL ?= redis://127.0.0.1:6379
+# Redis database numbers of the suite's cache, throttle counters and broker (another checkout's suite on the same
+# machine picks three others).
+TEST_REDIS_DBS ?= 14 15 13
 
 .PHONY: install system-deps run test lint format bench messages clean
 
@@ -35,7 +38,8 @@ format: install
 
 # The suite runs on the real PostgreSQL and Redis of this machine (scripts/services starts them if down).
 TEST_ENV := SECRET_KEY=test-only-not-secret DATABASE_URL=$(TEST_DATABASE_URL) \
-	CACHE_URL=$(TEST_REDIS_URL)/14 THROTTLE_CACHE_URL=$(TEST_REDIS_URL)/15 CELERY_BROKER_URL=$(TEST_REDIS_URL)/13 \
+	CACHE_URL=$(TEST_REDIS_URL)/$(word 1,$(TEST_REDIS_DBS)) THROTTLE_CACHE_URL=$(TEST_REDIS_URL)/$(word 2,$(TEST_REDIS_DBS)) \
+	CELERY_BROKER_URL=$(TEST_REDIS_URL)/$(word 3,$(TEST_REDIS_DBS)) \
 	EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend SECURE_COOKIES=0 SECURE_HSTS_SECONDS=0 SECURE_SSL_REDIRECT=0 \
 	CELERY_TASK_ALWAYS_EAGER=1 \
 	PORTAL_VAR_DIR=$(CURDIR)/var/test
