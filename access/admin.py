@@ -4,6 +4,7 @@ actor `admin:<email>`. Fields that only services change are read-only here."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group
 from django.utils.translation import gettext_lazy as _
 
 from . import services
@@ -34,8 +35,12 @@ from .models import (
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    """Accounts. Powers (superuser, groups, permissions) are read-only here: reviewer and release-manager powers
+    are given and taken by the actions below, through the services that check who acts and audit it; superusers
+    are made with `manage.py createsuperuser` on the server."""
+
     ordering = ["email"]
-    list_display = ["email", "first_name", "last_name", "is_staff", "is_active"]
+    list_display = ["email", "first_name", "last_name", "is_staff", "is_active", "roles"]
     search_fields = ["email", "first_name", "last_name"]
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
@@ -44,19 +49,59 @@ class UserAdmin(BaseUserAdmin):
         ("Important dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
-    AUDITED = ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")
+    readonly_fields = ["is_superuser", "groups", "user_permissions", "last_login", "date_joined"]
+    AUDITED = ("is_active", "is_staff")
+    actions = ["make_reviewer", "remove_reviewer", "make_release_manager", "remove_release_manager"]
+
+    @admin.display(description=_("Roles"))
+    def roles(self, obj):
+        names = sorted(group.name for group in obj.groups.all())
+        return ", ".join(["superuser", *names] if obj.is_superuser else names)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         changed = [name for name in form.changed_data if name in self.AUDITED]
         if change and changed:
-            # An inactive account loses every download at once; who changed a role or that flag is recorded.
+            # An inactive account loses every download at once; who changed that flag is recorded.
             services.audit(
                 actor=admin_actor(request),
                 action="user.updated",
                 target=obj,
                 data={"fields": changed, "is_active": obj.is_active, "is_staff": obj.is_staff},
             )
+
+    def _roles(self, request, queryset, verb, done):
+        actor = admin_actor(request)
+        try:
+            for user in queryset:
+                verb(actor=actor, user=user)
+        except services.ServiceError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, done)
+
+    @admin.action(description=_("Give reviewer powers"))
+    def make_reviewer(self, request, queryset):
+        self._roles(request, queryset, services.reviewer_add, _("Reviewer powers given."))
+
+    @admin.action(description=_("Take reviewer powers away"))
+    def remove_reviewer(self, request, queryset):
+        self._roles(request, queryset, services.reviewer_remove, _("Reviewer powers taken away."))
+
+    @admin.action(description=_("Give release-manager powers"))
+    def make_release_manager(self, request, queryset):
+        self._roles(request, queryset, services.release_manager_add, _("Release-manager powers given."))
+
+    @admin.action(description=_("Take release-manager powers away"))
+    def remove_release_manager(self, request, queryset):
+        self._roles(request, queryset, services.release_manager_remove, _("Release-manager powers taken away."))
+
+
+# Groups carry the powers; their permissions change only through the role services (the actions above).
+admin.site.unregister(Group)
 
 
 def admin_actor(request) -> services.Actor:

@@ -121,7 +121,10 @@ def access_state(*, user: User | None, release: ModelRelease, grant: Grant | Non
                 .first()
             )
             if current is None:
-                return _license_update(active, release)
+                # Either suffices: a lab seat on the current version allows what the old grant no longer does.
+                pairs = selectors.user_lab_access(user=user, release=release)
+                lab = _lab_state(user, release, pairs) if pairs else None
+                return lab if lab is not None and lab.allowed else _license_update(active, release)
             active = current
         return AccessDecision(True, "granted", "", active, release)
     pairs = selectors.user_lab_access(user=user, release=release)

@@ -428,7 +428,7 @@ def files_store(release, files: Sequence[tuple[str, int]], storages: Sequence) -
     with ThreadPoolExecutor(max_workers=8) as pool:
         rows = list(pool.map(store, files))
     ModelFile.objects.bulk_create(rows, batch_size=500)
-    services.release_refresh_revision(release=release)
+    services.release_refresh_revision(actor=services.command_actor("register_release"), release=release)
 
 
 def user_create(email: str, *, verified: bool = True):
@@ -490,7 +490,7 @@ def reviewer_create(email: str = "reviewer@bench.example") -> tuple[object, str]
     from access import services
 
     user = user_create(email)
-    services.reviewer_add(user=user, verified=True)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user, verified=True)
     return user, token_create(user, "reviewer")
 
 

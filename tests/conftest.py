@@ -149,5 +149,5 @@ def reviewer(db):
     from access import services
 
     user = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=user)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user)
     return user

@@ -5,6 +5,9 @@ from access import services
 from access.models import AccessRequest, License, ModelRelease, User
 from access.storage import get_storage
 
+# Files are registered as the operator's `register_release` command registers them.
+REGISTRAR = services.command_actor("register_release")
+
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
@@ -55,6 +58,7 @@ def add_file(release, path, content: bytes, *, piece_size: int | None = None):
     key = f"{release.repo_id}/{path}"
     digest = get_storage().save(key, io.BytesIO(content), piece_size=piece_size)
     services.release_upsert_file(
+        actor=REGISTRAR,
         release=release,
         path=path,
         size=digest.size,
@@ -63,7 +67,7 @@ def add_file(release, path, content: bytes, *, piece_size: int | None = None):
         piece_size=digest.piece_size,
         pieces=digest.pieces,
     )
-    services.release_refresh_revision(release=release)
+    services.release_refresh_revision(actor=REGISTRAR, release=release)
     return release.files.get(path=path)
 
 
@@ -103,12 +107,16 @@ class AccessRequestFactory(factory.django.DjangoModelFactory):
 def grant_for(user, release, reviewer):
     """An approved request and its issued grant, through the same services the reviewer's click runs."""
     request = AccessRequestFactory(applicant=user, release=release)
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+    )
     return services.grant_issue(request_id=request.pk)
 
 
 def token_secret(user, name="test", **kwargs) -> str:
-    return services.token_create(actor=services.Actor(user=user), name=name, **kwargs)[1]
+    return services.token_create(
+        actor=services.Actor(user=user, credential="session", reauthenticated=True), name=name, **kwargs
+    )[1]
 
 
 def add_question(release, key, kind="short_text", **fields):

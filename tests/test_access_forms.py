@@ -64,7 +64,7 @@ def uploads(local_storage):
 @pytest.fixture
 def manager(db):
     user = UserFactory(email="mona@portal.example")
-    services.release_manager_add(user=user)
+    services.release_manager_add(actor=services.command_actor("add_reviewer"), user=user)
     return user
 
 

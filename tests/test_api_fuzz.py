@@ -23,14 +23,20 @@ def portal(live_server, local_storage, settings):
     gated = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
     add_file(gated, "checkpoint_last-model_part-0-shard0.pt", b"weights")
     reviewer = UserFactory()
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     alice = UserFactory()
     request = AccessRequestFactory(applicant=alice, release=gated)
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+    )
     services.grant_issue(request_id=request.pk)
     AccessRequestFactory(release=gated)
-    token = services.token_create(actor=services.Actor(user=alice), name="fuzz")[1]
-    reviewer_token = services.token_create(actor=services.Actor(user=reviewer), name="fuzz", review=True)[1]
+    token = services.token_create(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), name="fuzz"
+    )[1]
+    reviewer_token = services.token_create(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), name="fuzz", review=True
+    )[1]
     return {"url": live_server.url, "token": token, "reviewer_token": reviewer_token}
 
 

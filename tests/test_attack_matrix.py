@@ -28,7 +28,16 @@ from access.models import (
     User,
 )
 from access.storage import get_storage
-from tests.factories import PDF, AccessRequestFactory, ReleaseFactory, UserFactory, add_file, add_question, grant_for
+from tests.factories import (
+    PDF,
+    AccessRequestFactory,
+    ReleaseFactory,
+    UserFactory,
+    add_file,
+    add_question,
+    grant_for,
+    token_secret,
+)
 from tests.support.auth import login_recently
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +64,11 @@ ROLES = [
     "lab_former_member",
     "lab_invited",
     "lab_outsider",
+    # Reviewers who are in the lab: they decide none of its requests or seats, and one who joined after its
+    # request was decided waits for a place like anyone beyond the cap.
+    "lab_reviewer_owner",
+    "lab_reviewer_admin",
+    "lab_reviewer_member",
 ]
 CREDENTIALS = [
     "none",
@@ -84,12 +98,15 @@ GATED_CODE = {
     "lab_former_member": "gated",
     "lab_invited": "gated",
     "lab_outsider": "gated",
+    "lab_reviewer_admin": "lab_seat_pending",
+    "lab_reviewer_member": "lab_seat_pending",
 }
 # Roles that may download: an active grant of their own, or a seat on their lab's grant.
-DOWNLOADERS = {"approved", "lab_owner", "lab_admin", "lab_member"}
-LAB_MEMBERS = {"lab_owner", "lab_admin", "lab_member"}
-LAB_ADMINS = {"lab_owner", "lab_admin"}
-REVIEWERS = ("reviewer", "admin")
+DOWNLOADERS = {"approved", "lab_owner", "lab_admin", "lab_member", "lab_reviewer_owner"}
+LAB_REVIEWERS = {"lab_reviewer_owner", "lab_reviewer_admin", "lab_reviewer_member"}
+LAB_MEMBERS = {"lab_owner", "lab_admin", "lab_member", *LAB_REVIEWERS}
+LAB_ADMINS = {"lab_owner", "lab_admin", "lab_reviewer_owner", "lab_reviewer_admin"}
+REVIEWERS = ("reviewer", "admin", *LAB_REVIEWERS)
 # Roles holding a grant of their own (active or not) on the gated release.
 GRANT_HOLDERS = {"approved", "revoked", "expired", "old_license", "inactive", "unpublished"}
 
@@ -105,6 +122,8 @@ class World:
     relay: str = ""
     victim_attachment: str = ""
     lab: str = ""
+    # The lab's open request for the other gated release: reviewers outside the lab may decide it.
+    lab_request: AccessRequest | None = None
 
 
 def build_world(role) -> World:
@@ -112,7 +131,7 @@ def build_world(role) -> World:
     shard = add_file(gated, SHARD, b"secret weights")
     other_release = ReleaseFactory(repo_id="facebook/opt-66b", access="gated")
     reviewer = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     world = World()
     # The victim owns a grant and an open request: nobody else may see or act on them as their own.
     victim = UserFactory(email="victim@uni.example")
@@ -121,7 +140,9 @@ def build_world(role) -> World:
     world.victim_attachment = _attachment(world.victim_request).public_id
     other = UserFactory(email="other@uni.example")
     world.users["other"] = other
-    world.tokens["other"] = services.token_create(actor=services.Actor(user=other), name="t")[1]
+    world.tokens["other"] = services.token_create(
+        actor=services.Actor(user=other, credential="session", reauthenticated=True), name="t"
+    )[1]
     if role == "anonymous":
         _lab(world, role, None, gated, reviewer)
         world.relay = relay_url(shard.pk, SHARD, user_id=None, base_url="http://testserver").removeprefix(
@@ -132,6 +153,8 @@ def build_world(role) -> World:
         "reviewer": reviewer,
         "admin": UserFactory(email="admin@portal.example", is_staff=True, is_superuser=True),
     }.get(role) or UserFactory(email=f"{role}@uni.example")
+    if role in LAB_REVIEWERS:
+        services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user)
     world.users[role] = user
     _lab(world, role, user, gated, reviewer)
     if role in ("pending", "needs_info", "rejected", "other_researcher"):
@@ -144,7 +167,11 @@ def build_world(role) -> World:
         world.own_request[role] = grant.request
         world.own_grant[role] = grant
         if role == "revoked":
-            services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
+            services.grant_revoke(
+                actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+                grant=grant,
+                reason="Shared the weights.",
+            )
         if role == "expired":
             Grant.objects.filter(pk=grant.pk).update(
                 issued_at=timezone.now() - timedelta(days=400), expires_at=timezone.now() - timedelta(days=1)
@@ -156,7 +183,7 @@ def build_world(role) -> World:
                 actor=command, slug=gated.license.slug, version="1.1", title="Test license", text="Version 1.1."
             )
             services.release_set_license(actor=command, release=gated, license=newer)
-    actor = services.Actor(user=user)
+    actor = services.Actor(user=user, credential="session", reauthenticated=True)
     world.tokens["token"] = services.token_create(actor=actor, name="valid")[1]
     if role in REVIEWERS:
         world.tokens["review_token"] = services.token_create(actor=actor, name="review", review=True)[1]
@@ -179,33 +206,55 @@ def build_world(role) -> World:
 def _lab(world, role, user, gated, reviewer) -> None:
     """A lab with a grant for the gated release that covers all members: the user is its owner, an admin or a
     member who accepted the license, a member who was removed, invited without accepting, or not in it."""
-    owner = user if role == "lab_owner" else UserFactory(email="pi@uni.example")
-    lab = services.lab_create(actor=services.Actor(user=owner), name="Language Lab", email_domains=["uni.example"])
+    owner = user if role in ("lab_owner", "lab_reviewer_owner") else UserFactory(email="pi@uni.example")
+    lab = services.lab_create(
+        actor=services.Actor(user=owner, credential="session", reauthenticated=True),
+        name="Language Lab",
+        email_domains=["uni.example"],
+    )
     world.lab = lab.public_id
     request = AccessRequestFactory(applicant=owner, release=gated, lab=lab, all_members=True)
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+    )
     grant = services.grant_issue(request_id=request.pk)
-    if role == "lab_owner":
+    other_release = ModelRelease.objects.get(repo_id="facebook/opt-66b")
+    world.lab_request = AccessRequestFactory(applicant=owner, release=other_release, lab=lab, all_members=True)
+    if role in ("lab_owner", "lab_reviewer_owner"):
         world.own_request[role] = request
-    if role in ("lab_admin", "lab_member", "lab_former_member", "lab_invited"):
+    joining = (
+        "lab_admin",
+        "lab_member",
+        "lab_former_member",
+        "lab_invited",
+        "lab_reviewer_admin",
+        "lab_reviewer_member",
+    )
+    if role in joining:
         _invitation, secret = services.lab_invite(
-            actor=services.Actor(user=owner),
+            actor=services.Actor(user=owner, credential="session", reauthenticated=True),
             lab=lab,
             email=user.email,
-            role="admin" if role == "lab_admin" else "member",
+            role="admin" if role in ("lab_admin", "lab_reviewer_admin") else "member",
         )
         if role == "lab_invited":
             return
-        membership = services.lab_invitation_accept(actor=services.Actor(user=user), token=secret)
+        membership = services.lab_invitation_accept(
+            actor=services.Actor(user=user, credential="session", reauthenticated=True), token=secret
+        )
         services.lab_seat_accept(
-            actor=services.Actor(user=user),
+            actor=services.Actor(user=user, credential="session", reauthenticated=True),
             grant=grant,
             version="1.0",
             accept_license=True,
             noncommercial_attested=True,
         )
         if role == "lab_former_member":
-            services.lab_member_remove(actor=services.Actor(user=owner), lab=lab, membership=membership)
+            services.lab_member_remove(
+                actor=services.Actor(user=owner, credential="session", reauthenticated=True),
+                lab=lab,
+                membership=membership,
+            )
 
 
 def _attachment(access_request) -> RequestAttachment:
@@ -269,6 +318,14 @@ ENDPOINTS = [
     Endpoint("review-stats", "get", "/api/v1/review/stats?release=facebook/opt-175b&period=30", "review"),
     Endpoint("review-attachment", "get", "/api/v1/review/attachments/{victim_attachment}", "review"),
     Endpoint("review-approve", "post", "/api/v1/review/access-requests/{victim_request}/approve", "review_action"),
+    Endpoint("review-approve-lab", "post", "/api/v1/review/access-requests/{lab_request}/approve", "lab_review_action"),
+    Endpoint(
+        "hf-review-accept-lab",
+        "post",
+        "/api/models/facebook/opt-66b/user-access-request/handle",
+        "lab_review_action",
+        {"requestId": "{lab_request}", "status": "accepted"},
+    ),
     Endpoint(
         "review-reject",
         "post",
@@ -325,6 +382,9 @@ ENDPOINTS = [
     Endpoint("web-review-dashboard", "get", "/review/dashboard", "web_review"),
     Endpoint(
         "web-review-decide", "post", "/review/requests/{victim_request}/", "web_review_action", {"action": "approve"}
+    ),
+    Endpoint(
+        "web-review-decide-lab", "post", "/review/requests/{lab_request}/", "web_review_action", {"action": "approve"}
     ),
 ]
 
@@ -403,11 +463,14 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
             return (403, "lab_admin_required") if who in LAB_MEMBERS else (404, "not_found")
         case "review":
             return (200, None) if reviewer and scoped else (403, "permission_denied")
-        case "review_action":
+        case "review_action" | "lab_review_action":
             if not (reviewer and scoped):
                 return 403, "permission_denied"
             if credential == "stale_session":
                 return 403, "reauthentication_required"
+            if endpoint.kind == "lab_review_action" and who in LAB_REVIEWERS:
+                # The owner applied for the lab: their own request; any other member would be covered by it.
+                return 403, "own_request" if who == "lab_reviewer_owner" else "own_lab"
             return 200, None
     raise AssertionError(endpoint)
 
@@ -443,7 +506,7 @@ def make_client(world: World, role: str, credential: str) -> APIClient | None:
 
 
 # Roles that own a request of their own; the own-request endpoint is only asked of them.
-OWNERS = {"pending", "needs_info", "rejected", "other_researcher", "lab_owner", *GRANT_HOLDERS}
+OWNERS = {"pending", "needs_info", "rejected", "other_researcher", "lab_owner", "lab_reviewer_owner", *GRANT_HOLDERS}
 CASES = [
     pytest.param(endpoint, role, id=f"{endpoint.name}-{role}")
     for endpoint in ENDPOINTS
@@ -464,15 +527,18 @@ def test_attack_matrix(local_storage, endpoint, role):
         client = make_client(world, role, credential)
         if client is None:
             continue
-        url = endpoint.url.format(
-            victim_request=world.victim_request.public_id,
-            victim_grant=world.victim_grant.public_id,
-            own_request=own.public_id if own else "",
-            own_grant=own_grant.public_id if own_grant else "",
-            relay=world.relay,
-            victim_attachment=world.victim_attachment,
-            lab=world.lab,
-        )
+        values = {
+            "victim_request": world.victim_request.public_id,
+            "victim_grant": world.victim_grant.public_id,
+            "own_request": own.public_id if own else "",
+            "own_grant": own_grant.public_id if own_grant else "",
+            "relay": world.relay,
+            "victim_attachment": world.victim_attachment,
+            "lab": world.lab,
+            "lab_request": world.lab_request.public_id,
+        }
+        url = endpoint.url.format(**values)
+        body = {k: v.format(**values) if isinstance(v, str) else v for k, v in (endpoint.body or {}).items()}
         if credential == "query":
             secret = world.tokens.get("token") or world.tokens["other"]
             url += ("&" if "?" in url else "?") + f"token={secret}&access_token={secret}"
@@ -480,9 +546,9 @@ def test_attack_matrix(local_storage, endpoint, role):
         downloads_before = DownloadEvent.objects.count()
         refusals_before = AuditEvent.objects.filter(action="download.refused").count()
         if endpoint.kind.startswith("web_"):
-            response = getattr(client, endpoint.method)(url, endpoint.body or {})
+            response = getattr(client, endpoint.method)(url, body)
         else:
-            response = getattr(client, endpoint.method)(url, endpoint.body or {}, format="json")
+            response = getattr(client, endpoint.method)(url, body, format="json")
         status, code = expected(endpoint, role, credential, own is not None)
         got_code = None
         is_json = response.get("Content-Type", "").startswith("application/json")
@@ -492,6 +558,8 @@ def test_attack_matrix(local_storage, endpoint, role):
         if response.status_code != status or (code and endpoint.method != "head" and got_code != code):
             failures.append(f"{credential}: expected {status} {code}, got {response.status_code} {got_code}")
         refused = status >= 400 or (endpoint.kind == "web_own_batch" and status == 302)
+        # The web decision page answers a refusal with a message and a redirect, as it answers a decision.
+        refused = refused or ("{lab_request}" in endpoint.url and role in LAB_REVIEWERS)
         if refused and (_state(world) != state_before or DownloadEvent.objects.count() != downloads_before):
             failures.append(f"{credential}: a refused call changed state")
         # A tree listing is decided by the gate but hands out no URL, so it records no download.
@@ -514,13 +582,16 @@ def test_attack_matrix(local_storage, endpoint, role):
 def _state(world):
     world.victim_request.refresh_from_db()
     world.victim_grant.refresh_from_db()
-    return (world.victim_request.status, world.victim_grant.revoked_at)
+    world.lab_request.refresh_from_db()
+    return (world.victim_request.status, world.victim_grant.revoked_at, world.lab_request.status)
 
 
 def _reset(world):
     """Undo a permitted reviewer action so the next credential meets the same world."""
-    AccessRequest.objects.filter(pk=world.victim_request.pk).update(status="pending", decided_at=None)
-    Grant.objects.filter(request__pk=world.victim_request.pk).delete()
+    AccessRequest.objects.filter(pk__in=[world.victim_request.pk, world.lab_request.pk]).update(
+        status="pending", decided_at=None
+    )
+    Grant.objects.filter(request__pk__in=[world.victim_request.pk, world.lab_request.pk]).delete()
     Grant.objects.filter(pk=world.victim_grant.pk).update(revoked_at=None, revoke_reason="")
     LabInvitation.objects.filter(email="new@uni.example").delete()
 
@@ -585,21 +656,21 @@ def test_an_expired_signed_url_is_refused(signed):
 @pytest.mark.django_db(transaction=True)
 def test_after_revocation_issued_urls_die_at_their_ttl_and_relays_at_once(signed, settings, live_server):
     reviewer = UserFactory()
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     alice = UserFactory()
     grant = grant_for(alice, signed.release, reviewer)
     settings.SIGNED_URL_TTL = 2
     client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Bearer {services.token_create(actor=services.Actor(user=alice), name='t')[1]}"
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_secret(alice, 't')}")
     direct = client.get(f"/api/v1/models/facebook/opt-175b/files/{SHARD}")["Location"]
     wget_list = client.get("/api/v1/models/facebook/opt-175b/manifest?format=wget").content.decode().split()
     direct, wget_list = (
         direct.replace("http://testserver", live_server.url),
         [u.replace("http://testserver", live_server.url) for u in wget_list],
     )
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Breach.")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), grant=grant, reason="Breach."
+    )
     # The portal refuses at once ...
     assert client.get(f"/api/v1/models/facebook/opt-175b/files/{SHARD}").status_code == 403
     # ... an already issued storage URL works until its TTL (the documented window) and not after.
@@ -635,7 +706,7 @@ GUESSES = ["1", "2", "00000000000000000000000000000000", "ffffffffffffffffffffff
 )
 def test_guessed_ids_are_not_found(local_storage, template, guess):
     reviewer = UserFactory()
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     release = ReleaseFactory(access="gated")
     owner = UserFactory()
     grant_for(owner, release, reviewer)
@@ -650,7 +721,7 @@ def test_guessed_ids_are_not_found(local_storage, template, guess):
 
 def test_a_nul_byte_in_a_query_is_a_clean_400(client, local_storage):
     reviewer = UserFactory()
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     client.force_login(reviewer)
     assert client.get("/review/?search=a%00b").status_code == 400
     response = client.get("/api/v1/models?page=%00")

@@ -90,7 +90,7 @@ def test_it_refuses_an_orm_update_delete_or_save(request, fixture):
 
 def test_it_still_records_new_events(event, download, alice, grant):
     events, downloads = AuditEvent.objects.count(), DownloadEvent.objects.count()
-    services.audit(actor=services.Actor(user=alice), action="token.revoke")
+    services.audit(actor=services.Actor(user=alice, credential="session", reauthenticated=True), action="token.revoke")
     record(alice, grant, via="manifest")
     assert AuditEvent.objects.count() == events + 1
     assert DownloadEvent.objects.count() == downloads + 1
@@ -112,13 +112,15 @@ def test_truncate_still_empties_the_tables(event, download):
 @pytest.mark.django_db(transaction=True)
 def test_a_transactional_test_can_still_flush_the_log(local_storage):
     user = UserFactory()
-    services.audit(actor=services.Actor(user=user), action="token.create")
+    services.audit(actor=services.Actor(user=user, credential="session", reauthenticated=True), action="token.create")
     assert AuditEvent.objects.count() == 1  # teardown must truncate this row without tripping the trigger
 
 
 def test_a_user_named_by_the_log_cannot_be_deleted(db):
     user_only_in_log = UserFactory()
-    logged = services.audit(actor=services.Actor(user=user_only_in_log), action="token.create")
+    logged = services.audit(
+        actor=services.Actor(user=user_only_in_log, credential="session", reauthenticated=True), action="token.create"
+    )
     with pytest.raises(ProtectedError), transaction.atomic():
         user_only_in_log.delete()
     assert _row(AuditEvent, logged.pk)["actor_id"] == user_only_in_log.pk
@@ -126,7 +128,9 @@ def test_a_user_named_by_the_log_cannot_be_deleted(db):
 
 
 def test_a_grant_token_or_file_with_downloads_cannot_be_deleted(alice, grant):
-    token = services.token_create(actor=services.Actor(user=alice), name="t")[0]
+    token = services.token_create(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), name="t"
+    )[0]
     file = grant.release.files.get()
     record(alice, grant, file=file, token=token, via="api")
     for obj in (grant, token, file):

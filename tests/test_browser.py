@@ -79,7 +79,9 @@ def opt_175b(local_storage, settings, live_server):
 
 @pytest.fixture
 def reviewer(db):
-    return services.reviewer_add(user=UserFactory(email="rita@portal.example"))
+    return services.reviewer_add(
+        actor=services.command_actor("add_reviewer"), user=UserFactory(email="rita@portal.example")
+    )
 
 
 def sign_in(page, shots, email, step="sign-in"):

@@ -156,7 +156,11 @@ def test_it_downloads_and_verifies_a_gated_release(portal, researcher, tmp_path)
 
 def test_a_revoked_grant_stops_it_with_the_portals_message(portal, researcher, reviewer, tmp_path):
     release, grant, token = researcher
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Weights shared on a forum")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="Weights shared on a forum",
+    )
     result = download(portal, release.repo_id, tmp_path / "opt", token)
     assert result.returncode == 2
     assert "HTTP 403, revoked" in result.stderr

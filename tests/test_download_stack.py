@@ -40,7 +40,7 @@ def releases(local_storage):
 def holder(releases):
     gated, _ = releases
     reviewer = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     user = UserFactory(email="hana@lab.example")
     grant = grant_for(user, gated, reviewer)
     return user, grant, token_secret(user), reviewer
@@ -151,7 +151,11 @@ def test_both_stacks_give_the_same_refusals(holder, language):
     assert seen["no grant"][0] == 403
     assert seen["no such file"] == (404, "not_found")
     assert seen["nul"] == (404, "not_found")
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="Shared the weights.",
+    )
     status, _, body = wsgi(GATED, authorization=f"Bearer {secret}")
     assert status == 403
     assert json.loads(body)["code"] == "revoked"

@@ -54,14 +54,18 @@ def portal(request, live_server, settings):
 def granted(portal, alice):
     """A gated release, Alice's grant for it, and her token."""
     reviewer = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
     for path, content in FILES.items():
         add_file(release, path, content, piece_size=PIECE)
     access_request = AccessRequestFactory(applicant=alice, release=release)
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=access_request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=access_request
+    )
     services.grant_issue(request_id=access_request.pk)
-    return release, services.token_create(actor=services.Actor(user=alice), name="tools")[1]
+    return release, services.token_create(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), name="tools"
+    )[1]
 
 
 def manifest(portal, release, token, fmt) -> str:

@@ -28,7 +28,9 @@ def release(local_storage):
 
 
 def token_for(user, **kwargs):
-    return services.token_create(actor=services.Actor(user=user), name="script", **kwargs)
+    return services.token_create(
+        actor=services.Actor(user=user, credential="session", reauthenticated=True), name="script", **kwargs
+    )
 
 
 def bearer(secret):
@@ -51,14 +53,22 @@ def test_only_the_sha256_of_a_token_is_stored(alice):
     [
         (lambda u: "mp_" + "x" * 43, "invalid_token"),
         (lambda u: "not-a-token", "invalid_token"),
-        (lambda u: services.token_revoke(actor=services.Actor(user=u), token=token_for(u)[0]) and None, None),
+        (
+            lambda u: (
+                services.token_revoke(
+                    actor=services.Actor(user=u, credential="session", reauthenticated=True), token=token_for(u)[0]
+                )
+                and None
+            ),
+            None,
+        ),
     ],
 )
 def test_bad_tokens_get_401_with_a_code(alice, release, make, code):
     secret = make(alice)
     if secret is None:
         token, secret = token_for(alice)
-        services.token_revoke(actor=services.Actor(user=alice), token=token)
+        services.token_revoke(actor=services.Actor(user=alice, credential="session", reauthenticated=True), token=token)
         code = "token_revoked"
     response = bearer(secret).get(MANIFEST_URL)
     assert response.status_code == 401
@@ -95,7 +105,11 @@ def state_user(state, release, reviewer):
         return user
     grant = grant_for(user, release, reviewer)
     if state == "revoked":
-        services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Policy breach.")
+        services.grant_revoke(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            grant=grant,
+            reason="Policy breach.",
+        )
     elif state == "expired":
         Grant.objects.filter(pk=grant.pk).update(
             issued_at=timezone.now() - timedelta(days=400), expires_at=timezone.now() - timedelta(days=1)
@@ -151,12 +165,18 @@ def test_revocation_takes_effect_at_once(alice, release, reviewer):
     grant = grant_for(alice, release, reviewer)
     client = bearer(token_for(alice)[1])
     assert client.get(FILE_URL).status_code == 302
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="Shared the weights.",
+    )
     response = client.get(FILE_URL)
     assert (response.status_code, response.json()["code"]) == (403, "revoked")
     assert "Shared the weights." in response.json()["detail"]
     with pytest.raises(services.InvalidTransition):
-        services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="again")
+        services.grant_revoke(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), grant=grant, reason="again"
+        )
 
 
 def test_the_manifest_signs_fresh_urls_and_records_the_token(alice, release, reviewer):
@@ -178,7 +198,9 @@ def test_the_grant_gets_a_batch_of_signed_urls_for_every_file(alice, release, re
 def test_refreshing_links_issues_a_new_batch(alice, release, reviewer, django_capture_on_commit_callbacks):
     grant = grant_for(alice, release, reviewer)
     with django_capture_on_commit_callbacks(execute=True):
-        batch = services.grant_refresh_links(actor=services.Actor(user=alice), grant=grant)
+        batch = services.grant_refresh_links(
+            actor=services.Actor(user=alice, credential="session", reauthenticated=True), grant=grant
+        )
     batch.refresh_from_db()
     assert batch.status == "ready" and len(batch.urls) == 2
     assert grant.batches.filter(status="ready").count() == 2
@@ -204,17 +226,23 @@ def test_expiry_warns_then_notifies_once(alice, release, reviewer):
 
 def test_a_renewal_goes_to_the_queue_linked_to_the_old_grant(alice, release, reviewer):
     grant = grant_for(alice, release, reviewer)
-    renewal = services.request_renew(actor=services.Actor(user=alice), grant=grant)
+    renewal = services.request_renew(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), grant=grant
+    )
     assert renewal.status == "pending" and renewal.renewal_of == grant
     assert renewal.intended_use == grant.request.intended_use
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=renewal)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=renewal
+    )
     new_grant = services.grant_issue(request_id=renewal.pk)
     assert new_grant.pk != grant.pk and new_grant.expires_at > grant.expires_at
 
 
 def test_reconcile_reissues_approvals_whose_message_was_lost(alice, release, reviewer):
     request = AccessRequestFactory(applicant=alice, release=release)
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+    )
     assert not Grant.objects.filter(request=request).exists()  # the on-commit message never ran here
     assert services.grants_reconcile(older_than=timedelta(0)) == [request.pk]
     assert Grant.objects.filter(request=request).count() == 1
@@ -287,7 +315,9 @@ def test_the_batch_is_not_served_after_revocation(client, alice, release, review
     grant = grant_for(alice, release, reviewer)
     client.force_login(alice)
     assert client.get(f"/grants/{grant.public_id}/batch.aria2").status_code == 200
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="No.")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), grant=grant, reason="No."
+    )
     assert client.get(f"/grants/{grant.public_id}/batch.aria2").status_code == 302
     assert UrlBatch.objects.filter(grant=grant).count() == 1
 

@@ -29,9 +29,7 @@ def gated(local_storage):
 @pytest.fixture
 def api(alice):
     client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Bearer {services.token_create(actor=services.Actor(user=alice), name='t')[1]}"
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_secret(alice, 't')}")
     return client
 
 
@@ -177,16 +175,20 @@ def test_repeated_failed_logins_are_rate_limited(client, alice):
 def test_no_token_secret_is_ever_logged(caplog, gated, alice, client):
     caplog.set_level(logging.DEBUG)
     reviewer = UserFactory()
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     request = AccessRequestFactory(applicant=alice, release=gated)
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+    )
     services.grant_issue(request_id=request.pk)
-    token, secret = services.token_create(actor=services.Actor(user=alice), name="t")
+    token, secret = services.token_create(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), name="t"
+    )
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     api.get("/api/v1/models/facebook/opt-175b/manifest")
     api.get("/api/v1/models/facebook/opt-175b/files/checkpoint_last-model_part-0-shard0.pt")
-    services.token_revoke(actor=services.Actor(user=alice), token=token)
+    services.token_revoke(actor=services.Actor(user=alice, credential="session", reauthenticated=True), token=token)
     api.get("/api/v1/models/facebook/opt-175b/manifest")  # refused: logged as a 401 warning
     bad = APIClient()
     bad.credentials(HTTP_AUTHORIZATION="Bearer mp_guessed-secret-value")

@@ -240,7 +240,9 @@ def test_an_approved_researcher_downloads_with_a_token_until_revoked(portal, gat
     assert all(e.user == alice and e.grant == grant and e.token is not None for e in events)
 
     reason = "Shared the weights publicly —\nsee the Lizenzverstoß report"
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason=reason)
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), grant=grant, reason=reason
+    )
     with pytest.raises(hf_errors.GatedRepoError) as revoked:
         hf.snapshot_download(gated_release.repo_id, endpoint=portal, cache_dir=tmp_path / "again", token=secret)
     assert "Shared the weights publicly" in str(revoked.value)

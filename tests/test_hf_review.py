@@ -8,7 +8,7 @@ from huggingface_hub import errors as hf_errors
 from access import services
 from access.api import hf_review
 from access.models import AccessRequest, AuditEvent, Grant
-from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, grant_for, token_secret
+from tests.factories import ANSWERS, AccessRequestFactory, ReleaseFactory, UserFactory, grant_for, token_secret
 from tests.test_hf import _no_persistent_db_connections, cli, hf_env, portal  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -27,13 +27,25 @@ def api(portal, reviewer):  # noqa: F811
 def test_it_lists_each_of_the_hubs_three_lists(api, gated, alice, bob, reviewer):
     waiting = AccessRequestFactory(applicant=alice, release=gated, full_name="Alice Example")
     asked = AccessRequestFactory(applicant=bob, release=gated)
-    services.request_ask_info(actor=services.Actor(user=reviewer), access_request=asked, question="Which lab?")
+    services.request_ask_info(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=asked,
+        question="Which lab?",
+    )
     carol, dave, erin = (UserFactory(email=f"{n}@uni.example") for n in ("carol", "dave", "erin"))
     grant_for(carol, gated, reviewer)
     rejected = AccessRequestFactory(applicant=dave, release=gated)
-    services.request_reject(actor=services.Actor(user=reviewer), access_request=rejected, reason="Not research.")
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=rejected,
+        reason="Not research.",
+    )
     revoked = grant_for(erin, gated, reviewer)
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=revoked, reason="Shared the weights.")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=revoked,
+        reason="Shared the weights.",
+    )
     AccessRequestFactory(release=gated, status="withdrawn")
 
     pending = list(api.list_pending_access_requests(gated.repo_id))
@@ -107,7 +119,11 @@ def test_cancelling_an_accepted_request_revokes_the_grant_and_a_rejected_one_sta
     assert list(api.list_accepted_access_requests(gated.repo_id)) == []
 
     rejected = AccessRequestFactory(applicant=bob, release=gated)
-    services.request_reject(actor=services.Actor(user=reviewer), access_request=rejected, reason="No.")
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=rejected,
+        reason="No.",
+    )
     with pytest.raises(hf_errors.HfHubHTTPError) as reopen:
         api.cancel_access_request(gated.repo_id, bob.email)
     assert reopen.value.response.status_code == 409 and "not reopened" in str(reopen.value)
@@ -142,7 +158,11 @@ def test_granting_someone_with_an_open_request_approves_it_and_a_rejected_one_ge
     open_request.refresh_from_db()
     assert open_request.status == "approved" and AccessRequest.objects.filter(applicant=alice).count() == 1
     rejected = AccessRequestFactory(applicant=bob, release=gated)
-    services.request_reject(actor=services.Actor(user=reviewer), access_request=rejected, reason="No.")
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=rejected,
+        reason="No.",
+    )
     api.accept_access_request(gated.repo_id, bob.email)  # the Hub moves rejected → accepted
     rejected.refresh_from_db()
     assert rejected.status == "rejected"  # a decided request is never reopened
@@ -159,6 +179,53 @@ def test_a_reviewer_cannot_decide_their_own_request_through_the_hub_calls(api, g
             call()
         assert own.value.response.status_code == 403
     assert not Grant.objects.exists()
+
+
+def lab_request(owner, release, lab_name="Language Lab"):
+    act = services.Actor(user=owner, credential="session", reauthenticated=True)
+    lab = services.lab_create(actor=act, name=lab_name)
+    return services.request_submit(
+        actor=act,
+        release=release,
+        data={**ANSWERS, "noncommercial_attested": True},
+        license_accepted=True,
+        lab=lab,
+        all_members=True,
+    )
+
+
+def test_lab_requests_carry_their_lab_and_a_users_two_open_requests_are_not_guessed(api, gated, alice):
+    by_lab = lab_request(alice, gated)
+    own = AccessRequestFactory(applicant=alice, release=gated)
+    pending = {r.request_id: r for r in api.list_pending_access_requests(gated.repo_id)}
+    assert set(pending) == {by_lab.public_id, own.public_id}
+    assert pending[by_lab.public_id].fields["lab"] == "Language Lab"
+    assert pending[by_lab.public_id].fields["covers"] == "all members"
+    assert pending[by_lab.public_id].fields["lab_id"] == by_lab.lab.public_id
+    assert "lab" not in pending[own.public_id].fields
+    with pytest.raises(hf_errors.HfHubHTTPError) as ambiguous:
+        api.accept_access_request(gated.repo_id, alice.email)
+    response = ambiguous.value.response
+    assert response.status_code == 409 and response.headers["X-Error-Code"] == "AmbiguousRequest"
+    message = response.json()["detail"]
+    for request in (by_lab, own):
+        assert f"/api/v1/review/access-requests/{request.public_id}/approve" in message
+    assert set(AccessRequest.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_a_reviewer_in_the_lab_cannot_accept_its_request_through_the_hub_calls(portal, gated, alice):  # noqa: F811
+    by_lab = lab_request(alice, gated)
+    insider = UserFactory(email="ida@uni.example")
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=insider)
+    act = services.Actor(user=alice, credential="session", reauthenticated=True)
+    _invitation, secret = services.lab_invite(actor=act, lab=by_lab.lab, email=insider.email, role="admin")
+    services.lab_invitation_accept(actor=services.Actor(user=insider, credential="session"), token=secret)
+    api = hf.HfApi(endpoint=portal, token=token_secret(insider, name="review script", review=True))
+    with pytest.raises(hf_errors.HfHubHTTPError) as refused:
+        api.accept_access_request(gated.repo_id, alice.email)
+    assert refused.value.response.status_code == 403
+    by_lab.refresh_from_db()
+    assert by_lab.status == "pending" and not Grant.objects.exists()
 
 
 def reviewer_calls(api, repo, user):

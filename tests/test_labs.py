@@ -68,7 +68,9 @@ def approved_lab_grant(lab, people, release, reviewer, **coverage):
     response = apply_for_lab(people["owner"], lab, release, **(coverage or {"all_members": True}))
     assert response.status_code == 201, response.content
     access_request = lab.access_requests.get(public_id=response.json()["id"])
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=access_request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=access_request
+    )
     return Grant.objects.get(request=access_request)
 
 
@@ -281,7 +283,11 @@ def test_revoking_the_lab_grant_reaches_every_member(lab, release, reviewer):
     grant = approved_lab_grant(lab, people, release, reviewer)
     member = token_secret(people["member"])
     accept(member, grant)
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Terms broken")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="Terms broken",
+    )
     for role in ("owner", "member"):
         response = api(token_secret(people[role])).get(f"/api/v1/models/{release.repo_id}/files/{SHARD}")
         assert response.status_code == 403 and response.json()["code"] == "revoked", role
@@ -294,7 +300,9 @@ def test_an_individual_grant_or_a_lab_grant_is_enough(lab, release, reviewer):
     member = token_secret(people["member"])
     assert file_status(member, release)[0] == 302
     grant = approved_lab_grant(lab, people, release, reviewer)
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=own, reason="Duplicate")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), grant=own, reason="Duplicate"
+    )
     assert file_status(member, release) == (403, "lab_license_pending")
     accept(member, grant)
     assert file_status(member, release)[0] == 302
@@ -309,7 +317,9 @@ def test_renewing_a_lab_grant_carries_the_members_acceptances(lab, release, revi
         services.request_renew(actor=actor(people["member"]), grant=grant)
     renewal = services.request_renew(actor=actor(people["owner"]), grant=grant)
     assert renewal.lab_id == lab.pk and renewal.all_members
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=renewal)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=renewal
+    )
     new = Grant.objects.get(request=renewal)
     Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() + timedelta(seconds=1), issued_at=timezone.now())
     grant.refresh_from_db()
@@ -447,3 +457,155 @@ def test_an_admin_renews_the_lab_grant_from_the_lab_page_and_members_see_its_sta
     renewal = lab.access_requests.get(renewal_of=grant)
     assert response.url == f"/requests/{renewal.public_id}/" and renewal.status == "pending"
     assert f"?lab={lab.public_id}" in client.get("/models/facebook/opt-175b").content.decode()
+
+
+# --- Review rules that hold for labs as for individuals --------------------------------------------------
+
+OPERATOR = services.command_actor("add_reviewer")
+
+
+def reviewer_actor(user):
+    return services.Actor(user=user, credential="session", reauthenticated=True)
+
+
+def new_license_version(release, mode):
+    """A release manager moves the release to version 2.0, holders re-consenting or being reviewed again."""
+    manager = UserFactory(email="mia@portal.example")
+    services.release_manager_add(actor=OPERATOR, user=manager)
+    act = reviewer_actor(manager)
+    v2 = services.license_publish(
+        actor=act, slug=release.license.slug, version="2.0", title="OPT-175B License", text="Version two."
+    )
+    services.release_set_license(actor=act, release=release, license=v2, mode=mode)
+    release.refresh_from_db()
+
+
+def download_codes(token, release):
+    """What each download channel answers this token: 'ok', or the refusal's code."""
+    calls = {
+        "api": api(token).get(f"/api/v1/models/{release.repo_id}/files/{SHARD}"),
+        "manifest": api(token).get(f"/api/v1/models/{release.repo_id}/manifest?format=json"),
+        "hf": api(token).head(f"/{release.repo_id}/resolve/main/{SHARD}"),
+    }
+    return {
+        name: "ok" if r.status_code in (200, 302) else r.get("X-Error-Code") if name == "hf" else r.json()["code"]
+        for name, r in calls.items()
+    }
+
+
+def test_in_review_mode_a_seats_reacceptance_waits_for_a_reviewer_on_every_channel(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    owner, member = token_secret(people["owner"]), token_secret(people["member"])
+    accept(member, grant)
+    new_license_version(release, "review")
+    assert file_status(member, release) == (403, "lab_license_pending")
+    for token in (owner, member):
+        response = accept(token, grant, version="2.0")
+        assert response.status_code == 200 and response.json()["seat"] == "requested"
+        assert download_codes(token, release) == {
+            "api": "lab_seat_pending",
+            "manifest": "lab_seat_pending",
+            "hf": "GatedRepo",
+        }
+    # Accepting again asks nothing more: one seat request per member.
+    assert accept(member, grant, version="2.0").json()["seat"] == "requested"
+    assert LabSeat.objects.filter(grant=grant, status="requested").count() == 2
+    seat = LabSeat.objects.get(grant=grant, user=people["member"])
+    assert seat.license_id == release.license_id
+    response = api(token_secret(reviewer, review=True)).post(
+        f"/api/v1/review/lab-seats/{seat.public_id}/approve", {}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["status"] == "active"
+    assert download_codes(member, release) == {"api": "ok", "manifest": "ok", "hf": "ok"}
+    assert file_status(owner, release) == (403, "lab_seat_pending")
+
+
+def test_in_reconsent_mode_a_seat_moves_to_the_new_version_at_once(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    member = token_secret(people["member"])
+    accept(member, grant)
+    new_license_version(release, "reconsent")
+    assert accept(member, grant, version="2.0").json()["seat"] == "active"
+    assert file_status(member, release)[0] == 302
+
+
+def test_a_reviewer_in_the_lab_decides_none_of_its_requests_seats_or_renewals(client, lab, release, reviewer):
+    from tests.support.auth import login_recently
+
+    lab, people = lab
+    insider = people["admin"]
+    services.reviewer_add(actor=OPERATOR, user=insider)
+    response = apply_for_lab(people["owner"], lab, release, all_members=True)
+    request = lab.access_requests.get(public_id=response.json()["id"])
+    # v1 API
+    response = api(token_secret(insider, review=True)).post(
+        f"/api/v1/review/access-requests/{request.public_id}/approve", {}, format="json"
+    )
+    assert response.status_code == 403 and response.json()["code"] == "own_lab"
+    # web
+    login_recently(client, insider)
+    client.post(f"/review/requests/{request.public_id}/", {"action": "approve", "reason": ""})
+    # bulk
+    result = services.requests_decide_many(
+        actor=reviewer_actor(insider), public_ids=[request.public_id], action="approve"
+    )
+    assert result["done"] == [] and "Language Lab" in result["refused"][request.public_id]
+    request.refresh_from_db()
+    assert request.status == "pending"
+    services.request_approve(actor=reviewer_actor(reviewer), access_request=request)
+    grant = Grant.objects.get(request=request)
+
+    # A reviewer who joins afterwards asks for a place; no reviewer in the lab decides it.
+    rex = UserFactory(email="rex@uni.example")
+    services.reviewer_add(actor=OPERATOR, user=rex)
+    _invitation, secret = services.lab_invite(actor=actor(people["owner"]), lab=lab, email=rex.email)
+    services.lab_invitation_accept(actor=actor(rex), token=secret)
+    assert accept(token_secret(rex), grant).json()["seat"] == "requested"
+    seat = LabSeat.objects.get(grant=grant, user=rex)
+    for decider in (rex, insider):
+        response = api(token_secret(decider, review=True)).post(
+            f"/api/v1/review/lab-seats/{seat.public_id}/approve", {}, format="json"
+        )
+        assert response.status_code == 403 and response.json()["code"] in ("own_request", "own_lab")
+    assert file_status(token_secret(rex), release) == (403, "lab_seat_pending")
+    services.lab_seat_decide(actor=reviewer_actor(reviewer), seat=seat, approve=True)
+    assert file_status(token_secret(rex), release)[0] == 302
+
+    # The lab's renewal is the lab's request too.
+    renewal = services.request_renew(actor=actor(people["owner"]), grant=grant)
+    with pytest.raises(services.Forbidden) as refused:
+        services.request_approve(actor=reviewer_actor(insider), access_request=renewal)
+    assert refused.value.code == "own_lab"
+
+
+def test_an_old_individual_grant_does_not_hide_a_current_lab_seat(lab, release, reviewer):
+    lab, people = lab
+    own = grant_for(people["member"], release, reviewer)
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    member = token_secret(people["member"])
+    new_license_version(release, "reconsent")
+    assert file_status(member, release) == (403, "license_update")
+    assert accept(member, grant, version="2.0").json()["seat"] == "active"
+    assert download_codes(member, release) == {"api": "ok", "manifest": "ok", "hf": "ok"}
+    assert DownloadEvent.objects.filter(user=people["member"]).latest("id").grant_id == grant.pk
+    own.refresh_from_db()
+    assert own.license_id != release.license_id
+
+
+def test_applying_asks_the_download_gate_whether_the_applicant_has_access(lab, release, reviewer):
+    lab, people = lab
+    grant = approved_lab_grant(lab, people, release, reviewer)
+    member = token_secret(people["member"])
+    body = {"repo_id": release.repo_id, "accept_license": True, "noncommercial_attested": True, **ANSWERS}
+    accept(member, grant)
+    response = api(member).post("/api/v1/access-requests", body, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "already_granted"
+    # A holder on an older license version accepts the new one instead of applying again.
+    holder = UserFactory(email="hal@uni.example")
+    grant_for(holder, release, reviewer)
+    new_license_version(release, "reconsent")
+    response = api(token_secret(holder)).post("/api/v1/access-requests", body, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "license_update"
+    assert "/accept" in response.json()["detail"] or "2.0" in response.json()["detail"]

@@ -28,10 +28,16 @@ def test_a_lab_of_three_applies_once_and_access_follows_membership(
     portal = live_server.url
     release = gated_release(FILES)
     pi = UserFactory(email="pi@cs.uni.example")
-    lab = services.lab_create(actor=services.Actor(user=pi), name="Language Lab", email_domains=["uni.example"])
+    lab = services.lab_create(
+        actor=services.Actor(user=pi, credential="session", reauthenticated=True),
+        name="Language Lab",
+        email_domains=["uni.example"],
+    )
     members = [UserFactory(email="ada@cs.uni.example"), UserFactory(email="max@cs.uni.example")]
     for person in members:
-        _invitation, secret = services.lab_invite(actor=services.Actor(user=pi), lab=lab, email=person.email)
+        _invitation, secret = services.lab_invite(
+            actor=services.Actor(user=pi, credential="session", reauthenticated=True), lab=lab, email=person.email
+        )
         response = requests.post(
             f"{portal}/api/v1/lab-invitations/{secret}/accept",
             headers={"Authorization": f"Bearer {token_secret(person)}"},

@@ -181,7 +181,11 @@ def test_the_gate_decides_before_the_mirror_on_every_channel(local_storage, sett
     urls = [f"/api/v1/models/{gated.repo_id}/files/{file.path}", f"/{gated.repo_id}/resolve/main/{file.path}", relay]
     for url in urls:
         assert api.get(url, {"mirror": "lab"})["X-Mirror"] == "lab", url
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="shared on a forum")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="shared on a forum",
+    )
     for url in urls:
         for mirror in ("lab", "mars"):
             response = api.get(url, {"mirror": mirror})

@@ -288,7 +288,11 @@ def test_revoking_a_grant_stops_relay_and_api_urls_through_nginx_at_once(nginx, 
         assert response.history[0].status_code == 302
         assert response.url.startswith(f"{nginx.url}/storage/")
 
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Weights shared on a forum")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="Weights shared on a forum",
+    )
     for response in (requests.get(relay, timeout=30), requests.get(api, headers=auth, timeout=30)):
         assert response.status_code == 403
         assert response.json()["code"] == "revoked"

@@ -34,7 +34,7 @@ def gated(local_storage):
 @pytest.fixture
 def rita(db):
     reviewer = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     return reviewer
 
 
@@ -81,7 +81,9 @@ def test_it_refuses_an_api_revocation_from_a_stale_reviewer_session(gated, rita,
 
 def test_a_reviewers_plain_token_has_no_reviewer_powers(gated, rita, alice):
     request = AccessRequestFactory(applicant=alice, release=gated)
-    plain = services.token_create(actor=services.Actor(user=rita), name="downloads")[1]
+    plain = services.token_create(
+        actor=services.Actor(user=rita, credential="session", reauthenticated=True), name="downloads"
+    )[1]
     response = bearer(plain).post(f"/api/v1/review/access-requests/{request.public_id}/approve", {}, format="json")
     assert response.status_code == 403
     with pytest.raises(services.Forbidden) as exc:
@@ -129,8 +131,10 @@ def test_a_reviewer_cannot_decide_their_own_request(gated, rita, verb):
 def test_another_reviewer_decides_a_reviewers_request(gated, rita):
     own = AccessRequestFactory(applicant=rita, release=gated)
     other = UserFactory(email="omar@portal.example")
-    services.reviewer_add(user=other)
-    services.request_approve(actor=services.Actor(user=other), access_request=own)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=other)
+    services.request_approve(
+        actor=services.Actor(user=other, credential="session", reauthenticated=True), access_request=own
+    )
     own.refresh_from_db()
     assert own.status == "approved"
 
@@ -152,7 +156,11 @@ def test_reasons_sent_through_the_api_are_cleaned_like_the_web_form(gated, rita,
 def test_a_revocation_reason_with_escapes_is_refused_by_the_service(gated, rita, alice):
     grant = grant_for(alice, gated, rita)
     with pytest.raises(services.ServiceError) as exc:
-        services.grant_revoke(actor=services.Actor(user=rita), grant=grant, reason="\x1b]8;;evil\x07click")
+        services.grant_revoke(
+            actor=services.Actor(user=rita, credential="session", reauthenticated=True),
+            grant=grant,
+            reason="\x1b]8;;evil\x07click",
+        )
     assert exc.value.field == "reason"
     grant.refresh_from_db()
     assert grant.revoked_at is None
@@ -163,17 +171,25 @@ def test_a_revocation_reason_with_escapes_is_refused_by_the_service(gated, rita,
 
 def test_revoking_a_grant_closes_its_pending_renewal(gated, rita, alice, client, django_capture_on_commit_callbacks):
     grant = grant_for(alice, gated, rita)
-    renewal = services.request_renew(actor=services.Actor(user=alice), grant=grant)
+    renewal = services.request_renew(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), grant=grant
+    )
     assert renewal.status == "pending"
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        services.grant_revoke(actor=services.Actor(user=rita), grant=grant, reason="Shared the weights.")
+        services.grant_revoke(
+            actor=services.Actor(user=rita, credential="session", reauthenticated=True),
+            grant=grant,
+            reason="Shared the weights.",
+        )
     renewal.refresh_from_db()
     assert renewal.status == "rejected" and "Shared the weights." in renewal.decision_reason
     assert AuditEvent.objects.filter(action="request.close", request=renewal).exists()
     assert any("Shared the weights." in m.body for m in mail.outbox if "not approved" in m.subject)
     with pytest.raises(services.InvalidTransition):
-        services.request_approve(actor=services.Actor(user=rita), access_request=renewal)
+        services.request_approve(
+            actor=services.Actor(user=rita, credential="session", reauthenticated=True), access_request=renewal
+        )
     assert not downloads.access_state(user=alice, release=gated).allowed
     # The renewal's review page tells the reviewer what happened to the grant it renews.
     login_recently(client, rita)
@@ -224,9 +240,33 @@ def test_a_batch_is_only_handed_out_for_the_grant_it_belongs_to_while_active(gat
     assert DownloadEvent.objects.filter(grant=old).count() == 0
 
 
+@pytest.mark.parametrize("change", ["license", "account"])
+def test_a_batch_is_signed_only_when_the_gate_allows_the_holder_then(gated, rita, alice, change):
+    """A batch is a week of signed URLs: the worker asks the one gate, not just whether the grant is active."""
+    from access.models import UrlBatch
+
+    grant = grant_for(alice, gated, rita)
+    batch = UrlBatch.objects.create(grant=grant)  # asked for while the holder could download
+    if change == "license":
+        gated.license = services.license_publish(
+            actor=services.command_actor("tests"), slug=gated.license.slug, version="2.0", title="T", text="Two."
+        )
+        gated.save()
+    else:
+        alice.is_active = False
+        alice.save()
+    tasks.batch_issue(batch.pk)
+    batch.refresh_from_db()
+    assert (batch.status, batch.urls) == ("failed", [])
+    refused = AuditEvent.objects.get(action="grant.batch_refused")
+    assert refused.data["code"] == ("license_update" if change == "license" else "account_inactive")
+
+
 def test_every_channel_records_downloads_with_one_via_each(gated, rita, alice, client):
     grant_for(alice, gated, rita)
-    secret = services.token_create(actor=services.Actor(user=alice), name="t")[1]
+    secret = services.token_create(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), name="t"
+    )[1]
     api = bearer(secret)
     api.get(f"/api/v1/models/facebook/opt-175b/files/{SHARD}")
     api.get("/api/v1/models/facebook/opt-175b/manifest")

@@ -120,7 +120,11 @@ def test_a_pending_request_links_to_itself(client, alice, release):
 
 def test_a_question_from_the_reviewer_links_to_the_answer_form(client, alice, reviewer, release):
     request = AccessRequestFactory(applicant=alice, release=release)
-    services.request_ask_info(actor=services.Actor(user=reviewer), access_request=request, question="Which lab?")
+    services.request_ask_info(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=request,
+        question="Which lab?",
+    )
     client.force_login(alice)
     section = access_section(client)
     assert 'data-status="needs_info"' in section
@@ -129,7 +133,11 @@ def test_a_question_from_the_reviewer_links_to_the_answer_form(client, alice, re
 
 def test_a_rejection_shows_the_reason_and_when_to_apply_again(client, alice, reviewer, release, settings):
     request = AccessRequestFactory(applicant=alice, release=release)
-    services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="Too vague.")
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=request,
+        reason="Too vague.",
+    )
     client.force_login(alice)
     section = access_section(client)
     request.refresh_from_db()
@@ -146,7 +154,11 @@ def test_a_rejection_shows_the_reason_and_when_to_apply_again(client, alice, rev
 
 def test_a_revoked_grant_shows_the_reason_and_offers_no_renewal(client, alice, reviewer, release):
     grant = grant_for(alice, release, reviewer)
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights.")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="Shared the weights.",
+    )
     client.force_login(alice)
     section = access_section(client)
     assert 'data-code="revoked"' in section and "Shared the weights." in section
@@ -201,7 +213,9 @@ def test_someone_elses_withdraw_confirmation_is_not_found(client, bob, alice, re
 
 
 def test_revoking_a_token_asks_first_on_a_page_of_its_own(client, alice, bob):
-    token, _secret = services.token_create(actor=services.Actor(user=alice), name="laptop")
+    token, _secret = services.token_create(
+        actor=services.Actor(user=alice, credential="session", reauthenticated=True), name="laptop"
+    )
     client.force_login(alice)
     listing = client.get("/tokens/").content.decode()
     assert f'href="/tokens/{token.pk}/revoke"' in listing and f'action="/tokens/{token.pk}/revoke"' not in listing

@@ -46,27 +46,46 @@ def catalog(local_storage, settings, live_server):
 def people(catalog):
     """Rita reviews; Ada holds a grant on OPT-175B, is asked a question on one small gated release and has not
     applied for another; a token of hers is listed."""
-    rita = services.reviewer_add(user=UserFactory(email="rita@portal.example"))
+    rita = services.reviewer_add(
+        actor=services.command_actor("add_reviewer"), user=UserFactory(email="rita@portal.example")
+    )
     ada = UserFactory(email="ada@uni.example")
     grant = grant_for(ada, catalog, rita)
     license_ = LicenseFactory(title="Small Model License")
     asked = ReleaseFactory(repo_id="lab/small-gated", access="gated", license=license_)
     add_file(asked, "config.json", b"{}\n")
     request = AccessRequestFactory(applicant=ada, release=asked)
-    services.request_ask_info(actor=services.Actor(user=rita), access_request=request, question="Which lab?")
+    services.request_ask_info(
+        actor=services.Actor(user=rita, credential="session", reauthenticated=True),
+        access_request=request,
+        question="Which lab?",
+    )
     fresh = ReleaseFactory(repo_id="lab/other-gated", access="gated", license=license_)
     add_file(fresh, "config.json", b"{}\n")
-    token, _secret = services.token_create(actor=services.Actor(user=ada), name="laptop")
+    token, _secret = services.token_create(
+        actor=services.Actor(user=ada, credential="session", reauthenticated=True), name="laptop"
+    )
     # Ada's lab holds a grant on the other gated release; Max joined and has not accepted its license yet.
     lab = services.lab_create(
-        actor=services.Actor(user=ada), name="Language Lab", ror_id="02mhbdp94", email_domains=["uni.example"]
+        actor=services.Actor(user=ada, credential="session", reauthenticated=True),
+        name="Language Lab",
+        ror_id="02mhbdp94",
+        email_domains=["uni.example"],
     )
     max_ = UserFactory(email="max@gmail.example")
-    _invitation, secret = services.lab_invite(actor=services.Actor(user=ada), lab=lab, email=max_.email)
-    member = services.lab_invitation_accept(actor=services.Actor(user=max_), token=secret)
-    _invitation, invitation = services.lab_invite(actor=services.Actor(user=ada), lab=lab, email="zoe@uni.example")
+    _invitation, secret = services.lab_invite(
+        actor=services.Actor(user=ada, credential="session", reauthenticated=True), lab=lab, email=max_.email
+    )
+    member = services.lab_invitation_accept(
+        actor=services.Actor(user=max_, credential="session", reauthenticated=True), token=secret
+    )
+    _invitation, invitation = services.lab_invite(
+        actor=services.Actor(user=ada, credential="session", reauthenticated=True), lab=lab, email="zoe@uni.example"
+    )
     lab_request = AccessRequestFactory(applicant=ada, release=fresh, lab=lab, all_members=True)
-    services.request_approve(actor=services.Actor(user=rita), access_request=lab_request)
+    services.request_approve(
+        actor=services.Actor(user=rita, credential="session", reauthenticated=True), access_request=lab_request
+    )
     lab_grant = services.grant_issue(request_id=lab_request.pk)
     return {
         "ada": ada,
@@ -268,7 +287,9 @@ def test_a_token_copied_from_the_page_downloads_a_gated_file_in_a_shell(
     browser, live_server, shots, local_storage, settings, tmp_path
 ):
     settings.SITE_URL = live_server.url
-    rita = services.reviewer_add(user=UserFactory(email="rita@portal.example"))
+    rita = services.reviewer_add(
+        actor=services.command_actor("add_reviewer"), user=UserFactory(email="rita@portal.example")
+    )
     ada = UserFactory(email="ada@uni.example")
     release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
     weights = b"\x80\x02weights" * 100

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from access import selectors, services
 from access.models import AuditEvent, DownloadEvent, ModelFile, ModelRelease, ReleaseMirror
 from access.storage import Hasher, get_storage
-from tests.factories import ReleaseFactory, add_file, grant_for, token_secret
+from tests.factories import REGISTRAR, ReleaseFactory, add_file, grant_for, token_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +117,7 @@ def test_the_pieces_of_an_unchanged_file_never_change(release):
     before = file.pieces
     data = FILES["pytorch_model.bin"]
     changed = services.release_upsert_file(
+        actor=REGISTRAR,
         release=release,
         path=file.path,
         size=file.size,
@@ -132,6 +133,7 @@ def test_the_pieces_of_an_unchanged_file_never_change(release):
 def test_piece_hashes_that_do_not_cover_the_file_are_refused(release):
     with pytest.raises(services.ServiceError) as exc:
         services.release_upsert_file(
+            actor=REGISTRAR,
             release=release,
             path="x.bin",
             size=3000,

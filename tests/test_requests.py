@@ -203,7 +203,7 @@ def test_auto_approval_for_an_allowlisted_domain(release, django_capture_on_comm
     with django_capture_on_commit_callbacks(execute=True):
         approved = submit(insider, release)
     assert approved.status == "approved"
-    assert AuditEvent.objects.get(action="request.approve", request=approved).credential == "auto-approval"
+    assert AuditEvent.objects.get(action="request.approve", request=approved).credential == "rule:email-domain"
     assert Grant.objects.filter(request=approved).exists()
     assert submit(outsider, release).status == "pending"
 

@@ -235,7 +235,7 @@ def test_an_unanswered_question_is_reminded_once_then_closed(world, settings, dj
     closed = [m for m in mail.outbox if m.to == [r6.email] and "was closed" in m.subject]
     assert len(closed) == 1
     actions = list(AuditEvent.objects.filter(request=r6).values_list("action", "credential"))
-    assert actions == [("request.info_reminded", "task"), ("request.lapse", "task")]
+    assert actions == [("request.info_reminded", "task:needs_info_sweep"), ("request.lapse", "task:needs_info_sweep")]
     # No cool-down: the applicant may apply again.
     from access.selectors import rejection_cooldown_ends
 
@@ -255,7 +255,11 @@ def test_answering_then_being_asked_again_starts_a_new_reminder(world, reviewer,
     r6 = world.requests["r6"]
     AccessRequest.objects.filter(pk=r6.pk).update(info_reminded_at=timezone.now())
     services.request_answer(actor=services.Actor(user=r6.applicant), access_request=r6, answer="Our lab is X.")
-    services.request_ask_info(actor=services.Actor(user=reviewer), access_request=r6, question="Who leads it?")
+    services.request_ask_info(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=r6,
+        question="Who leads it?",
+    )
     r6.refresh_from_db()
     assert r6.info_reminded_at is None and r6.info_requested_at > timezone.now() - timedelta(minutes=1)
 
@@ -268,7 +272,7 @@ def test_people_cannot_remind_or_close(world, reviewer):
 
 
 def test_release_managers_set_the_deadline_and_transparency(client, world, reviewer):
-    services.release_manager_add(user=reviewer)
+    services.release_manager_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     login_recently(client, reviewer)
     assert 'id="review-policy-form"' in client.get("/manage/lab/model-a/").content.decode()
     assert client.get("/models/lab/model-a/transparency").status_code == 404  # off by default
@@ -436,7 +440,7 @@ def test_stats_are_computed_in_a_few_queries(world, django_assert_max_num_querie
 
 def test_a_reviewer_cannot_see_their_own_pending_request_decided_by_themselves(client, world):
     reviewer = UserFactory(email="self@portal.example")
-    services.reviewer_add(user=reviewer)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=reviewer)
     own = AccessRequestFactory(applicant=reviewer, release=world.a)
     login_recently(client, reviewer)
     client.post(f"/review/requests/{own.public_id}/", {"action": "approve"})

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from access import services
 from access.models import DownloadEvent, ModelFile, ModelRelease, ReleaseRevision
-from tests.factories import ReleaseFactory, add_file, grant_for, token_secret
+from tests.factories import REGISTRAR, ReleaseFactory, add_file, grant_for, token_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +94,9 @@ def test_a_storage_key_of_a_published_file_is_never_given_other_contents(release
     one = revision(release, 1)
     key = one.files.get(path="weights.bin").storage_key
     with pytest.raises(services.ServiceError) as exc:
-        services.release_upsert_file(release=release, path="weights.bin", size=3, sha256="a" * 64, storage_key=key)
+        services.release_upsert_file(
+            actor=REGISTRAR, release=release, path="weights.bin", size=3, sha256="a" * 64, storage_key=key
+        )
     assert exc.value.code == "storage_key_in_use"
 
 

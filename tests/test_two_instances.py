@@ -152,8 +152,12 @@ def signed_in(base: str, email: str) -> requests.Session:
 def test_two_instances_behave_as_one(cluster, gated, tmp_path):
     a, b, lb = cluster["a"], cluster["b"], cluster["lb"]
     rita = UserFactory(email="rita@portal.example")
-    services.reviewer_add(user=rita)
-    review = bearer(services.token_create(actor=services.Actor(user=rita), name="r", review=True)[1])
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=rita)
+    review = bearer(
+        services.token_create(
+            actor=services.Actor(user=rita, credential="session", reauthenticated=True), name="r", review=True
+        )[1]
+    )
     alice = UserFactory(email="alice@uni.example")
     alice_token = token_secret(alice)
 
@@ -184,7 +188,9 @@ def test_two_instances_behave_as_one(cluster, gated, tmp_path):
     # The instances run the production hashers (this process hashes with a fast one).
     bob.password = PBKDF2PasswordHasher().encode(PASSWORD, "two-instances")
     bob.save(update_fields=["password"])
-    bob_token = services.token_create(actor=services.Actor(user=bob), name="laptop")
+    bob_token = services.token_create(
+        actor=services.Actor(user=bob, credential="session", reauthenticated=True), name="laptop"
+    )
     assert requests.get(f"{b}/api/v1/grants", headers=bearer(bob_token[1])).status_code == 200
     session = signed_in(a, bob.email)
     page = session.get(f"{b}/tokens/")

@@ -64,7 +64,11 @@ def test_an_unverified_account_is_sent_to_verify(client, release):
 def test_the_applicant_answers_a_question(client, alice, release, reviewer, django_capture_on_commit_callbacks):
     request = AccessRequestFactory(applicant=alice, release=release)
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_ask_info(actor=services.Actor(user=reviewer), access_request=request, question="Which lab?")
+        services.request_ask_info(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            access_request=request,
+            question="Which lab?",
+        )
     assert "Which lab?" in mail.outbox[-1].body
     client.force_login(alice)
     assert "Which lab?" in client.get(f"/requests/{request.public_id}/").content.decode()

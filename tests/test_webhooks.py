@@ -61,7 +61,7 @@ def deliveries(**filters):
 
 def test_every_access_event_becomes_one_delivery_per_endpoint(local_ok, as_manager, gated, alice, bob, reviewer):
     endpoint(as_manager)
-    rita = services.Actor(user=reviewer)
+    rita = services.Actor(user=reviewer, credential="session", reauthenticated=True)
     request = services.request_submit(
         actor=services.Actor(user=alice, credential="session"),
         release=gated,
@@ -123,7 +123,11 @@ def test_a_change_that_rolls_back_tells_no_one(local_ok, as_manager, gated, revi
     endpoint(as_manager)
     request = AccessRequestFactory(release=gated)
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+        services.request_reject(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            access_request=request,
+            reason="No.",
+        )
         raise RuntimeError
     assert not WebhookDelivery.objects.exists()
 
@@ -131,7 +135,11 @@ def test_a_change_that_rolls_back_tells_no_one(local_ok, as_manager, gated, revi
 def test_payloads_carry_ids_and_states_never_people_reasons_or_urls(local_ok, as_manager, gated, alice, reviewer):
     endpoint(as_manager)
     grant = grant_for(alice, gated, reviewer)
-    services.grant_revoke(actor=services.Actor(user=reviewer), grant=grant, reason="Shared the weights secretly.")
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        grant=grant,
+        reason="Shared the weights secretly.",
+    )
     for delivery in WebhookDelivery.objects.all():
         text = json.dumps(delivery.payload)
         assert "@" not in text and "secretly" not in text and "/storage/" not in text and "http" not in text
@@ -142,7 +150,7 @@ def test_payloads_carry_ids_and_states_never_people_reasons_or_urls(local_ok, as
 
 def test_refused_downloads_and_other_audit_events_tell_nothing(local_ok, as_manager, gated, alice):
     endpoint(as_manager)
-    services.token_create(actor=services.Actor(user=alice), name="t")
+    services.token_create(actor=services.Actor(user=alice, credential="session", reauthenticated=True), name="t")
     from access import downloads
 
     downloads.authorize(actor=services.Actor(user=alice, credential="session"), release=gated, via="api")
@@ -302,7 +310,9 @@ def test_a_worker_delivers_signed_events_the_receiver_verifies(
     worker = CeleryWorker(hook_worker_env).start()
     try:
         request = AccessRequestFactory(applicant=alice, release=gated)
-        services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+        services.request_approve(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+        )
         seen = wait_until(lambda: len(receiver.requests()) >= 2 and receiver.requests(), timeout=30)
     finally:
         worker.stop()
@@ -326,7 +336,11 @@ def test_a_receiver_that_fails_twice_gets_exactly_one_successful_delivery(
     worker = CeleryWorker(hook_worker_env).start()
     try:
         request = AccessRequestFactory(release=gated)
-        services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+        services.request_reject(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            access_request=request,
+            reason="No.",
+        )
         delivery = WebhookDelivery.objects.get()
         wait_until(lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "succeeded", timeout=30)
     finally:
@@ -355,7 +369,11 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_its_owner_emailed(
     worker = CeleryWorker(hook_worker_env).start()
     try:
         request = AccessRequestFactory(release=gated)
-        services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+        services.request_reject(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            access_request=request,
+            reason="No.",
+        )
         wait_until(lambda: not WebhookEndpoint.objects.get(pk=hook.pk).active, timeout=30)
         wait_until(lambda: OutboundEmail.objects.filter(template="webhook_disabled").exists(), timeout=10)
     finally:
@@ -376,7 +394,11 @@ def test_redirects_are_not_followed_and_a_manual_redelivery_sends_the_same_id(
     settings.WEBHOOK_RETRY_WINDOW_SECONDS = 0  # the first failure is final here
     hook, receiver = live_endpoint(as_manager, receivers, status=302)
     request = AccessRequestFactory(release=gated)
-    services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=request,
+        reason="No.",
+    )
     delivery = WebhookDelivery.objects.get()
     webhooks.deliver(delivery_id=delivery.pk)  # in this process: the settings above apply
     delivery.refresh_from_db()
@@ -409,15 +431,21 @@ def test_license_acceptances_are_told_for_grants_and_lab_seats(local_ok, as_mana
         actor=holder, grant=grant, version="1.1", accept_license=True, noncommercial_attested=True
     )
     pi = UserFactory(email="pi@uni.example")
-    lab = services.lab_create(actor=services.Actor(user=pi), name="Lab")
+    lab = services.lab_create(actor=services.Actor(user=pi, credential="session", reauthenticated=True), name="Lab")
     lab_request = AccessRequestFactory(applicant=pi, release=gated, lab=lab, all_members=True)
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=lab_request)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=lab_request
+    )
     lab_grant = services.grant_issue(request_id=lab_request.pk)
     member = UserFactory(email="max@uni.example")
-    _invitation, secret = services.lab_invite(actor=services.Actor(user=pi), lab=lab, email=member.email)
-    services.lab_invitation_accept(actor=services.Actor(user=member), token=secret)
+    _invitation, secret = services.lab_invite(
+        actor=services.Actor(user=pi, credential="session", reauthenticated=True), lab=lab, email=member.email
+    )
+    services.lab_invitation_accept(
+        actor=services.Actor(user=member, credential="session", reauthenticated=True), token=secret
+    )
     services.lab_seat_accept(
-        actor=services.Actor(user=member),
+        actor=services.Actor(user=member, credential="session", reauthenticated=True),
         grant=lab_grant,
         version="1.1",
         accept_license=True,

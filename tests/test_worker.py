@@ -26,7 +26,11 @@ def opt_175b(settings):
 
 def approve(request, reviewer):
     enqueued = services.Enqueued()
-    services.request_approve(actor=services.Actor(user=reviewer), access_request=request, enqueued=enqueued)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=request,
+        enqueued=enqueued,
+    )
     return enqueued
 
 

@@ -17,7 +17,9 @@ A user name is the account's email address.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Q
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
@@ -27,7 +29,7 @@ from ..http import actor_for
 from ..models import AccessRequest, ApiToken, Grant, ModelRelease, User
 from ..permissions import IsAuthenticated, IsReviewer
 from .errors import ApiError
-from .hf import HfApiView, iso
+from .hf import HfApiView, hf_error, iso
 
 S = AccessRequest.Status
 PAGE_SIZE = 100
@@ -48,7 +50,7 @@ def hf_state(access_request: AccessRequest) -> str | None:
 
 
 def requests_in_state(release: ModelRelease, state: str):
-    qs = AccessRequest.objects.filter(release=release).select_related("applicant")
+    qs = AccessRequest.objects.filter(release=release).select_related("applicant", "lab")
     revoked = Q(status=S.APPROVED, grant__revoked_at__isnull=False)
     if state == "pending":
         qs = qs.filter(status__in=AccessRequest.OPEN_STATUSES)
@@ -59,8 +61,21 @@ def requests_in_state(release: ModelRelease, state: str):
     return qs.order_by("created_at", "public_id")
 
 
+def coverage(access_request: AccessRequest) -> dict:
+    """A lab request's lab and whom it covers, among the form's fields (the Hub has no lab requests, and its
+    client shows `fields` as they come): empty for a person's own request."""
+    if access_request.lab_id is None:
+        return {}
+    lab = access_request.lab
+    if access_request.all_members:
+        covers = "all members"
+    else:
+        covers = ", ".join(sorted(u.email for u in access_request.covered_members.all()))
+    return {"lab": lab.name, "lab_id": lab.public_id, "covers": covers}
+
+
 def entry(access_request: AccessRequest, state: str) -> dict:
-    fields = {name: str(getattr(access_request, name)) for name in FORM_FIELDS}
+    fields = {name: str(getattr(access_request, name)) for name in FORM_FIELDS} | coverage(access_request)
     return {
         "user": {"user": access_request.email, "fullname": access_request.full_name, "email": access_request.email},
         "requestId": access_request.public_id,
@@ -73,6 +88,14 @@ def entry(access_request: AccessRequest, state: str) -> dict:
         "infoRequest": access_request.info_request,
         "decisionReason": access_request.decision_reason,
     }
+
+
+def decide_urls(access_request: AccessRequest) -> str:
+    """Where the portal's own API decides one request, for a message that names it."""
+    return " | ".join(
+        settings.SITE_URL + reverse(name, kwargs={"public_id": access_request.public_id})
+        for name in ("api-review-approve", "api-review-reject")
+    )
 
 
 class HandleInput(serializers.Serializer):
@@ -161,7 +184,25 @@ class AccessRequestHandleApi(HfReviewView):
         else:
             user = self.account(data["user"])
             mine = AccessRequest.objects.filter(release=release, applicant=user).exclude(status=S.WITHDRAWN)
-            found = mine.filter(status__in=AccessRequest.OPEN_STATUSES).first() or mine.order_by("-created_at").first()
+            open_ones = list(mine.filter(status__in=AccessRequest.OPEN_STATUSES).select_related("lab")[:2])
+            if len(open_ones) > 1:
+                # Their own request and a lab request they filed: the Hub's user-addressed call cannot say which.
+                own = _("their own")
+                raise hf_error(
+                    _("%(user)s has two open requests for %(repo)s; decide each by its id: %(ids)s.")
+                    % {
+                        "user": user.email,
+                        "repo": release.repo_id,
+                        "ids": "; ".join(
+                            f"{r.public_id} ({r.lab.name if r.lab_id else own}: POST {decide_urls(r)})"
+                            for r in open_ones
+                        ),
+                    },
+                    "ambiguous_request",
+                    409,
+                    "AmbiguousRequest",
+                )
+            found = open_ones[0] if open_ones else mine.order_by("-created_at").first()
         if found is None:
             raise ApiError(_("No access request for %(repo)s matches.") % {"repo": release.repo_id}, "not_found", 404)
         return found

@@ -5,8 +5,6 @@ from ..taskbase import Enqueued
 from .accessforms import question_create, question_retire, question_update
 from .audit import audit
 from .base import (
-    SYSTEM,
-    TASK,
     Actor,
     Forbidden,
     InvalidTransition,
@@ -16,6 +14,9 @@ from .base import (
     is_reviewer,
     require_release_manager,
     require_reviewer,
+    require_role_admin,
+    rule_actor,
+    task_actor,
 )
 from .grants import (
     batch_fill,
@@ -88,8 +89,6 @@ __all__ = [
     "RELEASE_MANAGERS_GROUP",
     "REQUEST_FIELDS",
     "REVIEWERS_GROUP",
-    "SYSTEM",
-    "TASK",
     "Acceptance",
     "Actor",
     "Enqueued",
@@ -154,9 +153,12 @@ __all__ = [
     "requests_decide_many",
     "require_release_manager",
     "require_reviewer",
+    "require_role_admin",
     "reviewer_add",
     "reviewer_remove",
     "reviewers",
+    "rule_actor",
+    "task_actor",
     "token_authenticate",
     "token_create",
     "token_hash",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -44,9 +45,13 @@ class Forbidden(ServiceError):
     status = 403
 
 
-# Credentials that arrive from outside. Any other credential names code of the portal's own (a task, a
-# management command, the auto-approval rule), which is trusted to have chosen its actor.
-EXTERNAL_CREDENTIALS = ("session", "anonymous", "relay")
+# The portal's own code acts with one of these credentials: a Celery task, a management command (run by an
+# operator on the server) or a release's decision rule. It is a closed list: any other credential — a session,
+# a token, the admin site, a relay URL, or one nobody has heard of — is checked against the person behind it.
+TRUSTED_CREDENTIAL = re.compile(r"^(task|command|rule):[A-Za-z0-9_.-]{1,80}$")
+# Credentials of a person at a keyboard: the portal's pages and the admin site (which asks for a recent password
+# itself, portal.admin).
+INTERACTIVE_CREDENTIALS = ("session", "admin")
 
 
 @dataclass
@@ -54,25 +59,35 @@ class Actor:
     """Who is acting and through which credential; recorded on every audit event.
 
     `reauthenticated` says whether a session actor entered their password within REAUTHENTICATION_TIMEOUT;
-    `token` is the API token a script acted with."""
+    `token` is the API token a script acted with. An actor built without a credential is anonymous."""
 
     user: User | None = None
-    credential: str = "system"
+    credential: str = "anonymous"
     ip: str | None = None
     token: ApiToken | None = None
     reauthenticated: bool = False
 
     @property
-    def is_external(self) -> bool:
-        return self.credential in EXTERNAL_CREDENTIALS or self.credential.startswith(("token:", "admin:"))
+    def is_trusted(self) -> bool:
+        """The portal's own code (see TRUSTED_CREDENTIAL), trusted to have chosen what it does."""
+        return bool(TRUSTED_CREDENTIAL.match(self.credential))
+
+    @property
+    def kind(self) -> str:
+        """The credential without its detail: session, admin, token, relay, anonymous, task, command, rule."""
+        return self.credential.split(":", 1)[0]
 
 
-SYSTEM = Actor()
-TASK = Actor(user=None, credential="task")
+def task_actor(name: str) -> Actor:
+    return Actor(credential=f"task:{name}")
 
 
 def command_actor(name: str) -> Actor:
     return Actor(credential=f"command:{name}")
+
+
+def rule_actor(rule: str, *, ip: str | None = None) -> Actor:
+    return Actor(credential=f"rule:{rule}", ip=ip)
 
 
 def require_reviewer(actor: Actor) -> None:
@@ -89,17 +104,36 @@ def require_release_manager(actor: Actor) -> None:
 
 
 def _require_power(actor: Actor, holds, refusal: str) -> None:
-    if not actor.is_external:
+    if actor.is_trusted:
         return
     if not holds(actor.user):
         raise Forbidden(refusal)
-    if actor.credential.startswith("token:"):
+    if actor.kind == "token":
         if actor.token is None or not actor.token.can_review:
             raise Forbidden(
                 _("This token has no reviewer access; create one with reviewer access on your tokens page."),
                 "token_scope",
             )
+    elif actor.kind not in INTERACTIVE_CREDENTIALS:
+        raise Forbidden(refusal)
     elif not actor.reauthenticated:
+        raise Forbidden(
+            _("Enter your password again to do this (it was entered too long ago)."), "reauthentication_required"
+        )
+
+
+def require_role_admin(actor: Actor) -> None:
+    """Giving or taking reviewer and release-manager powers: an operator's management command, or a superuser
+    (made only by `manage.py createsuperuser`) through the admin site or a page, with a recent password. Tasks
+    and decision rules never change who holds powers."""
+    if actor.kind == "command" and actor.is_trusted:
+        return
+    user = actor.user
+    if user is None or not user.is_authenticated or not user.is_active or not user.is_superuser:
+        raise Forbidden(_("Only administrators may change who reviews and manages releases."))
+    if actor.kind not in INTERACTIVE_CREDENTIALS:
+        raise Forbidden(_("Only administrators may change who reviews and manages releases."))
+    if not actor.reauthenticated:
         raise Forbidden(
             _("Enter your password again to do this (it was entered too long ago)."), "reauthentication_required"
         )

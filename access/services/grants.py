@@ -14,12 +14,15 @@ from .. import downloads, emails
 from ..models import AccessRequest, Grant, License, UrlBatch
 from ..taskbase import portal_task
 from .audit import audit
-from .base import TASK, Actor, InvalidTransition, ServiceError, clean, require_reviewer
+from .base import Actor, InvalidTransition, ServiceError, clean, require_reviewer, task_actor
 from .labs import seats_for_new_grant
 from .notifications import request_notify
 from .workflow import lock, transition
 
 S = AccessRequest.Status
+ISSUER = task_actor("grant_issue")
+BATCHER = task_actor("batch_issue")
+EXPIRER = task_actor("grants_expire")
 
 
 def grant_issue(*, request_id: int) -> Grant | None:
@@ -71,7 +74,7 @@ def _license_reviewed(access_request: AccessRequest) -> Grant | None:
         return None
     if grant.license_id != access_request.license_id:
         grant_record_license(
-            actor=TASK,
+            actor=ISSUER,
             grant=grant,
             license=access_request.license,
             accepted_at=access_request.license_accepted_at,
@@ -97,7 +100,7 @@ def _issue(access_request: AccessRequest) -> Grant:
             lab_id=access_request.lab_id,
         )
         audit(
-            actor=TASK,
+            actor=ISSUER,
             action="grant.issued",
             target=grant,
             access_request=access_request,
@@ -117,7 +120,7 @@ def _issue(access_request: AccessRequest) -> Grant:
             revision=grant.release.revision,
         )
         audit(
-            actor=TASK,
+            actor=ISSUER,
             action="grant.batch_issued",
             target=batch,
             access_request=access_request,
@@ -154,15 +157,23 @@ def batch_fill(*, batch_id: int) -> UrlBatch | None:
         batch = UrlBatch.objects.select_for_update().select_related("grant__release").filter(pk=batch_id).first()
         if batch is None or batch.status != UrlBatch.Status.PENDING:
             return batch
-        if not batch.grant.is_active:
+        # The gate decides for the holder now, as for any download: a batch is a week of signed URLs.
+        decision = downloads.access_state(user=batch.grant.user, release=batch.grant.release, grant=batch.grant)
+        if not decision.allowed:
             batch.status = UrlBatch.Status.FAILED
             batch.save(update_fields=["status", "updated_at"])
+            audit(
+                actor=BATCHER,
+                action="grant.batch_refused",
+                target=batch,
+                data={"grant": batch.grant.public_id, "code": decision.code},
+            )
             return batch
         batch.urls, batch.expires_at = downloads.batch_sign(batch.grant)
         batch.status, batch.revision = UrlBatch.Status.READY, batch.grant.release.revision
         batch.save(update_fields=["urls", "expires_at", "status", "revision", "updated_at"])
         audit(
-            actor=TASK,
+            actor=BATCHER,
             action="grant.batch_issued",
             target=batch,
             data={"grant": batch.grant.public_id, "files": len(batch.urls)},
@@ -246,7 +257,7 @@ def grants_expire() -> dict:
         with transaction.atomic():
             if Grant.objects.filter(pk=grant.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
                 audit(
-                    actor=TASK,
+                    actor=EXPIRER,
                     action="grant.expiring",
                     target=grant,
                     access_request=grant.request,
@@ -261,7 +272,7 @@ def grants_expire() -> dict:
                 expired_notified_at=now
             )
             if updated:
-                audit(actor=TASK, action="grant.expired", target=grant, access_request=grant.request)
+                audit(actor=EXPIRER, action="grant.expired", target=grant, access_request=grant.request)
         emails.send_once(
             dedupe_key=f"grant-expired:{grant.pk}:{grant.expires_at:%Y%m%d}",
             template="grant_expired",

@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import cache, emails
-from ..models import AccessRequest, Grant, Lab, LabInvitation, LabMembership, LabSeat, User
-from ..selectors import lab_grant_url
+from ..models import AccessRequest, Grant, Lab, LabInvitation, LabMembership, LabSeat, ModelRelease, User
+from ..selectors import is_reviewer, lab_grant_url
 from ..taskbase import portal_task
 from .audit import audit
 from .base import (
@@ -55,6 +55,16 @@ def membership_of(user: User | None, lab: Lab) -> LabMembership | None:
     if user is None or not user.is_authenticated:
         return None
     return LabMembership.objects.current().filter(lab=lab, user=user).first()
+
+
+def require_outside_lab(actor: Actor, lab: Lab) -> None:
+    """A reviewer who is a member of a lab (any role) is covered, or could be, by its requests and seats: they
+    decide none of them; another reviewer must."""
+    if actor.user is not None and membership_of(actor.user, lab) is not None:
+        raise Forbidden(
+            _("You are a member of %(lab)s: another reviewer must decide its requests.") % {"lab": lab.name},
+            "own_lab",
+        )
 
 
 def _require_admin(actor: Actor, lab: Lab) -> LabMembership:
@@ -381,14 +391,36 @@ def _covered_count(grant: Grant) -> int:
     )
 
 
+def _seat_status(*, seat: LabSeat | None, grant: Grant, membership: LabMembership) -> str:
+    """Where a member's acceptance of the current license puts their seat on a (locked) lab grant."""
+    release = grant.release
+    if seat is not None and seat.status == Seat.REQUESTED:
+        return Seat.REQUESTED  # a reviewer decides it; accepting again changes only the version
+    if seat is not None and seat.status == Seat.ACTIVE:
+        review = release.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW
+        return Seat.REQUESTED if review and seat.license_id != release.license_id else Seat.ACTIVE
+    decided = grant.request.decided_at
+    if is_reviewer(membership.user) and (decided is None or membership.joined_at > decided):
+        return Seat.REQUESTED  # no reviewer gives themselves a place another reviewer did not decide
+    if (seat is not None and seat.status == Seat.LICENSE_PENDING) or (
+        grant.request.all_members and _covered_count(grant) < release.lab_member_cap
+    ):
+        return Seat.ACTIVE
+    return Seat.REQUESTED
+
+
 def lab_seat_accept(
     *, actor: Actor, grant: Grant, version: str, accept_license: bool, noncommercial_attested: bool
 ) -> LabSeat:
     """A member accepts the release's current license for the lab's grant, personally (version, time, address,
     attestation). A named member, or anyone under an "all members" grant within the release's cap, can download
-    from then on; anyone else has asked for a seat, which a reviewer approves."""
+    from then on; anyone else has asked for a seat, which a reviewer approves. So has a reviewer who joined the
+    lab after its request was decided (no reviewer gives themselves a place), and, on a release whose license
+    updates are reviewed, a member accepting a new version: their seat waits for a reviewer as an individual
+    holder's re-acceptance does."""
     user = require_user(actor)
-    if grant.lab_id is None or membership_of(user, grant.lab) is None:
+    membership = membership_of(user, grant.lab) if grant.lab_id is not None else None
+    if membership is None:
         raise NotFound(_("Not found."))
     if not accept_license or not noncommercial_attested:
         raise ServiceError(_("You must accept the license and attest non-commercial use."), "license_not_accepted")
@@ -406,12 +438,8 @@ def lab_seat_accept(
                 % {"reason": seat.decision_reason or _("no reason given")},
                 "lab_seat_rejected",
             )
-        if (seat is not None and seat.status in (Seat.ACTIVE, Seat.LICENSE_PENDING)) or (
-            locked.request.all_members and _covered_count(locked) < release.lab_member_cap
-        ):
-            status = Seat.ACTIVE
-        else:
-            status = Seat.REQUESTED
+        reaccepting = seat is not None and seat.status == Seat.ACTIVE and seat.license_id != current.pk
+        status = _seat_status(seat=seat, grant=locked, membership=membership)
         if seat is not None and seat.status == status and seat.license_id == current.pk:
             return seat
         fields = {
@@ -446,7 +474,13 @@ def lab_seat_accept(
             action="lab.seat_requested" if status == Seat.REQUESTED else "lab.license_accepted",
             target=locked,
             access_request=locked.request,
-            data={"member": user.email, "license": current.slug, "version": current.version, "seat": status},
+            data={
+                "member": user.email,
+                "license": current.slug,
+                "version": current.version,
+                "seat": status,
+                "reaccepting": reaccepting,
+            },
         )
     return seat
 
@@ -456,6 +490,7 @@ def lab_seat_decide(*, actor: Actor, seat: LabSeat, approve: bool, reason: str =
     require_reviewer(actor)
     if actor.user is not None and actor.user.pk == seat.user_id:
         raise Forbidden(_("Reviewers cannot decide their own requests; another reviewer must."), "own_request")
+    require_outside_lab(actor, seat.grant.lab)
     reason = clean(reason, field="reason", multiline=True)
     if not approve and not reason:
         raise ServiceError(_("Give a reason; the applicant will see it."), "reason_required", field="reason")

@@ -66,23 +66,22 @@ def release_file_key(*, release: ModelRelease, path: str) -> str:
 
 def release_upsert_file(
     *,
+    actor: Actor,
     release: ModelRelease,
     path: str,
     size: int,
     sha256: str,
     storage_key: str,
-    actor: Actor | None = None,
     piece_size: int = 0,
     pieces: Sequence[str] = (),
 ) -> bool:
     """Add a file to the release's next revision (its draft); returns True when it is new or differs from
-    main, and audits it when an actor is given. Published revisions are never changed: `release_publish`
+    main, and audits it. Published revisions are never changed: `release_publish`
     makes the draft a new revision. Refuses a storage key that holds a published file with other contents.
 
     Piece hashes come from the same pass as sha256 and are stored with the file; a published file's pieces
     never change under a client (a file published before pieces were hashed keeps none)."""
-    if actor is not None:
-        require_release_manager(actor)
+    require_release_manager(actor)
     if selectors.clean_file_path(path) is None:
         raise ServiceError(_("Invalid file path: %(path)s") % {"path": path}, "invalid_path")
     if piece_size and len(pieces) != -(-size // piece_size):
@@ -120,22 +119,20 @@ def release_upsert_file(
             "pieces": joined,
         },
     )
-    if actor is not None:
-        audit(
-            actor=actor,
-            action="release.file_added" if current is None else "release.file_changed",
-            target=release,
-            data={"path": path, "size": size, "sha256": sha256, "piece_size": piece_size},
-        )
+    audit(
+        actor=actor,
+        action="release.file_added" if current is None else "release.file_changed",
+        target=release,
+        data={"path": path, "size": size, "sha256": sha256, "piece_size": piece_size},
+    )
     return True
 
 
-def release_publish(*, release: ModelRelease, notes: str = "", actor: Actor | None = None) -> ReleaseRevision | None:
+def release_publish(*, actor: Actor, release: ModelRelease, notes: str = "") -> ReleaseRevision | None:
     """Publish the release's draft as a new revision: main's files with the draft's added or changed ones.
     The new revision becomes `main` (and `release.revision` its id); the one before stays downloadable by id
     and never changes. Does nothing (returns None) when the draft changes nothing."""
-    if actor is not None:
-        require_release_manager(actor)
+    require_release_manager(actor)
     notes = clean(notes, field="notes", multiline=True)
     with transaction.atomic():
         locked = ModelRelease.objects.select_for_update().get(pk=release.pk)
@@ -182,24 +179,23 @@ def release_publish(*, release: ModelRelease, notes: str = "", actor: Actor | No
         revision.save(update_fields=["published_at"])
         locked.main_revision, locked.revision = revision, revision.sha
         locked.save(update_fields=["main_revision", "revision", "updated_at"])
-        if actor is not None:
-            audit(
-                actor=actor,
-                action="release.revision_published",
-                target=locked,
-                data={
-                    "revision": revision.sha,
-                    "number": revision.number,
-                    "files": len(listing),
-                    "changed": sorted(changed_paths)[:100],
-                    "notes": notes[:500],
-                },
-            )
+        audit(
+            actor=actor,
+            action="release.revision_published",
+            target=locked,
+            data={
+                "revision": revision.sha,
+                "number": revision.number,
+                "files": len(listing),
+                "changed": sorted(changed_paths)[:100],
+                "notes": notes[:500],
+            },
+        )
     release.main_revision, release.main_revision_id, release.revision = revision, revision.pk, revision.sha
     return revision
 
 
-def release_refresh_revision(*, release: ModelRelease, notes: str = "", actor: Actor | None = None) -> ModelRelease:
+def release_refresh_revision(*, actor: Actor, release: ModelRelease, notes: str = "") -> ModelRelease:
     """Publish whatever was registered since the last revision (see release_publish); returns the release."""
     release_publish(release=release, notes=notes, actor=actor)
     return release

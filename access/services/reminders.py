@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from ..models import AccessRequest
 from ..taskbase import portal_task
 from .audit import audit
-from .base import TASK, Actor, Forbidden
+from .base import Actor, Forbidden, task_actor
 from .notifications import request_notify
 from .workflow import lock, transition
 
@@ -24,7 +24,7 @@ S = AccessRequest.Status
 
 def _require_portal(actor: Actor) -> None:
     """Only the portal's own schedule (a task or command) reminds and closes: no person does it through a page."""
-    if actor.is_external:
+    if not actor.is_trusted:
         raise Forbidden(_("Only the portal's schedule may do this."))
 
 
@@ -83,8 +83,9 @@ def needs_info_sweep() -> dict:
     """Daily (beat): remind and close what is due. Running it twice reminds and closes nothing twice."""
     remind, close = needs_info_due()
     reminded = closed = 0
+    actor = task_actor("needs_info_sweep")
     for access_request in AccessRequest.objects.filter(pk__in=remind):
-        reminded += request_remind_info(actor=TASK, access_request=access_request)
+        reminded += request_remind_info(actor=actor, access_request=access_request)
     for access_request in AccessRequest.objects.filter(pk__in=close):
-        closed += request_lapse(actor=TASK, access_request=access_request)
+        closed += request_lapse(actor=actor, access_request=access_request)
     return {"reminded": reminded, "closed": closed}

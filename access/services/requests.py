@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import questions, selectors
+from .. import downloads, questions, selectors
 from ..models import (
     AccessQuestion,
     AccessRequest,
@@ -27,7 +27,17 @@ from ..storage import get_storage
 from ..taskbase import Enqueued
 from . import labs
 from .audit import audit
-from .base import Actor, Forbidden, InvalidTransition, NotFound, ServiceError, clean, require_reviewer, require_user
+from .base import (
+    Actor,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+    ServiceError,
+    clean,
+    require_reviewer,
+    require_user,
+    rule_actor,
+)
 from .grants import grant_issue_task
 from .notifications import request_notify, reviewers_notify
 from .workflow import lock, transition
@@ -51,7 +61,8 @@ TEXT_FIELDS = {
     "intended_use": (True, False, 5000),
     "publications": (True, False, 2000),
 }
-AUTO_APPROVAL = "auto-approval"
+# The release approval mode that approves verified addresses on its allow-listed domains acts as this rule.
+EMAIL_DOMAIN_RULE = "email-domain"
 
 
 class OpenRequestExists(ServiceError):
@@ -75,9 +86,13 @@ def _reason(reason: str, *, required: bool) -> str:
 
 
 def _require_decider(actor: Actor, access_request: AccessRequest) -> None:
+    """A reviewer with a fresh credential, who is not the applicant nor, for a lab request (or its renewal), a
+    member of the lab it would cover."""
     require_reviewer(actor)
     if actor.user is not None and actor.user.pk == access_request.applicant_id:
         raise Forbidden(_("Reviewers cannot decide their own requests; another reviewer must."), "own_request")
+    if access_request.lab_id is not None:
+        labs.require_outside_lab(actor, access_request.lab)
 
 
 def _require_applicant(actor: Actor, access_request: AccessRequest) -> None:
@@ -127,8 +142,14 @@ def request_submit(
     if not license_accepted or not data.get("noncommercial_attested"):
         raise ServiceError(_("You must accept the license and attest non-commercial use."), "license_not_accepted")
     follows = renewal_of or reconsent_of
-    if follows is None and lab is None and selectors.user_active_grant(user=user, release=release) is not None:
-        raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
+    if follows is None and lab is None:
+        # The download gate says whether the applicant has access already, through a grant or a lab seat; a
+        # holder whose license changed accepts the new version instead of applying again.
+        decision = downloads.access_state(user=user, release=release)
+        if decision.allowed:
+            raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
+        if decision.code == "license_update":
+            raise ServiceError(decision.detail, "license_update")
     if follows is None and lab is not None and Grant.objects.active().filter(lab=lab, release=release).exists():
         raise ServiceError(
             _("%(lab)s already has access to %(repo)s.") % {"lab": lab.name, "repo": release.repo_id}, "already_granted"
@@ -284,7 +305,7 @@ def _notify_submitted(access_request: AccessRequest, event) -> None:
 def _maybe_auto_approve(actor: Actor, access_request: AccessRequest) -> None:
     if _auto_approvable(release=access_request.release, user=access_request.applicant):
         request_approve(
-            actor=Actor(user=None, credential=AUTO_APPROVAL, ip=actor.ip),
+            actor=rule_actor(EMAIL_DOMAIN_RULE, ip=actor.ip),
             access_request=access_request,
             reason=_("Approved automatically: your verified email domain is on this release's allowlist."),
         )

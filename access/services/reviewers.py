@@ -8,7 +8,7 @@ from django.db import transaction
 
 from ..models import User
 from .audit import audit
-from .base import SYSTEM, Actor
+from .base import Actor, require_role_admin
 
 REVIEWERS_GROUP = "Reviewers"
 RELEASE_MANAGERS_GROUP = "Release managers"
@@ -29,7 +29,9 @@ def release_managers_group() -> Group:
     return _group(RELEASE_MANAGERS_GROUP, "manage_release")
 
 
-def reviewer_add(*, user: User, staff: bool = False, verified: bool = False, actor: Actor = SYSTEM) -> User:
+def reviewer_add(*, actor: Actor, user: User, staff: bool = False, verified: bool = False) -> User:
+    """Give reviewer powers (the Reviewers group); only administrators and operators' commands may."""
+    require_role_admin(actor)
     with transaction.atomic():
         user.groups.add(reviewers_group())
         if staff and not user.is_staff:
@@ -43,7 +45,8 @@ def reviewer_add(*, user: User, staff: bool = False, verified: bool = False, act
     return user
 
 
-def reviewer_remove(*, user: User, actor: Actor = SYSTEM) -> User:
+def reviewer_remove(*, actor: Actor, user: User) -> User:
+    require_role_admin(actor)
     with transaction.atomic():
         user.groups.remove(reviewers_group())
         audit(actor=actor, action="reviewer.removed", target=user, data={"email": user.email})
@@ -54,15 +57,17 @@ def reviewers() -> list[User]:
     return list(User.objects.filter(is_active=True, groups__name=REVIEWERS_GROUP).distinct().order_by("email"))
 
 
-def release_manager_add(*, user: User, actor: Actor = SYSTEM) -> User:
+def release_manager_add(*, actor: Actor, user: User) -> User:
     """Release managers edit releases' access forms, move them to new license versions and publish revisions."""
+    require_role_admin(actor)
     with transaction.atomic():
         user.groups.add(release_managers_group())
         audit(actor=actor, action="release_manager.added", target=user, data={"email": user.email})
     return user
 
 
-def release_manager_remove(*, user: User, actor: Actor = SYSTEM) -> User:
+def release_manager_remove(*, actor: Actor, user: User) -> User:
+    require_role_admin(actor)
     with transaction.atomic():
         user.groups.remove(release_managers_group())
         audit(actor=actor, action="release_manager.removed", target=user, data={"email": user.email})

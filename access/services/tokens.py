@@ -60,11 +60,7 @@ def token_create(
 
 def token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
     """The owner revokes their token; so may the admin site and commands (trusted actors)."""
-    if (
-        actor.is_external
-        and not actor.credential.startswith("admin:")
-        and (actor.user is None or actor.user.pk != token.user_id)
-    ):
+    if not actor.is_trusted and actor.kind != "admin" and (actor.user is None or actor.user.pk != token.user_id):
         raise NotFound(_("Not found."))
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().get(pk=token.pk)

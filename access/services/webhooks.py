@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from .. import webhooks
 from ..models import ModelRelease, WebhookDelivery, WebhookEndpoint, new_public_id
 from .audit import audit
-from .base import Actor, Forbidden, ServiceError, clean
+from .base import INTERACTIVE_CREDENTIALS, Actor, Forbidden, ServiceError, clean
 
 MANAGE_PERMISSION = "access.manage_webhooks"
 
@@ -24,11 +24,11 @@ def can_manage_webhooks(user) -> bool:
 def require_webhook_manager(actor: Actor) -> None:
     """Admins (superusers) and whoever holds `manage_webhooks` (given to release managers in the admin), through
     the web with a recently entered password or the admin site; never with an API token."""
-    if not actor.is_external:
+    if actor.is_trusted:
         return
-    if not can_manage_webhooks(actor.user) or actor.credential.startswith("token:"):
+    if not can_manage_webhooks(actor.user) or actor.kind not in INTERACTIVE_CREDENTIALS:
         raise Forbidden(_("Only admins and release managers may manage webhooks."))
-    if actor.credential == "session" and not actor.reauthenticated:
+    if not actor.reauthenticated:
         raise Forbidden(
             _("Enter your password again to do this (it was entered too long ago)."), "reauthentication_required"
         )
