@@ -1,10 +1,6 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_delete, post_migrate, post_save
-
-from . import cache
-
-# Saves that change nothing the download gate decides on.
-BOOKKEEPING_FIELDS = {"last_login", "last_used_at", "updated_at", "issued_email_sent_at", "expiry_warned_at"}
+from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 
 
 def _ensure_reviewers_group(sender, **kwargs):
@@ -13,12 +9,12 @@ def _ensure_reviewers_group(sender, **kwargs):
     reviewers_group()
 
 
-def _decision_inputs_changed(sender, update_fields=None, **kwargs):
-    """Any saved or deleted token, user, grant, release, file or license: processes drop what they cached (see
-    access.cache). A signal, so the admin, services and plain ORM saves alike invalidate."""
-    if update_fields and set(update_fields) <= BOOKKEEPING_FIELDS:
-        return
-    cache.changed()
+def _watch_gate_writes(sender, connection, **kwargs):
+    """Every database connection tells the gate's loader when it writes what the gate reads (access.gate.loader):
+    services, the admin, plain ORM calls and queryset updates alike."""
+    from .gate import loader
+
+    loader.watch(connection)
 
 
 class AccessConfig(AppConfig):
@@ -28,9 +24,6 @@ class AccessConfig(AppConfig):
     def ready(self):
         from . import logs, metrics  # noqa: F401  (connect their Celery signal handlers)
         from .api import schema  # noqa: F401  (registers the OpenAPI description of token auth)
-        from .models import ApiToken, Grant, LabMembership, LabSeat, License, ModelFile, ModelRelease, User
 
         post_migrate.connect(_ensure_reviewers_group, sender=self)
-        for model in (ApiToken, Grant, LabMembership, LabSeat, License, ModelFile, ModelRelease, User):
-            post_save.connect(_decision_inputs_changed, sender=model, dispatch_uid=f"decision-{model.__name__}")
-            post_delete.connect(_decision_inputs_changed, sender=model, dispatch_uid=f"decision-del-{model.__name__}")
+        connection_created.connect(_watch_gate_writes, dispatch_uid="access-gate-writes")

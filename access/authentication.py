@@ -1,8 +1,9 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
-from . import cache, services
+from . import services
 from .api.throttling import count_ahead
+from .gate import loader
 
 
 class TokenFailed(exceptions.AuthenticationFailed):
@@ -28,7 +29,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise TokenFailed(_("Invalid token."), "invalid_token") from None
         # The token's user, as this process last read it, names the per-user limit; counting now reads the gate's
         # version in the same round trip, and token_authenticate then trusts that read only if it is current.
-        known = cache.peek(("token", services.token_hash(secret)))
+        known = loader.token_guess(services.token_hash(secret))
         count_ahead(request, known.user_id if known is not None else None)
         try:
             token = services.token_authenticate(secret=secret)

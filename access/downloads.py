@@ -1,45 +1,33 @@
-"""The one download gate. Every channel (API file and manifest, Hugging Face tree and resolve, relay URLs, the
-grant page and its batches) asks `authorize` whether a download may happen, and lets `issue` sign and record
-it. A channel only renders the decision in its own error shape.
+"""The one download gate, as every channel sees it. The API's file and manifest endpoints, the Hugging Face tree
+and resolve endpoints, relay URLs, the grant page and its batches ask `authorize` whether a download may happen,
+then `serve_file` / `serve_manifest` record it and sign fresh URLs. A channel only renders the verdict in its own
+error shape.
 
-The rule: an unpublished release is unknown except to reviewers; an open release is for anyone; a gated one only
-for an active account holding an active grant (issued, not expired, not revoked) — the grant the caller names,
-when it names one — whose holder accepted the release's current license version (else `license_update`). Every
-refusal is audited with the code the caller was given; every allowed download leaves a `DownloadEvent` before the
-URLs are handed out. A grant covers every revision of its release; which revision is served is the channel's
-choice (`main` unless the caller names one).
+The gate is three parts, each the only one of its kind: the rule (access.gate.rule.decide, a pure function of
+the facts), the loader (access.gate.loader, which reads and caches the facts) and the recorder
+(access.gate.recorder, which makes a download durable). This module composes them: load, decide, audit a
+refusal with the code the caller is given and render what it says, record, sign. A grant covers every revision
+of its release; which revision is served is the channel's choice (`main` unless the caller names one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 from django.conf import settings
 from django.core import signing
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import groupcommit, manifests, metrics, selectors
-from .durations import wait_estimate_text
-from .models import (
-    AccessRequest,
-    DownloadEvent,
-    Grant,
-    LabSeat,
-    ModelFile,
-    ModelRelease,
-    ReleaseRevision,
-    UrlBatch,
-    User,
-    split_pieces,
-)
-from .services.audit import audit
-from .services.base import Actor
-from .services.counters import count_open_download
+from . import manifests, metrics, selectors
+from .actors import Actor
+from .audit import audit
+from .gate import loader, messages, recorder
+from .gate.facts import GrantFacts, RequestFacts, SeatFacts
+from .gate.rule import AccessDecision, decide
+from .models import DownloadEvent, Grant, ModelFile, ModelRelease, ReleaseRevision, UrlBatch, User, split_pieces
 from .storage import Location, get_storage, locations
 
 RELAY_SALT = "access.downloads.relay"
@@ -47,24 +35,39 @@ Via = DownloadEvent.Via
 
 
 @dataclass(frozen=True)
-class AccessDecision:
-    """Whether a download may happen, and if not, the code that says what to do next."""
+class Verdict:
+    """The gate's decision on one call, with what the channel needs: the release, who asked through which
+    channel, and (for refusals) what to tell them."""
 
-    allowed: bool
-    code: str
-    detail: str
-    grant: Grant | None = None
-    release: ModelRelease | None = None
-    actor: Actor | None = field(default=None, compare=False)
+    decision: AccessDecision
+    release: ModelRelease
+    detail: str = ""
+    actor: Actor | None = None
     via: str = ""
-    # The request the refusal is about (pending, needs_info, rejected), so pages can link it and show its reason.
-    access_request: AccessRequest | None = field(default=None, compare=False)
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+    @property
+    def code(self) -> str:
+        return self.decision.code
 
     @property
     def status(self) -> int:
-        if self.allowed:
-            return 200
-        return {"not_authenticated": 401, "not_found": 404}.get(self.code, 403)
+        return self.decision.status
+
+    @property
+    def grant(self) -> GrantFacts | None:
+        return self.decision.grant
+
+    @property
+    def seat(self) -> SeatFacts | None:
+        return self.decision.seat
+
+    @property
+    def access_request(self) -> RequestFacts | None:
+        return self.decision.request
 
 
 def url_expiry(ttl: int) -> datetime:
@@ -79,273 +82,58 @@ def iso(dt: datetime) -> str:
 # --- Deciding ---------------------------------------------------------------------------------------------
 
 
-def access_state(*, user: User | None, release: ModelRelease, grant: Grant | None = None) -> AccessDecision:
-    """The rule itself, without auditing: what pages show about where the user stands."""
-    if not release.published and not selectors.is_reviewer(user):
-        return AccessDecision(False, "not_found", _("No release named %(repo)s.") % {"repo": release.repo_id})
-    if not release.is_gated:
-        return AccessDecision(True, "open", "", release=release)
-    if user is None or not user.is_authenticated:
-        return AccessDecision(
-            False,
-            "not_authenticated",
-            _("%(repo)s is gated. Sign in or send 'Authorization: Bearer <token>'; to get access, apply at %(url)s.")
-            % {"repo": release.repo_id, "url": selectors.apply_url(release)},
-        )
-    if not user.is_active:
-        return AccessDecision(False, "account_inactive", _("This account is disabled."))
-    if grant is not None:
-        # The caller names a grant (its page, its batch): only that grant, and only while it is active.
-        if grant.lab_id is not None and grant.release_id == release.pk:
-            return _lab_state(user, release, selectors.user_lab_access(user=user, release=release, grant=grant))
-        if grant.user_id != user.pk or grant.release_id != release.pk:
-            return AccessDecision(False, "not_found", _("Not found."))
-        if grant.is_active:
-            if grant.license_id != release.license_id:
-                return _license_update(grant, release)
-            return AccessDecision(True, "granted", "", grant, release)
-        return _ended(grant, release)
-    active = selectors.user_active_grant(user=user, release=release, cached_only=True)
-    if active is None:
-        # A lab member's seat this process has seen allowed since nothing changed: no query for either grant.
-        cached = selectors.cached_lab_seat(user=user, release=release)
-        if cached is not None:
-            return AccessDecision(True, "granted", "", cached[0], release)
-        active = selectors.user_active_grant(user=user, release=release)
-    if active is not None:
-        # Both ids are on rows already loaded: the license check costs the allowed path no query.
-        if active.license_id != release.license_id:
-            current = (
-                Grant.objects.active()
-                .filter(user=user, release=release, lab__isnull=True, license_id=release.license_id)
-                .first()
-            )
-            if current is None:
-                # Either suffices: a lab seat on the current version allows what the old grant no longer does.
-                pairs = selectors.user_lab_access(user=user, release=release)
-                lab = _lab_state(user, release, pairs) if pairs else None
-                return lab if lab is not None and lab.allowed else _license_update(active, release)
-            active = current
-        return AccessDecision(True, "granted", "", active, release)
-    pairs = selectors.user_lab_access(user=user, release=release)
-    lab = _lab_state(user, release, pairs) if pairs else None
-    if lab is not None and (lab.allowed or (lab.grant is not None and lab.grant.is_active)):
-        return lab
-    refusal = _refusal(user, release)
-    if lab is not None and refusal.code == "gated":
-        return lab  # the lab's grant ended, and there is nothing of the user's own to say
-    return refusal
+def access_state(*, user: User | None, release: ModelRelease, grant: Grant | None = None) -> Verdict:
+    """Where the user stands, without auditing: what pages show."""
+    decision = decide(loader.inputs(user=user, release=release, grant=grant), timezone.now())
+    return Verdict(decision, release, messages.detail(decision, release))
 
 
-def _lab_state(user: User, release: ModelRelease, pairs: list) -> AccessDecision:
-    """A lab member's access through the lab grants of their current labs: a seat that is active, on an active
-    grant, with the release's current license version accepted by the member personally."""
-    if not pairs:
-        return AccessDecision(False, "not_found", _("Not found."))
-    for grant, seat in pairs:
-        usable = grant.is_active and seat is not None and seat.status == LabSeat.Status.ACTIVE
-        if usable and seat.license_id == release.license_id:
-            selectors.remember_lab_seat(user=user, release=release, grant=grant, seat=seat)
-            return AccessDecision(True, "granted", "", grant, release)
-    grant, seat = pairs[0]
-    if not grant.is_active:
-        return _ended(grant, release)
-    values = {"lab": grant.lab.name, "repo": release.repo_id, "url": selectors.lab_grant_url(grant)}
-    if seat is not None and seat.status == LabSeat.Status.REQUESTED:
-        detail = _(
-            "Your place on %(lab)s's grant for %(repo)s is waiting for a reviewer; you will be emailed (%(url)s)."
-        )
-        return AccessDecision(False, "lab_seat_pending", detail % values, grant)
-    if seat is not None and seat.status == LabSeat.Status.REJECTED:
-        detail = _("A reviewer did not approve your place on %(lab)s's grant for %(repo)s: %(reason)s")
-        values["reason"] = seat.decision_reason or _("no reason given")
-        return AccessDecision(False, "lab_seat_rejected", detail % values, grant)
-    if seat is not None and seat.status == LabSeat.Status.ACTIVE:
-        detail = _(
-            "The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download through "
-            "%(lab)s again."
-        )
-        values["version"] = release.license.version
-    else:
-        detail = _("%(lab)s has access to %(repo)s: accept the license at %(url)s to download.")
-    return AccessDecision(False, "lab_license_pending", detail % values, grant)
-
-
-def _license_update(grant: Grant, release: ModelRelease) -> AccessDecision:
-    """An active grant whose holder has not accepted the release's current license version."""
-    license_obj = release.license
-    waiting = (
-        release.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW
-        and grant.license_reviews.filter(status__in=AccessRequest.OPEN_STATUSES, license=license_obj).exists()
-    )
-    if waiting:
-        detail = _(
-            "The license of %(repo)s changed to version %(version)s; your acceptance is waiting for a reviewer. "
-            "Downloads work again once it is approved (%(url)s)."
-        )
-    else:
-        detail = _("The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download again.")
-    return AccessDecision(
-        False,
-        "license_update",
-        detail % {"repo": release.repo_id, "version": license_obj.version, "url": selectors.license_accept_url(grant)},
-        grant,
-    )
-
-
-def _ended(grant: Grant, release: ModelRelease) -> AccessDecision:
-    if grant.revoked_at is not None:
-        return AccessDecision(
-            False,
-            "revoked",
-            _("Your access to %(repo)s was revoked: %(reason)s")
-            % {"repo": release.repo_id, "reason": grant.revoke_reason or _("no reason given")},
-            grant,
-        )
-    return AccessDecision(
-        False,
-        "expired",
-        _("Your access to %(repo)s expired on %(date)s (UTC); ask for a renewal at %(url)s.")
-        % {"repo": release.repo_id, "date": f"{grant.expires_at:%Y-%m-%d}", "url": selectors.apply_url(release)},
-        grant,
-    )
-
-
-def _refusal(user: User, release: ModelRelease) -> AccessDecision:
-    """Why a signed-in user without an active grant is refused, named so the message says what to do next."""
-    open_request = (
-        AccessRequest.objects.open().filter(applicant=user, release=release, lab__isnull=True).order_by("-created_at")
-    ).first()
-    if open_request is not None:
-        if open_request.status == AccessRequest.Status.NEEDS_INFO:
-            detail = _("Your request for %(repo)s needs more information from you: answer the reviewer at %(url)s.")
-        else:
-            detail = _("Your request for %(repo)s is pending review; you will be emailed when it is decided (%(url)s).")
-        detail %= {"repo": release.repo_id, "url": selectors.request_url(open_request)}
-        estimate = wait_estimate_text(
-            repo_id=release.repo_id,
-            position=selectors.queue_position(open_request),
-            typical=selectors.typical_wait(release) if open_request.status == AccessRequest.Status.PENDING else None,
-        )
-        return AccessDecision(False, "pending", f"{detail} {estimate}".strip(), access_request=open_request)
-    last_grant = Grant.objects.filter(user=user, release=release, lab__isnull=True).order_by("-issued_at").first()
-    last_request = (
-        AccessRequest.objects.filter(applicant=user, release=release, lab__isnull=True).order_by("-created_at").first()
-    )
-    grant_is_newest = last_grant is not None and (
-        last_request is None
-        or last_request.pk == last_grant.request_id
-        or last_request.created_at <= last_grant.issued_at
-    )
-    if grant_is_newest:
-        return _ended(last_grant, release)
-    if last_request is not None and last_request.status == AccessRequest.Status.REJECTED:
-        return AccessDecision(
-            False,
-            "rejected",
-            _("Your request for %(repo)s was rejected: %(reason)s")
-            % {"repo": release.repo_id, "reason": last_request.decision_reason or _("no reason given")},
-            access_request=last_request,
-        )
-    return AccessDecision(
-        False,
-        "gated",
-        _("%(repo)s is gated: apply for access at %(url)s; downloads work once a reviewer approves.")
-        % {"repo": release.repo_id, "url": selectors.apply_url(release)},
-    )
-
-
-def authorize(
-    *, actor: Actor, release: ModelRelease, via: str, grant: Grant | None = None, path: str = ""
-) -> AccessDecision:
+def authorize(*, actor: Actor, release: ModelRelease, via: str, grant: Grant | None = None, path: str = "") -> Verdict:
     """Decide a download for this actor on this channel. A refusal is audited with the code given."""
-    decision = access_state(user=actor.user, release=release, grant=grant)
-    if not decision.allowed:
-        metrics.REFUSALS.labels(decision.code, via).inc()
-        audit(
-            actor=actor,
-            action="download.refused",
-            target=release,
-            data={"code": decision.code, "via": via, "path": path[:500]},
-        )
-    return AccessDecision(
-        decision.allowed, decision.code, decision.detail, decision.grant, release, actor=actor, via=via
+    decision = decide(loader.inputs(user=actor.user, release=release, grant=grant), timezone.now())
+    if decision.allowed:
+        return Verdict(decision, release, actor=actor, via=via)
+    metrics.REFUSALS.labels(decision.code, via).inc()
+    audit(
+        actor=actor,
+        action="download.refused",
+        target=release,
+        data={"code": decision.code, "via": via, "path": path[:500]},
+    )
+    return Verdict(decision, release, messages.detail(decision, release), actor, via)
+
+
+# --- Serving: recording the download, then signing --------------------------------------------------------
+
+
+def _record(verdict: Verdict, *, file: ModelFile | None = None, manifest_format: str = "", revision_id=None) -> None:
+    if not verdict.allowed:
+        raise PermissionError("serving needs an allowed verdict")
+    actor = verdict.actor
+    recorder.record(
+        release=verdict.release,
+        via=verdict.via,
+        file_id=file.pk if file is not None else None,
+        revision_id=file.revision_id if file is not None else revision_id,
+        user_id=actor.user.pk if actor.user and actor.user.pk else None,
+        token_id=actor.token.pk if actor.token is not None else None,
+        grant_id=verdict.grant.pk if verdict.grant is not None else None,
+        manifest_format=manifest_format,
+        ip=actor.ip,
     )
 
 
-# --- Issuing ----------------------------------------------------------------------------------------------
-
-
-# One statement, built once: the ORM's per-call SQL compilation is most of an insert's cost on this path.
-INSERT_EVENT = (
-    "INSERT INTO access_downloadevent "
-    "(created_at, release_id, file_id, revision_id, user_id, token_id, grant_id, via, manifest_format, ip) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-# The same insert for a group commit's batch, one array per column (PostgreSQL): one statement of constant text
-# for any number of rows, so it is prepared once per connection and a batch costs one round trip.
-INSERT_EVENTS = (
-    "INSERT INTO access_downloadevent "
-    "(created_at, release_id, file_id, revision_id, user_id, token_id, grant_id, via, manifest_format, ip) "
-    "SELECT * FROM unnest(%s::timestamptz[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
-    "%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[], %s::inet[])"
-)
-
-
-def _record(
-    decision: AccessDecision,
-    *,
-    file: ModelFile | None = None,
-    manifest_format: str = "",
-    revision_id: int | None = None,
-) -> None:
-    """Make the download durable before any URL is handed out: a DownloadEvent row, committed before the
-    response is sent (sharing a commit with concurrent requests, access.groupcommit, or alone). Anonymous
-    downloads of an open release's files are counted per file and hour instead (access.services.counters), or
-    get a row when there is no Redis to count in."""
-    if not decision.allowed:
-        raise PermissionError("issue() needs an allowed decision")
-    actor = decision.actor
-    metrics.DOWNLOADS.labels(decision.via, decision.release.repo_id).inc()
-    user_id = actor.user.pk if actor.user and actor.user.pk else None
-    if user_id is None and file is not None and not decision.release.is_gated and count_open_download(file.pk):
-        return
-    params = [
-        timezone.now(),
-        decision.release.pk,
-        file.pk if file is not None else None,
-        file.revision_id if file is not None else revision_id,
-        user_id,
-        actor.token.pk if actor.token is not None else None,
-        decision.grant.pk if decision.grant is not None else None,
-        decision.via,
-        manifest_format,
-        actor.ip,
-    ]
-    if groupcommit.write(INSERT_EVENTS, params):
-        return
-    if connection.vendor == "postgresql":
-        # A server-side prepared statement (Django's cursors bind on the client, which cannot prepare): PostgreSQL
-        # parses and plans it once per connection, about a fifth of an insert's cost on both sides.
-        connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(INSERT_EVENT, params, prepare=True)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(INSERT_EVENT, params)
-
-
-def issue_file(
-    decision: AccessDecision, file: ModelFile, *, base_url: str | None = None, location: Location | None = None
+def serve_file(
+    verdict: Verdict, file: ModelFile, *, base_url: str | None = None, location: Location | None = None
 ) -> str:
     """Record the download, then sign a fresh URL for the file (on `location`, from
     selectors.release_location; the primary storage by default)."""
-    _record(decision, file=file)
+    _record(verdict, file=file)
     return signed_file_url(file, base_url=base_url, location=location)
 
 
-def issue_manifest(
-    decision: AccessDecision,
+def serve_manifest(
+    verdict: Verdict,
     *,
     fmt: str,
     base_url: str,
@@ -355,27 +143,24 @@ def issue_manifest(
     """Record the manifest download, then sign every file of the revision (`main` unless one is named), or hand
     out the grant batch's `entries`. wget lists get relay URLs where storage URLs carry a query string (wget
     would save it as part of the file name); a relay URL names its file, so of that revision."""
-    files = revision.files if revision is not None else decision.release.files
-    _record(decision, manifest_format=fmt, revision_id=revision.pk if revision else decision.release.main_revision_id)
+    release = verdict.release
+    files = revision.files if revision is not None else release.files
+    _record(verdict, manifest_format=fmt, revision_id=revision.pk if revision else release.main_revision_id)
     pieces = fmt in manifests.WITH_PIECES
     if entries is None:
         entries, expires_at = manifest_entries(
-            decision.release,
-            base_url=base_url,
-            urls=fmt != "sha256sum",
-            revision=revision,
-            pieces=pieces,
+            release, base_url=base_url, urls=fmt != "sha256sum", revision=revision, pieces=pieces
         )
     else:
         expires_at = ""
         if pieces:
-            entries = with_pieces(decision.release, entries)
+            entries = with_pieces(release, entries)
     if fmt == "metalink":
         primary = next(loc for loc in locations() if loc.primary)
         entries = [e if "urls" in e else {**e, "urls": [url_entry(primary, e["url"])]} for e in entries]
     if fmt == "wget" and any("?" in e.get("url", "") for e in entries):
         file_ids = dict(files.values_list("path", "pk"))
-        user_id = decision.actor.user.pk if decision.actor.user else None
+        user_id = verdict.actor.user.pk if verdict.actor.user else None
         entries = [
             {**e, "wget_url": relay_url(file_ids[e["path"]], e["path"], user_id=user_id, base_url=base_url)}
             for e in entries

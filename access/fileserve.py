@@ -7,17 +7,16 @@ import re
 from stat import S_ISREG
 
 from django.conf import settings
-from django.db.models import F
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
-from . import cache as decision_cache
 from . import downloads, selectors
+from .actors import Actor
+from .gate import loader
 from .http import base_url, client_ip, download_redirect, json_error
 from .models import DownloadEvent, ModelFile, User
-from .services.base import Actor
 from .storage import CHUNK_SIZE, LocalStorage, UnknownMirror, content_disposition, get_storage
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -76,7 +75,7 @@ def storage_file(request, expires: int, signature: str, key: str, mirror: str | 
         "Content-Disposition": content_disposition(key.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0",
     }
-    linked = _linked(key, request.GET.get("revision", ""))
+    linked = loader.stored_file(key=key, revision=request.GET.get("revision", ""))
     if linked is not None:
         size, sha256, commit = linked
         headers.update({"X-Linked-Size": str(size), "X-Linked-Etag": f'"{sha256}"', "X-Repo-Commit": commit})
@@ -114,45 +113,6 @@ def storage_file(request, expires: int, signature: str, key: str, mirror: str | 
             _read_range(path.open("rb"), start, length), status=status, content_type="application/octet-stream"
         )
     return _with_headers(response, headers)
-
-
-# (storage key, revision id) -> (size, sha256, revision id) of a file of that published revision: a published
-# revision's files never change (a database trigger refuses it), so these need no expiry and no version check.
-_NAMED: dict[tuple[str, str], tuple[int, str, str]] = {}
-NAMED_MAX = 50_000
-
-
-def _linked(key: str, revision: str) -> tuple[int, str, str] | None:
-    """(size, sha256, revision) of the release file stored under this key, for the Hub client's headers, read
-    without a database query once known: a signed URL is answered from the signature, the clock and the disk.
-    A file unchanged between revisions is one object: the revision the resolve call named (passed along as
-    `?revision=`) wins, then main, then the newest revision holding it. What main holds can change, so that
-    answer is kept under the gate's input version (access.cache), which every file or release change replaces."""
-    named = revision if selectors.REVISION_RE.match(revision) else ""
-    if named and (found := _NAMED.get((key, named))) is not None:
-        return found
-    if not named and (found := decision_cache.get(("storage-linked", key))) is not None:
-        return found
-    found = _published_file(key, named)
-    if found is None:
-        return None
-    if found[2] == named:
-        if len(_NAMED) >= NAMED_MAX:
-            _NAMED.clear()
-        _NAMED[(key, named)] = found
-    elif not named:
-        decision_cache.put(("storage-linked", key), found)
-    return found
-
-
-def _published_file(key: str, revision: str) -> tuple[int, str, str] | None:
-    files = ModelFile.objects.filter(storage_key=key, revision__published_at__isnull=False)
-    columns = ("size", "sha256", "revision__sha")
-    return (
-        (files.filter(revision__sha=revision).values_list(*columns).first() if revision else None)
-        or files.filter(revision_id=F("release__main_revision_id")).values_list(*columns).first()
-        or files.order_by("-revision__number").values_list(*columns).first()
-    )
 
 
 def _requested_range(request, etag: str, size: int):
@@ -206,6 +166,6 @@ def download_relay(request, ticket: str, path: str):
         location = selectors.release_location(release=file.release, preferred=request.GET.get("mirror"))
     except UnknownMirror:
         return json_error("unknown_mirror", downloads.unknown_mirror_detail(), 400)
-    response = download_redirect(downloads.issue_file(decision, file, base_url=base_url(request), location=location))
+    response = download_redirect(downloads.serve_file(decision, file, base_url=base_url(request), location=location))
     response["X-Mirror"] = location.name
     return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -11,7 +11,8 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from . import cache, stats
+from . import paths, stats
+from .gate import loader
 from .models import (
     AccessQuestion,
     AccessRequest,
@@ -29,8 +30,8 @@ from .models import (
 )
 from .storage import Location, UnknownMirror, locations
 
-MAIN = "main"
-REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
+MAIN = paths.MAIN
+REVISION_RE = paths.REVISION_RE
 
 
 def release_list(*, user: User | None = None) -> QuerySet[ModelRelease]:
@@ -46,20 +47,11 @@ def release_list(*, user: User | None = None) -> QuerySet[ModelRelease]:
 
 
 def release_get(*, repo_id: str, user: User | None = None, with_totals: bool = False) -> ModelRelease | None:
-    """One release by repo id. File totals are summed only when asked: the download hot path needs the row
-    alone (kept by access.cache while published), and the review permission is looked up only for an
-    unpublished release."""
+    """One release by repo id (an unpublished one exists only for reviewers). File totals are summed only when
+    asked: the download path needs the row alone, which the gate's loader keeps."""
     if with_totals:
         return release_list(user=user).filter(repo_id=repo_id).first()
-    key = ("release", repo_id)
-    release = cache.get(key)
-    if release is None:
-        release = ModelRelease.objects.select_related("license").filter(repo_id=repo_id).first()
-        if release is not None and release.published:
-            cache.put(key, release)
-    if release is None or (not release.published and not is_reviewer(user)):
-        return None
-    return release
+    return loader.release(repo_id=repo_id, user=user)
 
 
 def release_files(*, release: ModelRelease, revision: ReleaseRevision | None = None) -> QuerySet[ModelFile]:
@@ -67,17 +59,30 @@ def release_files(*, release: ModelRelease, revision: ReleaseRevision | None = N
     return (revision.files if revision is not None else release.files).order_by("path")
 
 
-def release_revision(*, release: ModelRelease, revision: str | None) -> ReleaseRevision | bool | None:
-    """The published revision a caller names: None for `main` (or nothing named: the release row already says
-    what main is), the revision for its 40-hex id, False when there is no such revision."""
-    if not revision or revision == MAIN:
-        return None
+@dataclass(frozen=True)
+class Revision:
+    """A published revision a caller names: its id, and its row unless it is main (the release row says what
+    main is, so naming main costs no query)."""
+
+    sha: str
+    row: ReleaseRevision | None = None
+
+
+class UnknownRevision(Exception):
+    """No published revision of the release has that name."""
+
+
+def release_revision(*, release: ModelRelease, revision: str | None) -> Revision:
+    """The published revision a caller names: `main` (or nothing, or main's own id), or another by its 40-hex
+    id. Raises UnknownRevision otherwise."""
+    if not revision or revision == MAIN or (revision == release.revision and release.revision):
+        return Revision(release.revision)
     if not REVISION_RE.match(revision):
-        return False
+        raise UnknownRevision(revision)
     found = ReleaseRevision.objects.filter(release=release, sha=revision, published_at__isnull=False).first()
     if found is None:
-        return False
-    return None if found.pk == release.main_revision_id else found
+        raise UnknownRevision(revision)
+    return Revision(release.revision) if found.pk == release.main_revision_id else Revision(found.sha, found)
 
 
 def release_revisions(*, release: ModelRelease) -> QuerySet[ReleaseRevision]:
@@ -111,72 +116,16 @@ def release_location(*, release: ModelRelease, preferred: str | None = None) -> 
     return next((loc for loc in enabled if loc.name == choice.name), enabled[0])
 
 
-UNSAFE_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def clean_file_path(path: str) -> str | None:
-    """The path as stored, or None for anything that could escape the release or a manifest line: `..` or `.`
-    segments, empty segments, absolute paths, backslashes, NUL and other control characters."""
-    if not path or UNSAFE_PATH.search(path) or any(part in ("", ".", "..") for part in path.split("/")):
-        return None
-    return path
+clean_file_path = paths.clean_file_path
 
 
 def release_file_get(*, release: ModelRelease, path: str, revision: ReleaseRevision | None = None) -> ModelFile | None:
-    clean = clean_file_path(path)
-    if clean is None:
-        return None
-    if revision is not None:
-        return release_files(release=release, revision=revision).filter(path=clean).first()
-    key = ("file", release.repo_id, clean)
-    file = cache.get(key)
-    if file is None:
-        file = release_files(release=release).filter(path=clean).first()
-        if file is not None and release.published:
-            file.release = release
-            cache.put(key, file)
-            _cache_release_files(release)
-    return file
-
-
-# A release's main-revision files are read into access.cache all at once when one of them is first asked for
-# (OPT-175B's 992 shards in one query instead of one each, per process and after each change); a release with
-# more files than this is cached file by file.
-CACHED_RELEASE_FILES = 5000
-
-
-def _cache_release_files(release: ModelRelease) -> None:
-    marker = ("release-files", release.repo_id)
-    if cache.current_version() is None or cache.get(marker) is not None:
-        return  # nothing is cached (no shared Redis), or they are already
-    files = list(release_files(release=release)[: CACHED_RELEASE_FILES + 1])
-    if len(files) <= CACHED_RELEASE_FILES:
-        for file in files:
-            file.release = release
-            cache.put(("file", release.repo_id, file.path), file)
-    cache.put(marker, True)
+    return loader.release_file(release=release, path=path, revision=revision)
 
 
 def file_get(*, repo_id: str, path: str, user: User | None = None) -> ModelFile | None:
-    """A file of a release's main revision with its release, in one query (none while access.cache holds it):
-    the per-file download path."""
-    clean = clean_file_path(path)
-    if clean is None:
-        return None
-    key = ("file", repo_id, clean)
-    file = cache.get(key)
-    if file is None:
-        file = (
-            ModelFile.objects.select_related("release")
-            .filter(release__repo_id=repo_id, path=clean, revision_id=F("release__main_revision_id"))
-            .first()
-        )
-        if file is not None and file.release.published:
-            cache.put(key, file)
-            _cache_release_files(file.release)
-    if file is None or (not file.release.published and not is_reviewer(user)):
-        return None
-    return file
+    """A file of a release's main revision with its release: the per-file download path (see the loader)."""
+    return loader.main_file(repo_id=repo_id, path=path, user=user)
 
 
 def rejection_cooldown_ends(*, user: User, release: ModelRelease, lab: Lab | None = None) -> datetime | None:
@@ -199,50 +148,15 @@ def apply_url(release: ModelRelease) -> str:
     return settings.SITE_URL + reverse("release-detail", kwargs={"repo_id": release.repo_id}) + "#request-access"
 
 
-def user_active_grant(*, user: User, release: ModelRelease, cached_only: bool = False) -> Grant | None:
-    key = ("grant", user.pk, release.pk)
-    grant = cache.get(key)
-    if grant is not None and grant.is_active:  # expiry is a time, checked now; revocation bumps the version
-        return grant
-    if cached_only:
-        return None
-    grant = Grant.objects.active().filter(user=user, release=release, lab__isnull=True).order_by("-expires_at").first()
-    cache.put(key, grant)
-    return grant
-
-
-def user_lab_access(
-    *, user: User, release: ModelRelease, grant: Grant | None = None
-) -> list[tuple[Grant, LabSeat | None]]:
-    """The lab grants for this release of every lab the user is a current member of (active ones first, newest
-    first), each with the user's seat on it, or None. Two queries; only asked when there is no individual grant."""
-    grants = Grant.objects.filter(
-        release=release, lab__memberships__user=user, lab__memberships__left_at__isnull=True
-    ).select_related("lab", "request")
-    if grant is not None:
-        grants = grants.filter(pk=grant.pk)
-    grants = list(grants.order_by("-issued_at")[:20])
-    if not grants:
-        return []
-    grants.sort(key=lambda g: not g.is_active)
-    return with_seats(user=user, grants=grants)
+def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
+    """The user's own active grant for the release with the latest expiry, if any."""
+    return Grant.objects.active().filter(user=user, release=release, lab__isnull=True).order_by("-expires_at").first()
 
 
 def with_seats(*, user: User, grants: list[Grant]) -> list[tuple[Grant, LabSeat | None]]:
     """Each lab grant with this user's seat on it, or None (one query for all of them)."""
     seats = {seat.grant_id: seat for seat in LabSeat.objects.filter(user=user, grant__in=grants)}
     return [(g, seats.get(g.pk)) for g in grants]
-
-
-def cached_lab_seat(*, user: User, release: ModelRelease) -> tuple[Grant, LabSeat] | None:
-    pair = cache.get(("labseat", user.pk, release.pk))
-    if pair is not None and pair[0].is_active:
-        return pair
-    return None
-
-
-def remember_lab_seat(*, user: User, release: ModelRelease, grant: Grant, seat: LabSeat) -> None:
-    cache.put(("labseat", user.pk, release.pk), (grant, seat))
 
 
 def user_labs(*, user: User) -> QuerySet[LabMembership]:
@@ -288,12 +202,12 @@ def member_lab_grant_get(*, user: User, public_id: str) -> tuple[Grant, LabSeat 
     return grant, LabSeat.objects.filter(grant=grant, user=user).first()
 
 
-def lab_grant_url(grant: Grant) -> str:
-    return settings.SITE_URL + reverse("lab-grant", kwargs={"public_id": grant.public_id})
+def lab_grant_url(public_id: str) -> str:
+    return settings.SITE_URL + reverse("lab-grant", kwargs={"public_id": public_id})
 
 
-def license_accept_url(grant: Grant) -> str:
-    return settings.SITE_URL + reverse("grant-license", kwargs={"public_id": grant.public_id})
+def license_accept_url(public_id: str) -> str:
+    return settings.SITE_URL + reverse("grant-license", kwargs={"public_id": public_id})
 
 
 def release_questions(*, release: ModelRelease) -> list[AccessQuestion]:
@@ -313,18 +227,13 @@ def with_answers(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
     )
 
 
-def request_url(access_request: AccessRequest) -> str:
-    return settings.SITE_URL + reverse("request-detail", kwargs={"public_id": access_request.public_id})
+def request_url(public_id: str) -> str:
+    return settings.SITE_URL + reverse("request-detail", kwargs={"public_id": public_id})
 
 
 def token_lookup(*, secret_hash: str) -> ApiToken | None:
-    """The token with its user; access.cache keeps it until a token, user or grant changes anywhere."""
-    key = ("token", secret_hash)
-    token = cache.get(key)
-    if token is None:
-        token = ApiToken.objects.select_related("user").filter(secret_hash=secret_hash).first()
-        cache.put(key, token)
-    return token
+    """The token with its user (kept by the gate's loader until a token or account changes anywhere)."""
+    return loader.token(secret_hash=secret_hash)
 
 
 def user_requests(*, user: User) -> QuerySet[AccessRequest]:

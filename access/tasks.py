@@ -1,8 +1,8 @@
 """Celery's entry points. Each task is defined beside the service it runs (see access.taskbase); this module
 names them all so the worker registers them and callers have one place to find them."""
 
-from .services.counters import download_counts_flush_task as download_counts_flush
-from .services.counters import download_days_rollup_task as download_days_rollup
+from .counts import download_counts_flush_task as download_counts_flush
+from .counts import download_days_rollup_task as download_days_rollup
 from .services.grants import batch_issue_task as batch_issue
 from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire

@@ -247,7 +247,7 @@ def main() -> int:
             f"seeded {seeded['accessrequest']:,} requests, {seeded['grant']:,} grants and "
             f"{seeded['downloadevent']:,} download events in {seconds:.1f}s"
         )
-        from access.services.counters import download_days_rollup
+        from access.counts import download_days_rollup
 
         started = time.perf_counter()
         summed = download_days_rollup()

@@ -216,7 +216,7 @@ def print_in_process(local: dict) -> None:
     )
     from django.conf import settings
 
-    from access.downloads import INSERT_EVENT, INSERT_EVENTS
+    from access.gate.recorder import INSERT_EVENT, INSERT_EVENTS
 
     insert = INSERT_EVENTS if settings.DOWNLOAD_EVENT_GROUP_COMMIT else INSERT_EVENT
     queries = [*local["queries"], f"{insert}  -- server-side prepared, so not in Django's query log"]
@@ -258,8 +258,8 @@ def main() -> int:
         seed_open(OPEN_REPO)
         from django.conf import settings
 
+        from access.counts import download_counts_flush
         from access.models import DownloadEvent, ModelFile
-        from access.services.counters import download_counts_flush
 
         _, token = researcher_with_grant("researcher@bench.example")
         paths = list(

@@ -23,10 +23,10 @@ def _fresh_caches(settings):
 
     for alias in settings.CACHES:
         caches[alias].clear()
-    from access import cache as decision_cache
+    from access.gate import loader as decision_cache
     from access.storage import get_storage
 
-    decision_cache.clear()
+    decision_cache.forget()
 
     get_storage.cache_clear()
     yield

@@ -3,10 +3,10 @@ import hashlib
 import pytest
 from rest_framework.test import APIClient
 
-from access import cache as decision_cache
-from access.cache import redis_key, shared_redis
+from access import counts as counters
+from access.gate import loader as decision_cache
 from access.models import DownloadCount, DownloadEvent
-from access.services import counters
+from access.redisconn import redis_key, shared_redis
 from tests.factories import ReleaseFactory, add_file
 
 pytestmark = pytest.mark.django_db
@@ -84,7 +84,7 @@ def test_counted_downloads_are_added_once_even_if_a_flush_is_repeated(api, open_
 
 def test_without_redis_an_anonymous_download_is_logged_as_a_row(api, open_release, settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    decision_cache.clear()
+    decision_cache.forget()
     api.get("/api/v1/models/facebook/opt-125m/files/config.json")
     assert DownloadEvent.objects.filter(via="api", file__path="config.json", user=None).count() == 1
 

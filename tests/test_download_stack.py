@@ -87,10 +87,13 @@ def test_only_cookieless_downloads_take_the_download_stack(settings):
 
 
 def test_the_download_stack_is_a_subsequence_of_the_full_one(settings):
-    settings.DOWNLOAD_MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware", "access.cache.RequestScope"]
+    settings.DOWNLOAD_MIDDLEWARE = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "access.gate.cache.RequestScope",
+    ]
     with pytest.raises(ImproperlyConfigured, match="order"):
         handlers.DownloadHandler()
-    settings.DOWNLOAD_MIDDLEWARE = ["access.cache.RequestScope", "tests.elsewhere.Middleware"]
+    settings.DOWNLOAD_MIDDLEWARE = ["access.gate.cache.RequestScope", "tests.elsewhere.Middleware"]
     with pytest.raises(ImproperlyConfigured, match="does not"):
         handlers.DownloadHandler()
     settings.DOWNLOAD_MIDDLEWARE = []
@@ -163,7 +166,7 @@ def test_both_stacks_give_the_same_refusals(holder, language):
 
 
 def test_anonymous_open_downloads_are_counted_through_the_download_stack(releases):
-    from access.services.counters import download_counts_flush
+    from access.counts import download_counts_flush
 
     download_counts_flush()
     status, headers, _ = wsgi(HF_OPEN, method="HEAD")
@@ -198,10 +201,10 @@ def test_a_releases_files_enter_the_cache_together(holder, releases):
 
 
 def test_without_a_shared_cache_each_download_reads_only_its_file(holder, settings):
-    from access import cache as decision_cache
+    from access.gate import loader as decision_cache
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    decision_cache.clear()
+    decision_cache.forget()
     _, _, secret, _ = holder
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")

@@ -7,8 +7,8 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.utils import timezone
 
-from access import groupcommit
-from access.downloads import INSERT_EVENTS
+from access.gate import groupcommit
+from access.gate.recorder import INSERT_EVENTS
 from access.models import DownloadEvent
 from tests.factories import ReleaseFactory, UserFactory, add_file, grant_for
 

@@ -15,9 +15,9 @@ from huggingface_hub import errors as hf_errors
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 from huggingface_hub.utils import close_session
 
+from access import counts as counters
 from access import services
 from access.models import DownloadCount, DownloadEvent
-from access.services import counters
 from tests.factories import ReleaseFactory, add_file, grant_for, token_secret
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -70,12 +70,20 @@ def test_every_request_and_grant_records_the_version_accepted(release, holder):
     assert grant.license_accepted_at == grant.request.license_accepted_at
 
 
-def test_the_allowed_path_of_the_gate_still_costs_one_query(release, holder, alice):
-    grant, _token = holder
+def test_the_gate_reads_a_persons_facts_in_three_queries_and_none_once_cached(release, holder, alice):
+    grant, token = holder
     with CaptureQueriesContext(connection) as queries:
         decision = downloads.access_state(user=alice, release=release)
-    assert decision.allowed and decision.grant == grant
-    assert len(queries) == 1, [q["sql"] for q in queries]
+    assert decision.allowed and decision.grant.pk == grant.pk
+    # Outside a request nothing is cached: the person's grants, lab grants and requests, one query each.
+    tables = [q["sql"].split(" FROM ", 1)[1].split(" ", 1)[0] for q in queries]
+    assert tables == ['"access_grant"', '"access_grant"', '"access_accessrequest"'], tables
+    client = bearer(token)
+    assert client.get(CHANNELS[0]).status_code == 302
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(CHANNELS[0]).status_code == 302
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert reads == [], reads
 
 
 def test_moving_to_a_new_version_refuses_every_channel_until_the_holder_accepts(

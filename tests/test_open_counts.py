@@ -1,5 +1,5 @@
 """Anonymous downloads of open releases are added up in each web process and sent to Redis together
-(access.services.counters): nothing is lost when the process stops normally, at most the last interval when it
+(access.counts): nothing is lost when the process stops normally, at most the last interval when it
 is killed, and while Redis does not answer the counts wait and downloads are logged as rows."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import requests
 from django.db import connection
 from rest_framework.test import APIClient
 
-from access import cache as decision_cache
-from access.cache import redis_key, shared_redis
+from access import counts as counters
+from access.gate import loader as decision_cache
 from access.models import DownloadCount, DownloadEvent
-from access.services import counters
+from access.redisconn import redis_key, shared_redis
 from tests.factories import ReleaseFactory, add_file
 from tests.support.processes import WebServer
 
@@ -117,7 +117,7 @@ def web_env(open_release, settings):
         LOCAL_STORAGE_DIR=str(settings.LOCAL_STORAGE_DIR),
         ALLOWED_HOSTS="127.0.0.1,localhost",
     )
-    decision_cache.clear()
+    decision_cache.forget()
     counters.download_counts_flush()
     return env
 

@@ -448,8 +448,8 @@ def test_a_reviewer_cannot_see_their_own_pending_request_decided_by_themselves(c
 
 
 def test_closed_days_are_summed_once_and_give_the_same_figures(client, reviewer, world):
+    from access.counts import download_days_rollup
     from access.models import DownloadDay, DownloadEvent
-    from access.services.counters import download_days_rollup
 
     before = stats_for(client, reviewer, "?release=lab/model-a&period=30")["downloads_per_day"]
     assert download_days_rollup() == 3  # from the first event's day (3 days ago) through yesterday

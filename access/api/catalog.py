@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from .. import downloads, manifests, selectors
 from ..http import actor_for, base_url, download_redirect
-from ..models import DownloadEvent
+from ..models import DownloadEvent, ReleaseRevision
 from ..storage import UnknownMirror
 from .errors import ApiError
 from .pagination import Pagination
@@ -30,20 +30,20 @@ REVISION_PARAM = OpenApiParameter(
 )
 
 
-def revision_or_404(request, release):
-    """The revision `?revision=` names (None for main), or the API's 404."""
-    revision = selectors.release_revision(release=release, revision=request.query_params.get("revision"))
-    if revision is False:
+def revision_or_404(request, release) -> ReleaseRevision | None:
+    """The row of the revision `?revision=` names (None for main), or the API's 404."""
+    try:
+        return selectors.release_revision(release=release, revision=request.query_params.get("revision")).row
+    except selectors.UnknownRevision:
         raise ApiError(
             _("%(repo)s has no revision %(rev)s; use main or the id of a published revision.")
             % {"repo": release.repo_id, "rev": request.query_params.get("revision", "")[:80]},
             "not_found",
             404,
-        )
-    return revision
+        ) from None
 
 
-def require_access(request, release, *, via: str, path: str = "") -> downloads.AccessDecision:
+def require_access(request, release, *, via: str, path: str = "") -> downloads.Verdict:
     """The gate's decision for this call, or its refusal as the API's JSON error."""
     decision = downloads.authorize(actor=actor_for(request), release=release, via=via, path=path)
     if not decision.allowed:
@@ -162,7 +162,7 @@ class FileDownloadApi(APIView):
             location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
         except UnknownMirror:
             raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
-        url = downloads.issue_file(decision, file, base_url=base_url(request), location=location)
+        url = downloads.serve_file(decision, file, base_url=base_url(request), location=location)
         response = download_redirect(url)
         response["X-Mirror"] = location.name
         response["X-Checksum-Sha256"] = file.sha256
@@ -191,7 +191,7 @@ class ManifestApi(APIView):
         release = get_release_or_404(request, repo_id)
         revision = revision_or_404(request, release)
         decision = require_access(request, release, via=DownloadEvent.Via.MANIFEST)
-        entries, expires_at = downloads.issue_manifest(decision, fmt=fmt, base_url=base_url(request), revision=revision)
+        entries, expires_at = downloads.serve_manifest(decision, fmt=fmt, base_url=base_url(request), revision=revision)
         sha = revision.sha if revision is not None else release.revision
         body = manifests.render(fmt, repo_id=release.repo_id, revision=sha, expires_at=expires_at, entries=entries)
         response = HttpResponse(body, content_type=manifests.FORMATS[fmt])

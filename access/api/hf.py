@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 
 from .. import downloads, selectors
 from ..http import actor_for, base_url, download_redirect
-from ..models import DownloadEvent, ModelRelease, ReleaseRevision
+from ..models import DownloadEvent, ModelRelease
 from ..storage import LocalStorage, UnknownMirror
 from ..text import printable
 from .errors import ApiError
@@ -77,13 +77,6 @@ def iso(dt) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Revision:
-    """The revision a Hub call names: its id, and the row unless it is main (which the release row describes)."""
-
-    def __init__(self, sha: str, row: ReleaseRevision | None):
-        self.sha, self.row = sha, row
-
-
 class HfApiView(APIView):
     """Bearer token or session, throttled like /api/v1; errors carry the Hub's X-Error-* headers and an
     `error` key (what huggingface_hub shows) next to the portal's `code` and `detail`."""
@@ -106,22 +99,20 @@ class HfApiView(APIView):
             raise hf_error(_("No release named %(repo)s.") % {"repo": repo_id}, "not_found", 404, "RepoNotFound")
         return release
 
-    def check_revision(self, release: ModelRelease, revision: str) -> Revision:
+    def check_revision(self, release: ModelRelease, revision: str) -> selectors.Revision:
         """`main` (the latest published revision) or the 40-hex id of any published revision."""
-        if revision == release.revision and release.revision:
-            return Revision(release.revision, None)  # main by its id: no query
-        found = selectors.release_revision(release=release, revision=revision)
-        if found is False:
+        try:
+            return selectors.release_revision(release=release, revision=revision)
+        except selectors.UnknownRevision:
             raise hf_error(
                 _("%(repo)s has no revision %(rev)s; use main or %(sha)s.")
                 % {"repo": release.repo_id, "rev": revision, "sha": release.revision or DEFAULT_BRANCH},
                 "not_found",
                 404,
                 "RevisionNotFound",
-            )
-        return Revision(found.sha, found) if found is not None else Revision(release.revision, None)
+            ) from None
 
-    def require_access(self, release: ModelRelease, path: str = "") -> downloads.AccessDecision:
+    def require_access(self, release: ModelRelease, path: str = "") -> downloads.Verdict:
         decision = downloads.authorize(
             actor=actor_for(self.request), release=release, via=DownloadEvent.Via.HF, path=path
         )
@@ -193,7 +184,9 @@ class TreeApi(HfApiView):
         return response
 
 
-def tree_entries(release: ModelRelease, *, prefix: str, recursive: bool, revision: Revision) -> list[dict] | None:
+def tree_entries(
+    release: ModelRelease, *, prefix: str, recursive: bool, revision: selectors.Revision
+) -> list[dict] | None:
     """Entries under prefix ("" for the root) sorted by path, or None when prefix is not a folder."""
     base = f"{prefix}/" if prefix else ""
     entries: dict[str, dict] = {}
@@ -237,7 +230,7 @@ class ResolveApi(HfApiView):
             location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
         except UnknownMirror:
             raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
-        url = downloads.issue_file(decision, file, base_url=base_url(request), location=location)
+        url = downloads.serve_file(decision, file, base_url=base_url(request), location=location)
         if isinstance(downloads.location_storage(location), LocalStorage):
             # The client follows a same-origin redirect and reads X-Repo-Commit from the storage response; a file
             # unchanged between revisions is one object, so the storage view is told which revision was asked for.

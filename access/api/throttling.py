@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework import throttling
 
-from .. import cache as decision_cache
-from ..cache import cache_alias, redis_key, shared_redis
+from ..gate import loader
 from ..http import client_ip
+from ..redisconn import cache_alias, redis_key, run_script, shared_redis
 
 
 @cache
@@ -48,16 +48,16 @@ def _count_many(keys: list[tuple[str, int]]) -> list[int]:
     """INCR each (key, ttl) counter, in one round trip on Redis; the window's count for each."""
     client = shared_redis()
     if client is not None:
-        read_version = decision_cache.wants_version()
-        results = decision_cache.run_script(
+        read_version = loader.version_wanted()
+        results = run_script(
             client,
             COUNT_SCRIPT,
-            keys=[redis_key(key) for key, _ in keys] + [redis_key(decision_cache.VERSION_KEY)],
+            keys=[redis_key(key) for key, _ in keys] + [redis_key(loader.VERSION_KEY)],
             args=[ttl for _, ttl in keys] + ["1" if read_version else "0"],
         )
         if read_version:
             # The download gate's cache needs this too: one round trip serves both.
-            decision_cache.prime_version(results[len(keys)] if len(results) > len(keys) else None)
+            loader.version_seen(results[len(keys)] if len(results) > len(keys) else None)
         return results[: len(keys)]
     store = _store()
     counts = []

@@ -1,9 +1,9 @@
 """Writes. Views, API classes, Celery tasks, the admin and management commands change state only through
 these services, each of which checks who acts. One module per domain; this package re-exports them."""
 
+from ..audit import audit
 from ..taskbase import Enqueued
 from .accessforms import question_create, question_retire, question_update
-from .audit import audit
 from .base import (
     Actor,
     Forbidden,

@@ -12,8 +12,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import questions
+from ..audit import audit
 from ..models import QUESTION_KEY_RE, AccessQuestion, ModelRelease
-from .audit import audit
 from .base import Actor, InvalidTransition, ServiceError, clean, require_release_manager
 
 # What a release manager sets; the key names the question and never changes.

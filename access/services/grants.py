@@ -11,9 +11,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import downloads, emails
+from ..audit import audit
 from ..models import AccessRequest, Grant, License, UrlBatch
 from ..taskbase import portal_task
-from .audit import audit
 from .base import Actor, InvalidTransition, ServiceError, clean, require_reviewer, task_actor
 from .labs import seats_for_new_grant
 from .notifications import request_notify

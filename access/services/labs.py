@@ -23,11 +23,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import cache, emails
+from .. import emails
+from ..audit import audit
 from ..models import AccessRequest, Grant, Lab, LabInvitation, LabMembership, LabSeat, ModelRelease, User
 from ..selectors import is_reviewer, lab_grant_url
 from ..taskbase import portal_task
-from .audit import audit
 from .base import (
     Actor,
     Forbidden,
@@ -260,7 +260,6 @@ def lab_member_remove(*, actor: Actor, lab: Lab, membership: LabMembership) -> L
         locked.save(update_fields=["left_at", "ending", "ended_by", "updated_at"])
         ended = LabSeat.objects.filter(grant__lab=lab, user_id=locked.user_id).exclude(status=Seat.ENDED)
         ended_count = ended.update(status=Seat.ENDED, ended_at=now, updated_at=now)
-        cache.changed()
         audit(
             actor=actor,
             action="lab.member_left" if leaving else "lab.member_removed",
@@ -379,7 +378,7 @@ def seats_for_new_grant(grant: Grant, access_request: AccessRequest) -> None:
                 f"lab-grant:{grant.pk}:{membership.user_id}",
                 "lab_grant",
                 membership.user.email,
-                {"lab": grant.lab.public_id, "repo": grant.release.repo_id, "url": lab_grant_url(grant)},
+                {"lab": grant.lab.public_id, "repo": grant.release.repo_id, "url": lab_grant_url(grant.public_id)},
             )
 
 
@@ -518,7 +517,7 @@ def lab_seat_decide(*, actor: Actor, seat: LabSeat, approve: bool, reason: str =
                 "repo": locked.grant.release.repo_id,
                 "approved": approve,
                 "reason": reason,
-                "url": lab_grant_url(locked.grant),
+                "url": lab_grant_url(locked.grant.public_id),
             },
         )
     return locked

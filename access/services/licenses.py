@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import emails
+from ..audit import audit
 from ..models import AccessRequest, Grant, License, ModelRelease
 from ..taskbase import portal_task
-from .audit import audit
 from .base import Actor, NotFound, ServiceError, clean, require_license_version, require_release_manager, require_user
 from .grants import grant_record_license
 from .requests import REQUEST_FIELDS, request_submit

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ..audit import audit
 from ..models import ModelFile, ModelRelease, ReleaseMirror
 from ..storage import ObjectNotFound, StorageError, get_storage
-from .audit import audit
 from .base import Actor, ServiceError, clean, require_reviewer
 
 # The audit record names the first differences; the mirror's row keeps them all.

@@ -12,8 +12,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import selectors
+from ..audit import audit
 from ..models import License, ModelFile, ModelRelease, ReleaseRevision
-from .audit import audit
 from .base import Actor, ServiceError, clean, require_release_manager, require_reviewer
 from .licenses import license_update_notify
 

@@ -12,9 +12,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ..audit import audit
 from ..models import AccessRequest
 from ..taskbase import portal_task
-from .audit import audit
 from .base import Actor, Forbidden, task_actor
 from .notifications import request_notify
 from .workflow import lock, transition

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import downloads, questions, selectors
+from ..audit import audit
 from ..models import (
     AccessQuestion,
     AccessRequest,
@@ -26,7 +27,6 @@ from ..models import (
 from ..storage import get_storage
 from ..taskbase import Enqueued
 from . import labs
-from .audit import audit
 from .base import (
     Actor,
     Forbidden,

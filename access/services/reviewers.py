@@ -6,8 +6,8 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
+from ..audit import audit
 from ..models import User
-from .audit import audit
 from .base import Actor, require_role_admin
 
 REVIEWERS_GROUP = "Reviewers"

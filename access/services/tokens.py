@@ -11,8 +11,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import selectors
+from ..audit import audit
 from ..models import ApiToken
-from .audit import audit
 from .base import Actor, NotFound, ServiceError, clean, require_reviewer, require_user
 
 

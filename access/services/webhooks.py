@@ -10,8 +10,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import webhooks
+from ..audit import audit
 from ..models import ModelRelease, WebhookDelivery, WebhookEndpoint, new_public_id
-from .audit import audit
 from .base import INTERACTIVE_CREDENTIALS, Actor, Forbidden, ServiceError, clean
 
 MANAGE_PERMISSION = "access.manage_webhooks"

@@ -7,8 +7,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ..audit import audit
 from ..models import AccessRequest, AuditEvent
-from .audit import audit
 from .base import Actor, InvalidTransition
 
 S = AccessRequest.Status

@@ -13,11 +13,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from .. import counts as counters
 from .. import downloads, selectors
 from ..durations import wait_estimate_text
 from ..http import base_url, json_error, wants_json
 from ..listing import file_listing
-from ..services import counters
 from ..storage import get_storage
 
 CLIENT_SCRIPT = Path(__file__).resolve().parent.parent / "client" / "download.py"
@@ -37,7 +37,7 @@ def release_detail(request, repo_id):
     listing = file_listing(selectors.release_files(release=release))
     rejected = decision.code == "rejected" and decision.access_request is not None
     waiting = decision.code == "pending" and decision.access_request is not None
-    waiting = waiting and decision.access_request.status == decision.access_request.Status.PENDING
+    waiting = waiting and decision.access_request.status == "pending"
     context = {
         "release": release,
         "description": release.description_in(translation.get_language()),

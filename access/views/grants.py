@@ -122,7 +122,7 @@ def grant_batch_download(request, public_id, fmt):
     if batch is None:
         messages.error(request, decision.detail or _("No download links are ready yet."))
         return redirect("grant-detail", public_id=public_id)
-    entries, _expires = downloads.issue_manifest(decision, fmt=fmt, base_url=base_url(request), entries=batch.urls)
+    entries, _expires = downloads.serve_manifest(decision, fmt=fmt, base_url=base_url(request), entries=batch.urls)
     body = manifests.render(
         fmt,
         repo_id=grant.release.repo_id,

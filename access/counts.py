@@ -28,9 +28,9 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from ..cache import redis_key, shared_redis
-from ..models import DownloadCount, DownloadCountBatch, DownloadDay, DownloadEvent, ModelFile, ModelRelease
-from ..taskbase import portal_task
+from .models import DownloadCount, DownloadCountBatch, DownloadDay, DownloadEvent, ModelFile, ModelRelease
+from .redisconn import redis_key, shared_redis
+from .taskbase import portal_task
 
 log = logging.getLogger(__name__)
 

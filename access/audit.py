@@ -3,9 +3,9 @@ one hook for webhooks: each event is offered to `webhooks.dispatch`, which tells
 
 from __future__ import annotations
 
-from .. import webhooks
-from ..models import AccessRequest, AuditEvent
-from .base import Actor
+from . import webhooks
+from .actors import Actor
+from .models import AccessRequest, AuditEvent
 
 
 def audit(

@@ -1,0 +1,348 @@
+"""The gate's loader: reads the facts the rule decides on, and is the only place that caches them.
+
+Every download asks for a release, often a file, a token's user and the person's grants, seats and requests.
+These change rarely and are read on every download, so each web process keeps what it read (access.gate.cache)
+until any of it may have changed. Freshness is not left to the code that writes: every connection's SQL is
+watched (`watch`), and a write to any table in GATE_TABLES — through a service, a plain `save()`, a
+`QuerySet.update()`, a `bulk_create`, the admin or a shell — publishes a new version when its transaction
+commits, whatever wrote it. An UPDATE that sets only bookkeeping columns (BOOKKEEPING: when a token was last used,
+when a notice went out) changes nothing the gate reads and publishes nothing, so a busy token does not empty every
+process's cache once a minute. tests/test_gate_loader.py checks that every table the loader reads is watched.
+
+Facts that change with time (a grant's expiry) are kept as datetimes; the rule compares them with the time it is
+given, so a cached grant expires on time. Only lookups that found something are kept for files, releases and
+tokens; the person's facts are kept whatever they say (a refusal is a fact like any other).
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.db.models import F
+
+from .. import paths
+from ..models import (
+    AccessRequest,
+    ApiToken,
+    Grant,
+    Lab,
+    LabMembership,
+    LabSeat,
+    License,
+    ModelFile,
+    ModelRelease,
+    ReleaseRevision,
+    User,
+)
+from . import cache
+from .facts import GateInputs, GrantFacts, LabAccess, LabFacts, ReleaseFacts, RequestFacts, SeatFacts, ViewerFacts
+
+GATE_MODELS = (AccessRequest, ApiToken, Grant, Lab, LabMembership, LabSeat, License, ModelFile, ModelRelease,
+               ReleaseRevision, User)  # fmt: skip
+GATE_TABLES = frozenset(
+    [model._meta.db_table for model in GATE_MODELS]
+    # Who is a reviewer (a group's permission) decides whether an unpublished release exists for them.
+    + [User.groups.through._meta.db_table, User.user_permissions.through._meta.db_table]
+    + ["auth_group", "auth_group_permissions", "auth_permission", "django_content_type"]
+)
+# Columns the gate never reads: an UPDATE setting only these keeps every process's cache.
+BOOKKEEPING = frozenset(
+    {
+        "last_login",
+        "last_used_at",
+        "updated_at",
+        "issued_email_sent_at",
+        "expiry_warned_at",
+        "expired_notified_at",
+        "info_reminded_at",
+        "answers_text",
+    }
+)
+# How many of a person's own requests for a release the rule looks at (at most one is open at a time, and it is
+# the newest; the newest request decides what a refusal says), and how many grants: a person holds a grant a
+# year or so per release, so this is all of them in practice.
+HISTORY = 3
+GRANTS = 50
+LAB_GRANTS = 20
+
+_WRITE = re.compile(r'\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE)\s+"?(\w+)"?', re.IGNORECASE)
+_SET_COLUMN = re.compile(r'"(\w+)"\s*=')
+
+
+def writes_gate(sql: str) -> bool:
+    """Whether an SQL statement writes a table the gate reads (bookkeeping-only UPDATEs excepted)."""
+    match = _WRITE.match(sql)
+    if match is None:
+        return False
+    verb, table = match.group(1).upper(), match.group(2)
+    if verb == "TRUNCATE":
+        return True
+    if table not in GATE_TABLES:
+        return False
+    if verb == "UPDATE":
+        assignments = sql[match.end() :].split(" WHERE ", 1)[0]
+        columns = set(_SET_COLUMN.findall(assignments))
+        if columns and columns <= BOOKKEEPING:
+            return False
+    return True
+
+
+def _watch_writes(execute, sql, params, many, context):
+    result = execute(sql, params, many, context)
+    if isinstance(sql, str) and writes_gate(sql):
+        cache.written()
+    return result
+
+
+def watch(connection) -> None:
+    """Watch this database connection's writes (connected to `connection_created` in access.apps)."""
+    if _watch_writes not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_watch_writes)
+
+
+# --- Rows the channels serve from ---------------------------------------------------------------------------
+
+
+def _reviewer(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and user.has_perm("access.review_accessrequest"))
+
+
+def release(*, repo_id: str, user=None) -> ModelRelease | None:
+    """A release by repo id (with its license), or None; an unpublished one exists only for reviewers."""
+    key = ("release", repo_id)
+    found = cache.get(key)
+    if found is None:
+        found = ModelRelease.objects.select_related("license").filter(repo_id=repo_id).first()
+        if found is not None and found.published:
+            cache.put(key, found)
+    if found is None or (not found.published and not _reviewer(user)):
+        return None
+    return found
+
+
+# A release's main-revision files are cached all at once when one of them is first asked for (OPT-175B's 992
+# shards in one query instead of one each, per process and after each change); a release with more files than
+# this is cached file by file.
+CACHED_RELEASE_FILES = 5000
+
+
+def _cache_release_files(found: ModelRelease) -> None:
+    marker = ("release-files", found.repo_id)
+    if cache.current_version() is None or cache.get(marker) is not None:
+        return  # nothing is cached (no shared Redis), or they are already
+    files = list(found.files.order_by("path")[: CACHED_RELEASE_FILES + 1])
+    if len(files) <= CACHED_RELEASE_FILES:
+        for file in files:
+            file.release = found
+            cache.put(("file", found.repo_id, file.path), file)
+    cache.put(marker, True)
+
+
+def release_file(*, release: ModelRelease, path: str, revision: ReleaseRevision | None = None) -> ModelFile | None:
+    """A file of a revision of the release (`main` when none is named)."""
+    clean = paths.clean_file_path(path)
+    if clean is None:
+        return None
+    if revision is not None:
+        return revision.files.filter(path=clean).first()
+    key = ("file", release.repo_id, clean)
+    file = cache.get(key)
+    if file is None:
+        file = release.files.filter(path=clean).first()
+        if file is not None and release.published:
+            file.release = release
+            cache.put(key, file)
+            _cache_release_files(release)
+    return file
+
+
+def main_file(*, repo_id: str, path: str, user=None) -> ModelFile | None:
+    """A file of a release's main revision with its release, in one query (none while cached): the per-file
+    download path."""
+    clean = paths.clean_file_path(path)
+    if clean is None:
+        return None
+    key = ("file", repo_id, clean)
+    file = cache.get(key)
+    if file is None:
+        file = (
+            ModelFile.objects.select_related("release__license")
+            .filter(release__repo_id=repo_id, path=clean, revision_id=F("release__main_revision_id"))
+            .first()
+        )
+        if file is not None and file.release.published:
+            cache.put(key, file)
+            _cache_release_files(file.release)
+    if file is None or (not file.release.published and not _reviewer(user)):
+        return None
+    return file
+
+
+def token(*, secret_hash: str) -> ApiToken | None:
+    """The token with its user, cached until a token or an account changes anywhere."""
+    key = ("token", secret_hash)
+    found = cache.get(key)
+    if found is None:
+        found = ApiToken.objects.select_related("user").filter(secret_hash=secret_hash).first()
+        cache.put(key, found)
+    return found
+
+
+def token_guess(secret_hash: str) -> ApiToken | None:
+    """The token as this process last read it, under any version: a guess (for naming a rate limit) that the
+    caller checks with `token` once the version is known."""
+    return cache.peek(("token", secret_hash))
+
+
+# (storage key, revision id) -> (size, sha256, revision id) of a file of that published revision: a published
+# revision's files never change (a database trigger refuses it), so these need no version check.
+_NAMED: dict[tuple[str, str], tuple[int, str, str]] = {}
+NAMED_MAX = 50_000
+
+
+def stored_file(*, key: str, revision: str) -> tuple[int, str, str] | None:
+    """(size, sha256, revision) of the release file stored under this key, for the Hub client's headers on a
+    signed URL: the revision named (when it holds the key) wins, then main, then the newest revision holding it.
+    What main holds can change, so that answer is kept under the version."""
+    named = revision if paths.REVISION_RE.match(revision) else ""
+    if named and (found := _NAMED.get((key, named))) is not None:
+        return found
+    if not named and (found := cache.get(("stored", key))) is not None:
+        return found
+    files = ModelFile.objects.filter(storage_key=key, revision__published_at__isnull=False)
+    columns = ("size", "sha256", "revision__sha")
+    found = (
+        (files.filter(revision__sha=named).values_list(*columns).first() if named else None)
+        or files.filter(revision_id=F("release__main_revision_id")).values_list(*columns).first()
+        or files.order_by("-revision__number").values_list(*columns).first()
+    )
+    if found is None:
+        return None
+    if found[2] == named:
+        if len(_NAMED) >= NAMED_MAX:
+            _NAMED.clear()
+        _NAMED[(key, named)] = found
+    elif not named:
+        cache.put(("stored", key), found)
+    return found
+
+
+# --- The person's facts -------------------------------------------------------------------------------------
+
+
+def release_facts(found: ModelRelease) -> ReleaseFacts:
+    return ReleaseFacts(
+        pk=found.pk,
+        repo_id=found.repo_id,
+        published=found.published,
+        gated=found.is_gated,
+        license_id=found.license_id,
+        license_version=found.license.version if found.license_id else "",
+        reviews_license_updates=found.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW,
+    )
+
+
+def _grant(grant: Grant) -> GrantFacts:
+    lab = LabFacts(pk=grant.lab.pk, public_id=grant.lab.public_id, name=grant.lab.name) if grant.lab_id else None
+    return GrantFacts(
+        pk=grant.pk,
+        public_id=grant.public_id,
+        user_id=grant.user_id,
+        release_id=grant.release_id,
+        request_id=grant.request_id,
+        issued_at=grant.issued_at,
+        expires_at=grant.expires_at,
+        revoked_at=grant.revoked_at,
+        revoke_reason=grant.revoke_reason,
+        license_id=grant.license_id,
+        lab=lab,
+    )
+
+
+def _seat(seat: LabSeat | None) -> SeatFacts | None:
+    if seat is None:
+        return None
+    return SeatFacts(pk=seat.pk, status=seat.status, license_id=seat.license_id, decision_reason=seat.decision_reason)
+
+
+def _request(row: AccessRequest) -> RequestFacts:
+    return RequestFacts(
+        pk=row.pk,
+        public_id=row.public_id,
+        release_id=row.release_id,
+        status=row.status,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+        decision_reason=row.decision_reason,
+        license_id=row.license_id,
+        reconsent_of_id=row.reconsent_of_id,
+    )
+
+
+def _labs(user: User, found: ModelRelease, only: Grant | None = None) -> tuple[LabAccess, ...]:
+    """The release's lab grants of every lab the user is a current member of (newest first), each with the
+    user's seat. Two queries."""
+    grants = Grant.objects.filter(
+        release=found, lab__memberships__user=user, lab__memberships__left_at__isnull=True
+    ).select_related("lab")
+    if only is not None:
+        grants = grants.filter(pk=only.pk)
+    grants = list(grants.order_by("-issued_at")[:LAB_GRANTS])
+    if not grants:
+        return ()
+    seats = {seat.grant_id: seat for seat in LabSeat.objects.filter(user=user, grant__in=grants)}
+    return tuple(LabAccess(grant=_grant(g), seat=_seat(seats.get(g.pk))) for g in grants)
+
+
+def _person(user: User, found: ModelRelease) -> GateInputs:
+    grants = Grant.objects.filter(user=user, release=found, lab__isnull=True).order_by("-issued_at", "-pk")
+    requests = AccessRequest.objects.filter(applicant=user, release=found, lab__isnull=True)
+    return GateInputs(
+        release=release_facts(found),
+        viewer=_viewer(user, found),
+        grants=tuple(_grant(g) for g in grants[:GRANTS]),
+        labs=_labs(user, found),
+        requests=tuple(_request(r) for r in requests.order_by("-created_at", "-pk")[:HISTORY]),
+    )
+
+
+def _viewer(user: User, found: ModelRelease) -> ViewerFacts:
+    return ViewerFacts(pk=user.pk, active=user.is_active, sees_unpublished=not found.published and _reviewer(user))
+
+
+def inputs(*, user, release: ModelRelease, grant: Grant | None = None) -> GateInputs:
+    """The facts for this person (or nobody) and release; `grant` when the caller names one (its page, its
+    batch), which only that grant may then allow."""
+    if user is None or not user.is_authenticated:
+        return GateInputs(release=release_facts(release))
+    if grant is not None:
+        named = _grant(grant)
+        if grant.lab_id is not None and grant.release_id == release.pk:
+            labs = _labs(user, release, only=grant)
+            return GateInputs(
+                release=release_facts(release),
+                viewer=_viewer(user, release),
+                labs=labs,
+                named_grant=named,
+                named_grant_foreign=not labs,
+            )
+        return GateInputs(release=release_facts(release), viewer=_viewer(user, release), named_grant=named)
+    key = ("person", user.pk, release.pk)
+    found = cache.get(key)
+    if found is None or found.viewer.active != user.is_active or found.release.license_id != release.license_id:
+        found = _person(user, release)
+        cache.put(key, found)
+    return found
+
+
+# --- The version, for the throttle's round trip ---------------------------------------------------------------
+
+VERSION_KEY = cache.VERSION_KEY
+version_wanted = cache.wants_version
+version_seen = cache.prime_version
+
+
+def forget() -> None:
+    """Drop everything this process cached (tests, and a process told its Redis was flushed)."""
+    cache.clear()
+    _NAMED.clear()

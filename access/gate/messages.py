@@ -1,0 +1,107 @@
+"""What a refusal says: the gate's code with the facts behind it, in the reader's language, with the next step
+and where to take it (absolute URLs, because scripts show them in a terminal). Rendered after the rule has
+decided, and only for refusals: an allowed download costs none of this."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from .. import selectors
+from ..durations import wait_estimate_text
+from ..models import ModelRelease
+from . import rule
+from .rule import AccessDecision
+
+
+def detail(decision: AccessDecision, release: ModelRelease) -> str:
+    if decision.allowed:
+        return ""
+    code, grant = decision.code, decision.grant
+    repo = release.repo_id
+    if code == rule.NOT_FOUND:
+        return _("No release named %(repo)s.") % {"repo": repo}
+    if code == rule.NOT_AUTHENTICATED:
+        return _(
+            "%(repo)s is gated. Sign in or send 'Authorization: Bearer <token>'; to get access, apply at %(url)s."
+        ) % {"repo": repo, "url": selectors.apply_url(release)}
+    if code == rule.ACCOUNT_INACTIVE:
+        return _("This account is disabled.")
+    if code == rule.LICENSE_UPDATE:
+        values = {
+            "repo": repo,
+            "version": release.license.version,
+            "url": selectors.license_accept_url(grant.public_id),
+        }
+        if decision.awaiting_review:
+            return (
+                _(
+                    "The license of %(repo)s changed to version %(version)s; your acceptance is waiting for a "
+                    "reviewer. Downloads work again once it is approved (%(url)s)."
+                )
+                % values
+            )
+        return _("The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download again.") % (
+            values
+        )
+    if code in (rule.LAB_LICENSE_PENDING, rule.LAB_SEAT_PENDING, rule.LAB_SEAT_REJECTED):
+        return _lab(decision, release)
+    if code == rule.REVOKED:
+        return _("Your access to %(repo)s was revoked: %(reason)s") % {
+            "repo": repo,
+            "reason": grant.revoke_reason or _("no reason given"),
+        }
+    if code == rule.EXPIRED:
+        return _("Your access to %(repo)s expired on %(date)s (UTC); ask for a renewal at %(url)s.") % {
+            "repo": repo,
+            "date": f"{grant.expires_at:%Y-%m-%d}",
+            "url": selectors.apply_url(release),
+        }
+    if code == rule.PENDING:
+        return _pending(decision, release)
+    if code == rule.REJECTED:
+        return _("Your request for %(repo)s was rejected: %(reason)s") % {
+            "repo": repo,
+            "reason": decision.request.decision_reason or _("no reason given"),
+        }
+    return _("%(repo)s is gated: apply for access at %(url)s; downloads work once a reviewer approves.") % {
+        "repo": repo,
+        "url": selectors.apply_url(release),
+    }
+
+
+def _lab(decision: AccessDecision, release: ModelRelease) -> str:
+    grant, seat = decision.grant, decision.seat
+    values = {"lab": grant.lab.name, "repo": release.repo_id, "url": selectors.lab_grant_url(grant.public_id)}
+    if decision.code == rule.LAB_SEAT_PENDING:
+        return (
+            _("Your place on %(lab)s's grant for %(repo)s is waiting for a reviewer; you will be emailed (%(url)s).")
+            % values
+        )
+    if decision.code == rule.LAB_SEAT_REJECTED:
+        values["reason"] = seat.decision_reason or _("no reason given")
+        return _("A reviewer did not approve your place on %(lab)s's grant for %(repo)s: %(reason)s") % values
+    if seat is not None and seat.status == "active":
+        values["version"] = release.license.version
+        return (
+            _(
+                "The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download through "
+                "%(lab)s again."
+            )
+            % values
+        )
+    return _("%(lab)s has access to %(repo)s: accept the license at %(url)s to download.") % values
+
+
+def _pending(decision: AccessDecision, release: ModelRelease) -> str:
+    request = decision.request
+    values = {"repo": release.repo_id, "url": selectors.request_url(request.public_id)}
+    if request.status == "needs_info":
+        text = _("Your request for %(repo)s needs more information from you: answer the reviewer at %(url)s.") % values
+        typical = None
+    else:
+        text = _("Your request for %(repo)s is pending review; you will be emailed when it is decided (%(url)s).") % (
+            values
+        )
+        typical = selectors.typical_wait(release)
+    estimate = wait_estimate_text(repo_id=release.repo_id, position=selectors.queue_position(request), typical=typical)
+    return f"{text} {estimate}".strip()
