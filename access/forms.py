@@ -228,7 +228,11 @@ class DecisionForm(forms.Form):
 
 
 class BulkDecisionForm(forms.Form):
-    action = forms.ChoiceField(choices=[("approve", _("Approve selected")), ("reject", _("Reject selected"))])
+    # No default: a bulk decision is chosen each time, never taken because it was preselected.
+    action = forms.ChoiceField(
+        choices=[("", _("Choose an action…")), ("approve", _("Approve selected")), ("reject", _("Reject selected"))],
+        error_messages={"required": _("Choose an action: approve or reject.")},
+    )
     reason = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
     ids = forms.CharField(widget=forms.MultipleHiddenInput, required=False)
 

@@ -485,3 +485,59 @@ def test_a_reviewer_works_through_the_dashboard_the_queue_and_a_revocation(new_p
 
 def test_the_reviewer_workspace_in_simplified_chinese(new_page, shots, reviewer, local_storage):
     reviewer_workspace_story(lang="zh-hans", new_page=new_page, shots=shots, reviewer=reviewer)
+
+
+def test_bulk_approval_asks_first_with_the_list_of_what_it_approves(new_page, shots, reviewer, local_storage):
+    from access.models import AccessRequest
+    from tests.support.review_data import seed_review_world
+
+    world = seed_review_world(with_files=False)
+    r4, b2 = world.requests["r4"], world.requests["b2"]
+    lab = services.lab_create(actor=services.Actor(user=b2.applicant), name="Language Lab")
+    AccessRequest.objects.filter(pk=b2.pk).update(lab=lab, all_members=True)
+
+    def statuses():
+        return set(AccessRequest.objects.filter(pk__in=[r4.pk, b2.pk]).values_list("status", flat=True))
+
+    page = new_page()
+    sign_in(page, shots, reviewer.email)
+    page.goto("/review/")
+    for r in (r4, b2):
+        page.locator(f"#queue input[name=ids][value='{r.public_id}']").check()
+    apply = page.get_by_role("button", name="Apply to selected")
+    selected = page.locator("#queue input[name=ids]:checked")
+
+    # No action is chosen for the reviewer: applying without one is a form error (the browser's own, as the
+    # select is required), and nothing is decided.
+    expect(page.locator("#id_action")).to_have_value("")
+    apply.click()
+    expect(page.locator("#id_action:invalid")).to_have_count(1)
+    assert page.locator("#id_action").evaluate("e => e.validationMessage")
+    expect(page).to_have_url(re.compile(r"/review/$"))
+    expect(selected).to_have_count(2)
+    shots(page, "no-action-chosen")
+    assert statuses() == {"pending"}
+
+    # Approve: a page lists each selected request (applicant, release, lab or not) and asks once. Cancel.
+    page.locator("#id_action").select_option("approve")
+    apply.click()
+    rows = page.locator("#bulk-selected tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="Applicant R4")).to_contain_text("lab/model-a")
+    expect(rows.filter(has_text="Applicant R4")).to_contain_text("Individual")
+    expect(rows.filter(has_text="Applicant B2")).to_contain_text("lab/model-b")
+    expect(rows.filter(has_text="Applicant B2")).to_contain_text("Language Lab")
+    shots(page, "confirm-approval")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#queue")).to_be_visible()
+    expect(selected).to_have_count(2)
+    shots(page, "cancelled")
+    assert statuses() == {"pending"}
+
+    # Approve again and confirm: both approved, and the message counts them.
+    page.locator("#id_action").select_option("approve")
+    apply.click()
+    page.get_by_role("button", name="Approve 2 requests").click()
+    expect(page.locator(".messages")).to_contain_text("2 requests approved.")
+    shots(page, "approved")
+    assert statuses() == {"approved"}

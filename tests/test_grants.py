@@ -88,6 +88,20 @@ def test_a_malformed_authorization_header_is_401(release):
     assert client.get(MANIFEST_URL).json()["code"] == "invalid_token"
 
 
+def test_an_open_release_refuses_a_wrong_token_all_the_same(local_storage):
+    """An open release needs no token, yet one that is sent is checked: a script whose token broke (or the guide's
+    placeholder, pasted as it stood) learns it instead of carrying on anonymously. So the portal's commands for an
+    open release send none (access/commands.py)."""
+    release = ReleaseFactory(repo_id="facebook/opt-125m", access="open")
+    add_file(release, "config.json", b"{}\n")
+    for url in ("/api/v1/models/facebook/opt-125m/files/config.json", "/facebook/opt-125m/resolve/main/config.json"):
+        assert APIClient().get(url).status_code == 302
+        for secret in ("mp_" + "x" * 43, "<paste your token>"):
+            response = bearer(secret).get(url)
+            assert response.status_code == 401, (url, secret)
+            assert response.json()["code"] == "invalid_token"
+
+
 def test_a_token_in_the_query_string_is_ignored(alice, release, reviewer):
     grant_for(alice, release, reviewer)
     _, secret = token_for(alice)

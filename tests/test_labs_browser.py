@@ -108,7 +108,7 @@ def lab_story(*, lang, new_page, shots, reviewer_user, pi_email, member_email):
     member.locator("#id_noncommercial_attested").check()
     member.locator("#license-form button[type=submit]").click()
     expect(member.locator("#seat-state")).to_have_attribute("data-code", "granted")
-    expect(member.locator("#instructions")).to_contain_text(f"python download.py {REPO}")
+    expect(member.locator("#instructions")).to_contain_text(f"python3 download.py {REPO}")
     shots(member, "member-download-page")
 
     # The reviewer's grant page shows the member's place on the lab's grant.

@@ -257,7 +257,7 @@ def test_right_after_creating_a_token_the_download_commands_carry_it(client, ali
     assert ApiToken.objects.get(user=alice).prefix == secret[:10]
     commands = re.search(r'<code id="token-commands">(.*?)</code>', body, re.S).group(1)
     assert commands.splitlines()[0] == f"export PORTAL_TOKEN={secret}"
-    assert f"python download.py {REPO} --portal http://testserver" in commands
+    assert f"python3 download.py {REPO} --portal http://testserver" in commands
     assert 'class="copy"' in body
     # Shown once: the next visit has neither.
     again = client.get("/tokens/").content.decode()
@@ -268,7 +268,7 @@ def test_every_command_on_the_open_release_page_has_a_copy_button(client, local_
     release = ReleaseFactory(repo_id="facebook/opt-125m", access="open")
     add_file(release, "config.json", b"{}\n")
     body = client.get("/models/facebook/opt-125m").content.decode()
-    blocks = re.findall(r'<div class="code">.*?</div>\s*<pre tabindex="0"><code>(.*?)</code></pre>', body, re.S)
+    blocks = re.findall(r'<div class="code"[^>]*>.*?</div>\s*<pre tabindex="0"><code>(.*?)</code></pre>', body, re.S)
     assert len(blocks) == 4 and body.count('class="copy"') == 4
     assert any("download.py facebook/opt-125m" in b for b in blocks)
 

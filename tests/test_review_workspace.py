@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import ngettext
 
 from access import selectors, services, stats
 from access.models import AccessRequest, AuditEvent, ReasonTemplate
@@ -341,16 +343,65 @@ def test_saved_reasons_are_offered_for_their_action_only(client, reviewer, world
     assert "Who leads your lab?" not in page[page.index('id="decide-reject"') :]
 
 
+def test_bulk_approval_lists_what_it_will_approve_and_decides_only_once_confirmed(client, reviewer, world):
+    login_recently(client, reviewer)
+    r4, r5, b2 = world.requests["r4"], world.requests["r5"], world.requests["b2"]
+    lab = services.lab_create(actor=services.Actor(user=b2.applicant), name="Language Lab")
+    AccessRequest.objects.filter(pk=b2.pk).update(lab=lab, all_members=True)
+    chosen = {"ids": [r4.public_id, b2.public_id], "action": "approve", "next": "/review/?status=pending"}
+
+    # The first POST only asks: a page listing each selected request, its release and whether it is a lab's.
+    response = client.post("/review/bulk", chosen)
+    assert response.status_code == 200
+    body = response.content.decode()
+    listed = body.split('id="bulk-selected"')[1].split("</table>")[0]
+    assert "Applicant R4" in listed and "lab/model-a" in listed and "Individual" in listed
+    assert "Applicant B2" in listed and "lab/model-b" in listed and "Language Lab" in listed
+    assert "Applicant R5" not in listed
+    assert "Approve these 2 requests?" in body
+    assert AccessRequest.objects.filter(status="approved", pk__in=[r4.pk, b2.pk]).count() == 0
+
+    # Confirmed: both approved, and the message counts them.
+    response = client.post("/review/bulk", {**chosen, "confirm": "1"}, follow=True)
+    assert "2 requests approved." in response.content.decode()
+    assert set(AccessRequest.objects.filter(pk__in=[r4.pk, b2.pk]).values_list("status", flat=True)) == {"approved"}
+    response = client.post("/review/bulk", {"ids": [r5.public_id], "action": "approve", "confirm": "1"}, follow=True)
+    assert "1 request approved." in response.content.decode()
+    with translation.override("zh-hans"):
+        assert ngettext("%(n)d request approved.", "%(n)d requests approved.", 2) % {"n": 2} == "已批准 2 个申请。"
+
+
+def test_bulk_has_no_default_action(client, reviewer, world):
+    login_recently(client, reviewer)
+    r4, r5 = world.requests["r4"], world.requests["r5"]
+    queue = client.get("/review/").content.decode()
+    action = queue.split('name="action"')[1].split("</select>")[0]
+    assert '<option value="" selected>' in action
+    response = client.post("/review/bulk", {"ids": [r4.public_id, r5.public_id], "next": "/review/", "confirm": "1"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Choose an action: approve or reject." in body
+    assert 'aria-invalid="true"' in re.search(r'<select name="action"[^>]*>', body).group(0)
+    for r in (r4, r5):  # the selection is kept, nothing is decided
+        assert "checked" in body.split(f'value="{r.public_id}"')[1].split(">")[0]
+    assert set(AccessRequest.objects.filter(pk__in=[r4.pk, r5.pk]).values_list("status", flat=True)) == {"pending"}
+
+
 def test_bulk_keeps_what_failed_selected_and_says_why(client, reviewer, world):
     login_recently(client, reviewer)
     r4, r5, r1 = world.requests["r4"], world.requests["r5"], world.requests["r1"]
     response = client.post(
         "/review/bulk",
-        {"ids": [r4.public_id, r1.public_id, r5.public_id], "action": "approve", "next": "/review/?status=pending"},
+        {
+            "ids": [r4.public_id, r1.public_id, r5.public_id],
+            "action": "approve",
+            "next": "/review/?status=pending",
+            "confirm": "1",
+        },
         follow=True,
     )
     body = response.content.decode()
-    assert "2 requests decided." in body
+    assert "2 requests approved." in body
     assert "Not decided: Applicant R1" in body and "approved" in body
     assert f'value="{r1.public_id}" aria-label="Select Applicant R1" checked' not in body  # r1 is not listed
     assert response.redirect_chain[-1][0].endswith(f"selected={r1.public_id}")

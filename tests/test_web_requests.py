@@ -145,8 +145,13 @@ def test_deciding_twice_shows_a_clear_error(client, reviewer, release):
 def test_bulk_reject_from_the_queue(client, reviewer, release):
     requests = AccessRequestFactory.create_batch(2, release=release)
     login_recently(client, reviewer)
-    client.post("/review/bulk", {"action": "reject", "reason": "Out of scope.", "ids": [r.public_id for r in requests]})
+    chosen = {"action": "reject", "reason": "Out of scope.", "ids": [r.public_id for r in requests]}
+    page = client.post("/review/bulk", chosen).content.decode()  # the list of what would be rejected, first
+    assert "Reject these 2 requests?" in page and "Out of scope." in page
+    assert AccessRequest.objects.filter(status="rejected").count() == 0
+    response = client.post("/review/bulk", {**chosen, "confirm": "1"}, follow=True)
     assert AccessRequest.objects.filter(status="rejected").count() == 2
+    assert "2 requests rejected." in response.content.decode()
 
 
 def test_the_reviewer_sees_earlier_requests_of_the_applicant(client, reviewer, release, alice):

@@ -3,9 +3,9 @@
 
 Get this script from the portal and run it with Python 3.9 or newer (standard library only):
 
-    curl -O https://portal.example.org/download.py
-    export PORTAL_TOKEN=...          # your access token; open releases need none
-    python download.py facebook/opt-175b --dir ./opt-175b --portal https://portal.example.org
+    curl --fail-with-body -sS -O https://portal.example.org/download.py
+    export PORTAL_TOKEN=...          # your access token; open releases need none (leave it unset)
+    python3 download.py facebook/opt-175b --dir ./opt-175b --portal https://portal.example.org
 
 What it does:
 
@@ -1030,8 +1030,8 @@ def parse_args(argv: list | None) -> argparse.Namespace:
         description="Download (and verify) a model release from the model-access portal.",
         epilog=(
             "examples:\n"
-            "  PORTAL_TOKEN=... python download.py facebook/opt-175b --dir ./opt-175b\n"
-            "  python download.py facebook/opt-175b --include '*.json' --include 'checkpoint_*shard0.pt'\n\n"
+            "  PORTAL_TOKEN=... python3 download.py facebook/opt-175b --dir ./opt-175b\n"
+            "  python3 download.py facebook/opt-175b --include '*.json' --include 'checkpoint_*shard0.pt'\n\n"
             "Run the same command again to resume; verified files are skipped.\n"
             "Exit status: 0 all files verified, 1 some failed, 2 usage error or the portal refused."
         ),

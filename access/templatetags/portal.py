@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 
+from .. import commands
 from ..durations import age_days, duration_text
 from ..markdown import render_markdown
 
@@ -45,6 +46,15 @@ def code(content, label="", id="", secret=False):
     The content is already rendered (and escaped) template output."""
     text = mark_safe(dedent(content).strip("\n"))  # template output, escaped as it rendered
     return render_to_string("components/code.html", {"code": text, "label": label, "id": id, "secret": secret})
+
+
+@register.simple_tag(takes_context=True)
+def download_commands(context, release, secret=""):
+    """{% download_commands release as commands %}: the release's download commands (access/commands.py, the
+    one place that writes them) for this portal's URL; `secret=` puts a token just created in place."""
+    if release is None:
+        return None
+    return commands.download_commands(request=context["request"], release=release, secret=secret or "")
 
 
 @register.filter

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_safe
 from .. import counts as counters
 from .. import downloads, selectors
 from ..durations import wait_estimate_text
-from ..http import base_url, json_error, wants_json
+from ..http import json_error, wants_json
 from ..listing import file_listing
 from ..storage import get_storage
 
@@ -42,11 +42,9 @@ def release_detail(request, repo_id):
         "release": release,
         "description": release.description_in(translation.get_language()),
         "listing": listing,
-        "first_file": listing.files[0] if listing.files else None,
         "revisions": selectors.release_revisions(release=release),
         "decision": decision,
         "reapply_after": selectors.rejection_cooldown_ends(user=request.user, release=release) if rejected else None,
-        "portal_url": base_url(request),
         "downloads_30d": counters.release_downloads(release=release),
         "wait_estimate": (
             wait_estimate_text(
@@ -130,9 +128,11 @@ def csrf_failure(request, reason=""):
 
 @require_safe
 def downloading(request):
+    """The download guide for one release (`?repo=`), an open one unless another is named: its commands run as
+    shown by anyone, with no token to paste."""
+    releases = list(selectors.release_list(user=request.user))
     repo_id = request.GET.get("repo") or ""
-    release = selectors.release_get(repo_id=repo_id, user=request.user) if repo_id else None
+    release = next((r for r in releases if r.repo_id == repo_id), None)
     if release is None:
-        release = selectors.release_list(user=request.user).filter(access="gated").first()
-    context = {"release": release, "portal_url": base_url(request)}
-    return render(request, "access/downloading.html", context)
+        release = next((r for r in releases if not r.is_gated), releases[0] if releases else None)
+    return render(request, "access/downloading.html", {"release": release, "releases": releases})

@@ -52,7 +52,6 @@ def grant_detail(request, public_id):
         "batch": downloads.current_batch(grant) if active else None,
         "pending_batch": grant.batches.filter(status=UrlBatch.Status.PENDING).first() if active else None,
         "listing": file_listing(grant.release.files.all()),
-        "portal_url": base_url(request),
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
     }
@@ -199,7 +198,6 @@ def tokens(request):
         "tokens": request.user.api_tokens.order_by("-created_at"),
         # The new token goes straight into the commands for what the user may download.
         "granted": [g.release for g in selectors.user_grants(user=request.user) if g.is_active] if new_secret else [],
-        "portal_url": base_url(request),
     }
     response = render(request, "access/tokens.html", context)
     response["Cache-Control"] = "no-store"

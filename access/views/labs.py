@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import downloads, selectors, services
 from ..forms import LabForm, LabInviteForm, LicenseAcceptForm
-from ..http import actor_for, base_url
+from ..http import actor_for
 from ..models import AccessRequest, DownloadEvent, Grant, LabInvitation, LabMembership, LabSeat
 
 Role = LabMembership.Role
@@ -208,7 +208,6 @@ def lab_grant(request, public_id):
         "license": current,
         "form": form,
         "decision": decision,
-        "portal_url": base_url(request),
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
     }
     return render(request, "access/labs/grant.html", context)

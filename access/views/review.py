@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_countries import countries
 
@@ -74,12 +75,12 @@ def _queryset(filters: dict):
     return selectors.review_queue(**{k: v or None for k, v in filters.items()})
 
 
-def _page(request, queryset, per_page=50):
+def _page(number, queryset, per_page=50):
     """Paginate ids only (the count and the OFFSET walk an index, with no joins), then load that page's rows:
     deep pages of a 100k-request queue stay fast."""
     paginator = Paginator(queryset.values_list("pk", flat=True), per_page)
     try:
-        page = paginator.page(request.GET.get("page") or 1)
+        page = paginator.page(number or 1)
     except (EmptyPage, PageNotAnInteger):
         raise Http404 from None
     ids = list(page.object_list)
@@ -117,8 +118,14 @@ def _status_tabs(filters: dict) -> list[dict]:
 @reviewer_required
 @require_safe
 def queue(request):
-    filters = queue_filters(request.GET)
-    page = _page(request, _queryset(filters))
+    return _queue_page(request, request.GET, selected=request.GET.getlist("selected"), back=request.get_full_path())
+
+
+def _queue_page(request, params, *, selected, back, bulk_form=None, status=200):
+    """The queue for these query parameters; `bulk_form` is a refused bulk form to show with its errors, `back`
+    the queue URL a bulk action returns to."""
+    filters = queue_filters(params)
+    page = _page(params.get("page"), _queryset(filters))
     now = timezone.now()
     for r in page.object_list:
         r.overdue = stats.is_overdue(r, now)
@@ -131,9 +138,10 @@ def queue(request):
         "org_types": AccessRequest.OrganizationType.choices,
         "releases": ModelRelease.objects.filter(access="gated").order_by("repo_id"),
         "countries": list(countries),
-        "bulk_form": BulkDecisionForm(),
+        "bulk_form": bulk_form or BulkDecisionForm(),
+        "back": back,
         "querystring": urlencode({k: v for k, v in filters.items() if v or k == "status"}),
-        "selected": set(request.GET.getlist("selected")),
+        "selected": set(selected),
         "export_kinds": [
             ("requests", _("Requests")),
             ("grants", _("Grants")),
@@ -144,7 +152,7 @@ def queue(request):
         "month_ago": timezone.localdate() - timedelta(days=30),
         "lab_seats": selectors.requested_lab_seats()[:50],
     }
-    return render(request, "access/review/queue.html", context)
+    return render(request, "access/review/queue.html", context, status=status)
 
 
 def _next_in_queue(current: AccessRequest, q: str) -> AccessRequest | None:
@@ -294,7 +302,8 @@ def _grant_history(grant: Grant | None):
     )
 
 
-def _back_to_queue(request, selected: list[str] = ()):
+def _queue_url(request, selected=()) -> str:
+    """The queue page a bulk action came from (`next`, a /review/ path only), with `selected` ticked again."""
     target = str(request.POST.get("next", ""))
     if not target.startswith("/review/") or target.startswith("//"):
         target = reverse("review-queue")
@@ -303,30 +312,39 @@ def _back_to_queue(request, selected: list[str] = ()):
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "selected"]
         query += [("selected", i) for i in selected]
         target = parts._replace(query=urlencode(query)).geturl()
-    return redirect(target)
+    return target
+
+
+def _bulk_done(action: str, n: int) -> str:
+    if action == "approve":
+        return ngettext("%(n)d request approved.", "%(n)d requests approved.", n) % {"n": n}
+    return ngettext("%(n)d request rejected.", "%(n)d requests rejected.", n) % {"n": n}
 
 
 @reviewer_required
 @recent_login_required
 @require_POST
 def bulk(request):
-    """Approve or reject the selected requests. Whatever could not be done stays selected, each with why."""
+    """Approve or reject the selected requests, in two steps: the first POST shows what would be decided (each
+    request, its release, lab or not) and asks once; only the confirmed POST decides. A refused form (no action
+    chosen, a rejection without a reason) is the queue again with its errors and the selection kept. Whatever
+    could not be decided stays selected, each with why."""
     form = BulkDecisionForm(request.POST)
     ids = [i for i in request.POST.getlist("ids") if i][:500]
     if not ids:
         messages.error(request, _("Select requests first."))
-        return _back_to_queue(request)
+        return redirect(_queue_url(request))
     if not form.is_valid():
         messages.error(request, _("Choose an action; a rejection needs a reason. Nothing was changed."))
-        return _back_to_queue(request, ids)
-    result = services.requests_decide_many(
-        actor=actor_for(request),
-        public_ids=ids,
-        action=form.cleaned_data["action"],
-        reason=form.cleaned_data.get("reason") or "",
-    )
+        back = _queue_url(request)
+        params = QueryDict(urlsplit(back).query)
+        return _queue_page(request, params, selected=ids, back=back, bulk_form=form, status=400)
+    action, reason = form.cleaned_data["action"], form.cleaned_data.get("reason") or ""
+    if not request.POST.get("confirm"):
+        return _bulk_confirm(request, ids, action, reason)
+    result = services.requests_decide_many(actor=actor_for(request), public_ids=ids, action=action, reason=reason)
     if result["done"]:
-        messages.success(request, _("%(n)d requests decided.") % {"n": len(result["done"])})
+        messages.success(request, _bulk_done(action, len(result["done"])))
     if result["refused"]:
         names = dict(
             AccessRequest.objects.filter(public_id__in=result["refused"]).values_list("public_id", "full_name")
@@ -335,7 +353,28 @@ def bulk(request):
             messages.error(
                 request, _("Not decided: %(name)s — %(why)s") % {"name": names.get(public_id, public_id), "why": why}
             )
-    return _back_to_queue(request, list(result["refused"]))
+    return redirect(_queue_url(request, list(result["refused"])))
+
+
+def _bulk_confirm(request, ids: list[str], action: str, reason: str):
+    """The page that lists what a bulk decision would decide and asks once; its form carries exactly the
+    requests listed."""
+    rows = list(
+        AccessRequest.objects.filter(public_id__in=ids).select_related("release", "lab").order_by("created_at", "id")
+    )
+    if not rows:
+        messages.error(request, _("Select requests first."))
+        return redirect(_queue_url(request))
+    for r in rows:
+        r.answered = r.status == AccessRequest.Status.PENDING and bool(r.info_response)
+    context = {
+        "rows": rows,
+        "action": action,
+        "reason": reason,
+        "next": _queue_url(request),
+        "cancel_url": _queue_url(request, [r.public_id for r in rows]),
+    }
+    return render(request, "access/review/bulk_confirm.html", context)
 
 
 def _link_lifetimes(grant: Grant) -> dict:
@@ -660,5 +699,5 @@ def grants(request):
         queryset = queryset.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).exclude(
             license_id=F("release__license_id")
         )
-    context = {"page": _page(request, queryset), "now": timezone.now(), "old_only": old}
+    context = {"page": _page(request.GET.get("page"), queryset), "now": timezone.now(), "old_only": old}
     return render(request, "access/review/grants.html", context)
