@@ -305,7 +305,7 @@ def pending_ages(f: Filters, now: datetime | None = None) -> list[dict]:
 def downloads_per_day(f: Filters) -> list[dict]:
     """Per day: distinct researchers who downloaded, files signed for them, the bytes of those files, manifests,
     and anonymous downloads of open releases (counted per hour, not one row each). Closed days come from their
-    DownloadDay sums (services.counters.download_days_rollup, hourly); the days after the last summed one are
+    DownloadDay sums (access.counts.download_days_rollup, hourly); the days after the last summed one are
     summed from the events here."""
     days = {d: {"day": d, "researchers": 0, "files": 0, "bytes": 0, "manifests": 0, "anonymous": 0} for d in f.days}
     names = ("researchers", "files", "bytes", "manifests")

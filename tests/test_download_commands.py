@@ -144,7 +144,9 @@ def check_run(block: dict, result, work: Path, repo_id: str):
 def test_every_download_command_on_every_page_runs_as_shown(browser, live_server, portal, shots, tmp_path):
     for tool in ("curl", "wget", "aria2c", "sha256sum"):
         assert shutil.which(tool), f"{tool} is not installed; run scripts/system-deps"
-    rita = services.reviewer_add(user=UserFactory(email="rita@portal.example"))
+    rita = services.reviewer_add(
+        actor=services.command_actor("add_reviewer"), user=UserFactory(email="rita@portal.example")
+    )
     ada = UserFactory(email="ada@uni.example")
     from access.models import ModelRelease
 

@@ -334,9 +334,14 @@ def test_a_token_copied_from_the_page_downloads_a_gated_file_in_a_shell(
 def test_a_request_page_fits_a_phone_in_every_state(browser, live_server, shots, local_storage):
     """Each state of an individual and of a lab request, at 390 px in both languages: no sideways scroll, and
     every button of the page (the grant link first of all) inside the screen."""
-    rita = services.reviewer_add(user=UserFactory(email="rita@portal.example"))
+    rita = services.reviewer_add(
+        actor=services.command_actor("add_reviewer"), user=UserFactory(email="rita@portal.example")
+    )
     ada = UserFactory(email="ada@uni.example")
-    reviewer, applicant = services.Actor(user=rita), services.Actor(user=ada)
+    reviewer, applicant = (
+        services.Actor(user=rita, credential="session", reauthenticated=True),
+        services.Actor(user=ada, credential="session", reauthenticated=True),
+    )
     lab = services.lab_create(actor=applicant, name="Language Lab", ror_id="02mhbdp94", email_domains=["uni.example"])
     pages = []
     for state in ("pending", "needs_info", "approved", "rejected", "withdrawn"):
