@@ -212,3 +212,30 @@ def test_without_a_shared_cache_each_download_reads_only_its_file(holder, settin
         with CaptureQueriesContext(connection) as ctx:
             assert api.get(GATED).status_code == 302
         assert _file_queries(ctx.captured_queries) == 1
+
+
+# Django's private attributes the download handler builds its chain with (portal.handlers.DownloadHandler).
+PRIVATE = ("_middleware_chain", "_view_middleware", "_template_response_middleware", "_exception_middleware")
+
+
+def test_the_download_handler_sets_exactly_what_djangos_own_handler_sets():
+    """The second stack is built with Django's private attributes: an upgrade that renames, adds or drops one
+    fails here instead of silently serving downloads through a half-built chain."""
+    import inspect
+    import re
+
+    from django.core.handlers.base import BaseHandler
+    from django.core.handlers.wsgi import WSGIHandler
+
+    set_by = {
+        cls: set(re.findall(r"self\.(_\w+)\s*=", inspect.getsource(cls.load_middleware)))
+        for cls in (BaseHandler, handlers.DownloadHandler)
+    }
+    assert set_by[BaseHandler] == set_by[handlers.DownloadHandler] == set(PRIVATE)
+    assert list(inspect.signature(BaseHandler.load_middleware).parameters) == ["self", "is_async"]
+    # The chain is what get_response runs, and its innermost handler is _get_response, which runs view middleware.
+    assert "self._middleware_chain(request)" in inspect.getsource(BaseHandler.get_response)
+    assert "self._view_middleware" in inspect.getsource(BaseHandler._get_response)
+    django_handler, download_handler = WSGIHandler(), handlers.DownloadHandler()
+    for name in PRIVATE:
+        assert type(getattr(django_handler, name)) is type(getattr(download_handler, name)), name
