@@ -92,6 +92,10 @@ class License(TimeStamped):
 
 
 class ModelRelease(TimeStamped):
+    # The bounds of the release's numbers (inclusive), for every form and service that sets them.
+    REVIEW_DEADLINE_DAYS = (1, 365)
+    LAB_MEMBER_CAP = (0, 10_000)
+
     class Access(models.TextChoices):
         OPEN = "open", _("Open")
         GATED = "gated", _("Gated")
@@ -127,11 +131,13 @@ class ModelRelease(TimeStamped):
         blank=True, help_text=_("One email domain per line; used when the approval mode is automatic.")
     )
     lab_member_cap = models.PositiveIntegerField(
-        default=25, help_text=_("How many members an 'all members' lab grant covers without a reviewer's approval")
+        default=25,
+        validators=[MinValueValidator(LAB_MEMBER_CAP[0]), MaxValueValidator(LAB_MEMBER_CAP[1])],
+        help_text=_("How many members an 'all members' lab grant covers without a reviewer's approval"),
     )
     review_deadline_days = models.PositiveSmallIntegerField(
         default=7,
-        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        validators=[MinValueValidator(REVIEW_DEADLINE_DAYS[0]), MaxValueValidator(REVIEW_DEADLINE_DAYS[1])],
         help_text=_("Days a request may wait for a reviewer before it is overdue."),
     )
     transparency_public = models.BooleanField(

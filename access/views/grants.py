@@ -201,7 +201,7 @@ def tokens(request):
         "granted": [g.release for g in selectors.user_grants(user=request.user) if g.is_active] if new_secret else [],
         "portal_url": base_url(request),
     }
-    response = render(request, "access/tokens.html", context)
+    response = render(request, "access/tokens.html", context, status=400 if form.is_bound else 200)
     response["Cache-Control"] = "no-store"
     return response
 
