@@ -453,7 +453,11 @@ class LabForm(forms.Form):
         label=_("Institution email domains"),
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
-        help_text=_("One per line, e.g. cs.example.edu; members with a verified address on them are marked verified"),
+        help_text=_(
+            "One per line, e.g. cs.example.edu. Reviewers see which members' addresses are on them, as domains you "
+            "declared: the portal does not check them. Free email providers (gmail.com) and public suffixes "
+            "(ac.uk, github.io) are refused."
+        ),
     )
 
 

@@ -11,6 +11,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
+from .domains import declarable
+
 
 def new_public_id() -> str:
     """128 random bits: the id in every URL that names a request, grant or batch (never the primary key)."""
@@ -688,7 +690,10 @@ class Lab(TimeStamped):
     )
     website = models.URLField(blank=True)
     email_domains = models.TextField(
-        blank=True, help_text=_("The institution's email domains, one per line; members on them are verified")
+        blank=True,
+        help_text=_(
+            "Email domains the lab's owner declared for the institution, one per line; not checked by the portal"
+        ),
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
 
@@ -705,10 +710,14 @@ class Lab(TimeStamped):
 
     @property
     def domains(self) -> list[str]:
-        return [line.strip().lower() for line in self.email_domains.splitlines() if line.strip()]
+        """The email domains the lab's owner declared, less any that the rule of access.domains refuses (free
+        email providers, public suffixes): one stored before the rule is not shown and marks no member."""
+        declared = [line.strip().lower() for line in self.email_domains.splitlines() if line.strip()]
+        return [domain for domain in declared if declarable(domain)]
 
-    def institution_verified(self, email: str) -> bool:
-        """Whether an address is on one of the lab's domains (or a subdomain of one)."""
+    def on_declared_domain(self, email: str) -> bool:
+        """Whether an address is on one of the domains the lab's owner declared (or a subdomain of one). The
+        portal has not checked that a declared domain is the institution's: this is never "verified"."""
         domain = email.rsplit("@", 1)[-1].lower()
         return any(domain == d or domain.endswith("." + d) for d in self.domains)
 
