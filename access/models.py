@@ -554,8 +554,18 @@ class RequestAnswer(models.Model):
         return f"{self.request_id}:{self.question.key}"
 
 
+class KeptAttachments(models.Manager):
+    """Attachments the applicant has not removed: what every page, export and API shows (the default manager,
+    so a request's `attachments` are these too)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(removed_at__isnull=True)
+
+
 class RequestAttachment(models.Model):
-    """A file an applicant uploaded for a file question; kept in storage, readable only by reviewers."""
+    """A file an applicant uploaded for a file question; kept in storage, readable only by reviewers. A file the
+    applicant removes (before review, or while asked for more) is hidden from everyone but still counts toward
+    the day's upload bytes; its removal is audited."""
 
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="attachments")
@@ -566,9 +576,16 @@ class RequestAttachment(models.Model):
     sha256 = models.CharField(max_length=64)
     storage_key = models.CharField(max_length=1000)
     created_at = models.DateTimeField(default=timezone.now)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    # Every upload, removed ones included: what a person's bytes for the day are counted from.
+    uploaded = models.Manager()
+    objects = KeptAttachments()
 
     class Meta:
         ordering = ["created_at", "id"]
+        default_manager_name = "objects"
+        base_manager_name = "uploaded"
 
     def __str__(self):
         return self.filename

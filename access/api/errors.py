@@ -50,7 +50,7 @@ def _flatten(detail):
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        response = error_response(exc.code, str(exc), exc.status)
+        response = error_response(exc.code, str(exc), exc.status, getattr(exc, "headers", None))
         if exc.field:
             response.data["fields"] = {exc.field: [str(exc)]}
         return response
