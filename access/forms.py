@@ -9,6 +9,7 @@ from pypinyin import Style, lazy_pinyin
 
 from . import questions as q
 from . import selectors
+from .inputs import DayInput, IntegerInput
 from .models import AccessQuestion, AccessRequest, ApiToken, License, ModelRelease, ReasonTemplate
 from .services import REQUEST_FIELDS
 from .text import clean_text
@@ -276,9 +277,7 @@ class RevokeForm(forms.Form):
 
 
 class TokenForm(forms.ModelForm):
-    expires_at = forms.DateField(
-        label=_("Expires on (optional)"), required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
+    expires_at = DayInput(label=_("Expires on (optional)"), required=False)
 
     review = forms.BooleanField(
         label=_("Reviewer access"),
@@ -354,16 +353,20 @@ class QuestionForm(forms.Form):
         max_length=2000,
     )
     required = forms.BooleanField(label=_("Required"), required=False, initial=True)
-    position = forms.IntegerField(label=_("Position"), required=False, min_value=0)
+    position = IntegerInput(label=_("Position"), required=False, min_value=0, max_value=q.MAX_POSITION)
     choices = forms.CharField(
         label=_("Choices"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text=_("Choice questions: one per line, “value | English label | 中文标签”."),
     )
-    min_length = forms.IntegerField(label=_("Minimum length (long text)"), required=False, min_value=0)
-    max_length = forms.IntegerField(label=_("Maximum length (long text)"), required=False, min_value=1)
-    max_size_mib = forms.IntegerField(
+    min_length = IntegerInput(
+        label=_("Minimum length (long text)"), required=False, min_value=0, max_value=q.LONG_TEXT_MAX
+    )
+    max_length = IntegerInput(
+        label=_("Maximum length (long text)"), required=False, min_value=1, max_value=q.LONG_TEXT_MAX
+    )
+    max_size_mib = IntegerInput(
         label=_("Size limit in MiB (file)"), required=False, min_value=1, max_value=q.HARD_MAX_UPLOAD // 2**20
     )
     types = forms.MultipleChoiceField(
@@ -454,7 +457,11 @@ class LabForm(forms.Form):
         label=_("Institution email domains"),
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
-        help_text=_("One per line, e.g. cs.example.edu; members with a verified address on them are marked verified"),
+        help_text=_(
+            "One per line, e.g. cs.example.edu. Reviewers see which members' addresses are on them, as domains you "
+            "declared: the portal does not check them. Free email providers (gmail.com) and public suffixes "
+            "(ac.uk, github.io) are refused."
+        ),
     )
 
 
@@ -492,20 +499,20 @@ class LabCoverageForm(forms.Form):
 class ReleaseReviewForm(forms.ModelForm):
     """How long review of a release may take, and whether its request numbers are public."""
 
+    review_deadline_days = IntegerInput(
+        label=_("Review deadline (days)"),
+        min_value=ModelRelease.REVIEW_DEADLINE_DAYS[0],
+        max_value=ModelRelease.REVIEW_DEADLINE_DAYS[1],
+        help_text=_("A pending request older than this is overdue: highlighted in the queue and listed in the digest."),
+    )
+
     class Meta:
         model = ModelRelease
         fields = ["review_deadline_days", "transparency_public"]
-        labels = {
-            "review_deadline_days": _("Review deadline (days)"),
-            "transparency_public": _("Publish a transparency page"),
-        }
+        labels = {"transparency_public": _("Publish a transparency page")}
         help_texts = {
-            "review_deadline_days": _(
-                "A pending request older than this is overdue: highlighted in the queue and listed in the digest."
-            ),
             "transparency_public": _(
                 "Anyone may see requests received, approval rate by organization type and the median time to "
                 "decision for this release. Aggregates only: no names, no countries."
             ),
         }
-        widgets = {"review_deadline_days": forms.NumberInput(attrs={"min": 1, "max": 365})}

@@ -11,6 +11,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
+from .domains import declarable
+
 
 def new_public_id() -> str:
     """128 random bits: the id in every URL that names a request, grant or batch (never the primary key)."""
@@ -92,6 +94,10 @@ class License(TimeStamped):
 
 
 class ModelRelease(TimeStamped):
+    # The bounds of the release's numbers (inclusive), for every form and service that sets them.
+    REVIEW_DEADLINE_DAYS = (1, 365)
+    LAB_MEMBER_CAP = (0, 10_000)
+
     class Access(models.TextChoices):
         OPEN = "open", _("Open")
         GATED = "gated", _("Gated")
@@ -127,11 +133,13 @@ class ModelRelease(TimeStamped):
         blank=True, help_text=_("One email domain per line; used when the approval mode is automatic.")
     )
     lab_member_cap = models.PositiveIntegerField(
-        default=25, help_text=_("How many members an 'all members' lab grant covers without a reviewer's approval")
+        default=25,
+        validators=[MinValueValidator(LAB_MEMBER_CAP[0]), MaxValueValidator(LAB_MEMBER_CAP[1])],
+        help_text=_("How many members an 'all members' lab grant covers without a reviewer's approval"),
     )
     review_deadline_days = models.PositiveSmallIntegerField(
         default=7,
-        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        validators=[MinValueValidator(REVIEW_DEADLINE_DAYS[0]), MaxValueValidator(REVIEW_DEADLINE_DAYS[1])],
         help_text=_("Days a request may wait for a reviewer before it is overdue."),
     )
     transparency_public = models.BooleanField(
@@ -546,8 +554,18 @@ class RequestAnswer(models.Model):
         return f"{self.request_id}:{self.question.key}"
 
 
+class KeptAttachments(models.Manager):
+    """Attachments the applicant has not removed: what every page, export and API shows (the default manager,
+    so a request's `attachments` are these too)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(removed_at__isnull=True)
+
+
 class RequestAttachment(models.Model):
-    """A file an applicant uploaded for a file question; kept in storage, readable only by reviewers."""
+    """A file an applicant uploaded for a file question; kept in storage, readable only by reviewers. A file the
+    applicant removes (before review, or while asked for more) is hidden from everyone but still counts toward
+    the day's upload bytes; its removal is audited."""
 
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="attachments")
@@ -558,9 +576,16 @@ class RequestAttachment(models.Model):
     sha256 = models.CharField(max_length=64)
     storage_key = models.CharField(max_length=1000)
     created_at = models.DateTimeField(default=timezone.now)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    # Every upload, removed ones included: what a person's bytes for the day are counted from.
+    uploaded = models.Manager()
+    objects = KeptAttachments()
 
     class Meta:
         ordering = ["created_at", "id"]
+        default_manager_name = "objects"
+        base_manager_name = "uploaded"
 
     def __str__(self):
         return self.filename
@@ -682,7 +707,10 @@ class Lab(TimeStamped):
     )
     website = models.URLField(blank=True)
     email_domains = models.TextField(
-        blank=True, help_text=_("The institution's email domains, one per line; members on them are verified")
+        blank=True,
+        help_text=_(
+            "Email domains the lab's owner declared for the institution, one per line; not checked by the portal"
+        ),
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
 
@@ -699,10 +727,14 @@ class Lab(TimeStamped):
 
     @property
     def domains(self) -> list[str]:
-        return [line.strip().lower() for line in self.email_domains.splitlines() if line.strip()]
+        """The email domains the lab's owner declared, less any that the rule of access.domains refuses (free
+        email providers, public suffixes): one stored before the rule is not shown and marks no member."""
+        declared = [line.strip().lower() for line in self.email_domains.splitlines() if line.strip()]
+        return [domain for domain in declared if declarable(domain)]
 
-    def institution_verified(self, email: str) -> bool:
-        """Whether an address is on one of the lab's domains (or a subdomain of one)."""
+    def on_declared_domain(self, email: str) -> bool:
+        """Whether an address is on one of the domains the lab's owner declared (or a subdomain of one). The
+        portal has not checked that a declared domain is the institution's: this is never "verified"."""
         domain = email.rsplit("@", 1)[-1].lower()
         return any(domain == d or domain.endswith("." + d) for d in self.domains)
 

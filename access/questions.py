@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_countries import countries
 
+from . import inputs
 from .models import AccessQuestion
 from .text import clean_text
 
@@ -24,6 +25,8 @@ SHORT_TEXT_MAX = 300
 LONG_TEXT_MAX = 5000
 URL_MAX = 500
 MAX_CHOICES = 50
+# Questions are ordered by position; a form has a few dozen at most.
+MAX_POSITION = 10_000
 # Uploads: what a reviewer may be asked to open, recognised by their first bytes, never by the name or the
 # Content-Type the client claims.
 FILE_TYPES = {
@@ -64,28 +67,30 @@ def clean_options(kind: str, options: dict) -> dict:
             raise ValidationError(_("A choice question needs between 2 and %(n)d choices.") % {"n": MAX_CHOICES})
         return {"choices": choices}
     if kind == Kind.LONG_TEXT:
-        low, high = _int(options.get("min_length"), 0), _int(options.get("max_length"), LONG_TEXT_MAX)
-        if not 0 <= low <= high <= LONG_TEXT_MAX or high < 1:
-            raise ValidationError(_("Lengths must satisfy 0 ≤ minimum ≤ maximum ≤ %(n)d.") % {"n": LONG_TEXT_MAX})
+        refusal = _("Lengths must satisfy 0 ≤ minimum ≤ maximum ≤ %(n)d.") % {"n": LONG_TEXT_MAX}
+        low = _int(options.get("min_length"), 0, low=0, high=LONG_TEXT_MAX, refusal=refusal)
+        high = _int(options.get("max_length"), LONG_TEXT_MAX, low=1, high=LONG_TEXT_MAX, refusal=refusal)
+        if low > high:
+            raise ValidationError(refusal)
         return {"min_length": low, "max_length": high}
     if kind == Kind.FILE:
-        size = _int(options.get("max_size"), DEFAULT_MAX_UPLOAD)
+        refusal = _("The size limit must be at most %(n)d MiB.") % {"n": HARD_MAX_UPLOAD // 2**20}
+        size = _int(options.get("max_size"), DEFAULT_MAX_UPLOAD, low=1, high=HARD_MAX_UPLOAD, refusal=refusal)
         types = [t for t in FILE_TYPES if t in (options.get("types") or list(FILE_TYPES))]
-        if not 1 <= size <= HARD_MAX_UPLOAD:
-            raise ValidationError(_("The size limit must be at most %(n)d MiB.") % {"n": HARD_MAX_UPLOAD // 2**20})
         if not types:
             raise ValidationError(_("Allow at least one of PDF, PNG and JPEG."))
         return {"max_size": size, "types": types}
     return {}
 
 
-def _int(value, default: int) -> int:
+def _int(value, default: int, *, low: int, high: int, refusal: str) -> int:
+    """An option's number (the default when unset), within its bounds; else the option's own refusal."""
     if value in (None, ""):
         return default
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationError(_("Enter whole numbers.")) from None
+        return inputs.integer(value, low=low, high=high)
+    except inputs.InputError as exc:
+        raise ValidationError(f"{refusal} {exc}" if exc.code == "invalid_number" else refusal) from None
 
 
 # --- The form field each kind becomes ---------------------------------------------------------------------
@@ -101,11 +106,6 @@ class CleanTextField(forms.CharField):
     def to_python(self, value):
         value = super().to_python(value)
         return clean_text(value, multiline=self.multiline) if value else value
-
-
-class ISODateField(forms.DateField):
-    input_formats = ["%Y-%m-%d"]
-    widget = forms.DateInput(attrs={"type": "date"})
 
 
 class UploadField(forms.FileField):
@@ -149,7 +149,7 @@ def question_field(question: AccessQuestion, language: str) -> forms.Field:
     if kind == Kind.COUNTRY:
         return forms.ChoiceField(choices=[("", gettext_lazy("Choose…")), *countries], **common)
     if kind == Kind.DATE:
-        return ISODateField(**common)
+        return inputs.DayInput(**common)
     if kind == Kind.ATTESTATION:
         field = forms.BooleanField(**common)
         field.error_messages["required"] = _("Tick this box to apply.")

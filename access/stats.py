@@ -32,9 +32,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Least, TruncDate, TruncMonth, TruncWeek
 from django.db.models.lookups import LessThan
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
+from . import inputs
 from .models import AccessRequest, DownloadCount, DownloadDay, DownloadEvent, Grant, ModelRelease
 
 S = AccessRequest.Status
@@ -48,12 +48,9 @@ OUTCOMES = ("approved", "rejected", "withdrawn", "pending")
 DECIDED = (S.APPROVED, S.REJECTED)
 
 
-class StatsError(ValueError):
-    """A filter that names nothing or no real range; `code` is stable for API clients."""
-
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.code = code
+class StatsError(inputs.InputError):
+    """A filter that names nothing or no real range; `code` is stable for API clients. Days that are no real day,
+    or lie off the portal's calendar, are refused by access.inputs (its InputError is this class's base)."""
 
 
 @dataclass(frozen=True)
@@ -78,18 +75,7 @@ class Filters:
 
 def _day(params, name: str) -> date | None:
     value = (params.get(name) or "").strip()
-    if not value:
-        return None
-    try:
-        day = parse_date(value)
-    except ValueError:
-        day = None
-    if day is None:
-        raise StatsError(
-            _("The “%(name)s” date is not a real day; write it as YYYY-MM-DD, e.g. 2024-02-29.") % {"name": name},
-            "invalid_date",
-        )
-    return day
+    return inputs.day(value, name=name) if value else None
 
 
 def parse_filters(params, *, today: date | None = None) -> Filters:

@@ -37,6 +37,11 @@ urlpatterns = [
     path("requests/<str:public_id>/", requests.request_detail, name="request-detail"),
     path("requests/<str:public_id>/withdraw", requests.request_withdraw, name="request-withdraw"),
     path("requests/<str:public_id>/attachments", requests.request_attach, name="request-attach"),
+    path(
+        "requests/<str:public_id>/attachments/<str:attachment_id>/remove",
+        requests.request_attachment_remove,
+        name="request-attachment-remove",
+    ),
     path("requests/<str:public_id>/submit", requests.request_submit_draft, name="request-submit"),
     path("grants/", grants.my_grants, name="my-grants"),
     path("grants/<str:public_id>/", grants.grant_detail, name="grant-detail"),

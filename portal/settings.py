@@ -352,6 +352,14 @@ for _name in ("NEEDS_INFO_REMINDER_DAYS", "NEEDS_INFO_CLOSE_DAYS"):
     if not 1 <= globals()[_name] <= 3650:
         raise ImproperlyConfigured(f"{_name} must be between 1 and 3650 days.")
 REVIEWER_NOTIFICATIONS = env.choice("REVIEWER_NOTIFICATIONS", ["realtime", "digest", "off"], default="realtime")
+# Applicants' uploads (access.services.requests): files kept per question and per request, and bytes each person
+# may upload per UTC day (removed files included).
+UPLOAD_MAX_FILES_PER_QUESTION = env.int("UPLOAD_MAX_FILES_PER_QUESTION", default=3)
+UPLOAD_MAX_FILES_PER_REQUEST = env.int("UPLOAD_MAX_FILES_PER_REQUEST", default=10)
+UPLOAD_MAX_BYTES_PER_USER_DAY = env.int("UPLOAD_MAX_BYTES_PER_USER_DAY", default=100 * 1024 * 1024)
+for _name in ("UPLOAD_MAX_FILES_PER_QUESTION", "UPLOAD_MAX_FILES_PER_REQUEST", "UPLOAD_MAX_BYTES_PER_USER_DAY"):
+    if not 1 <= globals()[_name] <= 2**62:
+        raise ImproperlyConfigured(f"{_name} must be a positive number.")
 
 # --- Celery -------------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")

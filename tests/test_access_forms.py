@@ -220,7 +220,7 @@ def test_the_api_names_wrong_types_and_unknown_questions(release, alice):
         {"compute": "cloud", "no_redistribution": True, "start": "2025-13-01"},
     )
     assert api_for(alice).post("/api/v1/access-requests", body, format="json").json()["fields"] == {
-        "answers.start": ["Enter a valid date."]
+        "answers.start": ["Enter a real day as YYYY-MM-DD, e.g. 2024-02-29."]
     }
 
 

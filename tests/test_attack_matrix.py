@@ -308,6 +308,12 @@ ENDPOINTS = [
     Endpoint("victim-attach", "post", "/api/v1/access-requests/{victim_request}/attachments", "victim_object"),
     Endpoint("victim-submit", "post", "/api/v1/access-requests/{victim_request}/submit", "victim_object"),
     Endpoint(
+        "victim-attachment-remove",
+        "delete",
+        "/api/v1/access-requests/{victim_request}/attachments/{victim_attachment}",
+        "victim_object",
+    ),
+    Endpoint(
         "victim-accept-license",
         "post",
         "/api/v1/grants/{victim_grant}/accept-license",
@@ -376,6 +382,12 @@ ENDPOINTS = [
     Endpoint("web-review-request", "get", "/review/requests/{victim_request}/", "web_review"),
     Endpoint("web-review-attachment", "get", "/review/attachments/{victim_attachment}", "web_review"),
     Endpoint("web-victim-license", "get", "/grants/{victim_grant}/license", "web_victim"),
+    Endpoint(
+        "web-victim-attachment-remove",
+        "post",
+        "/requests/{victim_request}/attachments/{victim_attachment}/remove",
+        "web_victim",
+    ),
     Endpoint("web-manage", "get", "/manage/facebook/opt-175b/", "web_manage"),
     Endpoint("web-review-export", "get", "/review/export/downloads.csv", "web_review"),
     Endpoint("web-review-export-json", "get", "/review/export/requests.json", "web_review"),

@@ -18,7 +18,7 @@ from access import services
 from access.client import download
 from access.models import AccessRequest
 from access.storage import LocalStorage
-from tests.factories import ReleaseFactory, add_file, token_secret
+from tests.factories import ANSWERS, ReleaseFactory, add_file, token_secret
 from tests.support.auth import login_recently
 from tests.support.nanio import free_port
 from tests.support.processes import ROOT, wait_for_port
@@ -274,7 +274,7 @@ def test_the_export_date_message_is_translated(reviewer_client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("start", "end"), [("2024-02-29", "2024-03-01"), ("0001-01-01", "9999-12-31")])
+@pytest.mark.parametrize(("start", "end"), [("2024-02-29", "2024-03-01"), ("1900-01-01", "2999-12-31")])
 def test_real_dates_export_those_days(reviewer_client, start, end):
     response = reviewer_client.get(f"/review/export/audit.csv?from={start}&to={end}")
     assert response.status_code == 200
@@ -310,6 +310,215 @@ def test_export_cells_that_a_spreadsheet_would_run_are_quoted(reviewer_client, v
     services.audit(actor=services.Actor(user=None, credential=value), action="test.event")
     row = next(r for r in export_rows(reviewer_client, "audit") if r[1] == "test.event")
     assert row[3] == "'" + value
+
+
+# --------------------------------------------------------------------------------------- numbers and days at their ends
+# Every numeric and date parameter the portal takes has bounds: a day must be from 1900-01-01 to 2999-12-31 (date
+# arithmetic near year 1 or 9999 leaves the calendar), an integer must fit its parameter (2**64 fits no column).
+
+BIG = str(2**64)
+DAYS_PAST_THE_ENDS = [
+    "to=0001-01-05",
+    "from=9999-12-01&to=9999-12-31",
+    "from=0001-01-01&to=0001-01-31",
+    "to=9999-12-31",
+    "from=1899-12-31&to=1900-01-05",
+    "from=2999-12-31&to=3000-01-01",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", DAYS_PAST_THE_ENDS)
+def test_stats_days_past_either_end_of_the_calendar_are_a_400_with_a_code(reviewer_client, query):
+    response = reviewer_client.get(f"/api/v1/review/stats?{query}")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "date_out_of_range"
+    assert "1900-01-01" in body["detail"] and "2999-12-31" in body["detail"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["from=1900-01-01&to=1900-03-31", "from=2999-10-01&to=2999-12-31"])
+def test_stats_for_the_first_and_last_days_of_the_calendar(reviewer_client, query):
+    response = reviewer_client.get(f"/api/v1/review/stats?{query}")
+    assert response.status_code == 200
+    assert response.json()["counts_by_status"]["pending"] == 0
+    page = reviewer_client.get(f"/review/dashboard?{query}")
+    assert page.status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", DAYS_PAST_THE_ENDS)
+def test_dashboard_days_past_either_end_of_the_calendar_are_a_400_page_saying_so(reviewer_client, query):
+    response = reviewer_client.get(f"/review/dashboard?{query}")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+    assert "from 1900-01-01 to 2999-12-31" in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", DAYS_PAST_THE_ENDS)
+def test_export_days_past_either_end_of_the_calendar_are_a_400_page_saying_so(reviewer_client, query):
+    response = reviewer_client.get(f"/review/export/requests.csv?{query}")
+    assert response.status_code == 400
+    assert "from 1900-01-01 to 2999-12-31" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_day_bound_message_is_translated(reviewer_client):
+    response = reviewer_client.get("/api/v1/review/stats?to=0001-01-05", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.status_code == 400
+    assert "1900-01-01" in response.json()["detail"] and "日期" in response.json()["detail"]
+
+
+@pytest.fixture
+def manager(db, local_storage):
+    from tests.factories import UserFactory
+
+    user = UserFactory(email="mona@portal.example")
+    services.release_manager_add(actor=services.command_actor("add_reviewer"), user=user)
+    return user
+
+
+@pytest.fixture
+def gated_form(local_storage):
+    from tests.factories import add_question
+
+    release = ReleaseFactory(repo_id="facebook/opt-175b", access="gated")
+    add_question(release, "approved_on", kind="date", label_en="Ethics approval date")
+    return release
+
+
+QUESTION = {"key": "notes", "kind": "long_text", "label_en": "Notes", "required": "on"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["position", "min_length", "max_length", "max_size_mib"])
+@pytest.mark.parametrize("value", [BIG, "-" + BIG, "9" * 5000, "1e9"])
+def test_question_numbers_past_their_bounds_are_a_form_error(client, manager, gated_form, field, value):
+    login_recently(client, manager)
+    kind = "file" if field == "max_size_mib" else "long_text"
+    response = client.post("/manage/facebook/opt-175b/", {**QUESTION, "kind": kind, field: value})
+    assert response.status_code == 400
+    assert response.context["question_form"].errors[field]
+    assert not gated_form.questions.filter(key="notes").exists()
+    question = gated_form.questions.get(key="approved_on")
+    response = client.post("/manage/facebook/opt-175b/questions/approved_on", {**QUESTION, "kind": kind, field: value})
+    assert response.status_code == 400
+    assert response.context["form"].errors[field]
+    assert gated_form.questions.get(key="approved_on").pk == question.pk
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"position": 2**64}, "position"),
+        ({"position": -(2**64)}, "position"),
+        ({"position": "9" * 5000}, "position"),
+        ({"kind": "long_text", "options": {"max_length": 2**64}}, "options"),
+        ({"kind": "file", "options": {"max_size": 2**64}}, "options"),
+    ],
+)
+def test_question_numbers_past_their_bounds_are_refused_by_the_service(manager, gated_form, fields, field):
+    actor = services.Actor(user=manager, credential="session", reauthenticated=True)
+    with pytest.raises(services.ServiceError) as refused:
+        services.question_create(
+            actor=actor, release=gated_form, key="notes", fields={"kind": "url", "label_en": "N", **fields}
+        )
+    assert refused.value.field == field and refused.value.status == 400
+    assert not gated_form.questions.filter(key="notes").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [BIG, "-" + BIG, "0", "366"])
+def test_a_review_deadline_past_its_bounds_is_a_form_error(client, manager, gated_form, value):
+    login_recently(client, manager)
+    response = client.post("/manage/facebook/opt-175b/review", {"review_deadline_days": value})
+    assert response.status_code == 400
+    gated_form.refresh_from_db()
+    assert gated_form.review_deadline_days == 7
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "changes", [{"lab_member_cap": 2**64}, {"lab_member_cap": -1}, {"review_deadline_days": 2**64}]
+)
+def test_release_numbers_past_their_bounds_are_refused_by_the_service(manager, gated_form, changes):
+    actor = services.Actor(user=manager, credential="session", reauthenticated=True)
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=manager)
+    with pytest.raises(services.ServiceError) as refused:
+        services.release_update(actor=actor, release=gated_form, changes=changes)
+    assert refused.value.field == next(iter(changes)) and refused.value.status == 400
+    gated_form.refresh_from_db()
+    assert (gated_form.lab_member_cap, gated_form.review_deadline_days) == (25, 7)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["9999-12-31", "3000-01-01", "0001-01-01", "2024-02-30"])
+def test_a_token_expiry_off_the_calendar_is_a_form_error(client, alice, value):
+    client.force_login(alice)
+    response = client.post("/tokens/", {"name": "cluster", "expires_at": value})
+    assert response.status_code == 400
+    assert response.context["form"].errors["expires_at"]
+    assert not alice.api_tokens.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01", "1899-12-31", "3000-01-01"])
+def test_a_date_answer_off_the_calendar_is_refused_by_the_api_and_the_web_form(api, client, alice, gated_form, value):
+    body = {
+        **ANSWERS,
+        "repo_id": "facebook/opt-175b",
+        "accept_license": True,
+        "noncommercial_attested": True,
+        "answers": {"approved_on": value},
+    }
+    response = api.post("/api/v1/access-requests", body, format="json")
+    assert response.status_code == 400
+    assert "1900-01-01" in response.json()["fields"]["answers.approved_on"][0]
+    client.force_login(alice)
+    form = {**ANSWERS, "accept_license": "on", "noncommercial_attested": "on", "answers.approved_on": value}
+    page = client.post("/models/facebook/opt-175b/apply", form)
+    assert "1900-01-01" in page.context["form"].errors["answers.approved_on"][0]
+    assert not AccessRequest.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "status", "code"),
+    [
+        (f"/api/v1/models?page={BIG}", 404, "not_found"),
+        (f"/api/v1/models?page=-{BIG}", 404, "not_found"),
+        (f"/api/v1/models?page_size={BIG}", 400, "number_out_of_range"),
+        (f"/api/v1/models?page_size=-{BIG}", 400, "number_out_of_range"),
+        (f"/api/models/facebook/opt-125m/tree/main?cursor={BIG}", 400, "number_out_of_range"),
+        (f"/api/models/facebook/opt-125m/tree/main?cursor=-{BIG}", 400, "number_out_of_range"),
+        (f"/api/v1/review/stats?period={BIG}", 400, "invalid_period"),
+        (f"/api/v1/review/access-requests?page={BIG}", 404, "not_found"),
+    ],
+)
+def test_integers_past_64_bits_in_api_queries_are_a_clean_4xx(reviewer_client, release, url, status, code):
+    response = reviewer_client.get(url)
+    assert response.status_code == status
+    assert response.json()["code"] == code
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/review/?page={BIG}",
+        f"/review/?page=-{BIG}",
+        f"/review/grants/?page={BIG}",
+        f"/tokens/{BIG}/revoke",
+        f"/storage/{BIG}/{'0' * 64}/{KEY}",
+        f"/storage/-{BIG}/{'0' * 64}/{KEY}",
+    ],
+)
+def test_integers_past_64_bits_in_page_queries_and_paths_are_a_clean_4xx(reviewer_client, release, url):
+    response = reviewer_client.get(url)
+    assert 400 <= response.status_code < 500
 
 
 # ---------------------------------------------------------------------------------------------- the download client
@@ -371,6 +580,11 @@ def test_no_hostile_input_gets_a_500_from_a_real_server(portal, release, local_s
         ("POST", "/api/v1/access-requests", token, DEEP_JSON),
         ("GET", "/review/export/audit.csv?from=2024-02-30", {}, None),
         ("GET", "/review/export/downloads.csv?to=2024-13-01", {}, None),
+        ("GET", "/api/v1/review/stats?to=0001-01-05", {}, None),
+        ("GET", "/api/v1/review/stats?from=9999-12-01&to=9999-12-31", {}, None),
+        ("GET", "/review/dashboard?to=0001-01-05", {}, None),
+        ("GET", "/review/dashboard?from=9999-12-01&to=9999-12-31", {}, None),
+        ("GET", f"/api/models/facebook/opt-125m/tree/main?cursor={BIG}", {}, None),
     ]
     cookies = {"sessionid": login_recently(client, reviewer).cookies["sessionid"].value}
     for method, path, headers, body in attacks:
@@ -378,7 +592,9 @@ def test_no_hostile_input_gets_a_500_from_a_real_server(portal, release, local_s
             method, portal + path, headers=headers, data=body, cookies=cookies, timeout=30, allow_redirects=False
         )
         assert response.status_code < 500, (method, path, response.status_code)
-        if path.startswith("/review/"):
+        if path.startswith("/review/dashboard"):
+            assert response.status_code == 400 and "1900-01-01" in response.text, path
+        elif path.startswith("/review/"):
             assert response.status_code == 400 and "YYYY-MM-DD" in response.text, path
         elif response.status_code >= 400 and response.content:
             assert response.headers["Content-Type"] == "application/json", (method, path)

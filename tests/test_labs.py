@@ -99,7 +99,7 @@ def test_an_invitation_is_emailed_works_once_and_only_for_the_invited_address(la
     zoe = UserFactory(email="zoe@uni.example")
     response = api(token_secret(zoe)).post(f"/api/v1/lab-invitations/{secret}/accept")
     assert response.status_code == 200, response.content
-    assert response.json()["institution_verified"] is True and response.json()["role"] == "member"
+    assert response.json()["on_declared_domain"] is True and response.json()["role"] == "member"
     again = api(token_secret(zoe)).post(f"/api/v1/lab-invitations/{secret}/accept")
     assert again.status_code == 400 and again.json()["code"] == "invitation_used"
     unknown = api(token_secret(zoe)).post("/api/v1/lab-invitations/" + "x" * 43 + "/accept")
@@ -117,14 +117,14 @@ def test_an_expired_invitation_is_refused(lab):
     assert not LabMembership.objects.filter(lab=lab, user=late).exists()
 
 
-def test_the_api_lists_labs_and_members_with_institution_verification(lab):
+def test_the_api_lists_labs_and_members_with_their_declared_domains(lab):
     lab, people = lab
     token = token_secret(people["member"])
     (listed,) = api(token).get("/api/v1/labs").json()
     assert listed["id"] == lab.public_id and listed["role"] == "member" and listed["members"] == 3
     members = {m["email"]: m for m in api(token).get(f"/api/v1/labs/{lab.public_id}/members").json()}
-    assert members["pi@cs.uni.example"]["role"] == "owner" and members["pi@cs.uni.example"]["institution_verified"]
-    assert members["max@gmail.example"]["institution_verified"] is False
+    assert members["pi@cs.uni.example"]["role"] == "owner" and members["pi@cs.uni.example"]["on_declared_domain"]
+    assert members["max@gmail.example"]["on_declared_domain"] is False
     outsider = UserFactory(email="eve@elsewhere.example")
     assert api(token_secret(outsider)).get(f"/api/v1/labs/{lab.public_id}").status_code == 404
 
@@ -154,6 +154,100 @@ def test_creating_a_lab_needs_a_verified_email_and_clean_fields(db):
     assert created.status_code == 201
     assert created.json()["ror_id"] == "02mhbdp94" and created.json()["email_domains"] == ["uni.example"]
     assert re.fullmatch(r"[0-9a-f]{32}", created.json()["id"])
+
+
+# Domains a lab's owner may not declare as the institution's: free email providers and public suffixes (under
+# which anyone registers a name). A real university domain, or one under a public suffix, is fine.
+REFUSED_DOMAINS = [
+    ("gmail.com", "free_email_domain"),
+    ("qq.com", "free_email_domain"),
+    ("Yahoo.co.uk", "free_email_domain"),
+    ("ac.uk", "public_suffix_domain"),
+    ("co.uk", "public_suffix_domain"),
+    ("github.io", "public_suffix_domain"),
+    ("edu.cn", "public_suffix_domain"),
+]
+
+
+@pytest.mark.parametrize(("domain", "code"), REFUSED_DOMAINS)
+def test_the_lab_api_refuses_free_email_and_public_suffix_domains(db, domain, code):
+    client = api(token_secret(UserFactory(email="pi@ox.ac.uk")))
+    response = client.post("/api/v1/labs", {"name": "Lab", "email_domains": ["uni.example", domain]}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == code
+    assert domain.lower() in response.json()["fields"]["email_domains"][0]
+    assert not services.labs.Lab.objects.exists()
+
+
+@pytest.mark.parametrize(("domain", "code"), REFUSED_DOMAINS)
+def test_the_lab_form_refuses_free_email_and_public_suffix_domains(client, db, domain, code):
+    client.force_login(UserFactory(email="pi@ox.ac.uk"))
+    response = client.post("/labs/", {"name": "Lab", "email_domains": f"uni.example\n{domain}"})
+    assert response.status_code == 400
+    assert domain.lower() in response.context["form"].errors["email_domains"][0]
+    assert not services.labs.Lab.objects.exists()
+
+
+def test_a_university_domain_is_declared_through_the_api_and_the_form(client, db):
+    owner = UserFactory(email="pi@cs.ox.ac.uk")
+    created = api(token_secret(owner)).post(
+        "/api/v1/labs", {"name": "Lab", "email_domains": ["ox.ac.uk", "uni.example"]}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["email_domains"] == ["ox.ac.uk", "uni.example"]
+    client.force_login(owner)
+    response = client.post("/labs/", {"name": "Other lab", "email_domains": "cs.ox.ac.uk\nuni.example"})
+    assert response.status_code == 302
+    assert services.labs.Lab.objects.get(name="Other lab").domains == ["cs.ox.ac.uk", "uni.example"]
+
+
+def test_members_are_on_a_declared_domain_never_institution_verified(lab):
+    lab, people = lab
+    members = api(token_secret(people["member"])).get(f"/api/v1/labs/{lab.public_id}/members").json()
+    shown = {m["email"]: m for m in members}
+    assert shown["pi@cs.uni.example"]["on_declared_domain"] is True
+    assert shown["max@gmail.example"]["on_declared_domain"] is False
+    assert all("institution_verified" not in m and "verified" not in " ".join(m) for m in members)
+
+
+def test_a_domain_declared_before_the_rule_marks_no_member(lab):
+    """A lab stored with gmail.com before free email domains were refused: its gmail members are not on a
+    declared domain, and reviewers do not see gmail.com among the lab's domains."""
+    lab, _people = lab
+    gmail = UserFactory(email="someone@gmail.com")
+    services.labs.LabMembership.objects.create(lab=lab, user=gmail, role="member")
+    services.labs.Lab.objects.filter(pk=lab.pk).update(email_domains="uni.example\ngmail.com\nac.uk")
+    lab.refresh_from_db()
+    assert lab.domains == ["uni.example"]
+    assert lab.on_declared_domain("someone@gmail.com") is False
+    assert lab.on_declared_domain("pi@cs.uni.example") is True
+    members = api(token_secret(gmail)).get(f"/api/v1/labs/{lab.public_id}/members").json()
+    assert {m["email"]: m["on_declared_domain"] for m in members}["someone@gmail.com"] is False
+
+
+@pytest.mark.parametrize(
+    ("language", "declared", "other"),
+    [("en", "Declared domain", "Other domain"), ("zh-hans", "声明的域名", "其他域名")],
+)
+def test_reviewers_see_declared_domains_never_verified(client, lab, release, reviewer, language, declared, other):
+    from tests.support.auth import login_recently
+
+    lab, people = lab
+    response = apply_for_lab(people["owner"], lab, release, all_members=True)
+    assert response.status_code == 201, response.content
+    login_recently(client, reviewer)
+    page = client.get(f"/review/requests/{response.json()['id']}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    section = page.split('id="lab-request"', 1)[1].split("</section>", 1)[0]
+    rows = dict(re.findall(r'<tr data-member="([^"]+)">(.*?)</tr>', section, re.S))
+    assert declared in rows["pi@cs.uni.example"] and declared in rows["ada@cs.uni.example"]
+    assert other in rows["max@gmail.example"] and declared not in rows["max@gmail.example"]
+    for word in ("verified", "Verified", "已验证", "未验证", "验证"):
+        assert word not in section, word
+    # The lab's own page says the same to its members.
+    client.force_login(people["member"])
+    page = client.get(f"/labs/{lab.public_id}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    members = page.split('id="lab-members"', 1)[1].split("</section>", 1)[0]
+    assert declared in members and not any(w in members for w in ("Verified", "已验证", "未验证"))
 
 
 def test_only_owners_and_admins_apply_invite_and_remove(lab, release):

@@ -65,7 +65,9 @@ def lab_story(*, lang, new_page, shots, reviewer_user, pi_email, member_email):
     shots(member, "invitation")
     member.locator("#accept-invitation").click()
     expect(member.locator("#lab-name")).to_have_text("Language Lab")
-    expect(member.locator(f"#lab-members tr[data-member='{member_email}']")).to_contain_text(says(lang, "Verified"))
+    expect(member.locator(f"#lab-members tr[data-member='{member_email}']")).to_contain_text(
+        says(lang, "Declared domain")
+    )
     shots(member, "member-joined")
 
     # The PI applies once for the whole lab, with the release's form.
@@ -86,14 +88,14 @@ def lab_story(*, lang, new_page, shots, reviewer_user, pi_email, member_email):
     expect(owner.locator("#request-status")).to_have_attribute("data-status", "pending")
     shots(owner, "lab-request-pending")
 
-    # The reviewer sees the lab, its members and their verification, and decides once.
+    # The reviewer sees the lab, its members and their declared domains, and decides once.
     review = new_page(locale="en-US")
     sign_in(review, shots, reviewer_user.email, "reviewer-sign-in")
     review.goto("/review/")
     review.get_by_role("link", name=FULL_NAME).click()
     lab_section = review.locator("#lab-request")
     expect(lab_section).to_contain_text("Language Lab")
-    expect(lab_section.locator(f"tr[data-member='{member_email}']")).to_contain_text("Verified")
+    expect(lab_section.locator(f"tr[data-member='{member_email}']")).to_contain_text("Declared domain")
     shots(review, "reviewer-sees-lab")
     approve(review, shots)
 

@@ -7,6 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..inputs import InputError
 from ..services import ServiceError
 from ..storage import StorageError
 
@@ -49,10 +50,12 @@ def _flatten(detail):
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        response = error_response(exc.code, str(exc), exc.status)
+        response = error_response(exc.code, str(exc), exc.status, getattr(exc, "headers", None))
         if exc.field:
             response.data["fields"] = {exc.field: [str(exc)]}
         return response
+    if isinstance(exc, InputError):
+        return error_response(exc.code, str(exc), 400)
     if isinstance(exc, StorageError):
         return error_response(
             "storage_unavailable", _("File storage is unavailable; try again shortly."), 503, {"Retry-After": "30"}

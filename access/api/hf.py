@@ -28,7 +28,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import downloads, selectors
+from .. import downloads, inputs, selectors
 from ..http import actor_for, base_url, download_redirect
 from ..models import DownloadEvent, ModelRelease
 from ..storage import LocalStorage, UnknownMirror
@@ -172,10 +172,7 @@ class TreeApi(HfApiView):
             raise entry_not_found(
                 rev.sha, _("No folder %(path)s in %(repo)s.") % {"path": prefix, "repo": release.repo_id}
             )
-        cursor = request.query_params.get("cursor", "0")
-        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 9:
-            raise ApiError(_("Invalid cursor."), "invalid_cursor", 400)
-        start = int(cursor)
+        start = inputs.integer(request.query_params.get("cursor") or 0, name="cursor", low=0, high=inputs.MAX_INT)
         response = Response(entries[start : start + TREE_PAGE_SIZE])
         if start + TREE_PAGE_SIZE < len(entries):
             query = request.query_params.copy()

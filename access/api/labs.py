@@ -20,19 +20,20 @@ class MemberOutput(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id")
     email = serializers.EmailField(source="user.email")
     name = serializers.SerializerMethodField()
-    institution_verified = serializers.SerializerMethodField(
-        help_text="whether the member's verified email is on one of the lab's domains"
+    on_declared_domain = serializers.SerializerMethodField(
+        help_text="whether the member's email address is on a domain the lab's owner declared (not checked by the "
+        "portal: a declared domain is not a verified affiliation)"
     )
 
     class Meta:
         model = LabMembership
-        fields = ["id", "email", "name", "role", "joined_at", "institution_verified"]
+        fields = ["id", "email", "name", "role", "joined_at", "on_declared_domain"]
 
     def get_name(self, obj) -> str:
         return obj.user.get_full_name()
 
-    def get_institution_verified(self, obj) -> bool:
-        return obj.lab.institution_verified(obj.user.email)
+    def get_on_declared_domain(self, obj) -> bool:
+        return obj.lab.on_declared_domain(obj.user.email)
 
 
 class LabGrantOutput(serializers.Serializer):
@@ -48,7 +49,9 @@ class LabGrantOutput(serializers.Serializer):
 
 class LabOutput(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id")
-    email_domains = serializers.ListField(source="domains", child=serializers.CharField())
+    email_domains = serializers.ListField(
+        source="domains", child=serializers.CharField(), help_text="the email domains the lab's owner declared"
+    )
     role = serializers.SerializerMethodField(help_text="the caller's role, or null")
     members = serializers.SerializerMethodField()
     grants = serializers.SerializerMethodField(help_text="the lab's grants, with the caller's seat on each")
@@ -80,7 +83,13 @@ class LabInput(serializers.Serializer):
     ror_id = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     website = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     email_domains = serializers.ListField(
-        child=serializers.CharField(max_length=253), required=False, default=list, max_length=20
+        child=serializers.CharField(max_length=253),
+        required=False,
+        default=list,
+        max_length=20,
+        help_text="the institution's email domains, as the owner declares them; free email providers' domains "
+        "(400 free_email_domain) and public suffixes such as ac.uk or github.io (400 public_suffix_domain) are "
+        "refused",
     )
 
 

@@ -322,10 +322,12 @@ class AccessRequestSubmitApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: RequestOutput, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR},
+        responses={200: RequestOutput, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR, 413: ERROR},
         operation_id="access_requests_submit",
     )
     def post(self, request, public_id):
+        """Send a draft to the reviewers. 413 `upload_too_large` while it holds more files than a request or a
+        question takes (remove some with DELETE …/attachments/{attachment_id})."""
         access_request = services.request_submit_draft(
             actor=actor_for(request), access_request=own_request_or_404(request, public_id)
         )
@@ -334,7 +336,9 @@ class AccessRequestSubmitApi(APIView):
 
 class AccessRequestAttachmentsApi(APIView):
     """Upload a file for one of the release's file questions (multipart: `question`, `file`), to a draft or while
-    the reviewer asks for more information."""
+    the reviewer asks for more information. A question takes UPLOAD_MAX_FILES_PER_QUESTION files and a request
+    UPLOAD_MAX_FILES_PER_REQUEST (413 `upload_too_large`); each person uploads UPLOAD_MAX_BYTES_PER_USER_DAY bytes
+    per UTC day (429 `upload_limit`, with Retry-After). The detail says the numbers."""
 
     permission_classes = [IsAuthenticated]
     # JSON too, so a body of the wrong kind is a field error (and a session's CSRF check can read any body).
@@ -344,7 +348,7 @@ class AccessRequestAttachmentsApi(APIView):
         request=inline_serializer(
             "AttachmentInput", {"question": serializers.CharField(), "file": serializers.FileField()}
         ),
-        responses={201: AttachmentOutput, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR},
+        responses={201: AttachmentOutput, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR, 413: ERROR, 429: ERROR},
         operation_id="access_requests_attachments_create",
     )
     def post(self, request, public_id):
@@ -359,6 +363,28 @@ class AccessRequestAttachmentsApi(APIView):
             actor=actor_for(request), access_request=access_request, question_key=str(key), upload=upload
         )
         return Response(AttachmentOutput(attachment).data, status=status.HTTP_201_CREATED)
+
+
+class AccessRequestAttachmentApi(APIView):
+    """Remove one of your uploads from a draft, or while the reviewer asks for more information. Nobody sees it
+    afterwards; it still counts toward the day's upload bytes."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={204: None, 401: ERROR, 404: ERROR, 409: ERROR},
+        operation_id="access_requests_attachments_destroy",
+    )
+    def delete(self, request, public_id, attachment_id):
+        access_request = own_request_or_404(request, public_id)
+        attachment = RequestAttachment.objects.filter(request=access_request, public_id=attachment_id).first()
+        if attachment is None:
+            raise ApiError(_("Not found."), "not_found", 404)
+        services.request_attachment_remove(
+            actor=actor_for(request), access_request=access_request, attachment=attachment
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AccessRequestDetailApi(APIView):

@@ -1,5 +1,6 @@
 """The numbers behind the reviewer dashboard, for reviewers' scripts: GET /api/v1/review/stats."""
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -8,7 +9,6 @@ from rest_framework.views import APIView
 from .. import stats
 from ..permissions import IsAuthenticated, IsReviewer
 from .catalog import ERROR
-from .errors import ApiError
 
 
 class CountsByStatus(serializers.Serializer):
@@ -95,8 +95,10 @@ class ReviewStatsApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("release", str, description="a release's repo id; every gated release when absent"),
-            OpenApiParameter("from", str, description="first day, YYYY-MM-DD"),
-            OpenApiParameter("to", str, description="last day, YYYY-MM-DD (today when absent)"),
+            OpenApiParameter("from", OpenApiTypes.DATE, description="first day, YYYY-MM-DD (1900-01-01 or later)"),
+            OpenApiParameter(
+                "to", OpenApiTypes.DATE, description="last day, YYYY-MM-DD (today when absent; 2999-12-31 at most)"
+            ),
             OpenApiParameter(
                 "period", int, enum=list(stats.PERIODS), description="the last 30, 90 or 365 days (without from/to)"
             ),
@@ -107,10 +109,7 @@ class ReviewStatsApi(APIView):
     def get(self, request):
         """Counts by status, decision-time percentiles, pending ages, overdue count and downloads per day.
 
-        Error codes (400): `invalid_date`, `invalid_range`, `range_too_long`, `invalid_period`,
-        `unknown_release`."""
-        try:
-            filters = stats.parse_filters(request.query_params)
-        except stats.StatsError as exc:
-            raise ApiError(str(exc), exc.code, 400) from None
+        Error codes (400): `invalid_date`, `date_out_of_range` (days are from 1900-01-01 to 2999-12-31),
+        `invalid_range`, `range_too_long`, `invalid_period`, `unknown_release`."""
+        filters = stats.parse_filters(request.query_params)
         return Response(ReviewStats(stats.review_stats(filters)).data)

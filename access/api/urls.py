@@ -34,6 +34,11 @@ urlpatterns = [
         requests.AccessRequestAttachmentsApi.as_view(),
         name="api-request-attachments",
     ),
+    re_path(
+        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/attachments/(?P<attachment_id>[0-9a-f]{32})/?$",
+        requests.AccessRequestAttachmentApi.as_view(),
+        name="api-request-attachment",
+    ),
     re_path(r"^v1/grants/?$", requests.GrantListApi.as_view(), name="api-grants"),
     re_path(
         r"^v1/grants/(?P<public_id>[0-9a-f]{32})/accept-license/?$",

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from .. import questions
 from ..audit import audit
 from ..models import QUESTION_KEY_RE, AccessQuestion, ModelRelease
-from .base import Actor, InvalidTransition, ServiceError, clean, require_release_manager
+from .base import Actor, InvalidTransition, ServiceError, clean, number, require_release_manager
 
 # What a release manager sets; the key names the question and never changes.
 QUESTION_FIELDS = ("kind", "label_en", "label_zh", "help_en", "help_zh", "required", "position", "options")
@@ -38,7 +38,7 @@ def _clean_fields(fields: dict) -> dict:
     if "label_en" in out and not out["label_en"]:
         raise ServiceError(_("Every question needs an English label."), "label_required", field="label_en")
     if "position" in out:
-        out["position"] = max(0, int(out["position"] or 0))
+        out["position"] = number(out["position"] or 0, field="position", low=0, high=questions.MAX_POSITION)
     if "required" in out:
         out["required"] = bool(out["required"])
     return out

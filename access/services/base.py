@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
+from .. import inputs
 from ..actors import INTERACTIVE_CREDENTIALS, Actor, command_actor, rule_actor, task_actor  # noqa: F401 (shared by the services)
 from ..models import User
 from ..selectors import is_release_manager, is_reviewer
@@ -118,4 +121,22 @@ def clean(value: str, *, field: str, multiline: bool, name: bool = False, max_le
         raise ServiceError(" ".join(exc.messages), "invalid_text", field=field) from None
     if len(value) > max_length:
         raise ServiceError(_("Keep it under %(n)d characters.") % {"n": max_length}, "too_long", field=field)
+    return value
+
+
+def number(value, *, field: str, low: int, high: int) -> int:
+    """The number rule of access.inputs (a whole number within its bounds), as a service refusal naming the
+    field: what the admin site, a form or a script sends is held to the same bounds."""
+    try:
+        return inputs.integer(value, low=low, high=high, name=field)
+    except inputs.InputError as exc:
+        raise ServiceError(str(exc), exc.code, field=field) from None
+
+
+def on_calendar(value: datetime, *, field: str) -> datetime:
+    """A moment whose day is on the portal's calendar (access.inputs: 1900-01-01 to 2999-12-31)."""
+    try:
+        inputs.day(value.date(), name=field)
+    except inputs.InputError as exc:
+        raise ServiceError(str(exc), exc.code, field=field) from None
     return value

@@ -14,7 +14,7 @@ from .. import downloads, emails
 from ..audit import audit
 from ..models import AccessRequest, Grant, License, UrlBatch
 from ..taskbase import portal_task
-from .base import Actor, InvalidTransition, ServiceError, clean, require_reviewer, task_actor
+from .base import Actor, InvalidTransition, ServiceError, clean, on_calendar, require_reviewer, task_actor
 from .labs import seats_for_new_grant
 from .notifications import request_notify
 from .workflow import lock, transition
@@ -222,6 +222,7 @@ def grant_set_expiry(*, actor: Actor, grant: Grant, expires_at: datetime) -> Gra
         locked = Grant.objects.select_for_update().get(pk=grant.pk)
         if expires_at <= locked.issued_at:
             raise ServiceError(_("A grant must expire after it was issued."), "invalid_expiry", field="expires_at")
+        on_calendar(expires_at, field="expires_at")
         if expires_at != locked.expires_at:
             before = locked.expires_at
             locked.expires_at = expires_at

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .. import domains as domains_rule
 from .. import emails
 from ..audit import audit
 from ..models import AccessRequest, Grant, Lab, LabInvitation, LabMembership, LabSeat, ModelRelease, User
@@ -102,6 +103,9 @@ def _details(*, name: str, ror_id: str, website: str, email_domains) -> dict:
             raise ServiceError(
                 _("%(domain)s is not an email domain.") % {"domain": domain[:80]}, "invalid", field="email_domains"
             )
+        refused = domains_rule.refusal(domain)
+        if refused is not None:
+            raise ServiceError(refused[1], refused[0], field="email_domains")
         if domain not in domains:
             domains.append(domain)
     return {"name": name, "ror_id": ror_id, "website": website, "email_domains": "\n".join(domains)}

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from .. import selectors
 from ..audit import audit
 from ..models import License, ModelFile, ModelRelease, ReleaseRevision
-from .base import Actor, ServiceError, clean, require_release_manager, require_reviewer
+from .base import Actor, ServiceError, clean, number, require_release_manager, require_reviewer
 from .licenses import license_update_notify
 
 # What an audited change may set; the repo id and revision are not changed this way.
@@ -36,6 +36,12 @@ EDITABLE_FIELDS = (
 # What only release managers change: the license version holders must accept, and how they do; how long
 # review may take and whether the release's request numbers are public.
 POLICY_FIELDS = ("license", "license_update_mode", "review_deadline_days", "transparency_public")
+# The numbers a change may set, with their bounds (inclusive); `parameters` may also be left unset.
+NUMBER_BOUNDS = {
+    "review_deadline_days": ModelRelease.REVIEW_DEADLINE_DAYS,
+    "lab_member_cap": ModelRelease.LAB_MEMBER_CAP,
+    "parameters": (0, 2**63 - 1),
+}
 
 
 def revision_sha(*, repo_id: str, parent: str, files: list[tuple[str, int, str]]) -> str:
@@ -212,6 +218,7 @@ def release_update(*, actor: Actor, release: ModelRelease, changes: dict) -> Mod
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ServiceError(_("These fields cannot be changed here: %(f)s") % {"f": ", ".join(sorted(unknown))})
+    changes = _bounded(changes)
     with transaction.atomic():
         locked = ModelRelease.objects.select_for_update().get(pk=release.pk)
         before, after = {}, {}
@@ -222,10 +229,6 @@ def release_update(*, actor: Actor, release: ModelRelease, changes: dict) -> Mod
                 setattr(locked, name, value)
         if locked.access == ModelRelease.Access.GATED and locked.license is None:
             raise ServiceError(_("A gated release needs a license."), "license_required", field="license")
-        if not 1 <= int(locked.review_deadline_days) <= 365:
-            raise ServiceError(
-                _("The review deadline is 1 to 365 days."), "invalid_deadline", field="review_deadline_days"
-            )
         if after:
             locked.save(update_fields=[*after, "updated_at"])
             audit(actor=actor, action="release.updated", target=locked, data={"from": before, "to": after})
@@ -233,6 +236,15 @@ def release_update(*, actor: Actor, release: ModelRelease, changes: dict) -> Mod
                 # Holders of active grants on another version must accept this one; each is emailed once.
                 license_update_notify.enqueue(locked.pk)
     return locked
+
+
+def _bounded(fields: dict) -> dict:
+    """The release's numbers among `fields`, each held to its bounds (a refusal names the field)."""
+    out = dict(fields)
+    for name, (low, high) in NUMBER_BOUNDS.items():
+        if name in out and not (name == "parameters" and out[name] is None):
+            out[name] = number(out[name], field=name, low=low, high=high)
+    return out
 
 
 def release_set_license(
@@ -251,6 +263,7 @@ def release_create(*, actor: Actor, fields: dict) -> ModelRelease:
     require_reviewer(actor)
     if fields.get("access") == ModelRelease.Access.GATED and fields.get("license") is None:
         raise ServiceError(_("A gated release needs a license."), "license_required", field="license")
+    fields = _bounded(fields)
     with transaction.atomic():
         release = ModelRelease.objects.create(**fields)
         audit(

@@ -5,10 +5,14 @@ request; the applicant for answers and withdrawals), so the rule holds whichever
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime, time, timedelta
+
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -63,6 +67,24 @@ TEXT_FIELDS = {
 }
 # The release approval mode that approves verified addresses on its allow-listed domains acts as this rule.
 EMAIL_DOMAIN_RULE = "email-domain"
+
+
+class UploadTooLarge(ServiceError):
+    """More files than a question or a request takes."""
+
+    code = "upload_too_large"
+    status = 413
+
+
+class UploadLimit(ServiceError):
+    """More bytes than a person may upload in a UTC day; `headers` carries when to try again."""
+
+    code = "upload_limit"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message, field="file")
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class OpenRequestExists(ServiceError):
@@ -171,6 +193,8 @@ def request_submit(
     now = timezone.now()
     try:
         with transaction.atomic():
+            if uploads:
+                _lock_uploader(user)
             access_request = AccessRequest.objects.create(
                 applicant=user,
                 release=release,
@@ -267,13 +291,94 @@ def _question(release: ModelRelease, key: str) -> AccessQuestion:
     return question
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + " " + unit
+    return f"{n} B"
+
+
+def _require_file_caps(locked: AccessRequest, adding: AccessQuestion | None = None) -> None:
+    """The request's files (with one more for `adding`, when a file is being added) within
+    UPLOAD_MAX_FILES_PER_QUESTION and UPLOAD_MAX_FILES_PER_REQUEST; UploadTooLarge (413) otherwise. The one
+    check of both an upload and a draft's submission, so a draft that holds too many files is not sent on."""
+    per_question = Counter(RequestAttachment.objects.filter(request=locked).values_list("question__key", flat=True))
+    total = sum(per_question.values())
+    question_cap, request_cap = settings.UPLOAD_MAX_FILES_PER_QUESTION, settings.UPLOAD_MAX_FILES_PER_REQUEST
+    if adding is not None:
+        if per_question[adding.key] >= question_cap:
+            raise UploadTooLarge(
+                _(
+                    "A question takes at most %(cap)d files and “%(question)s” has %(n)d; remove one before "
+                    "adding another."
+                )
+                % {"cap": question_cap, "question": adding.key, "n": per_question[adding.key]},
+                field=questions.field_name(adding.key),
+            )
+        if total >= request_cap:
+            raise UploadTooLarge(
+                _("A request takes at most %(cap)d files and this one has %(n)d; remove one before adding another.")
+                % {"cap": request_cap, "n": total},
+                field=questions.field_name(adding.key),
+            )
+        return
+    over = sorted(key for key, n in per_question.items() if n > question_cap)
+    if over or total > request_cap:
+        raise UploadTooLarge(
+            _(
+                "This request has %(n)d files; a request takes at most %(request_cap)d, and a question at most "
+                "%(question_cap)d (too many for: %(questions)s). Remove files before submitting it."
+            )
+            % {
+                "n": total,
+                "request_cap": request_cap,
+                "question_cap": question_cap,
+                "questions": ", ".join(over) or "—",
+            }
+        )
+
+
+def _require_bytes_today(user: User, size: int) -> None:
+    """A person's uploads of the current UTC day (removed files included), with this one, within
+    UPLOAD_MAX_BYTES_PER_USER_DAY; UploadLimit (429, Retry-After: the next UTC midnight) otherwise. Called with
+    the person's row locked, so two uploads at once (to any of their requests) are counted one after the other."""
+    now = timezone.now().astimezone(UTC)
+    midnight = datetime.combine(now.date(), time.min, tzinfo=UTC)
+    used = (
+        RequestAttachment.uploaded.filter(request__applicant=user, created_at__gte=midnight).aggregate(n=Sum("size"))[
+            "n"
+        ]
+        or 0
+    )
+    cap = settings.UPLOAD_MAX_BYTES_PER_USER_DAY
+    if used + size > cap:
+        tomorrow = midnight + timedelta(days=1)
+        raise UploadLimit(
+            _(
+                "You have uploaded %(used)s today (UTC) and this file is %(size)s; each person may upload %(cap)s "
+                "a day. Upload it after 00:00 UTC."
+            )
+            % {"used": _size(used), "size": _size(size), "cap": _size(cap)},
+            retry_after=max(int((tomorrow - now).total_seconds()), 1),
+        )
+
+
+def _lock_uploader(user: User) -> None:
+    """Take the uploader's row lock for the rest of the transaction: their uploads are counted one at a time."""
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).get()
+
+
 def _store_attachment(access_request: AccessRequest, question: AccessQuestion, upload) -> RequestAttachment:
     """Keep an uploaded file in storage, outside every release's prefix (no repo id starts with `_`), and make
-    it the answer to its question. Storage never hands out a URL for it: reviewers read it through the portal."""
+    it the answer to its question. Storage never hands out a URL for it: reviewers read it through the portal.
+    Inside the caller's transaction, with the applicant's and the request's rows locked, the caps are checked
+    before anything is stored."""
     try:
         media_type = questions.check_upload(question, upload)
     except ValidationError as exc:
         raise ServiceError(" ".join(exc.messages), "invalid_file", field=questions.field_name(question.key)) from None
+    _require_file_caps(access_request, adding=question)
+    _require_bytes_today(access_request.applicant, upload.size)
     attachment = RequestAttachment(
         request=access_request,
         question=question,
@@ -317,6 +422,7 @@ def request_attach(*, actor: Actor, access_request: AccessRequest, question_key:
     or while the reviewer asks for more information. The newest upload is the answer; earlier ones are kept."""
     _require_applicant(actor, access_request)
     with transaction.atomic():
+        _lock_uploader(access_request.applicant)
         locked = lock(access_request)
         if locked.status not in (S.DRAFT, S.NEEDS_INFO):
             raise InvalidTransition(
@@ -343,11 +449,58 @@ def request_attach(*, actor: Actor, access_request: AccessRequest, question_key:
     return attachment
 
 
+def request_attachment_remove(
+    *, actor: Actor, access_request: AccessRequest, attachment: RequestAttachment
+) -> RequestAttachment:
+    """The applicant removes a file they uploaded, while they may still add files (a draft, or while the reviewer
+    asks for more information). The file is hidden from everyone from then on (it still counts toward the day's
+    upload bytes); the question's answer becomes the newest file left for it, or none."""
+    _require_applicant(actor, access_request)
+    with transaction.atomic():
+        locked = lock(access_request)
+        if locked.status not in (S.DRAFT, S.NEEDS_INFO):
+            raise InvalidTransition(
+                _("Files can be removed before the request is submitted or while the reviewer asks for information.")
+            )
+        found = RequestAttachment.objects.select_for_update().filter(pk=attachment.pk, request=locked).first()
+        if found is None:
+            raise NotFound(_("Not found."))
+        found.removed_at = timezone.now()
+        found.save(update_fields=["removed_at"])
+        newest = (
+            RequestAttachment.objects.filter(request=locked, question_id=found.question_id)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        answers = RequestAnswer.objects.filter(request=locked, question_id=found.question_id)
+        if newest is None:
+            answers.delete()
+        else:
+            answers.update(value=newest.public_id)
+        _index_answers(locked)
+        audit(
+            actor=actor,
+            action="request.attachment_removed",
+            target=locked,
+            access_request=locked,
+            data={
+                "question": found.question.key,
+                "attachment": found.public_id,
+                "filename": found.filename,
+                "size": found.size,
+                "sha256": found.sha256,
+            },
+        )
+    return found
+
+
 def request_submit_draft(*, actor: Actor, access_request: AccessRequest) -> AccessRequest:
     """Send a draft to the reviewers once every required upload is there."""
     _require_applicant(actor, access_request)
     with transaction.atomic():
         locked = lock(access_request)
+        if locked.status == S.DRAFT:
+            _require_file_caps(locked)
         answered = set(locked.answers.values_list("question__key", flat=True))
         for question in selectors.release_questions(release=locked.release):
             if question.kind == AccessQuestion.Kind.FILE and question.required and question.key not in answered:

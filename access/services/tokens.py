@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from .. import selectors
 from ..audit import audit
 from ..models import ApiToken
-from .base import Actor, NotFound, ServiceError, clean, require_reviewer, require_user
+from .base import Actor, NotFound, ServiceError, clean, on_calendar, require_reviewer, require_user
 
 
 class TokenError(ServiceError):
@@ -36,6 +36,8 @@ def token_create(
         raise ServiceError(_("Give the token a name."), "invalid", field="name")
     if expires_at is not None and expires_at <= timezone.now():
         raise ServiceError(_("The expiry date must be in the future."), "invalid_expiry", field="expires_at")
+    if expires_at is not None:
+        on_calendar(expires_at, field="expires_at")
     if review:
         require_reviewer(actor)
     secret = ApiToken.PREFIX + secrets.token_urlsafe(32)

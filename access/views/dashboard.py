@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 from django_countries import countries
 
-from .. import selectors, stats
+from .. import inputs, selectors, stats
 from ..models import AccessRequest, ModelRelease
 from .review import reviewer_required
 
@@ -85,7 +85,7 @@ def dashboard(request):
     context = {"releases": releases, "periods": stats.PERIODS, "params": request.GET}
     try:
         filters = stats.parse_filters(request.GET)
-    except stats.StatsError as exc:
+    except inputs.InputError as exc:
         messages.error(request, str(exc))
         return render(request, "access/review/dashboard.html", context, status=400)
     now = timezone.now()

@@ -199,7 +199,7 @@ def tokens(request):
         # The new token goes straight into the commands for what the user may download.
         "granted": [g.release for g in selectors.user_grants(user=request.user) if g.is_active] if new_secret else [],
     }
-    response = render(request, "access/tokens.html", context)
+    response = render(request, "access/tokens.html", context, status=400 if form.is_bound else 200)
     response["Cache-Control"] = "no-store"
     return response
 

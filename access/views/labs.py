@@ -45,7 +45,7 @@ def labs(request):
             messages.success(request, _("Your lab was created; invite its members next."))
             return redirect("lab-detail", public_id=lab.public_id)
     context = {"memberships": selectors.user_labs(user=request.user), "form": form}
-    return render(request, "access/labs/list.html", context)
+    return render(request, "access/labs/list.html", context, status=400 if form.is_bound else 200)
 
 
 @login_required
@@ -59,7 +59,7 @@ def lab_detail(request, public_id):
         "lab": lab,
         "mine": mine,
         "can_admin": can_admin,
-        "members": [(m, lab.institution_verified(m.user.email)) for m in members],
+        "members": [(m, lab.on_declared_domain(m.user.email)) for m in members],
         "invitations": (
             lab.invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True).order_by("-created_at")
             if can_admin
@@ -237,8 +237,8 @@ def lab_grant_renew(request, public_id):
 
 
 def review_request_context(access_request: AccessRequest) -> dict:
-    """What a reviewer sees about a lab request: the lab, its members with their verification, whom the request
-    covers, and the earlier requests of any of them (decide once, knowing the group)."""
+    """What a reviewer sees about a lab request: the lab, its members and whether each is on a domain its owner
+    declared, whom the request covers, and the earlier requests of any of them (decide once, knowing the group)."""
     lab = access_request.lab
     if lab is None:
         return {}
@@ -254,7 +254,7 @@ def review_request_context(access_request: AccessRequest) -> dict:
     return {
         "lab": lab,
         "lab_members": [
-            (m, lab.institution_verified(m.user.email), access_request.all_members or m.user_id in covered)
+            (m, lab.on_declared_domain(m.user.email), access_request.all_members or m.user_id in covered)
             for m in members
         ],
         "lab_earlier": earlier,

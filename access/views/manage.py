@@ -65,7 +65,8 @@ def release(request, repo_id):
         else:
             messages.success(request, _("Question added."))
             return redirect("manage-release", repo_id=rel.repo_id)
-    return render(request, "access/manage/release.html", _release_context(rel, question_form=form))
+    context = _release_context(rel, question_form=form)
+    return render(request, "access/manage/release.html", context, status=400 if form.is_bound else 200)
 
 
 def _release_context(rel: ModelRelease, **extra) -> dict:
@@ -114,7 +115,7 @@ def question_edit(request, repo_id, key):
             return redirect("manage-release", repo_id=rel.repo_id)
     versions = AccessQuestion.objects.filter(release=rel, key=key).order_by("-version")
     context = {"release": rel, "question": question, "form": form, "versions": versions}
-    return render(request, "access/manage/question.html", context)
+    return render(request, "access/manage/question.html", context, status=400 if form.is_bound else 200)
 
 
 @release_manager_required

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from .. import downloads, questions, selectors, services
 from ..forms import AccessRequestForm, AnswerForm, AttachmentForm, LabCoverageForm
 from ..http import actor_for
-from ..models import AccessQuestion, AccessRequest
+from ..models import AccessQuestion, AccessRequest, RequestAttachment
 
 
 def _previous_answers(user, release) -> dict:
@@ -145,11 +146,26 @@ def request_detail(request, public_id):
         "grant": getattr(access_request, "grant", None) if access_request.status == "approved" else None,
         "answers": answers_shown(access_request),
         "attachment_form": AttachmentForm(file_questions=file_questions) if file_questions else None,
+        "uploads": _uploads(access_request) if file_questions else [],
+        "upload_caps": {
+            "question": settings.UPLOAD_MAX_FILES_PER_QUESTION,
+            "request": settings.UPLOAD_MAX_FILES_PER_REQUEST,
+            "mib_per_day": settings.UPLOAD_MAX_BYTES_PER_USER_DAY // 2**20,
+        },
         "position": selectors.queue_position(access_request),
         "closes_on": selectors.needs_info_closes_on(access_request),
         "typical_wait": selectors.typical_wait(access_request.release) if access_request.status == "pending" else None,
     }
     return render(request, "access/request_detail.html", context)
+
+
+def _uploads(access_request: AccessRequest) -> list[RequestAttachment]:
+    """The applicant's files on the request, each labelled with its question in the request's language."""
+    language = translation.get_language() or ""
+    uploads = list(access_request.attachments.select_related("question"))
+    for attachment in uploads:
+        attachment.label = attachment.question.label(language)
+    return uploads
 
 
 def _file_questions(access_request: AccessRequest) -> list[AccessQuestion]:
@@ -197,6 +213,24 @@ def request_attach(request, public_id):
         messages.error(request, str(exc))
     else:
         messages.success(request, _("The file was added to your request."))
+    return redirect("request-detail", public_id=public_id)
+
+
+@login_required
+@require_POST
+def request_attachment_remove(request, public_id, attachment_id):
+    access_request = _own_request(request, public_id)
+    attachment = RequestAttachment.objects.filter(request=access_request, public_id=attachment_id).first()
+    if attachment is None:
+        raise Http404
+    try:
+        services.request_attachment_remove(
+            actor=actor_for(request), access_request=access_request, attachment=attachment
+        )
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("%(file)s was removed from your request.") % {"file": attachment.filename})
     return redirect("request-detail", public_id=public_id)
 
 

@@ -11,19 +11,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.core.paginator import EmptyPage, Paginator
 from django.db.models import Count, F, Q
 from django.http import Http404, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_countries import countries
 
-from .. import questions, selectors, services, stats
+from .. import inputs, questions, selectors, services, stats
 from ..api.requests import attachment_response
 from ..decorators import recent_login_required
 from ..durations import duration_text
@@ -80,13 +79,26 @@ def _page(number, queryset, per_page=50):
     deep pages of a 100k-request queue stay fast."""
     paginator = Paginator(queryset.values_list("pk", flat=True), per_page)
     try:
-        page = paginator.page(number or 1)
-    except (EmptyPage, PageNotAnInteger):
+        page = paginator.page(_page_value(number, "page"))
+    except EmptyPage:
         raise Http404 from None
     ids = list(page.object_list)
     rows = queryset.model.objects.select_related(*_related(queryset)).in_bulk(ids)
     page.object_list = [rows[pk] for pk in ids if pk in rows]
     return page
+
+
+def page_number(request, name: str) -> int:
+    """A page asked for in the query string (1 when absent); any other value than a page number is a 404, as a
+    page past the last one is."""
+    return _page_value(request.GET.get(name), name)
+
+
+def _page_value(raw, name: str) -> int:
+    try:
+        return inputs.integer(raw or 1, name=name, low=1, high=inputs.MAX_INT)
+    except inputs.InputError:
+        raise Http404 from None
 
 
 def _related(queryset) -> list[str]:
@@ -421,8 +433,8 @@ def grant_detail(request, public_id):
     )
     paginator = Paginator(fetched, FETCHED_PER_PAGE)
     try:
-        fetched_page = paginator.page(request.GET.get("files") or 1)
-    except (EmptyPage, PageNotAnInteger):
+        fetched_page = paginator.page(page_number(request, "files"))
+    except EmptyPage:
         raise Http404 from None
     context = {
         "grant": grant,
@@ -438,20 +450,14 @@ def grant_detail(request, public_id):
 
 def _date_range(request):
     """The export's days from `from` and `to` (YYYY-MM-DD; the last 30 days by default). A date that is given
-    but is no real day raises ValueError with a message for the reviewer."""
+    but is no real day, or is off the portal's calendar, raises InputError (a ValueError) with a message for the
+    reviewer."""
     today = timezone.localdate()
     days = {"from": today - timedelta(days=30), "to": today}
     for name in days:
         value = request.GET.get(name) or ""
-        try:
-            day = parse_date(value)  # None when not YYYY-MM-DD, ValueError when no such day (2024-02-30)
-        except ValueError:
-            day = None
-        if value and day is None:
-            raise ValueError(
-                _("The “%(name)s” date is not a real day; write it as YYYY-MM-DD, e.g. 2024-02-29.") % {"name": name}
-            )
-        days[name] = day or days[name]
+        if value:
+            days[name] = inputs.day(value, name=name)
     start, end = days["from"], days["to"]
     tz = timezone.get_current_timezone()
     return (
