@@ -3,7 +3,7 @@ names them all so the worker registers them and callers have one place to find t
 
 from .counts import download_counts_flush_task as download_counts_flush
 from .counts import download_days_rollup_task as download_days_rollup
-from .services.grants import batch_issue_task as batch_issue
+from .services.grants import batch_sign_task as batch_sign
 from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
 from .services.grants import grants_reconcile_task as grants_reconcile
@@ -13,7 +13,7 @@ from .services.reminders import needs_info_sweep
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
-    "batch_issue",
+    "batch_sign",
     "download_counts_flush",
     "download_days_rollup",
     "grant_issue",

@@ -184,12 +184,12 @@ def test_a_reviewer_cannot_decide_their_own_request_through_the_hub_calls(api, g
 def lab_request(owner, release, lab_name="Language Lab"):
     act = services.Actor(user=owner, credential="session", reauthenticated=True)
     lab = services.lab_create(actor=act, name=lab_name)
-    return services.request_submit(
+    return services.request_submit_for_lab(
         actor=act,
         release=release,
+        lab=lab,
         data={**ANSWERS, "noncommercial_attested": True},
         license_accepted=True,
-        lab=lab,
         all_members=True,
     )
 

@@ -255,7 +255,7 @@ def test_a_batch_is_signed_only_when_the_gate_allows_the_holder_then(gated, rita
     else:
         alice.is_active = False
         alice.save()
-    tasks.batch_issue(batch.pk)
+    tasks.batch_sign(batch.pk)
     batch.refresh_from_db()
     assert (batch.status, batch.urls) == ("failed", [])
     refused = AuditEvent.objects.get(action="grant.batch_refused")
@@ -370,7 +370,7 @@ def test_services_check_roles_even_when_an_entry_point_forgets(gated, alice, bob
 
 
 def test_tasks_retry_only_transient_errors():
-    for task in (tasks.grant_issue, tasks.batch_issue, tasks.request_notify, tasks.grants_reconcile):
+    for task in (tasks.grant_issue, tasks.batch_sign, tasks.request_notify, tasks.grants_reconcile):
         assert tuple(task.autoretry_for) == TRANSIENT_ERRORS
         assert Exception not in task.autoretry_for and ValueError not in task.autoretry_for
         assert task.acks_late and task.max_retries == 10

@@ -263,17 +263,20 @@ class AccessRequestListApi(generics.ListAPIView):
         lab, members, all_members = lab_application(request, body)
         form, draft = validated_application(request, release)
         try:
-            access_request = services.request_submit(
-                actor=actor_for(request),
-                release=release,
-                data=form.cleaned_data,
-                license_accepted=form.cleaned_data["accept_license"],
-                answers=form.answers(),
-                draft=draft,
-                lab=lab,
-                members=members,
-                all_members=all_members,
-            )
+            application = {
+                "actor": actor_for(request),
+                "release": release,
+                "data": form.cleaned_data,
+                "license_accepted": form.cleaned_data["accept_license"],
+                "answers": form.answers(),
+                "draft": draft,
+            }
+            if lab is None:
+                access_request = services.request_submit(**application)
+            else:
+                access_request = services.request_submit_for_lab(
+                    **application, lab=lab, members=members, all_members=all_members
+                )
         except services.OpenRequestExists as exc:
             raise ApiError(str(exc), exc.code, 409) from None
         return Response(RequestOutput(access_request).data, status=status.HTTP_201_CREATED)

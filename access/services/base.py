@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -46,25 +47,23 @@ class Forbidden(ServiceError):
     status = 403
 
 
-def require_reviewer(actor: Actor) -> None:
-    """Reviewer powers: the review permission, and a credential fit for them. A session must have entered
-    its password recently; an API token must have been created with reviewer access (which itself needed a
-    recent password); the admin site asks for a recent password on its own."""
-    _require_power(actor, is_reviewer, _("Only reviewers may do this."))
-
-
-def require_release_manager(actor: Actor) -> None:
-    """Release-manager powers (a release's access form, license version and revisions), with the same
-    credential rules as reviewer powers: a recent password, or a token created with reviewer access."""
-    _require_power(actor, is_release_manager, _("Only release managers may do this."))
-
-
-def _require_power(actor: Actor, holds, refusal: str) -> None:
-    if actor.is_trusted:
+def require_role(
+    actor: Actor,
+    *,
+    holds: Callable[[User | None], bool] | None,
+    refusal: str,
+    tokens: bool = True,
+    trusted: tuple[str, ...] = ("task", "command", "rule"),
+) -> None:
+    """The one role check. The portal's own code of the `trusted` kinds passes (access.actors); anyone else must
+    hold the role (`holds`; None: nobody does, only the portal's own code may) and act through a credential fit
+    for powers: a page or the admin site with a password entered within REAUTHENTICATION_TIMEOUT, or, where
+    `tokens`, an API token created with reviewer access (which itself needed a recent password)."""
+    if actor.is_trusted and actor.kind in trusted:
         return
-    if not holds(actor.user):
+    if holds is None or not holds(actor.user):
         raise Forbidden(refusal)
-    if actor.kind == "token":
+    if actor.kind == "token" and tokens:
         if actor.token is None or not actor.token.can_review:
             raise Forbidden(
                 _("This token has no reviewer access; create one with reviewer access on your tokens page."),
@@ -78,21 +77,36 @@ def _require_power(actor: Actor, holds, refusal: str) -> None:
         )
 
 
+def require_reviewer(actor: Actor) -> None:
+    """Reviewer powers: the review permission."""
+    require_role(actor, holds=is_reviewer, refusal=_("Only reviewers may do this."))
+
+
+def require_release_manager(actor: Actor) -> None:
+    """Release-manager powers (a release's access form, license version and revisions)."""
+    require_role(actor, holds=is_release_manager, refusal=_("Only release managers may do this."))
+
+
+def _is_superuser(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and user.is_superuser)
+
+
 def require_role_admin(actor: Actor) -> None:
     """Giving or taking reviewer and release-manager powers: an operator's management command, or a superuser
-    (made only by `manage.py createsuperuser`) through the admin site or a page, with a recent password. Tasks
-    and decision rules never change who holds powers."""
-    if actor.kind == "command" and actor.is_trusted:
-        return
-    user = actor.user
-    if user is None or not user.is_authenticated or not user.is_active or not user.is_superuser:
-        raise Forbidden(_("Only administrators may change who reviews and manages releases."))
-    if actor.kind not in INTERACTIVE_CREDENTIALS:
-        raise Forbidden(_("Only administrators may change who reviews and manages releases."))
-    if not actor.reauthenticated:
-        raise Forbidden(
-            _("Enter your password again to do this (it was entered too long ago)."), "reauthentication_required"
-        )
+    (made only by `manage.py createsuperuser`) through the admin site or a page. Tasks and decision rules never
+    change who holds powers, and no token does."""
+    require_role(
+        actor,
+        holds=_is_superuser,
+        refusal=_("Only administrators may change who reviews and manages releases."),
+        tokens=False,
+        trusted=("command",),
+    )
+
+
+def require_portal(actor: Actor, refusal: str) -> None:
+    """What only the portal's own schedule does (a task or a command): no person, whatever their powers."""
+    require_role(actor, holds=None, refusal=refusal, trusted=("task", "command"))
 
 
 def require_license_version(release, version) -> None:

@@ -21,7 +21,7 @@ from .workflow import lock, transition
 
 S = AccessRequest.Status
 ISSUER = task_actor("grant_issue")
-BATCHER = task_actor("batch_issue")
+BATCHER = task_actor("batch_sign")
 EXPIRER = task_actor("grants_expire")
 
 
@@ -121,7 +121,7 @@ def _issue(access_request: AccessRequest) -> Grant:
         )
         audit(
             actor=ISSUER,
-            action="grant.batch_issued",
+            action="grant.batch_signed",
             target=batch,
             access_request=access_request,
             data={"grant": grant.public_id, "files": len(urls), "revision": grant.release.revision},
@@ -148,7 +148,7 @@ def grant_refresh_links(*, actor: Actor, grant: Grant) -> UrlBatch:
             return pending
         batch = UrlBatch.objects.create(grant=grant)
         audit(actor=actor, action="grant.batch_requested", target=batch, data={"grant": grant.public_id})
-        batch_issue_task.enqueue(batch.pk)
+        batch_sign_task.enqueue(batch.pk)
     return batch
 
 
@@ -174,15 +174,15 @@ def batch_fill(*, batch_id: int) -> UrlBatch | None:
         batch.save(update_fields=["urls", "expires_at", "status", "revision", "updated_at"])
         audit(
             actor=BATCHER,
-            action="grant.batch_issued",
+            action="grant.batch_signed",
             target=batch,
             data={"grant": batch.grant.public_id, "files": len(batch.urls)},
         )
     return batch
 
 
-@portal_task("access.tasks.batch_issue")
-def batch_issue_task(batch_id: int) -> None:
+@portal_task("access.tasks.batch_sign")
+def batch_sign_task(batch_id: int) -> None:
     batch_fill(batch_id=batch_id)
 
 
@@ -308,7 +308,7 @@ def grants_reconcile(*, older_than: timedelta | None = None) -> list[int]:
         grant_issue_task.apply_async(args=(pk,), retry=False)
     stale_batches = UrlBatch.objects.filter(status=UrlBatch.Status.PENDING, created_at__lte=cutoff)
     for pk in stale_batches.values_list("pk", flat=True):
-        batch_issue_task.apply_async(args=(pk,), retry=False)
+        batch_sign_task.apply_async(args=(pk,), retry=False)
     return missing
 
 

@@ -17,7 +17,7 @@ from ..models import AccessRequest, Grant, License, ModelRelease
 from ..taskbase import portal_task
 from .base import Actor, NotFound, ServiceError, clean, require_license_version, require_release_manager, require_user
 from .grants import grant_record_license
-from .requests import REQUEST_FIELDS, request_submit
+from .requests import request_license_review
 
 
 def license_publish(
@@ -92,20 +92,10 @@ def grant_accept_license(
         if release.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW:
             waiting = locked.license_reviews.filter(status__in=AccessRequest.OPEN_STATUSES, license=current).first()
             if waiting is None:
-                waiting = request_submit(
-                    actor=actor,
-                    release=release,
-                    data={**_previous_answers(locked.request), "noncommercial_attested": True},
-                    license_accepted=True,
-                    reconsent_of=locked,
-                )
+                waiting = request_license_review(actor=actor, grant=locked)
             return Acceptance(locked, waiting)
         grant_record_license(actor=actor, grant=locked, license=current, accepted_at=timezone.now(), ip=actor.ip)
     return Acceptance(locked)
-
-
-def _previous_answers(access_request: AccessRequest) -> dict:
-    return {name: getattr(access_request, name) for name in REQUEST_FIELDS}
 
 
 def license_update_holders(*, release: ModelRelease):

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from ..audit import audit
 from ..models import AccessRequest
 from ..taskbase import portal_task
-from .base import Actor, Forbidden, task_actor
+from .base import Actor, require_portal, task_actor
 from .notifications import request_notify
 from .workflow import lock, transition
 
@@ -24,8 +24,7 @@ S = AccessRequest.Status
 
 def _require_portal(actor: Actor) -> None:
     """Only the portal's own schedule (a task or command) reminds and closes: no person does it through a page."""
-    if not actor.is_trusted:
-        raise Forbidden(_("Only the portal's schedule may do this."))
+    require_portal(actor, _("Only the portal's schedule may do this."))
 
 
 def request_remind_info(*, actor: Actor, access_request: AccessRequest) -> bool:

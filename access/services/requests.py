@@ -6,6 +6,7 @@ request; the applicant for answers and withdrawals), so the rule holds whichever
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from allauth.account.models import EmailAddress
@@ -129,67 +130,151 @@ def request_submit(
     release: ModelRelease,
     data: dict,
     license_accepted: bool,
-    renewal_of: Grant | None = None,
-    reconsent_of: Grant | None = None,
     answers: dict | None = None,
     uploads: dict | None = None,
     draft: bool = False,
-    lab: Lab | None = None,
-    members: list | None = None,
-    all_members: bool = False,
 ) -> AccessRequest:
-    """File an access request. Refuses unverified accounts, open releases, a second open request (a database
-    constraint, so two concurrent submits cannot both succeed) and applications inside the rejection cool-down.
+    """A person applies for themselves. Refuses unverified accounts, open releases, someone the download gate
+    already lets in (or who holds a grant on an older license version, who accepts the new one instead), a
+    second open request (a database constraint, so two concurrent submits cannot both succeed) and applications
+    inside the rejection cool-down.
 
     `answers` (by question id) and `uploads` (file questions) answer the release's own questions; the entry
     point has validated them with `access.forms.AccessRequestForm`. A `draft` waits for its uploads
-    (`request_attach`) and reaches reviewers only with `request_submit_draft`. A renewal (`renewal_of`) or a
-    license re-review (`reconsent_of`) carries the earlier request's answers.
-
-    A lab request (`lab`, by an owner or admin) covers the lab's `members` named by member id, or
-    `all_members`; approving it issues one lab grant (access.services.labs)."""
+    (`request_attach`) and reaches reviewers only with `request_submit_draft`."""
     user = require_user(actor)
-    covered: list[User] = []
-    if renewal_of is not None and renewal_of.lab_id is not None:
-        lab, all_members = renewal_of.lab, renewal_of.request.all_members
-        covered = list(renewal_of.request.covered_members.all())
-        labs.lab_request_coverage(actor=actor, lab=lab, members=None, all_members=True)
-    elif lab is not None:
-        coverage = labs.lab_request_coverage(actor=actor, lab=lab, members=members, all_members=all_members)
-        covered = [membership.user for membership in coverage]
+    _require_applicable(user, release, data=data, license_accepted=license_accepted)
+    decision = downloads.access_state(user=user, release=release)
+    if decision.allowed:
+        raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
+    if decision.code == "license_update":
+        raise ServiceError(decision.detail, "license_update")
+    _require_cooled_down(user=user, release=release)
+    pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
+    access_request = _file(actor, release, data, pairs=pairs, uploads=uploads, draft=draft, filing=Filing())
+    if not draft:
+        _maybe_auto_approve(actor, access_request)
+    return access_request
+
+
+def request_submit_for_lab(
+    *,
+    actor: Actor,
+    release: ModelRelease,
+    lab: Lab,
+    data: dict,
+    license_accepted: bool,
+    members: list | None = None,
+    all_members: bool = False,
+    answers: dict | None = None,
+    uploads: dict | None = None,
+    draft: bool = False,
+) -> AccessRequest:
+    """An owner or admin applies for their lab, covering the lab's `members` named by member id, or
+    `all_members`; approving it issues one lab grant (access.services.labs). Always decided by a reviewer."""
+    user = require_user(actor)
+    coverage = labs.lab_request_coverage(actor=actor, lab=lab, members=members, all_members=all_members)
+    _require_applicable(user, release, data=data, license_accepted=license_accepted)
+    if Grant.objects.active().filter(lab=lab, release=release).exists():
+        raise ServiceError(
+            _("%(lab)s already has access to %(repo)s.") % {"lab": lab.name, "repo": release.repo_id}, "already_granted"
+        )
+    _require_cooled_down(user=user, release=release, lab=lab)
+    pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
+    filing = Filing(lab=lab, covered=tuple(m.user for m in coverage), all_members=all_members)
+    return _file(actor, release, data, pairs=pairs, uploads=uploads, draft=draft, filing=filing)
+
+
+def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
+    """A new request, linked to the old grant, with the earlier answers; it goes to the reviewer queue. A lab
+    grant is renewed by the lab's owner or an admin, for the members it covered."""
+    user = require_user(actor)
+    if grant.lab_id is None and grant.user_id != user.pk:
+        raise NotFound(_("Not found."))
+    if grant.lab_id is not None:
+        labs.lab_request_coverage(actor=actor, lab=grant.lab, members=None, all_members=True)
+    if grant.revoked_at is not None:
+        raise ServiceError(_("A revoked grant cannot be renewed; apply again instead."), "grant_revoked")
+    previous = grant.request
+    data = {**_previous_fields(previous), "noncommercial_attested": True}
+    _require_applicable(user, grant.release, data=data, license_accepted=True)
+    _require_cooled_down(user=user, release=grant.release, lab=grant.lab)
+    filing = Filing(
+        lab=grant.lab,
+        covered=tuple(previous.covered_members.all()) if grant.lab_id else (),
+        all_members=previous.all_members,
+        renewal_of=grant,
+    )
+    return _file(actor, grant.release, data, pairs=_previous_answers(previous), filing=filing)
+
+
+def request_license_review(*, actor: Actor, grant: Grant) -> AccessRequest:
+    """A holder accepting a new license version of a release that has a reviewer approve holders again: a
+    request with their earlier answers, which moves the grant to the new version when approved (no cool-down: a
+    holder is not an applicant)."""
+    user = require_user(actor)
+    if grant.user_id != user.pk:
+        raise NotFound(_("Not found."))
+    data = {**_previous_fields(grant.request), "noncommercial_attested": True}
+    _require_applicable(user, grant.release, data=data, license_accepted=True)
+    filing = Filing(reconsent_of=grant)
+    return _file(actor, grant.release, data, pairs=_previous_answers(grant.request), filing=filing)
+
+
+@dataclass(frozen=True)
+class Filing:
+    """Whom a new request is for and what it follows: the applicant alone, or a lab (its covered members, or
+    all), and the grant it renews or whose license it reviews."""
+
+    lab: Lab | None = None
+    covered: tuple[User, ...] = ()
+    all_members: bool = False
+    renewal_of: Grant | None = None
+    reconsent_of: Grant | None = None
+
+
+def _require_applicable(user: User, release: ModelRelease, *, data: dict, license_accepted: bool) -> None:
     if not release.is_gated or release.license is None:
         raise ServiceError(_("%(repo)s is open: no request is needed.") % {"repo": release.repo_id}, "not_gated")
     if not email_verified(user):
         raise ServiceError(_("Verify your email address before applying."), "email_unverified")
     if not license_accepted or not data.get("noncommercial_attested"):
         raise ServiceError(_("You must accept the license and attest non-commercial use."), "license_not_accepted")
-    follows = renewal_of or reconsent_of
-    if follows is None and lab is None:
-        # The download gate says whether the applicant has access already, through a grant or a lab seat; a
-        # holder whose license changed accepts the new version instead of applying again.
-        decision = downloads.access_state(user=user, release=release)
-        if decision.allowed:
-            raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
-        if decision.code == "license_update":
-            raise ServiceError(decision.detail, "license_update")
-    if follows is None and lab is not None and Grant.objects.active().filter(lab=lab, release=release).exists():
-        raise ServiceError(
-            _("%(lab)s already has access to %(repo)s.") % {"lab": lab.name, "repo": release.repo_id}, "already_granted"
-        )
-    ends = selectors.rejection_cooldown_ends(user=user, release=release, lab=lab) if reconsent_of is None else None
+
+
+def _require_cooled_down(*, user: User, release: ModelRelease, lab: Lab | None = None) -> None:
+    ends = selectors.rejection_cooldown_ends(user=user, release=release, lab=lab)
     if ends is not None:
         raise ServiceError(
             _("Your last request was rejected; you can apply again after %(date)s (UTC).")
             % {"date": f"{ends:%Y-%m-%d}"},
             "cooldown",
         )
+
+
+def _previous_fields(previous: AccessRequest) -> dict:
+    return {name: getattr(previous, name) for name in REQUEST_FIELDS}
+
+
+def _previous_answers(previous: AccessRequest) -> list:
+    return [(a.question, a.value) for a in selectors.request_answers(access_request=previous)]
+
+
+def _file(
+    actor: Actor,
+    release: ModelRelease,
+    data: dict,
+    *,
+    pairs: list,
+    filing: Filing,
+    uploads: dict | None = None,
+    draft: bool = False,
+) -> AccessRequest:
+    """Create the request with its answers and uploads, audit it and tell whom it concerns, in one transaction."""
+    user, lab = actor.user, filing.lab
     fields = {name: data.get(name, "") for name in REQUEST_FIELDS}
     for name, (multiline, is_name, limit) in TEXT_FIELDS.items():
         fields[name] = clean(fields[name], field=name, multiline=multiline, name=is_name, max_length=limit)
-    if follows is not None:
-        pairs = [(a.question, a.value) for a in selectors.request_answers(access_request=follows.request)]
-    else:
-        pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -205,19 +290,28 @@ def request_submit(
                 license_accepted_at=now,
                 license_accepted_ip=actor.ip,
                 noncommercial_attested=True,
-                renewal_of=renewal_of,
-                reconsent_of=reconsent_of,
+                renewal_of=filing.renewal_of,
+                reconsent_of=filing.reconsent_of,
                 lab=lab,
-                all_members=bool(lab is not None and all_members),
+                all_members=bool(lab is not None and filing.all_members),
                 **fields,
             )
-            if lab is not None and not all_members:
-                access_request.covered_members.set(covered)
+            if lab is not None and not filing.all_members:
+                access_request.covered_members.set(filing.covered)
             for question, value in pairs:
                 RequestAnswer.objects.create(request=access_request, question=question, value=value)
             for key, upload in (uploads or {}).items():
                 _store_attachment(access_request, _question(release, key), upload)
             _index_answers(access_request)
+            lab_data = (
+                {
+                    "lab": lab.public_id,
+                    "all_members": bool(filing.all_members),
+                    "members": sorted(u.email for u in filing.covered),
+                }
+                if lab is not None
+                else {}
+            )
             event = audit(
                 actor=actor,
                 action="request.drafted" if draft else "request.submitted",
@@ -226,18 +320,10 @@ def request_submit(
                 data={
                     "license": release.license.slug,
                     "license_version": release.license.version,
-                    "renewal_of": renewal_of.public_id if renewal_of else None,
-                    "reconsent_of": reconsent_of.public_id if reconsent_of else None,
+                    "renewal_of": filing.renewal_of.public_id if filing.renewal_of else None,
+                    "reconsent_of": filing.reconsent_of.public_id if filing.reconsent_of else None,
                     "answers": sorted(question.key for question, _value in pairs),
-                    **(
-                        {
-                            "lab": lab.public_id,
-                            "all_members": bool(all_members),
-                            "members": sorted(u.email for u in covered),
-                        }
-                        if lab is not None
-                        else {}
-                    ),
+                    **lab_data,
                 },
             )
             if not draft:
@@ -250,8 +336,6 @@ def request_submit(
         if lab is not None:
             raise OpenRequestExists(_("The lab already has an open request for this release."), existing) from None
         raise OpenRequestExists(_("You already have an open request for this release."), existing) from None
-    if not draft and lab is None:
-        _maybe_auto_approve(actor, access_request)
     return access_request
 
 
@@ -637,16 +721,3 @@ def requests_decide_many(*, actor: Actor, public_ids: list[str], action: str, re
     for missing in set(public_ids) - set(done) - set(refused):
         refused[missing] = _("Not found.")
     return {"done": done, "refused": refused}
-
-
-def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
-    """A new request, linked to the old grant, with the earlier answers; it goes to the reviewer queue."""
-    user = require_user(actor)
-    if grant.lab_id is None and grant.user_id != user.pk:
-        raise NotFound(_("Not found."))
-    if grant.revoked_at is not None:
-        raise ServiceError(_("A revoked grant cannot be renewed; apply again instead."), "grant_revoked")
-    previous = grant.request
-    data = {name: getattr(previous, name) for name in REQUEST_FIELDS}
-    data["noncommercial_attested"] = True
-    return request_submit(actor=actor, release=grant.release, data=data, license_accepted=True, renewal_of=grant)

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from .. import webhooks
 from ..audit import audit
 from ..models import ModelRelease, WebhookDelivery, WebhookEndpoint, new_public_id
-from .base import INTERACTIVE_CREDENTIALS, Actor, Forbidden, ServiceError, clean
+from .base import Actor, ServiceError, clean, require_role
 
 MANAGE_PERMISSION = "access.manage_webhooks"
 
@@ -24,14 +24,12 @@ def can_manage_webhooks(user) -> bool:
 def require_webhook_manager(actor: Actor) -> None:
     """Admins (superusers) and whoever holds `manage_webhooks` (given to release managers in the admin), through
     the web with a recently entered password or the admin site; never with an API token."""
-    if actor.is_trusted:
-        return
-    if not can_manage_webhooks(actor.user) or actor.kind not in INTERACTIVE_CREDENTIALS:
-        raise Forbidden(_("Only admins and release managers may manage webhooks."))
-    if not actor.reauthenticated:
-        raise Forbidden(
-            _("Enter your password again to do this (it was entered too long ago)."), "reauthentication_required"
-        )
+    require_role(
+        actor,
+        holds=can_manage_webhooks,
+        refusal=_("Only admins and release managers may manage webhooks."),
+        tokens=False,
+    )
 
 
 def _url(url: str) -> str:

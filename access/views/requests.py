@@ -74,23 +74,24 @@ def apply(request, repo_id):
         )
     if request.method == "POST" and form.is_valid() and (coverage is None or coverage.is_valid()):
         data = {**form.cleaned_data, "country": form.cleaned_data["country"]}
-        lab_fields = {}
-        if coverage is not None:
-            lab_fields = {
-                "lab": lab,
-                "members": coverage.cleaned_data["members"],
-                "all_members": coverage.cleaned_data["all_members"],
-            }
+        application = {
+            "actor": actor_for(request),
+            "release": release,
+            "data": data,
+            "license_accepted": form.cleaned_data["accept_license"],
+            "answers": form.answers(),
+            "uploads": form.uploads(),
+        }
         try:
-            access_request = services.request_submit(
-                actor=actor_for(request),
-                release=release,
-                data=data,
-                license_accepted=form.cleaned_data["accept_license"],
-                answers=form.answers(),
-                uploads=form.uploads(),
-                **lab_fields,
-            )
+            if coverage is None:
+                access_request = services.request_submit(**application)
+            else:
+                access_request = services.request_submit_for_lab(
+                    **application,
+                    lab=lab,
+                    members=coverage.cleaned_data["members"],
+                    all_members=coverage.cleaned_data["all_members"],
+                )
         except services.OpenRequestExists as exc:
             messages.info(request, str(exc))
             if exc.existing is not None:
