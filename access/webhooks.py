@@ -7,8 +7,9 @@ one that commits is delivered even if the broker was away (the sweep finds it).
 
 Delivery (`deliver`) claims the delivery with a compare-and-set, so two workers never send the same attempt; signs
 the JSON body with the `standardwebhooks` library (`webhook-id` is the same for every attempt of a delivery, the
-timestamp and signature are fresh); POSTs it to an address checked again at send time (https only, every resolved
-address public — or inside WEBHOOK_ALLOWED_NETWORKS —, connected to the checked address so DNS cannot change in
+timestamp and signature are fresh); POSTs it to an address checked again at send time by the rule registration
+uses (`refusal`: https only, every resolved address public — or inside WEBHOOK_ALLOWED_NETWORKS —, an IPv6 address
+that carries an IPv4 address judged by that address too; connected to the checked address so DNS cannot change in
 between, no redirects, short timeouts); logs the attempt; and on failure schedules the next one with exponential
 backoff until WEBHOOK_RETRY_WINDOW_SECONDS have passed. An endpoint that has failed every attempt for
 WEBHOOK_DISABLE_AFTER_SECONDS is disabled and its owner emailed.
@@ -24,6 +25,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext as _
 from standardwebhooks import Webhook
 
 from . import emails, metrics
@@ -168,37 +171,137 @@ def _allowed(ip) -> bool:
     return any(ip in network for network in settings.WEBHOOK_ALLOWED_NETWORKS)
 
 
+def _public(ip) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """An IPv6 prefix whose addresses carry an IPv4 address, where that address sits, and what it means.
+
+    `kind` says how a webhook to such an address travels:
+      "is"       the address is the IPv4 address (the host's own stack connects to it over IPv4): judged as it;
+      "reaches"  a NAT64 gateway translates it to the IPv4 address, which alone decides (the IPv6 prefix is only
+                 the way there; RFC 6052 forbids the well-known prefix for non-global IPv4 addresses anyway);
+      "via"      a 6to4 router at the IPv4 address forwards to a host behind it: that IPv4 address must be
+                 public, and the IPv6 address is judged like any other;
+      "never"    refused whatever it carries."""
+
+    form: str
+    network: ipaddress.IPv6Network
+    kind: str
+    ipv4: Callable[[ipaddress.IPv6Address], list[ipaddress.IPv4Address]]
+
+
+def _last_32_bits(ip) -> list:
+    return [ipaddress.IPv4Address(ip.packed[12:])]
+
+
+def _rfc6052(length: int):
+    """Where RFC 6052 (section 2.2) puts the IPv4 address under a NAT64 prefix of this length: right after the
+    prefix, skipping bits 64-71 (which must be zero; an address with anything there carries no IPv4 address)."""
+
+    def ipv4(ip) -> list:
+        if length == 96:
+            return _last_32_bits(ip)
+        if ip.packed[8]:
+            return []
+        octets = ip.packed[:8] + ip.packed[9:]
+        return [ipaddress.IPv4Address(octets[length // 8 : length // 8 + 4])]
+
+    return ipv4
+
+
+# The transition forms (RFC 6052 NAT64 and RFC 8215 local-use NAT64, RFC 3056 6to4, RFC 4380 Teredo, RFC 4291
+# IPv4-compatible and IPv4-mapped). Python's `is_global` calls several of them global whatever they carry, so
+# this table decides, before it. A network's own NAT64 prefixes (WEBHOOK_NAT64_PREFIXES) come first.
+TRANSITION_PREFIXES = (
+    Embedding("IPv4-mapped", ipaddress.IPv6Network("::ffff:0:0/96"), "is", _last_32_bits),
+    Embedding("NAT64", ipaddress.IPv6Network("64:ff9b::/96"), "reaches", _last_32_bits),
+    # Local use: where the IPv4 address sits is each network's choice, so unlisted it cannot be read.
+    Embedding("local-use NAT64", ipaddress.IPv6Network("64:ff9b:1::/48"), "never", lambda ip: []),
+    Embedding("6to4", ipaddress.IPv6Network("2002::/16"), "via", lambda ip: [ip.sixtofour]),
+    # A tunnel to a host behind NAT (server and client addresses), never a webhook receiver.
+    Embedding("Teredo", ipaddress.IPv6Network("2001::/32"), "never", lambda ip: list(ip.teredo)),
+    # Deprecated since 2006: only a hostile resolver answers one (a host's `sit` tunnel would send it over IPv4).
+    Embedding("IPv4-compatible", ipaddress.IPv6Network("::/96"), "never", _last_32_bits),
+)
+
+
+def embedding(ip) -> Embedding | None:
+    """The transition form of an IPv6 address, if it has one."""
+    if ip.version != 6:
+        return None
+    for prefix in settings.WEBHOOK_NAT64_PREFIXES:
+        if ip in prefix:
+            return Embedding("NAT64", prefix, "reaches", _rfc6052(prefix.prefixlen))
+    return next((form for form in TRANSITION_PREFIXES if ip in form.network), None)
+
+
+def embedded_ipv4(ip) -> list:
+    """The IPv4 addresses an IPv6 address carries, read where its form puts them; [] for any other address."""
+    form = embedding(ip)
+    return form.ipv4(ip) if form else []
+
+
+def refusal(host: str, ip, *, https: bool) -> tuple[str | None, object]:
+    """Whether a webhook may go to `ip`, one of the addresses `host` resolved to: (None, the address to connect
+    to), or (why not, None). The one rule for registration and for every attempt.
+
+    WEBHOOK_ALLOWED_NETWORKS lets chosen networks in, over plain http too. Otherwise: https, to a public address;
+    an IPv6 address that carries an IPv4 address is also judged by that address, as its form says."""
+    form = embedding(ip)
+    carried = form.ipv4(ip) if form else []
+    names = {"host": host, "ip": ip}
+    if form is not None and form.kind == "is":
+        ip = carried[0]
+    if _allowed(ip):
+        return None, ip
+    if not https:
+        return _("Webhook URLs must be https:// URLs."), None
+    if form is not None and (form.kind == "never" or not carried):
+        return _("%(host)s resolves to %(ip)s (%(form)s); webhooks are not sent to such addresses.") % {
+            **names,
+            "form": form.form,
+        }, None
+    for ipv4 in carried:
+        if not _public(ipv4):
+            return _(
+                "%(host)s resolves to %(ip)s, which reaches %(ipv4)s (%(form)s), a private, loopback or link-local "
+                "address."
+            ) % {**names, "ipv4": ipv4, "form": form.form}, None
+    # A NAT64 address goes where its IPv4 address goes; any other is judged itself too.
+    if (form is None or form.kind == "via") and not _public(ip):
+        return _("%(host)s resolves to %(ip)s, a private, loopback or link-local address.") % names, None
+    return None, ip
+
+
 def check_url(url: str) -> Target:
-    """Where a webhook URL really points, refusing anything but https to public addresses. Every address the host
-    resolves to is checked (one private address among public ones is refused), and the caller connects to the
-    address checked here. WEBHOOK_ALLOWED_NETWORKS lets chosen networks in, over plain http too."""
+    """Where a webhook URL really points, refusing anything but https to public addresses (`refusal`). Every
+    address the host resolves to is checked (one private address among public ones is refused), and the caller
+    connects to the address checked here."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise UnsafeUrl("This is not a valid URL.") from None
+        raise UnsafeUrl(_("This is not a valid URL.")) from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise UnsafeUrl("Webhook URLs must be https:// URLs.")
+        raise UnsafeUrl(_("Webhook URLs must be https:// URLs."))
     if parts.username or parts.password:
-        raise UnsafeUrl("Webhook URLs cannot carry a user name or password.")
+        raise UnsafeUrl(_("Webhook URLs cannot carry a user name or password."))
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise UnsafeUrl(f"{parts.hostname} does not resolve.") from None
+        raise UnsafeUrl(_("%(host)s does not resolve.") % {"host": parts.hostname}) from None
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        ip = getattr(ip, "ipv4_mapped", None) or ip
-        if _allowed(ip):
-            addresses.append(ip)
-            continue
-        if parts.scheme != "https":
-            raise UnsafeUrl("Webhook URLs must be https:// URLs.")
-        if not ip.is_global or ip.is_multicast:
-            raise UnsafeUrl(f"{parts.hostname} resolves to {ip}, a private, loopback or link-local address.")
-        addresses.append(ip)
+        why, address = refusal(parts.hostname, ip, https=parts.scheme == "https")
+        if why:
+            raise UnsafeUrl(why)
+        addresses.append(address)
     if not addresses:
-        raise UnsafeUrl(f"{parts.hostname} does not resolve.")
+        raise UnsafeUrl(_("%(host)s does not resolve.") % {"host": parts.hostname})
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, parts.hostname, port, path, str(addresses[0]))
 

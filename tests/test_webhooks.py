@@ -4,6 +4,11 @@ verifies every signature with the standardwebhooks library, through a real Celer
 import ipaddress
 import itertools
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -197,6 +202,184 @@ def test_the_check_is_made_again_when_sending(local_ok, as_manager, gated, revie
     settings.WEBHOOK_ALLOWED_NETWORKS = []  # as if DNS now pointed the host somewhere private
     outcome = webhooks.post(hook, "msg_x", {"type": "t"})
     assert not outcome.ok and outcome.code is None and "https://" in outcome.error
+
+
+# --- IPv6 forms that carry an IPv4 address ------------------------------------------------------------------
+
+# Each reaches the IPv4 address it embeds (through a NAT64 gateway, a 6to4 relay, a Teredo server, or the
+# host's own stack), so each is judged by that address.
+EMBEDDING_PRIVATE = [
+    "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix → 169.254.169.254 (cloud metadata)
+    "64:ff9b::7f00:1",  # NAT64 → 127.0.0.1
+    "64:ff9b::10.1.2.3",  # NAT64 → 10.1.2.3
+    "64:ff9b:1::a9fe:a9fe",  # NAT64 local-use prefix
+    "64:ff9b:1:a9fe:a9:fe00::",  # the same, as a /48 network-specific prefix would place it
+    "2002:a9fe:a9fe::1",  # 6to4 → 169.254.169.254
+    "2002:7f00:1::1",  # 6to4 → 127.0.0.1
+    "::a9fe:a9fe",  # IPv4-compatible → 169.254.169.254
+    "::10.1.2.3",  # IPv4-compatible → 10.1.2.3
+    "::ffff:a9fe:a9fe",  # IPv4-mapped → 169.254.169.254
+    "2001:0:a9fe:a9fe::1",  # Teredo, server 169.254.169.254
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1 (stored inverted)
+]
+
+
+def resolving(monkeypatch, host: str, address: str):
+    """`host` resolves to `address` (as getaddrinfo answers); every other name resolves as usual."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name, port, *args, **kwargs):
+        if name != host:
+            return real(name, port, *args, **kwargs)
+        ip = ipaddress.ip_address(address)
+        if ip.version == 6:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port or 443, 0, 0))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PRIVATE)
+def test_it_refuses_ipv6_forms_that_embed_a_private_ipv4_when_registering(address, as_manager, client, manager):
+    url = f"https://[{address}]/hook"
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(url)
+    with pytest.raises(services.ServiceError) as exc:
+        endpoint(as_manager, url=url)
+    assert (exc.value.code, exc.value.field) == ("unsafe_url", "url")
+    login_recently(client, manager)
+    refused = client.post("/webhooks/", {"url": url})
+    assert refused.status_code == 200 and 'id="errors-url"' in refused.content.decode()
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PRIVATE)
+def test_a_name_that_resolves_to_such_a_form_is_refused_when_registering(address, as_manager, monkeypatch):
+    resolving(monkeypatch, "hooks.example.org", address)
+    with pytest.raises(services.ServiceError) as exc:
+        endpoint(as_manager, url="https://hooks.example.org/in")
+    assert exc.value.field == "url" and str(ipaddress.ip_address(address)) in str(exc.value)
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PRIVATE)
+def test_a_name_that_resolves_to_such_a_form_at_send_time_is_not_posted_to(
+    address, as_manager, gated, reviewer, monkeypatch
+):
+    resolving(monkeypatch, "hooks.example.org", "93.184.215.14")
+    hook = endpoint(as_manager, url="https://hooks.example.org/in")[0]
+    services.request_reject(
+        actor=services.Actor(user=reviewer), access_request=AccessRequestFactory(release=gated), reason="No."
+    )
+    delivery = WebhookDelivery.objects.get(endpoint=hook)
+    resolving(monkeypatch, "hooks.example.org", address)  # the name's owner points it elsewhere after registering
+    outcome = webhooks.post(hook, delivery.webhook_id, delivery.payload)
+    assert not outcome.ok and outcome.code is None and outcome.latency_ms is None  # no connection was made
+    assert str(ipaddress.ip_address(address)) in outcome.error
+    webhooks.deliver(delivery_id=delivery.pk)
+    attempt = WebhookAttempt.objects.get(delivery=delivery)
+    assert not attempt.succeeded and attempt.response_code is None and attempt.error == outcome.error
+
+
+@pytest.mark.parametrize(
+    ("address", "connects_to"),
+    [
+        ("64:ff9b::5db8:d70e", "64:ff9b::5db8:d70e"),  # NAT64 to 93.184.215.14: what DNS64 answers on IPv6-only hosts
+        ("64:ff9b::93.184.215.14", "64:ff9b::5db8:d70e"),
+        ("::ffff:93.184.215.14", "93.184.215.14"),  # IPv4-mapped: that IPv4 address itself
+        ("2002:5db8:d70e::1", "2002:5db8:d70e::1"),  # 6to4 behind a public IPv4 address
+    ],
+)
+def test_a_public_ipv4_inside_nat64_6to4_or_a_mapped_address_is_allowed(address, connects_to, as_manager, monkeypatch):
+    assert webhooks.check_url(f"https://[{address}]/hook").address == connects_to
+    resolving(monkeypatch, "hooks.example.org", address)
+    assert webhooks.check_url("https://hooks.example.org/in").address == connects_to
+    hook, _ = endpoint(as_manager, url="https://hooks.example.org/in")
+    assert hook.pk
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::93.184.215.14",  # IPv4-compatible: deprecated since 2006, no host has one
+        "2001:0:4136:e378:8000:63bf:a247:28f1",  # Teredo, server 65.54.227.120, client 93.184.215.14
+        "64:ff9b:1::5db8:d70e",  # local-use NAT64: where its IPv4 sits is the network's choice
+    ],
+)
+def test_forms_whose_ipv4_is_not_where_the_connection_goes_are_refused_even_when_public(address, as_manager):
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(f"https://[{address}]/hook")
+
+
+# RFC 6052, section 2.4: 192.0.2.33 under a network-specific prefix of each allowed length.
+RFC6052_EXAMPLES = [
+    ("2001:db8::/32", "2001:db8:c000:221::"),
+    ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
+    ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
+    ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
+    ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
+    ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
+]
+
+
+def nat64(prefix: str, ipv4: str) -> str:
+    """The address RFC 6052 gives `ipv4` under `prefix` (bits 64-71 stay zero)."""
+    network = ipaddress.ip_network(prefix)
+    octets = ipaddress.ip_address(ipv4).packed
+    if network.prefixlen == 96:
+        return str(ipaddress.ip_address(network.network_address.packed[:12] + octets))
+    head = network.network_address.packed[: network.prefixlen // 8] + octets
+    head = head[:8] + b"\0" + head[8:]
+    return str(ipaddress.ip_address(head.ljust(16, b"\0")))
+
+
+@pytest.mark.parametrize(("prefix", "example"), RFC6052_EXAMPLES)
+def test_a_networks_own_nat64_prefix_is_unwrapped_at_the_place_rfc_6052_gives_its_length(
+    prefix, example, settings, as_manager, monkeypatch
+):
+    assert nat64(prefix, "192.0.2.33") == str(ipaddress.ip_address(example))  # the helper agrees with the RFC
+    settings.WEBHOOK_NAT64_PREFIXES = [ipaddress.ip_network(prefix)]
+    assert webhooks.embedded_ipv4(ipaddress.ip_address(example)) == [ipaddress.ip_address("192.0.2.33")]
+    for private in ("169.254.169.254", "127.0.0.1", "10.1.2.3", "192.0.2.33"):
+        with pytest.raises(webhooks.UnsafeUrl, match=re.escape(private)):
+            webhooks.check_url(f"https://[{nat64(prefix, private)}]/hook")
+    public = nat64(prefix, "93.184.215.14")
+    assert webhooks.check_url(f"https://[{public}]/hook").address == public
+    resolving(monkeypatch, "hooks.example.org", nat64(prefix, "169.254.169.254"))
+    with pytest.raises(services.ServiceError):
+        endpoint(as_manager, url="https://hooks.example.org/in")
+    settings.WEBHOOK_NAT64_PREFIXES = []  # unlisted, the prefix is a documentation range: refused as not public
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(f"https://[{public}]/hook")
+
+
+def test_a_listed_local_use_nat64_prefix_is_unwrapped_as_listed(settings):
+    settings.WEBHOOK_NAT64_PREFIXES = [ipaddress.ip_network("64:ff9b:1:ab00::/56")]
+    public = nat64("64:ff9b:1:ab00::/56", "93.184.215.14")
+    assert webhooks.check_url(f"https://[{public}]/hook").address == public
+    with pytest.raises(webhooks.UnsafeUrl, match=re.escape("169.254.169.254")):
+        webhooks.check_url(f"https://[{nat64('64:ff9b:1:ab00::/56', '169.254.169.254')}]/hook")
+    with pytest.raises(webhooks.UnsafeUrl):  # the rest of the local-use /48 is still refused
+        webhooks.check_url("https://[64:ff9b:1::5db8:d70e]/hook")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2001:db8::/80", "32, 40, 48, 56, 64 or 96"),
+        ("192.0.2.0/24", "IPv6"),
+        ("not-a-prefix", "WEBHOOK_NAT64_PREFIXES"),
+    ],
+)
+def test_a_nat64_prefix_of_another_length_stops_the_process(value, message):
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.WEBHOOK_NAT64_PREFIXES)"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "WEBHOOK_NAT64_PREFIXES": value},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr, result.stderr[-500:]
 
 
 # --- Secrets and who manages endpoints ---------------------------------------------------------------------
