@@ -14,6 +14,11 @@ between, no redirects, short timeouts); logs the attempt; and on failure schedul
 backoff until WEBHOOK_RETRY_WINDOW_SECONDS have passed. An endpoint that has failed every attempt for
 WEBHOOK_DISABLE_AFTER_SECONDS is disabled and its owner emailed.
 
+Deliveries run on their own Celery queue (settings.CELERY_TASK_ROUTES: `webhooks`, consumed by webhook workers
+only), so an endpoint that does not answer holds a webhook worker and never grant issuance, emails or reminders.
+Among endpoints, a circuit breaker (`endpoint_turn`) keeps a failing one from holding the webhook workers: after a
+failure it gets no attempt for a pause, then one attempt at a time, while other endpoints' deliveries go by.
+
 Payloads carry ids and states only: no names, emails, reasons, secrets or signed URLs.
 """
 
@@ -74,6 +79,8 @@ CLAIM_SECONDS = 120
 COUNTDOWN_MAX_SECONDS = 600
 # The sweep leaves a due delivery this long to its own message before enqueuing it again.
 SWEEP_GRACE_SECONDS = 30
+# The longest a failing endpoint rests between attempts (the circuit breaker's pause grows up to this).
+BREAKER_MAX_PAUSE_SECONDS = 3600
 USER_AGENT = "model-access-portal-webhooks/1"
 
 
@@ -325,6 +332,15 @@ def sign(endpoint: WebhookEndpoint, msg_id: str, body: str, when: datetime) -> d
     }
 
 
+def _connect_seconds() -> float:
+    return min(3.0, settings.WEBHOOK_TIMEOUT_SECONDS)
+
+
+def attempt_seconds() -> float:
+    """The longest one attempt can take (connecting, then WEBHOOK_TIMEOUT_SECONDS for the whole answer)."""
+    return _connect_seconds() + settings.WEBHOOK_TIMEOUT_SECONDS
+
+
 def post(endpoint: WebhookEndpoint, msg_id: str, payload: dict) -> Outcome:
     """One signed POST. Never raises: whatever goes wrong is the attempt's outcome."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
@@ -339,9 +355,8 @@ def post(endpoint: WebhookEndpoint, msg_id: str, payload: dict) -> Outcome:
         "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
     }
     # `total` bounds the whole exchange: a receiver dripping one byte at a time cannot hold a worker.
-    connect = min(3.0, settings.WEBHOOK_TIMEOUT_SECONDS)
     timeout = urllib3.Timeout(
-        connect=connect, read=settings.WEBHOOK_TIMEOUT_SECONDS, total=connect + settings.WEBHOOK_TIMEOUT_SECONDS
+        connect=_connect_seconds(), read=settings.WEBHOOK_TIMEOUT_SECONDS, total=attempt_seconds()
     )
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
@@ -379,9 +394,50 @@ def retry_delay(attempts: int) -> float:
     return settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)
 
 
+def breaker_pause(failing_for: timedelta) -> float:
+    """Seconds a failing endpoint rests after a failed attempt: as long as it has been failing, from
+    WEBHOOK_RETRY_BASE_SECONDS up to BREAKER_MAX_PAUSE_SECONDS, so the pauses about double, as one delivery's
+    retries do (and a lone delivery's schedule is unchanged: its next retry is never sooner than the pause)."""
+    seconds = max(settings.WEBHOOK_RETRY_BASE_SECONDS, failing_for.total_seconds())
+    return min(seconds, max(BREAKER_MAX_PAUSE_SECONDS, settings.WEBHOOK_RETRY_BASE_SECONDS))
+
+
+def endpoint_turn(endpoint_id: int, *, now: datetime | None = None) -> datetime | None:
+    """Whether a delivery may be attempted at this endpoint now (None), or when to come back: the circuit breaker.
+
+    An endpoint that answers takes every delivery at once. One that is failing takes none until the pause after
+    its last failure is over, then one at a time: the attempt that gets the turn holds the endpoint for the
+    longest an attempt can take, and the others come back after it. So endpoints that do not answer hold at most
+    one webhook worker each, once per pause, and every other endpoint's deliveries go by."""
+    now = now or timezone.now()
+    if not WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).exists():
+        return None
+    held = now + timedelta(seconds=attempt_seconds() + 5)
+    turn = WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).filter(
+        Q(paused_until__isnull=True) | Q(paused_until__lte=now)
+    )
+    if turn.update(paused_until=held):
+        return None
+    endpoint = WebhookEndpoint.objects.only("failing_since", "paused_until").get(pk=endpoint_id)
+    if endpoint.failing_since is None or endpoint.paused_until is None:
+        return None  # it answered meanwhile
+    return endpoint.paused_until
+
+
+def defer(delivery: WebhookDelivery, *, until: datetime) -> WebhookDelivery:
+    """Put a claimed delivery back, without an attempt, until its endpoint's turn."""
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=until)
+    delay = max(0.0, (until - timezone.now()).total_seconds())
+    if delay <= COUNTDOWN_MAX_SECONDS:
+        webhook_deliver.enqueue(delivery.pk, countdown=delay)
+    delivery.next_attempt_at = until
+    return delivery
+
+
 def deliver(*, delivery_id: int) -> WebhookDelivery | None:
     """Make the attempt that is due, if it is still due (a duplicate message, or a sweep that raced a
-    countdown, finds it claimed or done and does nothing)."""
+    countdown, finds it claimed or done and does nothing), and if its endpoint's breaker lets it (otherwise the
+    delivery waits for the endpoint's turn, no attempt made)."""
     now = timezone.now()
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, status__in=[D.PENDING, D.RETRYING], next_attempt_at__lte=now, endpoint__active=True
@@ -389,6 +445,9 @@ def deliver(*, delivery_id: int) -> WebhookDelivery | None:
     if not claimed:
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    turn = endpoint_turn(delivery.endpoint_id, now=now)
+    if turn is not None:
+        return defer(delivery, until=turn)
     outcome = post(delivery.endpoint, delivery.webhook_id, delivery.payload)
     metrics.WEBHOOKS.labels(delivery.event_type, "sent" if outcome.ok else "failed").inc()
     return record(delivery, outcome, at=now)
@@ -413,19 +472,22 @@ def record(delivery: WebhookDelivery, outcome: Outcome, *, at: datetime) -> Webh
         delay = None
         if outcome.ok:
             delivery.status, delivery.next_attempt_at = D.SUCCEEDED, None
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None, paused_until=None)
         else:
-            delay = retry_delay(delivery.attempts)
+            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=at)
+            endpoint.refresh_from_db(fields=["failing_since"])
+            now = timezone.now()
+            paused_until = now + timedelta(seconds=breaker_pause(now - (endpoint.failing_since or at)))
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(paused_until=paused_until)
+            delay = max(retry_delay(delivery.attempts), (paused_until - now).total_seconds())
             window_ends = (delivery.scheduled_at or delivery.created_at) + timedelta(
                 seconds=settings.WEBHOOK_RETRY_WINDOW_SECONDS
             )
-            if timezone.now() + timedelta(seconds=delay) > window_ends:
+            if now + timedelta(seconds=delay) > window_ends:
                 delivery.status, delivery.next_attempt_at, delay = D.FAILED, None, None
             else:
                 delivery.status = D.RETRYING
-                delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=at)
-            endpoint.refresh_from_db(fields=["failing_since"])
+                delivery.next_attempt_at = now + timedelta(seconds=delay)
             limit = timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_SECONDS)
             disable = endpoint.failing_since is not None and at - endpoint.failing_since >= limit
         delivery.save(

@@ -363,6 +363,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
+# Webhook deliveries, and the sweep that sends lost ones again, have a queue of their own, consumed only by
+# `celery -A portal worker --queues webhooks`: an endpoint that does not answer holds a webhook worker, never
+# grant issuance, emails or reminders (the default queue, which a plain `celery -A portal worker` consumes).
+# Routed by task name, so every way a delivery is sent (dispatch, retry, sweep, redelivery, beat) lands here.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+WEBHOOK_QUEUE = "webhooks"
+CELERY_TASK_ROUTES = {
+    "access.tasks.webhook_deliver": {"queue": WEBHOOK_QUEUE},
+    "access.tasks.webhooks_sweep": {"queue": WEBHOOK_QUEUE},
+}
 # How often beat looks for approvals whose grant never appeared, and how old such an approval must be.
 GRANT_RECONCILE_SECONDS = env.int("GRANT_RECONCILE_SECONDS", default=60)
 GRANT_RECONCILE_AFTER_SECONDS = env.int("GRANT_RECONCILE_AFTER_SECONDS", default=30)

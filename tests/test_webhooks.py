@@ -31,6 +31,8 @@ from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 LOCAL = ["127.0.0.0/8"]
+# One worker for grants, emails and webhooks, where a test is about delivery itself.
+BOTH_QUEUES = ["celery", "webhooks"]
 
 
 @pytest.fixture
@@ -482,7 +484,7 @@ def test_a_worker_delivers_signed_events_the_receiver_verifies(
     hook_worker_env, as_manager, receivers, gated, alice, reviewer
 ):
     hook, receiver = live_endpoint(as_manager, receivers)
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         request = AccessRequestFactory(applicant=alice, release=gated)
         services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
@@ -506,7 +508,7 @@ def test_a_receiver_that_fails_twice_gets_exactly_one_successful_delivery(
     hook_worker_env, as_manager, receivers, gated, reviewer
 ):
     _hook, receiver = live_endpoint(as_manager, receivers, fail=2)
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         request = AccessRequestFactory(release=gated)
         services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
@@ -535,7 +537,7 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_its_owner_emailed(
 ):
     hook_worker_env["WEBHOOK_DISABLE_AFTER_SECONDS"] = "2"
     hook, receiver = live_endpoint(as_manager, receivers, status=503)
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         request = AccessRequestFactory(release=gated)
         services.request_reject(actor=services.Actor(user=reviewer), access_request=request, reason="No.")
@@ -566,7 +568,7 @@ def test_redirects_are_not_followed_and_a_manual_redelivery_sends_the_same_id(
     assert (delivery.status, delivery.response_code, delivery.error) == ("failed", 302, "redirects are not followed")
     assert len(receiver.requests()) == 1  # the Location was not visited
 
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         login_recently(client, manager)
         response = client.post(f"/webhooks/{hook.public_id}/", {"action": "redeliver", "delivery": delivery.public_id})
@@ -611,3 +613,149 @@ def test_license_acceptances_are_told_for_grants_and_lab_seats(local_ok, as_mana
     assert [p["data"]["grant"]["lab"] for p in told] == [None, lab.public_id]
     assert all(p["data"]["license"]["version"] == "1.1" for p in told)
     assert "max@uni.example" not in json.dumps(told) and "alice" not in json.dumps(told)
+
+
+# --- An endpoint that does not answer holds up nothing else ------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_endpoints_that_never_answer_hold_a_webhook_worker_but_never_a_grant(
+    hook_worker_env, as_manager, receivers, gated, alice, reviewer
+):
+    hook_worker_env["WEBHOOK_TIMEOUT_SECONDS"] = "60"  # longer than this test: the endpoints never answer in it
+    dead = [live_endpoint(as_manager, receivers, hold=True)[1] for _ in range(3)]
+    # The workers production runs (README, Deploy at scale): the default queue, and the webhooks queue.
+    webhook_worker = CeleryWorker(hook_worker_env, queues=["webhooks"]).start()
+    worker = CeleryWorker(hook_worker_env).start()
+    try:
+        services.request_reject(
+            actor=services.Actor(user=reviewer), access_request=AccessRequestFactory(release=gated), reason="No."
+        )
+        # The webhook worker has taken a delivery and waits for an endpoint that does not answer.
+        wait_until(lambda: sum(len(r.requests()) for r in dead) == 1, timeout=30)
+        request = AccessRequestFactory(applicant=alice, release=gated)
+        services.request_approve(actor=services.Actor(user=reviewer), access_request=request)
+        grant = wait_until(lambda: Grant.objects.filter(request=request).first(), timeout=30)
+        wait_until(lambda: OutboundEmail.objects.filter(dedupe_key=f"grant-issued:{grant.pk}").exists(), timeout=30)
+        assert sum(len(r.requests()) for r in dead) == 1  # ...while the webhook worker is still held
+        assert not WebhookAttempt.objects.exists()
+        waiting = set(WebhookDelivery.objects.values_list("event_type", flat=True))
+        assert waiting == {"access_request.rejected", "access_request.approved", "grant.issued"}
+        for receiver in dead:  # the endpoints come back: every delivery is attempted, and delivered
+            receiver.release()
+        wait_until(lambda: WebhookDelivery.objects.filter(status="succeeded").count() == 9, timeout=60)
+    finally:
+        worker.stop()
+        webhook_worker.stop()
+    assert all(len(r.requests()) == 3 and all(e["verified"] for e in r.requests()) for r in dead)
+    handled = webhook_worker.output()  # "Task <name>[<id>] received" for each message a worker took
+    assert "access.tasks.webhook_deliver[" in handled and "access.tasks.grant_issue[" not in handled
+    assert "access.tasks.grant_issue[" in worker.output() and "access.tasks.webhook_deliver[" not in worker.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_and_the_sweep_that_finds_lost_ones_go_to_the_webhooks_queue(
+    celery_broker, local_ok, as_manager, gated, reviewer, manager
+):
+    import redis
+
+    queues = redis.Redis.from_url(celery_broker.url)
+    hook = endpoint(as_manager)[0]
+    services.request_reject(  # dispatch: one delivery, enqueued on commit
+        actor=services.Actor(user=reviewer), access_request=AccessRequestFactory(release=gated), reason="No."
+    )
+    delivery = WebhookDelivery.objects.get(endpoint=hook)
+    emails = queues.llen("celery")  # the applicant's email
+    assert queues.llen("webhooks") == 1 and emails >= 1
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=5))
+    assert webhooks.sweep() == [delivery.pk]  # its message was lost: the sweep sends it again
+    services.webhook_redeliver(actor=as_manager, delivery=delivery)
+    assert (queues.llen("webhooks"), queues.llen("celery")) == (3, emails)
+    from portal.celery import app
+
+    beat = app.send_task("access.tasks.webhooks_sweep")  # as beat sends its schedule
+    assert beat.id and queues.llen("webhooks") == 4
+    routes = app.conf.task_routes
+    assert routes["access.tasks.webhook_deliver"] == routes["access.tasks.webhooks_sweep"] == {"queue": "webhooks"}
+
+
+def never_answers():
+    """A TCP listener that accepts connections (the kernel does) and never reads or answers."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"
+
+
+def test_a_failing_endpoint_waits_out_a_pause_and_is_tried_one_delivery_at_a_time(
+    local_ok, as_manager, gated, reviewer, receivers, settings
+):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    listener, url = never_answers()
+    dead = endpoint(as_manager, url=url)[0]
+    healthy, receiver = live_endpoint(as_manager, receivers)
+    for _ in range(3):
+        services.request_reject(
+            actor=services.Actor(user=reviewer), access_request=AccessRequestFactory(release=gated), reason="No."
+        )
+    first, second, third = WebhookDelivery.objects.filter(endpoint=dead).order_by("id")
+    try:
+        webhooks.deliver(delivery_id=first.pk)  # times out: the endpoint is failing from now on
+        dead.refresh_from_db()
+        assert dead.failing_since is not None and dead.paused_until > timezone.now()
+        deferred = webhooks.deliver(delivery_id=second.pk)  # no attempt while the pause lasts
+        assert (deferred.attempts, deferred.status, deferred.next_attempt_at) == (0, "pending", dead.paused_until)
+        assert list(WebhookAttempt.objects.values_list("delivery", flat=True)) == [first.pk]
+        for delivery in WebhookDelivery.objects.filter(endpoint=healthy):  # other endpoints are not held up
+            assert webhooks.deliver(delivery_id=delivery.pk).status == "succeeded"
+        assert len(receiver.requests()) == 3
+        # The pause is over: one delivery at a time may try the endpoint (it holds it while it tries).
+        WebhookEndpoint.objects.filter(pk=dead.pk).update(paused_until=timezone.now())
+        assert webhooks.endpoint_turn(dead.pk) is None
+        held = webhooks.endpoint_turn(dead.pk)
+        assert held is not None and held > timezone.now()
+        WebhookDelivery.objects.filter(pk=third.pk).update(next_attempt_at=timezone.now())
+        assert webhooks.deliver(delivery_id=third.pk).attempts == 0  # deferred: another attempt holds the turn
+        assert WebhookAttempt.objects.filter(delivery__endpoint=dead).count() == 1
+        # An answer closes the breaker: every delivery to the endpoint goes at once again.
+        WebhookEndpoint.objects.filter(pk=dead.pk).update(url=healthy.url, secret_salt=healthy.secret_salt)
+        for delivery in (second, third):
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+        WebhookEndpoint.objects.filter(pk=dead.pk).update(paused_until=timezone.now())
+        assert webhooks.deliver(delivery_id=second.pk).status == "succeeded"
+        dead.refresh_from_db()
+        assert (dead.failing_since, dead.paused_until) == (None, None)
+        assert webhooks.deliver(delivery_id=third.pk).status == "succeeded"
+    finally:
+        listener.close()
+
+
+def test_a_manual_redelivery_ends_the_pause_of_a_failing_endpoint(local_ok, as_manager, gated, reviewer):
+    hook = endpoint(as_manager)[0]
+    services.request_reject(
+        actor=services.Actor(user=reviewer), access_request=AccessRequestFactory(release=gated), reason="No."
+    )
+    now = timezone.now()
+    WebhookEndpoint.objects.filter(pk=hook.pk).update(failing_since=now, paused_until=now + timedelta(hours=1))
+    services.webhook_redeliver(actor=as_manager, delivery=WebhookDelivery.objects.get())
+    assert WebhookEndpoint.objects.get(pk=hook.pk).paused_until is None  # a person asked for it now
+
+
+def test_healthz_and_metrics_show_when_nothing_consumes_the_webhooks_queue(
+    local_ok, as_manager, gated, reviewer, client, settings, local_storage
+):
+    hook = endpoint(as_manager)[0]
+    services.request_reject(
+        actor=services.Actor(user=reviewer), access_request=AccessRequestFactory(release=gated), reason="No."
+    )
+    health = client.get("/healthz").json()
+    assert health["webhooks"]["stalled"] is False and health["webhooks"]["waiting"] == 1
+    # No webhook worker: the delivery's time came ten minutes ago and nothing took it (nor ran the sweep).
+    WebhookDelivery.objects.filter(endpoint=hook).update(next_attempt_at=timezone.now() - timedelta(minutes=10))
+    response = client.get("/healthz")
+    assert response.status_code == 200  # a stalled queue does not take web processes out of a load balancer
+    assert response.json()["webhooks"]["stalled"] is True
+    assert response.json()["webhooks"]["oldest_due_seconds"] >= 600
+    settings.METRICS_TOKEN = "scrape"
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape").content.decode()
+    line = next(line for line in scraped.splitlines() if line.startswith("portal_webhook_oldest_due_seconds "))
+    assert float(line.split()[1]) >= 600
