@@ -4,11 +4,13 @@ for Python's own str.splitlines(), so they are treated as the line breaks they a
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from access import emails, services
 from access.models import AccessRequest, Lab
 from access.services.notifications import request_notify
+from access.text import LINE_BREAKS, clean_text, one_line, plain_lines
 from tests.factories import ANSWERS, AccessRequestFactory, ReleaseFactory, token_secret
 from tests.support.auth import login_recently
 
@@ -19,6 +21,42 @@ SEPARATORS = (LS, PS)
 FORM = {**ANSWERS, "accept_license": "on", "noncommercial_attested": "on"}
 BODY = {**ANSWERS, "repo_id": "facebook/opt-175b", "accept_license": True, "noncommercial_attested": True}
 INTENDED_USE = f"First paragraph: {ANSWERS['intended_use']}{PS}Second paragraph: the results are published openly."
+
+
+# --- The rule in memory: every character str.splitlines() breaks a line at ---------------------------------
+
+
+@pytest.mark.parametrize("ch", sorted(LINE_BREAKS))
+def test_one_line_fields_refuse_every_kind_of_line_break(ch):
+    assert f"a{ch}b".splitlines() == ["a", "b"]  # the table is what Python (and mail libraries) split on
+    with pytest.raises(ValidationError) as exc:
+        clean_text(f"Alice{ch}Example", multiline=False, name=True)
+    assert exc.value.code == "line_breaks"
+
+
+@pytest.mark.parametrize(
+    ("ch", "kept"),
+    [("\n", "\n"), ("\r\n", "\r\n"), (LS, "\n"), (PS, "\n")],
+)
+def test_multi_line_fields_keep_newlines_and_take_the_two_separators_as_newlines(ch, kept):
+    assert clean_text(f"first{ch}second", multiline=True) == f"first{kept}second"
+
+
+@pytest.mark.parametrize("ch", ["\x0b", "\x0c", "\x85", "\x1c", "\x1d", "\x1e"])
+def test_multi_line_fields_refuse_the_line_breaks_that_are_control_characters(ch):
+    with pytest.raises(ValidationError) as exc:
+        clean_text(f"first{ch}second", multiline=True)
+    assert exc.value.code == "control_characters"
+
+
+def test_what_emails_render_has_newlines_only_and_subjects_one_line():
+    text = "".join(f"line{n}{ch}" for n, ch in enumerate(sorted(LINE_BREAKS)))
+    assert not set(plain_lines(text)) & (LINE_BREAKS - {"\n", "\r"})
+    assert plain_lines(text).splitlines() == text.splitlines()
+    assert one_line(f"  New request{LS}from Alice\n") == "New request from Alice"
+
+
+# --- Through the channels ------------------------------------------------------------------------------------
 
 
 @pytest.fixture
