@@ -1,4 +1,8 @@
-"""Emails are subject/text/html template triplets under templates/emails/<name>.{subject.txt,txt,html}."""
+"""Emails are subject/text/html template triplets under templates/emails/<name>.{subject.txt,txt,html}.
+
+What people wrote reaches emails only through the free-text rule (access.text); rendering applies its line-break
+half once more to the whole message, so a row stored before the rule, or written by code that went around it,
+cannot put a U+2028 (or any line break but a newline) into a body, nor any line break into a subject."""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ from django.utils import translation
 from . import metrics
 from .models import OutboundEmail
 from .site import site_name
+from .text import one_line, plain_lines
 
 
 def render(template: str, context: dict) -> tuple[str, str, str]:
     context = {"site_url": settings.SITE_URL, "site_name": site_name(), **context}
-    subject = render_to_string(f"emails/{template}.subject.txt", context).strip().replace("\n", " ")
-    text = render_to_string(f"emails/{template}.txt", context)
-    html = render_to_string(f"emails/{template}.html", context)
+    subject = one_line(render_to_string(f"emails/{template}.subject.txt", context))
+    text = plain_lines(render_to_string(f"emails/{template}.txt", context))
+    html = plain_lines(render_to_string(f"emails/{template}.html", context))
     return settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + subject, text, html
 
 

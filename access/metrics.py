@@ -18,6 +18,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from . import selectors
 from .models import AccessRequest, Grant, WebhookDelivery, WebhookEndpoint
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -79,6 +80,12 @@ class StateCollector:
         )
         yield GaugeMetricFamily(
             "portal_webhook_deliveries_waiting", "Webhook deliveries not yet delivered", value=due.count()
+        )
+        yield GaugeMetricFamily(
+            "portal_webhook_oldest_due_seconds",
+            "How long the oldest webhook delivery whose time has come has waited for a webhook worker (0 when none "
+            "waits); it grows without bound when nothing consumes the webhooks queue",
+            value=selectors.webhook_queue_state()["oldest_due_seconds"],
         )
         yield GaugeMetricFamily(
             "portal_webhook_endpoints_disabled",

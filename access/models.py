@@ -1045,6 +1045,8 @@ class WebhookEndpoint(TimeStamped):
     disabled_reason = models.CharField(max_length=300, blank=True)
     # The first failed attempt since the last success; an endpoint failing for long enough is disabled.
     failing_since = models.DateTimeField(null=True, blank=True)
+    # While failing: no attempt before this (the pause after its last failure, or the one attempt in flight).
+    paused_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

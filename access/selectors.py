@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
-from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, F, Min, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from .models import (
     ReleaseRevision,
     RequestAnswer,
     User,
+    WebhookDelivery,
 )
 from .storage import Location, UnknownMirror, locations
 
@@ -346,3 +347,25 @@ def admin_labs(*, user) -> list[Lab]:
     if user is None or not user.is_authenticated:
         return []
     return [m.lab for m in user_labs(user=user) if m.role in (LabMembership.Role.OWNER, LabMembership.Role.ADMIN)]
+
+
+# A delivery whose time came this long ago and that no webhook worker has taken: nothing consumes the webhooks
+# queue, or far too little (a lost message is sent again by the sweep within about 90 s).
+WEBHOOK_STALLED_AFTER_SECONDS = 300
+
+
+def webhook_queue_state(*, now: datetime | None = None) -> dict:
+    """What waits for the webhook workers: deliveries not yet delivered to switched-on endpoints, and how long
+    the oldest one whose time has come has been waiting (`stalled` past WEBHOOK_STALLED_AFTER_SECONDS). Read
+    from the database, so it holds whatever the broker: a queue nothing consumes shows as deliveries that wait."""
+    now = now or timezone.now()
+    waiting = WebhookDelivery.objects.filter(
+        status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRYING], endpoint__active=True
+    )
+    oldest = waiting.filter(next_attempt_at__lte=now).aggregate(t=Min("next_attempt_at"))["t"]
+    oldest_due = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    return {
+        "waiting": waiting.count(),
+        "oldest_due_seconds": round(oldest_due, 1),
+        "stalled": oldest_due > WEBHOOK_STALLED_AFTER_SECONDS,
+    }

@@ -7,11 +7,17 @@ one that commits is delivered even if the broker was away (the sweep finds it).
 
 Delivery (`deliver`) claims the delivery with a compare-and-set, so two workers never send the same attempt; signs
 the JSON body with the `standardwebhooks` library (`webhook-id` is the same for every attempt of a delivery, the
-timestamp and signature are fresh); POSTs it to an address checked again at send time (https only, every resolved
-address public — or inside WEBHOOK_ALLOWED_NETWORKS —, connected to the checked address so DNS cannot change in
+timestamp and signature are fresh); POSTs it to an address checked again at send time by the rule registration
+uses (`refusal`: https only, every resolved address public — or inside WEBHOOK_ALLOWED_NETWORKS —, an IPv6 address
+that carries an IPv4 address judged by that address too; connected to the checked address so DNS cannot change in
 between, no redirects, short timeouts); logs the attempt; and on failure schedules the next one with exponential
 backoff until WEBHOOK_RETRY_WINDOW_SECONDS have passed. An endpoint that has failed every attempt for
 WEBHOOK_DISABLE_AFTER_SECONDS is disabled and its owner emailed.
+
+Deliveries run on their own Celery queue (settings.CELERY_TASK_ROUTES: `webhooks`, consumed by webhook workers
+only), so an endpoint that does not answer holds a webhook worker and never grant issuance, emails or reminders.
+Among endpoints, a circuit breaker (`endpoint_turn`) keeps a failing one from holding the webhook workers: after a
+failure it gets no attempt for a pause, then one attempt at a time, while other endpoints' deliveries go by.
 
 Payloads carry ids and states only: no names, emails, reasons, secrets or signed URLs.
 """
@@ -24,6 +30,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -34,6 +41,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext as _
 from standardwebhooks import Webhook
 
 from . import emails, metrics
@@ -71,6 +79,8 @@ CLAIM_SECONDS = 120
 COUNTDOWN_MAX_SECONDS = 600
 # The sweep leaves a due delivery this long to its own message before enqueuing it again.
 SWEEP_GRACE_SECONDS = 30
+# The longest a failing endpoint rests between attempts (the circuit breaker's pause grows up to this).
+BREAKER_MAX_PAUSE_SECONDS = 3600
 USER_AGENT = "model-access-portal-webhooks/1"
 
 
@@ -168,37 +178,137 @@ def _allowed(ip) -> bool:
     return any(ip in network for network in settings.WEBHOOK_ALLOWED_NETWORKS)
 
 
+def _public(ip) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """An IPv6 prefix whose addresses carry an IPv4 address, where that address sits, and what it means.
+
+    `kind` says how a webhook to such an address travels:
+      "is"       the address is the IPv4 address (the host's own stack connects to it over IPv4): judged as it;
+      "reaches"  a NAT64 gateway translates it to the IPv4 address, which alone decides (the IPv6 prefix is only
+                 the way there; RFC 6052 forbids the well-known prefix for non-global IPv4 addresses anyway);
+      "via"      a 6to4 router at the IPv4 address forwards to a host behind it: that IPv4 address must be
+                 public, and the IPv6 address is judged like any other;
+      "never"    refused whatever it carries."""
+
+    form: str
+    network: ipaddress.IPv6Network
+    kind: str
+    ipv4: Callable[[ipaddress.IPv6Address], list[ipaddress.IPv4Address]]
+
+
+def _last_32_bits(ip) -> list:
+    return [ipaddress.IPv4Address(ip.packed[12:])]
+
+
+def _rfc6052(length: int):
+    """Where RFC 6052 (section 2.2) puts the IPv4 address under a NAT64 prefix of this length: right after the
+    prefix, skipping bits 64-71 (which must be zero; an address with anything there carries no IPv4 address)."""
+
+    def ipv4(ip) -> list:
+        if length == 96:
+            return _last_32_bits(ip)
+        if ip.packed[8]:
+            return []
+        octets = ip.packed[:8] + ip.packed[9:]
+        return [ipaddress.IPv4Address(octets[length // 8 : length // 8 + 4])]
+
+    return ipv4
+
+
+# The transition forms (RFC 6052 NAT64 and RFC 8215 local-use NAT64, RFC 3056 6to4, RFC 4380 Teredo, RFC 4291
+# IPv4-compatible and IPv4-mapped). Python's `is_global` calls several of them global whatever they carry, so
+# this table decides, before it. A network's own NAT64 prefixes (WEBHOOK_NAT64_PREFIXES) come first.
+TRANSITION_PREFIXES = (
+    Embedding("IPv4-mapped", ipaddress.IPv6Network("::ffff:0:0/96"), "is", _last_32_bits),
+    Embedding("NAT64", ipaddress.IPv6Network("64:ff9b::/96"), "reaches", _last_32_bits),
+    # Local use: where the IPv4 address sits is each network's choice, so unlisted it cannot be read.
+    Embedding("local-use NAT64", ipaddress.IPv6Network("64:ff9b:1::/48"), "never", lambda ip: []),
+    Embedding("6to4", ipaddress.IPv6Network("2002::/16"), "via", lambda ip: [ip.sixtofour]),
+    # A tunnel to a host behind NAT (server and client addresses), never a webhook receiver.
+    Embedding("Teredo", ipaddress.IPv6Network("2001::/32"), "never", lambda ip: list(ip.teredo)),
+    # Deprecated since 2006: only a hostile resolver answers one (a host's `sit` tunnel would send it over IPv4).
+    Embedding("IPv4-compatible", ipaddress.IPv6Network("::/96"), "never", _last_32_bits),
+)
+
+
+def embedding(ip) -> Embedding | None:
+    """The transition form of an IPv6 address, if it has one."""
+    if ip.version != 6:
+        return None
+    for prefix in settings.WEBHOOK_NAT64_PREFIXES:
+        if ip in prefix:
+            return Embedding("NAT64", prefix, "reaches", _rfc6052(prefix.prefixlen))
+    return next((form for form in TRANSITION_PREFIXES if ip in form.network), None)
+
+
+def embedded_ipv4(ip) -> list:
+    """The IPv4 addresses an IPv6 address carries, read where its form puts them; [] for any other address."""
+    form = embedding(ip)
+    return form.ipv4(ip) if form else []
+
+
+def refusal(host: str, ip, *, https: bool) -> tuple[str | None, object]:
+    """Whether a webhook may go to `ip`, one of the addresses `host` resolved to: (None, the address to connect
+    to), or (why not, None). The one rule for registration and for every attempt.
+
+    WEBHOOK_ALLOWED_NETWORKS lets chosen networks in, over plain http too. Otherwise: https, to a public address;
+    an IPv6 address that carries an IPv4 address is also judged by that address, as its form says."""
+    form = embedding(ip)
+    carried = form.ipv4(ip) if form else []
+    names = {"host": host, "ip": ip}
+    if form is not None and form.kind == "is":
+        ip = carried[0]
+    if _allowed(ip):
+        return None, ip
+    if not https:
+        return _("Webhook URLs must be https:// URLs."), None
+    if form is not None and (form.kind == "never" or not carried):
+        return _("%(host)s resolves to %(ip)s (%(form)s); webhooks are not sent to such addresses.") % {
+            **names,
+            "form": form.form,
+        }, None
+    for ipv4 in carried:
+        if not _public(ipv4):
+            return _(
+                "%(host)s resolves to %(ip)s, which reaches %(ipv4)s (%(form)s), a private, loopback or link-local "
+                "address."
+            ) % {**names, "ipv4": ipv4, "form": form.form}, None
+    # A NAT64 address goes where its IPv4 address goes; any other is judged itself too.
+    if (form is None or form.kind == "via") and not _public(ip):
+        return _("%(host)s resolves to %(ip)s, a private, loopback or link-local address.") % names, None
+    return None, ip
+
+
 def check_url(url: str) -> Target:
-    """Where a webhook URL really points, refusing anything but https to public addresses. Every address the host
-    resolves to is checked (one private address among public ones is refused), and the caller connects to the
-    address checked here. WEBHOOK_ALLOWED_NETWORKS lets chosen networks in, over plain http too."""
+    """Where a webhook URL really points, refusing anything but https to public addresses (`refusal`). Every
+    address the host resolves to is checked (one private address among public ones is refused), and the caller
+    connects to the address checked here."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise UnsafeUrl("This is not a valid URL.") from None
+        raise UnsafeUrl(_("This is not a valid URL.")) from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise UnsafeUrl("Webhook URLs must be https:// URLs.")
+        raise UnsafeUrl(_("Webhook URLs must be https:// URLs."))
     if parts.username or parts.password:
-        raise UnsafeUrl("Webhook URLs cannot carry a user name or password.")
+        raise UnsafeUrl(_("Webhook URLs cannot carry a user name or password."))
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise UnsafeUrl(f"{parts.hostname} does not resolve.") from None
+        raise UnsafeUrl(_("%(host)s does not resolve.") % {"host": parts.hostname}) from None
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        ip = getattr(ip, "ipv4_mapped", None) or ip
-        if _allowed(ip):
-            addresses.append(ip)
-            continue
-        if parts.scheme != "https":
-            raise UnsafeUrl("Webhook URLs must be https:// URLs.")
-        if not ip.is_global or ip.is_multicast:
-            raise UnsafeUrl(f"{parts.hostname} resolves to {ip}, a private, loopback or link-local address.")
-        addresses.append(ip)
+        why, address = refusal(parts.hostname, ip, https=parts.scheme == "https")
+        if why:
+            raise UnsafeUrl(why)
+        addresses.append(address)
     if not addresses:
-        raise UnsafeUrl(f"{parts.hostname} does not resolve.")
+        raise UnsafeUrl(_("%(host)s does not resolve.") % {"host": parts.hostname})
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, parts.hostname, port, path, str(addresses[0]))
 
@@ -222,6 +332,15 @@ def sign(endpoint: WebhookEndpoint, msg_id: str, body: str, when: datetime) -> d
     }
 
 
+def _connect_seconds() -> float:
+    return min(3.0, settings.WEBHOOK_TIMEOUT_SECONDS)
+
+
+def attempt_seconds() -> float:
+    """The longest one attempt can take (connecting, then WEBHOOK_TIMEOUT_SECONDS for the whole answer)."""
+    return _connect_seconds() + settings.WEBHOOK_TIMEOUT_SECONDS
+
+
 def post(endpoint: WebhookEndpoint, msg_id: str, payload: dict) -> Outcome:
     """One signed POST. Never raises: whatever goes wrong is the attempt's outcome."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
@@ -236,9 +355,8 @@ def post(endpoint: WebhookEndpoint, msg_id: str, payload: dict) -> Outcome:
         "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
     }
     # `total` bounds the whole exchange: a receiver dripping one byte at a time cannot hold a worker.
-    connect = min(3.0, settings.WEBHOOK_TIMEOUT_SECONDS)
     timeout = urllib3.Timeout(
-        connect=connect, read=settings.WEBHOOK_TIMEOUT_SECONDS, total=connect + settings.WEBHOOK_TIMEOUT_SECONDS
+        connect=_connect_seconds(), read=settings.WEBHOOK_TIMEOUT_SECONDS, total=attempt_seconds()
     )
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
@@ -276,9 +394,50 @@ def retry_delay(attempts: int) -> float:
     return settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)
 
 
+def breaker_pause(failing_for: timedelta) -> float:
+    """Seconds a failing endpoint rests after a failed attempt: as long as it has been failing, from
+    WEBHOOK_RETRY_BASE_SECONDS up to BREAKER_MAX_PAUSE_SECONDS, so the pauses about double, as one delivery's
+    retries do (and a lone delivery's schedule is unchanged: its next retry is never sooner than the pause)."""
+    seconds = max(settings.WEBHOOK_RETRY_BASE_SECONDS, failing_for.total_seconds())
+    return min(seconds, max(BREAKER_MAX_PAUSE_SECONDS, settings.WEBHOOK_RETRY_BASE_SECONDS))
+
+
+def endpoint_turn(endpoint_id: int, *, now: datetime | None = None) -> datetime | None:
+    """Whether a delivery may be attempted at this endpoint now (None), or when to come back: the circuit breaker.
+
+    An endpoint that answers takes every delivery at once. One that is failing takes none until the pause after
+    its last failure is over, then one at a time: the attempt that gets the turn holds the endpoint for the
+    longest an attempt can take, and the others come back after it. So endpoints that do not answer hold at most
+    one webhook worker each, once per pause, and every other endpoint's deliveries go by."""
+    now = now or timezone.now()
+    if not WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).exists():
+        return None
+    held = now + timedelta(seconds=attempt_seconds() + 5)
+    turn = WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).filter(
+        Q(paused_until__isnull=True) | Q(paused_until__lte=now)
+    )
+    if turn.update(paused_until=held):
+        return None
+    endpoint = WebhookEndpoint.objects.only("failing_since", "paused_until").get(pk=endpoint_id)
+    if endpoint.failing_since is None or endpoint.paused_until is None:
+        return None  # it answered meanwhile
+    return endpoint.paused_until
+
+
+def defer(delivery: WebhookDelivery, *, until: datetime) -> WebhookDelivery:
+    """Put a claimed delivery back, without an attempt, until its endpoint's turn."""
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=until)
+    delay = max(0.0, (until - timezone.now()).total_seconds())
+    if delay <= COUNTDOWN_MAX_SECONDS:
+        webhook_deliver.enqueue(delivery.pk, countdown=delay)
+    delivery.next_attempt_at = until
+    return delivery
+
+
 def deliver(*, delivery_id: int) -> WebhookDelivery | None:
     """Make the attempt that is due, if it is still due (a duplicate message, or a sweep that raced a
-    countdown, finds it claimed or done and does nothing)."""
+    countdown, finds it claimed or done and does nothing), and if its endpoint's breaker lets it (otherwise the
+    delivery waits for the endpoint's turn, no attempt made)."""
     now = timezone.now()
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, status__in=[D.PENDING, D.RETRYING], next_attempt_at__lte=now, endpoint__active=True
@@ -286,6 +445,9 @@ def deliver(*, delivery_id: int) -> WebhookDelivery | None:
     if not claimed:
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    turn = endpoint_turn(delivery.endpoint_id, now=now)
+    if turn is not None:
+        return defer(delivery, until=turn)
     outcome = post(delivery.endpoint, delivery.webhook_id, delivery.payload)
     metrics.WEBHOOKS.labels(delivery.event_type, "sent" if outcome.ok else "failed").inc()
     return record(delivery, outcome, at=now)
@@ -310,19 +472,22 @@ def record(delivery: WebhookDelivery, outcome: Outcome, *, at: datetime) -> Webh
         delay = None
         if outcome.ok:
             delivery.status, delivery.next_attempt_at = D.SUCCEEDED, None
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None, paused_until=None)
         else:
-            delay = retry_delay(delivery.attempts)
+            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=at)
+            endpoint.refresh_from_db(fields=["failing_since"])
+            now = timezone.now()
+            paused_until = now + timedelta(seconds=breaker_pause(now - (endpoint.failing_since or at)))
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(paused_until=paused_until)
+            delay = max(retry_delay(delivery.attempts), (paused_until - now).total_seconds())
             window_ends = (delivery.scheduled_at or delivery.created_at) + timedelta(
                 seconds=settings.WEBHOOK_RETRY_WINDOW_SECONDS
             )
-            if timezone.now() + timedelta(seconds=delay) > window_ends:
+            if now + timedelta(seconds=delay) > window_ends:
                 delivery.status, delivery.next_attempt_at, delay = D.FAILED, None, None
             else:
                 delivery.status = D.RETRYING
-                delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=at)
-            endpoint.refresh_from_db(fields=["failing_since"])
+                delivery.next_attempt_at = now + timedelta(seconds=delay)
             limit = timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_SECONDS)
             disable = endpoint.failing_since is not None and at - endpoint.failing_since >= limit
         delivery.save(

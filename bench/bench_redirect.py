@@ -175,7 +175,7 @@ def in_process(token: str, paths: list[str], n: int = 300) -> dict:
     queries = [q["sql"] for q in ctx.captured_queries]
     out = {"queries": queries}
     for name, urls in (("portal", portal), ("bare", bare)):
-        # Steady state, as under wrk: each path asked for once, so the process holds its rows (access.cache).
+        # Steady state, as under wrk: each path asked for once, so the process holds its rows (access.gate.loader).
         for url in urls:
             client.get(url, **auth)
         wall, cpu = [], []

@@ -277,7 +277,10 @@ class Bench:
         wait_http(f"{url}/healthz", procs=self.procs)
         return url, proc
 
-    def celery_worker(self, *, env: dict | None = None, concurrency: int = 2, include: str = "") -> subprocess.Popen:
+    def celery_worker(
+        self, *, env: dict | None = None, concurrency: int = 2, include: str = "", queues: str = "", name: str = "bench"
+    ) -> subprocess.Popen:
+        """`celery -A portal worker`: the default queue, or `queues` (e.g. "webhooks" for the webhook worker)."""
         cmd = [
             BIN / "celery",
             "-A",
@@ -291,12 +294,14 @@ class Bench:
             "--without-mingle",
             "--without-heartbeat",
             "--hostname",
-            f"bench-{os.getpid()}@%h",
+            f"{name}-{os.getpid()}@%h",
         ]
         if include:
             cmd += ["--include", include]
-        log = self.tmp / "celery.log"
-        return self.procs.start("celery worker", cmd, env=env or self.env(), log=log)
+        if queues:
+            cmd += ["--queues", queues]
+        log = self.tmp / f"celery-{name}.log"
+        return self.procs.start(f"celery worker {name}", cmd, env=env or self.env(), log=log)
 
     def nanio(self):
         """A real S3 server (tests/support/nanio.py); stopped and its data removed when the bench ends."""
@@ -442,10 +447,12 @@ def user_create(email: str, *, verified: bool = True):
     return user
 
 
-def token_create(user, name: str = "bench") -> str:
+def token_create(user, name: str = "bench", *, review: bool = False) -> str:
     from access import services
 
-    _, secret = services.token_create(actor=services.Actor(user=user, credential="bench"), name=name)
+    _, secret = services.token_create(
+        actor=services.Actor(user=user, credential="session", reauthenticated=True), name=name, review=review
+    )
     return secret
 
 
@@ -491,7 +498,7 @@ def reviewer_create(email: str = "reviewer@bench.example") -> tuple[object, str]
 
     user = user_create(email)
     services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user, verified=True)
-    return user, token_create(user, "reviewer")
+    return user, token_create(user, "reviewer", review=True)  # the review API takes tokens with reviewer access
 
 
 # ---------------------------------------------------------------------------------------------- numbers & output

@@ -371,6 +371,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
+# Webhook deliveries, and the sweep that sends lost ones again, have a queue of their own, consumed only by
+# `celery -A portal worker --queues webhooks`: an endpoint that does not answer holds a webhook worker, never
+# grant issuance, emails or reminders (the default queue, which a plain `celery -A portal worker` consumes).
+# Routed by task name, so every way a delivery is sent (dispatch, retry, sweep, redelivery, beat) lands here.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+WEBHOOK_QUEUE = "webhooks"
+CELERY_TASK_ROUTES = {
+    "access.tasks.webhook_deliver": {"queue": WEBHOOK_QUEUE},
+    "access.tasks.webhooks_sweep": {"queue": WEBHOOK_QUEUE},
+}
 # How often beat looks for approvals whose grant never appeared, and how old such an approval must be.
 GRANT_RECONCILE_SECONDS = env.int("GRANT_RECONCILE_SECONDS", default=60)
 GRANT_RECONCILE_AFTER_SECONDS = env.int("GRANT_RECONCILE_AFTER_SECONDS", default=30)
@@ -505,6 +515,20 @@ try:
     ]
 except ValueError as _exc:
     raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS must be a list of networks: {_exc}") from None
+# This network's own NAT64 prefixes (RFC 6052 network-specific prefixes, or its part of the local-use 64:ff9b:1::/48),
+# which no host can detect: webhooks to an address under one are judged by the IPv4 address RFC 6052 puts there for
+# the prefix's length. The well-known 64:ff9b::/96 is always read so (access.webhooks.TRANSITION_PREFIXES).
+try:
+    WEBHOOK_NAT64_PREFIXES = [
+        ipaddress.IPv6Network(n.strip()) for n in env.list("WEBHOOK_NAT64_PREFIXES", default=[]) if n.strip()
+    ]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"WEBHOOK_NAT64_PREFIXES must be a list of IPv6 prefixes: {_exc}") from None
+for _prefix in WEBHOOK_NAT64_PREFIXES:
+    if _prefix.prefixlen not in (32, 40, 48, 56, 64, 96):
+        raise ImproperlyConfigured(
+            f"WEBHOOK_NAT64_PREFIXES: {_prefix} is not a NAT64 prefix; RFC 6052 allows 32, 40, 48, 56, 64 or 96 bits."
+        )
 WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=5)
 WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
 WEBHOOK_RETRY_WINDOW_SECONDS = env.int("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600)

@@ -183,7 +183,13 @@ def run_dev_run(tmp_path, env):
     shutil.copy(ROOT / "scripts" / "dev-run", tmp_path / "scripts" / "dev-run")
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    stubs = {"python": "exit 0", "celery": "exec sleep 30", "gunicorn": 'env | grep "CACHE_URL=" | sort; exit 0'}
+    stubs = {
+        "python": "exit 0",
+        "celery": 'echo "celery $*"; exec sleep 30',
+        # Started last: give the workers a moment to write their command lines before everything stops.
+        "gunicorn": 'env | grep "CACHE_URL=" | sort; for i in 1 2 3 4 5 6 7 8 9 10; do '
+        '[ "$(cat var/celery*.log 2>/dev/null | grep -c "^celery ")" -ge 2 ] && break; sleep 0.1; done; exit 0',
+    }
     for name, body in stubs.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
@@ -222,3 +228,14 @@ def test_make_run_keeps_a_cache_given_to_it(tmp_path: Path, redis_port_6379):
     out = run_dev_run(tmp_path, {"CACHE_URL": "redis://cache.example:6379/3"})
     assert "CACHE_URL=redis://cache.example:6379/3\n" in out
     assert "THROTTLE_CACHE_URL" not in out  # the API counters fall back to that same cache
+
+
+def test_make_run_starts_a_worker_for_the_webhooks_queue(tmp_path, redis_port_6379):
+    out = run_dev_run(tmp_path, {})
+    logs = "".join(p.read_text() for p in (tmp_path / "var").glob("celery*.log"))
+    workers = [line for line in logs.splitlines() if line.startswith("celery -A portal worker")]
+    assert len(workers) == 2, logs
+    (default,) = [w for w in workers if "--beat" in w]
+    (webhooks,) = [w for w in workers if w is not default]
+    assert "--queues webhooks" in webhooks and "--queues celery" in default
+    assert "webhooks" in out and "celery-webhooks.log" in out

@@ -4,6 +4,11 @@ verifies every signature with the standardwebhooks library, through a real Celer
 import ipaddress
 import itertools
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -26,6 +31,8 @@ from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 LOCAL = ["127.0.0.0/8"]
+# One worker for grants, emails and webhooks, where a test is about delivery itself.
+BOTH_QUEUES = ["celery", "webhooks"]
 
 
 @pytest.fixture
@@ -207,6 +214,186 @@ def test_the_check_is_made_again_when_sending(local_ok, as_manager, gated, revie
     assert not outcome.ok and outcome.code is None and "https://" in outcome.error
 
 
+# --- IPv6 forms that carry an IPv4 address ------------------------------------------------------------------
+
+# Each reaches the IPv4 address it embeds (through a NAT64 gateway, a 6to4 relay, a Teredo server, or the
+# host's own stack), so each is judged by that address.
+EMBEDDING_PRIVATE = [
+    "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix → 169.254.169.254 (cloud metadata)
+    "64:ff9b::7f00:1",  # NAT64 → 127.0.0.1
+    "64:ff9b::10.1.2.3",  # NAT64 → 10.1.2.3
+    "64:ff9b:1::a9fe:a9fe",  # NAT64 local-use prefix
+    "64:ff9b:1:a9fe:a9:fe00::",  # the same, as a /48 network-specific prefix would place it
+    "2002:a9fe:a9fe::1",  # 6to4 → 169.254.169.254
+    "2002:7f00:1::1",  # 6to4 → 127.0.0.1
+    "::a9fe:a9fe",  # IPv4-compatible → 169.254.169.254
+    "::10.1.2.3",  # IPv4-compatible → 10.1.2.3
+    "::ffff:a9fe:a9fe",  # IPv4-mapped → 169.254.169.254
+    "2001:0:a9fe:a9fe::1",  # Teredo, server 169.254.169.254
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1 (stored inverted)
+]
+
+
+def resolving(monkeypatch, host: str, address: str):
+    """`host` resolves to `address` (as getaddrinfo answers); every other name resolves as usual."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name, port, *args, **kwargs):
+        if name != host:
+            return real(name, port, *args, **kwargs)
+        ip = ipaddress.ip_address(address)
+        if ip.version == 6:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port or 443, 0, 0))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PRIVATE)
+def test_it_refuses_ipv6_forms_that_embed_a_private_ipv4_when_registering(address, as_manager, client, manager):
+    url = f"https://[{address}]/hook"
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(url)
+    with pytest.raises(services.ServiceError) as exc:
+        endpoint(as_manager, url=url)
+    assert (exc.value.code, exc.value.field) == ("unsafe_url", "url")
+    login_recently(client, manager)
+    refused = client.post("/webhooks/", {"url": url})
+    assert refused.status_code == 200 and 'id="errors-url"' in refused.content.decode()
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PRIVATE)
+def test_a_name_that_resolves_to_such_a_form_is_refused_when_registering(address, as_manager, monkeypatch):
+    resolving(monkeypatch, "hooks.example.org", address)
+    with pytest.raises(services.ServiceError) as exc:
+        endpoint(as_manager, url="https://hooks.example.org/in")
+    assert exc.value.field == "url" and str(ipaddress.ip_address(address)) in str(exc.value)
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize("address", EMBEDDING_PRIVATE)
+def test_a_name_that_resolves_to_such_a_form_at_send_time_is_not_posted_to(
+    address, as_manager, gated, reviewer, monkeypatch
+):
+    resolving(monkeypatch, "hooks.example.org", "93.184.215.14")
+    hook = endpoint(as_manager, url="https://hooks.example.org/in")[0]
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=AccessRequestFactory(release=gated),
+        reason="No.",
+    )
+    delivery = WebhookDelivery.objects.get(endpoint=hook)
+    resolving(monkeypatch, "hooks.example.org", address)  # the name's owner points it elsewhere after registering
+    outcome = webhooks.post(hook, delivery.webhook_id, delivery.payload)
+    assert not outcome.ok and outcome.code is None and outcome.latency_ms is None  # no connection was made
+    assert str(ipaddress.ip_address(address)) in outcome.error
+    webhooks.deliver(delivery_id=delivery.pk)
+    attempt = WebhookAttempt.objects.get(delivery=delivery)
+    assert not attempt.succeeded and attempt.response_code is None and attempt.error == outcome.error
+
+
+@pytest.mark.parametrize(
+    ("address", "connects_to"),
+    [
+        ("64:ff9b::5db8:d70e", "64:ff9b::5db8:d70e"),  # NAT64 to 93.184.215.14: what DNS64 answers on IPv6-only hosts
+        ("64:ff9b::93.184.215.14", "64:ff9b::5db8:d70e"),
+        ("::ffff:93.184.215.14", "93.184.215.14"),  # IPv4-mapped: that IPv4 address itself
+        ("2002:5db8:d70e::1", "2002:5db8:d70e::1"),  # 6to4 behind a public IPv4 address
+    ],
+)
+def test_a_public_ipv4_inside_nat64_6to4_or_a_mapped_address_is_allowed(address, connects_to, as_manager, monkeypatch):
+    assert webhooks.check_url(f"https://[{address}]/hook").address == connects_to
+    resolving(monkeypatch, "hooks.example.org", address)
+    assert webhooks.check_url("https://hooks.example.org/in").address == connects_to
+    hook, _ = endpoint(as_manager, url="https://hooks.example.org/in")
+    assert hook.pk
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::93.184.215.14",  # IPv4-compatible: deprecated since 2006, no host has one
+        "2001:0:4136:e378:8000:63bf:a247:28f1",  # Teredo, server 65.54.227.120, client 93.184.215.14
+        "64:ff9b:1::5db8:d70e",  # local-use NAT64: where its IPv4 sits is the network's choice
+    ],
+)
+def test_forms_whose_ipv4_is_not_where_the_connection_goes_are_refused_even_when_public(address, as_manager):
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(f"https://[{address}]/hook")
+
+
+# RFC 6052, section 2.4: 192.0.2.33 under a network-specific prefix of each allowed length.
+RFC6052_EXAMPLES = [
+    ("2001:db8::/32", "2001:db8:c000:221::"),
+    ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
+    ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
+    ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
+    ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
+    ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
+]
+
+
+def nat64(prefix: str, ipv4: str) -> str:
+    """The address RFC 6052 gives `ipv4` under `prefix` (bits 64-71 stay zero)."""
+    network = ipaddress.ip_network(prefix)
+    octets = ipaddress.ip_address(ipv4).packed
+    if network.prefixlen == 96:
+        return str(ipaddress.ip_address(network.network_address.packed[:12] + octets))
+    head = network.network_address.packed[: network.prefixlen // 8] + octets
+    head = head[:8] + b"\0" + head[8:]
+    return str(ipaddress.ip_address(head.ljust(16, b"\0")))
+
+
+@pytest.mark.parametrize(("prefix", "example"), RFC6052_EXAMPLES)
+def test_a_networks_own_nat64_prefix_is_unwrapped_at_the_place_rfc_6052_gives_its_length(
+    prefix, example, settings, as_manager, monkeypatch
+):
+    assert nat64(prefix, "192.0.2.33") == str(ipaddress.ip_address(example))  # the helper agrees with the RFC
+    settings.WEBHOOK_NAT64_PREFIXES = [ipaddress.ip_network(prefix)]
+    assert webhooks.embedded_ipv4(ipaddress.ip_address(example)) == [ipaddress.ip_address("192.0.2.33")]
+    for private in ("169.254.169.254", "127.0.0.1", "10.1.2.3", "192.0.2.33"):
+        with pytest.raises(webhooks.UnsafeUrl, match=re.escape(private)):
+            webhooks.check_url(f"https://[{nat64(prefix, private)}]/hook")
+    public = nat64(prefix, "93.184.215.14")
+    assert webhooks.check_url(f"https://[{public}]/hook").address == public
+    resolving(monkeypatch, "hooks.example.org", nat64(prefix, "169.254.169.254"))
+    with pytest.raises(services.ServiceError):
+        endpoint(as_manager, url="https://hooks.example.org/in")
+    settings.WEBHOOK_NAT64_PREFIXES = []  # unlisted, the prefix is a documentation range: refused as not public
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(f"https://[{public}]/hook")
+
+
+def test_a_listed_local_use_nat64_prefix_is_unwrapped_as_listed(settings):
+    settings.WEBHOOK_NAT64_PREFIXES = [ipaddress.ip_network("64:ff9b:1:ab00::/56")]
+    public = nat64("64:ff9b:1:ab00::/56", "93.184.215.14")
+    assert webhooks.check_url(f"https://[{public}]/hook").address == public
+    with pytest.raises(webhooks.UnsafeUrl, match=re.escape("169.254.169.254")):
+        webhooks.check_url(f"https://[{nat64('64:ff9b:1:ab00::/56', '169.254.169.254')}]/hook")
+    with pytest.raises(webhooks.UnsafeUrl):  # the rest of the local-use /48 is still refused
+        webhooks.check_url("https://[64:ff9b:1::5db8:d70e]/hook")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2001:db8::/80", "32, 40, 48, 56, 64 or 96"),
+        ("192.0.2.0/24", "IPv6"),
+        ("not-a-prefix", "WEBHOOK_NAT64_PREFIXES"),
+    ],
+)
+def test_a_nat64_prefix_of_another_length_stops_the_process(value, message):
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.WEBHOOK_NAT64_PREFIXES)"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "WEBHOOK_NAT64_PREFIXES": value},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr, result.stderr[-500:]
+
+
 # --- Secrets and who manages endpoints ---------------------------------------------------------------------
 
 
@@ -307,7 +494,7 @@ def test_a_worker_delivers_signed_events_the_receiver_verifies(
     hook_worker_env, as_manager, receivers, gated, alice, reviewer
 ):
     hook, receiver = live_endpoint(as_manager, receivers)
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         request = AccessRequestFactory(applicant=alice, release=gated)
         services.request_approve(
@@ -333,7 +520,7 @@ def test_a_receiver_that_fails_twice_gets_exactly_one_successful_delivery(
     hook_worker_env, as_manager, receivers, gated, reviewer
 ):
     _hook, receiver = live_endpoint(as_manager, receivers, fail=2)
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         request = AccessRequestFactory(release=gated)
         services.request_reject(
@@ -366,7 +553,7 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_its_owner_emailed(
 ):
     hook_worker_env["WEBHOOK_DISABLE_AFTER_SECONDS"] = "2"
     hook, receiver = live_endpoint(as_manager, receivers, status=503)
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         request = AccessRequestFactory(release=gated)
         services.request_reject(
@@ -405,7 +592,7 @@ def test_redirects_are_not_followed_and_a_manual_redelivery_sends_the_same_id(
     assert (delivery.status, delivery.response_code, delivery.error) == ("failed", 302, "redirects are not followed")
     assert len(receiver.requests()) == 1  # the Location was not visited
 
-    worker = CeleryWorker(hook_worker_env).start()
+    worker = CeleryWorker(hook_worker_env, queues=BOTH_QUEUES).start()
     try:
         login_recently(client, manager)
         response = client.post(f"/webhooks/{hook.public_id}/", {"action": "redeliver", "delivery": delivery.public_id})
@@ -456,3 +643,161 @@ def test_license_acceptances_are_told_for_grants_and_lab_seats(local_ok, as_mana
     assert [p["data"]["grant"]["lab"] for p in told] == [None, lab.public_id]
     assert all(p["data"]["license"]["version"] == "1.1" for p in told)
     assert "max@uni.example" not in json.dumps(told) and "alice" not in json.dumps(told)
+
+
+# --- An endpoint that does not answer holds up nothing else ------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_endpoints_that_never_answer_hold_a_webhook_worker_but_never_a_grant(
+    hook_worker_env, as_manager, receivers, gated, alice, reviewer
+):
+    hook_worker_env["WEBHOOK_TIMEOUT_SECONDS"] = "60"  # longer than this test: the endpoints never answer in it
+    dead = [live_endpoint(as_manager, receivers, hold=True)[1] for _ in range(3)]
+    # The workers production runs (README, Deploy at scale): the default queue, and the webhooks queue.
+    webhook_worker = CeleryWorker(hook_worker_env, queues=["webhooks"]).start()
+    worker = CeleryWorker(hook_worker_env).start()
+    try:
+        services.request_reject(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            access_request=AccessRequestFactory(release=gated),
+            reason="No.",
+        )
+        # The webhook worker has taken a delivery and waits for an endpoint that does not answer.
+        wait_until(lambda: sum(len(r.requests()) for r in dead) == 1, timeout=30)
+        request = AccessRequestFactory(applicant=alice, release=gated)
+        services.request_approve(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+        )
+        grant = wait_until(lambda: Grant.objects.filter(request=request).first(), timeout=30)
+        wait_until(lambda: OutboundEmail.objects.filter(dedupe_key=f"grant-issued:{grant.pk}").exists(), timeout=30)
+        assert sum(len(r.requests()) for r in dead) == 1  # ...while the webhook worker is still held
+        assert not WebhookAttempt.objects.exists()
+        waiting = set(WebhookDelivery.objects.values_list("event_type", flat=True))
+        assert waiting == {"access_request.rejected", "access_request.approved", "grant.issued"}
+        for receiver in dead:  # the endpoints come back: every delivery is attempted, and delivered
+            receiver.release()
+        wait_until(lambda: WebhookDelivery.objects.filter(status="succeeded").count() == 9, timeout=60)
+    finally:
+        worker.stop()
+        webhook_worker.stop()
+    assert all(len(r.requests()) == 3 and all(e["verified"] for e in r.requests()) for r in dead)
+    handled = webhook_worker.output()  # "Task <name>[<id>] received" for each message a worker took
+    assert "access.tasks.webhook_deliver[" in handled and "access.tasks.grant_issue[" not in handled
+    assert "access.tasks.grant_issue[" in worker.output() and "access.tasks.webhook_deliver[" not in worker.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_and_the_sweep_that_finds_lost_ones_go_to_the_webhooks_queue(
+    celery_broker, local_ok, as_manager, gated, reviewer, manager
+):
+    import redis
+
+    queues = redis.Redis.from_url(celery_broker.url)
+    hook = endpoint(as_manager)[0]
+    services.request_reject(  # dispatch: one delivery, enqueued on commit
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=AccessRequestFactory(release=gated),
+        reason="No.",
+    )
+    delivery = WebhookDelivery.objects.get(endpoint=hook)
+    emails = queues.llen("celery")  # the applicant's email
+    assert queues.llen("webhooks") == 1 and emails >= 1
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=5))
+    assert webhooks.sweep() == [delivery.pk]  # its message was lost: the sweep sends it again
+    services.webhook_redeliver(actor=as_manager, delivery=delivery)
+    assert (queues.llen("webhooks"), queues.llen("celery")) == (3, emails)
+    from portal.celery import app
+
+    beat = app.send_task("access.tasks.webhooks_sweep")  # as beat sends its schedule
+    assert beat.id and queues.llen("webhooks") == 4
+    routes = app.conf.task_routes
+    assert routes["access.tasks.webhook_deliver"] == routes["access.tasks.webhooks_sweep"] == {"queue": "webhooks"}
+
+
+def never_answers():
+    """A TCP listener that accepts connections (the kernel does) and never reads or answers."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"
+
+
+def test_a_failing_endpoint_waits_out_a_pause_and_is_tried_one_delivery_at_a_time(
+    local_ok, as_manager, gated, reviewer, receivers, settings
+):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    listener, url = never_answers()
+    dead = endpoint(as_manager, url=url)[0]
+    healthy, receiver = live_endpoint(as_manager, receivers)
+    for _ in range(3):
+        services.request_reject(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            access_request=AccessRequestFactory(release=gated),
+            reason="No.",
+        )
+    first, second, third = WebhookDelivery.objects.filter(endpoint=dead).order_by("id")
+    try:
+        webhooks.deliver(delivery_id=first.pk)  # times out: the endpoint is failing from now on
+        dead.refresh_from_db()
+        assert dead.failing_since is not None and dead.paused_until > timezone.now()
+        deferred = webhooks.deliver(delivery_id=second.pk)  # no attempt while the pause lasts
+        assert (deferred.attempts, deferred.status, deferred.next_attempt_at) == (0, "pending", dead.paused_until)
+        assert list(WebhookAttempt.objects.values_list("delivery", flat=True)) == [first.pk]
+        for delivery in WebhookDelivery.objects.filter(endpoint=healthy):  # other endpoints are not held up
+            assert webhooks.deliver(delivery_id=delivery.pk).status == "succeeded"
+        assert len(receiver.requests()) == 3
+        # The pause is over: one delivery at a time may try the endpoint (it holds it while it tries).
+        WebhookEndpoint.objects.filter(pk=dead.pk).update(paused_until=timezone.now())
+        assert webhooks.endpoint_turn(dead.pk) is None
+        held = webhooks.endpoint_turn(dead.pk)
+        assert held is not None and held > timezone.now()
+        WebhookDelivery.objects.filter(pk=third.pk).update(next_attempt_at=timezone.now())
+        assert webhooks.deliver(delivery_id=third.pk).attempts == 0  # deferred: another attempt holds the turn
+        assert WebhookAttempt.objects.filter(delivery__endpoint=dead).count() == 1
+        # An answer closes the breaker: every delivery to the endpoint goes at once again.
+        WebhookEndpoint.objects.filter(pk=dead.pk).update(url=healthy.url, secret_salt=healthy.secret_salt)
+        for delivery in (second, third):
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+        WebhookEndpoint.objects.filter(pk=dead.pk).update(paused_until=timezone.now())
+        assert webhooks.deliver(delivery_id=second.pk).status == "succeeded"
+        dead.refresh_from_db()
+        assert (dead.failing_since, dead.paused_until) == (None, None)
+        assert webhooks.deliver(delivery_id=third.pk).status == "succeeded"
+    finally:
+        listener.close()
+
+
+def test_a_manual_redelivery_ends_the_pause_of_a_failing_endpoint(local_ok, as_manager, gated, reviewer):
+    hook = endpoint(as_manager)[0]
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=AccessRequestFactory(release=gated),
+        reason="No.",
+    )
+    now = timezone.now()
+    WebhookEndpoint.objects.filter(pk=hook.pk).update(failing_since=now, paused_until=now + timedelta(hours=1))
+    services.webhook_redeliver(actor=as_manager, delivery=WebhookDelivery.objects.get())
+    assert WebhookEndpoint.objects.get(pk=hook.pk).paused_until is None  # a person asked for it now
+
+
+def test_healthz_and_metrics_show_when_nothing_consumes_the_webhooks_queue(
+    local_ok, as_manager, gated, reviewer, client, settings, local_storage
+):
+    hook = endpoint(as_manager)[0]
+    services.request_reject(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=AccessRequestFactory(release=gated),
+        reason="No.",
+    )
+    health = client.get("/healthz").json()
+    assert health["webhooks"]["stalled"] is False and health["webhooks"]["waiting"] == 1
+    # No webhook worker: the delivery's time came ten minutes ago and nothing took it (nor ran the sweep).
+    WebhookDelivery.objects.filter(endpoint=hook).update(next_attempt_at=timezone.now() - timedelta(minutes=10))
+    response = client.get("/healthz")
+    assert response.status_code == 200  # a stalled queue does not take web processes out of a load balancer
+    assert response.json()["webhooks"]["stalled"] is True
+    assert response.json()["webhooks"]["oldest_due_seconds"] >= 600
+    settings.METRICS_TOKEN = "scrape"
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape").content.decode()
+    line = next(line for line in scraped.splitlines() if line.startswith("portal_webhook_oldest_due_seconds "))
+    assert float(line.split()[1]) >= 600

@@ -82,12 +82,15 @@ def webhook_endpoint_set_active(*, actor: Actor, endpoint: WebhookEndpoint, acti
         locked.active = active
         if active:
             locked.disabled_at, locked.disabled_reason, locked.failing_since = None, "", None
+            locked.paused_until = None
         else:
             locked.disabled_at, locked.disabled_reason = (
                 timezone.now(),
                 _("Disabled by %(who)s.") % {"who": actor.user.email if actor.user else actor.credential},
             )
-        locked.save(update_fields=["active", "disabled_at", "disabled_reason", "failing_since", "updated_at"])
+        locked.save(
+            update_fields=["active", "disabled_at", "disabled_reason", "failing_since", "paused_until", "updated_at"]
+        )
         audit(actor=actor, action="webhook.enabled" if active else "webhook.disabled", target=locked)
     return locked
 
@@ -112,7 +115,8 @@ def webhook_endpoint_delete(*, actor: Actor, endpoint: WebhookEndpoint) -> None:
 
 def webhook_redeliver(*, actor: Actor, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send a delivery again now, with the same webhook-id (receivers deduplicate on it) and a fresh retry
-    window. The endpoint must be switched on."""
+    window. The endpoint must be switched on. A person asking now also ends a failing endpoint's pause (its
+    receiver was likely just fixed): this delivery is the next one to try it."""
     require_webhook_manager(actor)
     with transaction.atomic():
         locked = WebhookDelivery.objects.select_for_update().select_related("endpoint").get(pk=delivery.pk)
@@ -121,6 +125,7 @@ def webhook_redeliver(*, actor: Actor, delivery: WebhookDelivery) -> WebhookDeli
         now = timezone.now()
         locked.status, locked.next_attempt_at, locked.scheduled_at = WebhookDelivery.Status.PENDING, now, now
         locked.save(update_fields=["status", "next_attempt_at", "scheduled_at"])
+        WebhookEndpoint.objects.filter(pk=locked.endpoint_id).update(paused_until=None)
         audit(actor=actor, action="webhook.redelivered", target=locked, data={"endpoint": locked.endpoint.public_id})
         webhooks.webhook_deliver.enqueue(locked.pk)
     return locked

@@ -102,10 +102,13 @@ def healthz(request):
         "storage": _check(lambda: get_storage().check()),
     }
     ok = all(c["ok"] for c in checks.values())
-    return JsonResponse(
-        {"status": "ok" if ok else "degraded", "checks": checks, "storage_backend": settings.STORAGE_BACKEND},
-        status=200 if ok else 503,
-    )
+    body = {"status": "ok" if ok else "degraded", "checks": checks, "storage_backend": settings.STORAGE_BACKEND}
+    # Reported, never a 503: a stalled webhook queue must not take web processes out of a load balancer.
+    try:
+        body["webhooks"] = selectors.webhook_queue_state()
+    except Exception:  # the database check above already says why
+        body["webhooks"] = None
+    return JsonResponse(body, status=200 if ok else 503)
 
 
 def page_not_found(request, exception=None):

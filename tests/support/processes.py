@@ -87,11 +87,14 @@ class RedisServer:
 
 
 class CeleryWorker:
-    """`celery -A portal worker` in its own process group, on the test database and the given broker."""
+    """`celery -A portal worker` in its own process group, on the test database and the given broker. Without
+    `queues` it consumes the default queue, as `celery -A portal worker` does in production; `queues=["webhooks"]`
+    is the webhook worker."""
 
-    def __init__(self, env: dict, *, beat: bool = False, log_path: Path | None = None):
+    def __init__(self, env: dict, *, beat: bool = False, log_path: Path | None = None, queues=()):
         self.env = env
         self.beat = beat
+        self.queues = list(queues)
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="celery-", suffix=".log")[1])
         self.process = None
 
@@ -110,6 +113,8 @@ class CeleryWorker:
             "--without-mingle",
             "--without-heartbeat",
         ]
+        if self.queues:
+            args += ["--queues", ",".join(self.queues)]
         if self.beat:
             args += ["--beat", "--schedule", str(self.log_path.with_suffix(".beat"))]
         self.log = self.log_path.open("w")

@@ -1,5 +1,7 @@
 """A webhook receiver in its own process: verifies every request with the standardwebhooks library, answers
 500 to the first --fail requests (or --status to every one), and appends what it saw to --log as JSON lines.
+With --hold FILE it logs each request as it arrives but answers nothing until FILE exists (an endpoint that
+never answers, until the test lets it).
 
     python -m tests.support.webhook_receiver --port 8123 --secret whsec_… --log /tmp/hooks.jsonl --fail 2
 """
@@ -12,13 +14,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
 
-def serve(port: int, secret: str, log: Path, fail: int, status: int | None) -> None:
+def serve(port: int, secret: str, log: Path, fail: int, status: int | None, hold: Path | None = None) -> None:
     lock = threading.Lock()
     seen = {"n": 0}
 
@@ -46,6 +49,8 @@ def serve(port: int, secret: str, log: Path, fail: int, status: int | None) -> N
                 }
                 with log.open("a") as f:
                     f.write(json.dumps(entry) + "\n")
+            while hold is not None and not hold.exists():
+                time.sleep(0.05)
             self.send_response(answer)
             if 300 <= answer < 400:
                 self.send_header("Location", "http://127.0.0.1:1/elsewhere")
@@ -62,13 +67,16 @@ def serve(port: int, secret: str, log: Path, fail: int, status: int | None) -> N
 class Receiver:
     """The receiver as a subprocess on a free port."""
 
-    def __init__(self, *, fail: int = 0, status: int | None = None):
+    def __init__(self, *, fail: int = 0, status: int | None = None, hold: bool = False):
         from tests.support.nanio import free_port
 
         self.port = free_port()
         self.log = Path(tempfile.mkstemp(prefix="hooks-", suffix=".jsonl")[1])
         self.args = [sys.executable, "-m", "tests.support.webhook_receiver", "--port", str(self.port)]
         self.args += ["--log", str(self.log), "--fail", str(fail)] + (["--status", str(status)] if status else [])
+        self.hold = self.log.with_suffix(".release") if hold else None
+        if self.hold:
+            self.args += ["--hold", str(self.hold)]
 
     @property
     def url(self) -> str:
@@ -81,6 +89,10 @@ class Receiver:
         self.process = subprocess.Popen([*self.args, "--secret", secret], cwd=ROOT)
         wait_for_port(self.port)
         return self
+
+    def release(self):
+        """Answer the requests held so far, and every later one at once."""
+        self.hold.touch()
 
     def stop(self):
         self.process.terminate()
@@ -97,5 +109,6 @@ if __name__ == "__main__":
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--fail", type=int, default=0)
     parser.add_argument("--status", type=int, default=None)
+    parser.add_argument("--hold", type=Path, default=None)
     options = parser.parse_args()
-    serve(options.port, options.secret, options.log, options.fail, options.status)
+    serve(options.port, options.secret, options.log, options.fail, options.status, options.hold)
