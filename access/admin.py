@@ -1,6 +1,7 @@
 """The Django admin is one more entry point: every change to access goes through a service, audited with the
 actor `admin:<email>`. Fields that only services change are read-only here."""
 
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -17,6 +18,8 @@ from .models import (
     AuditEvent,
     DownloadEvent,
     Grant,
+    Institution,
+    InstitutionIdentifier,
     License,
     ModelFile,
     ModelRelease,
@@ -27,6 +30,7 @@ from .models import (
     RequestAttachment,
     UrlBatch,
     User,
+    VerifiedIdentity,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -443,3 +447,115 @@ class WebhookDeliveryAdmin(ActionsOnlyAdmin):
                 self.message_user(request, str(exc), messages.ERROR)
                 return
         self.message_user(request, _("Deliveries queued again."), messages.SUCCESS)
+
+
+# --- Institutions and verified identities ---------------------------------------------------------------------
+
+Kind = InstitutionIdentifier.Kind
+
+
+class InstitutionAdminForm(forms.ModelForm):
+    email_domains = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text=_("One per line, such as uni.example")
+    )
+    issuers = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label=_("OpenID Connect issuers"),
+        help_text=_("The issuer URL of each of the institution's own OpenID Providers, one per line"),
+    )
+    idp_entity_ids = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label=_("Identity provider entity ids"),
+        help_text=_("The SAML entity id of each of its identity providers, as CILogon names them in `idp`"),
+    )
+    confirmed = forms.BooleanField(
+        required=False,
+        help_text=_("Confirmed: its domains and providers verify affiliations. Check that they are the institution's."),
+    )
+
+    class Meta:
+        model = Institution
+        fields = ["ror_id", "name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["email_domains"] = "\n".join(self.instance.identifiers_of(Kind.EMAIL_DOMAIN))
+            self.initial["issuers"] = "\n".join(self.instance.identifiers_of(Kind.OIDC_ISSUER))
+            self.initial["idp_entity_ids"] = "\n".join(self.instance.identifiers_of(Kind.IDP_ENTITY_ID))
+            self.initial["confirmed"] = self.instance.is_confirmed
+
+
+@admin.register(Institution)
+class InstitutionAdmin(ServiceErrorsAdmin):
+    """Institutions are created, changed and confirmed through their services (administrators only, audited)."""
+
+    form = InstitutionAdminForm
+    list_display = ["name", "ror_id", "confirmed_at", "domains"]
+    search_fields = ["name", "ror_id", "identifiers__value"]
+    fields = [
+        "ror_id",
+        "name",
+        "email_domains",
+        "issuers",
+        "idp_entity_ids",
+        "confirmed",
+        "confirmed_at",
+        "confirmed_by",
+    ]
+    readonly_fields = ["confirmed_at", "confirmed_by"]
+
+    @admin.display(description=_("Email domains"))
+    def domains(self, obj):
+        return ", ".join(obj.identifiers_of(Kind.EMAIL_DOMAIN))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("identifiers")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "ror_id"] if obj is not None else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(request)
+        data = form.cleaned_data
+        lists = {name: data.get(name, "").split() for name in ("email_domains", "issuers", "idp_entity_ids")}
+        if change:
+            institution = services.institution_update(
+                actor=actor, institution=Institution.objects.get(pk=obj.pk), name=data["name"], **lists
+            )
+        else:
+            institution = services.institution_create(actor=actor, ror_id=data["ror_id"], name=data["name"], **lists)
+        services.institution_confirm(actor=actor, institution=institution, confirmed=data.get("confirmed", False))
+        obj.pk = institution.pk
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the services wrote the identifiers
+
+
+@admin.register(VerifiedIdentity)
+class VerifiedIdentityAdmin(ReadOnlyAdmin):
+    """What providers asserted at each account's last sign-in; written only by sign-ins, removed by the owner."""
+
+    list_display = ["user", "provider", "institution", "orcid", "last_seen_at"]
+    list_filter = ["provider"]
+    search_fields = ["user__email", "subject", "orcid"]
+
+
+# Links to providers are made by signing in and removed by their owner (access.services.identities); providers
+# are configured by OIDC_PROVIDERS, never as rows.
+admin.site.unregister(SocialApp)
+admin.site.unregister(SocialToken)
+admin.site.unregister(SocialAccount)
+
+
+@admin.register(SocialAccount)
+class SocialAccountAdmin(ReadOnlyAdmin):
+    list_display = ["user", "provider", "uid", "last_login"]
+    list_filter = ["provider"]
+    search_fields = ["user__email", "uid"]

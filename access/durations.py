@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -22,6 +23,18 @@ def duration_text(value: timedelta | float | int | None) -> str:
         return ngettext("%(n)d hour", "%(n)d hours", n) % {"n": n}
     n = round(seconds / 86400)
     return ngettext("%(n)d day", "%(n)d days", n) % {"n": n}
+
+
+def seen_text(value: datetime | None, now: datetime | None = None) -> str:
+    """When something was last seen, by calendar day (UTC): "today", "yesterday", "3 days ago"."""
+    if value is None:
+        return ""
+    days = max(((now or timezone.now()).astimezone(UTC).date() - value.astimezone(UTC).date()).days, 0)
+    if days == 0:
+        return _("today")
+    if days == 1:
+        return _("yesterday")
+    return ngettext("%(n)d day ago", "%(n)d days ago", days) % {"n": days}
 
 
 def age_days(value: timedelta) -> int:

@@ -697,6 +697,93 @@ class UrlBatch(TimeStamped):
         return f"{self.grant} batch {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
 
 
+class Institution(TimeStamped):
+    """A university or research organisation, keyed by its ROR id, with what identifies it: its email domains,
+    the issuers of its own OpenID Providers, and its identity providers' entity ids (as CILogon names them).
+    Only an institution portal staff confirmed verifies anything (access.identities)."""
+
+    ror_id = models.CharField(
+        max_length=9, unique=True, help_text=_("Research Organization Registry id, e.g. 02mhbdp94")
+    )
+    name = models.CharField(max_length=200)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(ror_id__regex=r"^0[a-z0-9]{6}[0-9]{2}$"), name="institution_ror_id")
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+    def identifiers_of(self, kind: str) -> list[str]:
+        return sorted(i.value for i in self.identifiers.all() if i.kind == kind)
+
+
+class InstitutionIdentifier(models.Model):
+    """One email domain, OIDC issuer or IdP entity id of an institution: each names one institution only."""
+
+    class Kind(models.TextChoices):
+        EMAIL_DOMAIN = "email_domain", _("Email domain")
+        OIDC_ISSUER = "oidc_issuer", _("OpenID Connect issuer")
+        IDP_ENTITY_ID = "idp_entity_id", _("Identity provider entity id")
+
+    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="identifiers")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    value = models.CharField(max_length=500)
+
+    class Meta:
+        ordering = ["kind", "value"]
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="institution_identifier_unique")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.value}"
+
+
+class VerifiedIdentity(models.Model):
+    """What an OpenID Provider asserted about an account at its last sign-in through it, refreshed at every one
+    (access.services.identities). The assertions are kept as made; which of them count as verified affiliations
+    is decided when they are read (access.identities), against the institutions as confirmed then."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="verified_identities")
+    # The allauth link this identity's facts belong to: unlinking removes both.
+    account = models.OneToOneField(
+        "socialaccount.SocialAccount", on_delete=models.CASCADE, related_name="verified_identity"
+    )
+    provider = models.CharField(max_length=40, help_text=_("The provider id in OIDC_PROVIDERS"))
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    orcid = models.CharField(max_length=19, blank=True, help_text=_("ORCID iD, e.g. 0000-0002-1825-0097"))
+    institution = models.ForeignKey(
+        Institution, on_delete=models.SET_NULL, null=True, blank=True, related_name="verified_identities"
+    )
+    idp_entity_id = models.CharField(max_length=500, blank=True, help_text=_("The university's IdP, via CILogon"))
+    name = models.CharField(max_length=200, blank=True)
+    affiliations = models.JSONField(default=list, blank=True, help_text=_("Scoped affiliations as asserted"))
+    assurance = models.JSONField(default=list, blank=True)
+    principal_name = models.CharField(max_length=254, blank=True)
+    verified_email = models.EmailField(blank=True, help_text=_("An email address the provider asserted as verified"))
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["first_seen_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="verified_identity_unique")]
+        indexes = [models.Index(fields=["orcid"], name="verified_identity_orcid_idx")]
+
+    def __str__(self):
+        return f"{self.user} via {self.provider}"
+
+
 class Lab(TimeStamped):
     """A research group that applies once for its members (a principal investigator owns it)."""
 
@@ -713,6 +800,8 @@ class Lab(TimeStamped):
         ),
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Chosen by the lab's owner among the confirmed institutions: members verified there are shown so.
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, null=True, blank=True, related_name="labs")
 
     class Meta:
         ordering = ["name", "id"]

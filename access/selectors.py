@@ -261,6 +261,11 @@ def is_release_manager(user) -> bool:
     return bool(user and user.is_authenticated and user.is_active and user.has_perm("access.manage_release"))
 
 
+def holds_powers(user) -> bool:
+    """Staff, superusers, reviewers and release managers: accounts never linked to an identity automatically."""
+    return bool(user.is_staff or user.is_superuser or is_reviewer(user) or is_release_manager(user))
+
+
 def review_queue(
     *,
     status: str | None = "pending",

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import dashboard, grants, labs, manage, metrics, requests, review, webhooks
+from .views import account, dashboard, grants, labs, manage, metrics, requests, review, webhooks
 
 
 class MirrorConverter:
@@ -51,6 +51,9 @@ urlpatterns = [
     path("grants/<str:public_id>/renew", grants.grant_renew, name="grant-renew"),
     path("grants/<str:public_id>/license", grants.grant_license, name="grant-license"),
     path("tokens/", grants.tokens, name="tokens"),
+    # The account's linked identities and verified facts
+    path("account/identities/", account.identities, name="account-identities"),
+    path("account/identities/<str:public_id>/unlink", account.identity_unlink, name="account-identity-unlink"),
     # Labs
     path("labs/", labs.labs, name="labs"),
     path("labs/invitations/<str:token>/", labs.lab_invitation, name="lab-invitation"),

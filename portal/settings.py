@@ -13,6 +13,9 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from access.claims import origin as claims_origin
+from access.claims import providers_from_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -97,6 +100,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "django_countries",
     "csp",
     "pgtrigger",
@@ -426,6 +431,28 @@ ACCOUNT_ADAPTER = "access.accounts.AccountAdapter"
 ACCOUNT_FORMS = {"login": "access.accounts.LoginForm", "signup": "access.accounts.SignupForm"}
 AUTH_USER_MODEL = "access.User"
 
+# --- Sign-in through OpenID Connect providers (docs/sign-in.md) ----------------------------------------------
+# OIDC_PROVIDERS=demo-university,orcid, each configured by OIDC_<ID>_* variables (access.claims reads them and
+# refuses what it cannot use). Every one is an app of allauth's openid_connect provider, run by the portal's own
+# subclass (access.oidc), which verifies every ID token and takes each fact only from where its kind trusts it.
+OIDC_APPS = providers_from_env(lambda name: env.str(name, default=""), dev_mode=DEV_MODE)
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "provider_class": "access.oidc.PortalOpenIDConnectProvider",
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": OIDC_APPS,
+    }
+}
+SOCIALACCOUNT_ADAPTER = "access.accounts.SocialAccountAdapter"
+# Never sign anyone in to an existing account because a provider names its address: the adapter links only a
+# verified address on a domain staff confirmed for the provider's institution, and refuses the rest.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+# A provider-verified address needs no link; an address typed at sign-up (ORCID gives none) is sent one, and
+# applying needs it verified, as for every account.
+SOCIALACCOUNT_EMAIL_VERIFICATION = "optional"
+SOCIALACCOUNT_STORE_TOKENS = False
+
 # --- API ----------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -497,7 +524,9 @@ CONTENT_SECURITY_POLICY = {
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
         "frame-ancestors": ["'none'"],
-        "form-action": ["'self'"],
+        # Chrome applies form-action to the redirect that follows a form's POST: "Sign in with …" posts to the
+        # portal, which redirects to the provider's authorization endpoint, on the issuer's origin.
+        "form-action": ["'self'", *sorted({claims_origin(app["settings"]["issuer"]) for app in OIDC_APPS})],
     }
 }
 # Reviewer decisions and the admin ask for the password again after this long (allauth reauthentication).

@@ -1,8 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
+
+from access import oidc
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # allauth's OpenID Connect views at their own paths, run with the portal's verification (access.oidc), and its
+    # connections page replaced by the account's identities page (unlinking goes through the portal's service).
+    path("accounts/oidc/<str:provider_id>/login/", oidc.login, name="portal_oidc_login"),
+    path("accounts/oidc/<str:provider_id>/login/callback/", oidc.callback, name="portal_oidc_callback"),
+    path("accounts/3rdparty/", RedirectView.as_view(pattern_name="account-identities")),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include("access.api.urls")),

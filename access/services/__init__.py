@@ -27,6 +27,13 @@ from .grants import (
     grants_expire,
     grants_reconcile,
 )
+from .identities import (
+    identity_record,
+    identity_unlink,
+    institution_confirm,
+    institution_create,
+    institution_update,
+)
 from .labs import (
     lab_create,
     lab_invitation_accept,
@@ -117,6 +124,11 @@ __all__ = [
     "grant_set_expiry",
     "grants_expire",
     "grants_reconcile",
+    "identity_record",
+    "identity_unlink",
+    "institution_confirm",
+    "institution_create",
+    "institution_update",
     "is_reviewer",
     "lab_create",
     "lab_invitation_accept",

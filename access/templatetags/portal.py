@@ -8,8 +8,10 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 
 from .. import commands
-from ..durations import age_days, duration_text
+from ..durations import age_days, duration_text, seen_text
+from ..identities import describe
 from ..markdown import render_markdown
+from ..oidc import configured_providers
 
 register = template.Library()
 
@@ -70,3 +72,21 @@ def waiting(created_at):
     if days == 0:
         return gettext("waiting under a day")
     return ngettext("waiting %(n)d day", "waiting %(n)d days", days) % {"n": days}
+
+
+@register.simple_tag
+def sign_in_providers():
+    """The OpenID Providers configured for sign-in: [{id, name, kind, issuer}]."""
+    return configured_providers()
+
+
+@register.filter
+def seen(value):
+    """A datetime → "today", "yesterday", "3 days ago"."""
+    return seen_text(value)
+
+
+@register.filter
+def fact_text(fact):
+    """A verified affiliation as a sentence: "Verified by Demo University today: faculty@uni.example"."""
+    return describe(fact)
