@@ -212,3 +212,13 @@ DESCRIPTION_ZH_HANS = """\
 ## 引用
 Zhang 等，[OPT: Open Pre-trained Transformer Language Models](https://arxiv.org/abs/2205.01068)，2022。
 """
+
+
+# The demo institution: the demo OpenID Provider (`make run`, http://127.0.0.1:8001/o) signs its people in, and
+# its domain verifies their addresses. The ROR id has ROR's shape but names no real organization.
+DEMO_INSTITUTION = {
+    "ror_id": "0demoun01",
+    "name": "Demo University",
+    "domain": "uni.example",
+    "issuer": "http://127.0.0.1:8001/o",
+}

@@ -10,7 +10,7 @@ from pypinyin import Style, lazy_pinyin
 from . import questions as q
 from . import selectors
 from .inputs import DayInput, IntegerInput
-from .models import AccessQuestion, AccessRequest, ApiToken, License, ModelRelease, ReasonTemplate
+from .models import AccessQuestion, AccessRequest, ApiToken, Institution, License, ModelRelease, ReasonTemplate
 from .services import REQUEST_FIELDS
 from .text import clean_text
 
@@ -64,8 +64,19 @@ class AccessRequestForm(forms.ModelForm):
             "role": forms.TextInput(attrs={"maxlength": 200, "autocomplete": "organization-title"}),
         }
 
-    def __init__(self, *args, release=None, questions: list[AccessQuestion] | None = None, api=False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        release=None,
+        questions: list[AccessQuestion] | None = None,
+        api=False,
+        verified: dict[str, str] | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        # Fields filled in from verified facts ({field: who verified it}), marked so beside the field.
+        for name, by in (verified or {}).items():
+            self.fields[name].verified_by = by
         self.fields["organization_type"].choices = [("", _("Choose…")), *AccessRequest.OrganizationType.choices]
         if (translation.get_language() or "").startswith("zh"):
             self.fields["country"].choices = pinyin_order(self.fields["country"].choices)
@@ -447,7 +458,24 @@ class LicenseVersionForm(forms.Form):
     text = forms.CharField(label=_("Full text"), widget=forms.Textarea(attrs={"rows": 12}), max_length=200_000)
 
 
-class LabForm(forms.Form):
+class LabInstitutionForm(forms.Form):
+    """The confirmed institution a lab belongs to: its members verified there are shown so."""
+
+    institution = forms.ChoiceField(
+        label=_("Institution"),
+        required=False,
+        help_text=_("Among the institutions the portal's staff confirmed. Members verified there are shown so."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        confirmed = Institution.objects.filter(confirmed_at__isnull=False).order_by("name")
+        self.fields["institution"].choices = [("", _("None")), *((i.ror_id, i.name) for i in confirmed)]
+
+
+class LabForm(LabInstitutionForm):
+    field_order = ["name", "ror_id", "website", "email_domains", "institution"]
+
     name = forms.CharField(label=_("Lab name"), max_length=200)
     ror_id = forms.CharField(
         label=_("ROR id"), max_length=40, required=False, help_text=_("Optional, e.g. 02mhbdp94 (see ror.org)")

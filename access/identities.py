@@ -102,22 +102,39 @@ def _institutions_by_domain(domains: set[str]) -> dict[str, Institution]:
     return found
 
 
-def _identities(user: User) -> list[VerifiedIdentity]:
-    identifiers = Prefetch("institution__identifiers", queryset=InstitutionIdentifier.objects.all())
-    return list(
-        VerifiedIdentity.objects.filter(user=user)
-        .select_related("institution")
-        .prefetch_related(identifiers)
-        .order_by("-last_seen_at", "id")
-    )
-
-
 def verified_facts(user: User) -> VerifiedFacts:
     """Everything verified about an account: its verified affiliations (newest first), its linked identities,
     its ORCID iD, the name and the addresses its providers asserted."""
     if user is None or not getattr(user, "is_authenticated", False):
         return VerifiedFacts()
-    identities = _identities(user)
+    return verified_facts_for([user])[user.pk]
+
+
+def verified_facts_for(users) -> dict[int, VerifiedFacts]:
+    """verified_facts for many accounts at once (a page of the reviewers' queue), in a few queries."""
+    ids = {user.pk for user in users}
+    identifiers = Prefetch("institution__identifiers", queryset=InstitutionIdentifier.objects.all())
+    identities: dict[int, list[VerifiedIdentity]] = {pk: [] for pk in ids}
+    rows = (
+        VerifiedIdentity.objects.filter(user_id__in=ids)
+        .select_related("institution")
+        .prefetch_related(identifiers)
+        .order_by("-last_seen_at", "id")
+    )
+    for identity in rows:
+        identities[identity.user_id].append(identity)
+    confirmed: dict[int, set[str]] = {pk: set() for pk in ids}
+    for user_id, email in EmailAddress.objects.filter(user_id__in=ids, verified=True).values_list("user_id", "email"):
+        confirmed[user_id].add(email.lower())
+    domains = {a.rpartition("@")[2] for addresses in confirmed.values() for a in addresses}
+    domains |= {
+        i.verified_email.lower().rpartition("@")[2] for held in identities.values() for i in held if i.verified_email
+    }
+    by_domain = _institutions_by_domain(domains)
+    return {pk: _facts(identities[pk], confirmed[pk], by_domain) for pk in ids}
+
+
+def _facts(identities: list[VerifiedIdentity], confirmed: set[str], by_domain: dict) -> VerifiedFacts:
     best: dict[tuple, VerifiedAffiliation] = {}
 
     def add(fact: VerifiedAffiliation) -> None:
@@ -136,10 +153,7 @@ def verified_facts(user: User) -> VerifiedFacts:
             if kind in AFFILIATION_KINDS and under(scope, domains):
                 add(_fact(institution, kind, value, AFFILIATION, identity))
     provider_emails = {i.verified_email.lower(): i for i in identities if i.verified_email}
-    portal_emails = set(EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True))
-    addresses = {e.lower() for e in portal_emails} | set(provider_emails)
-    by_domain = _institutions_by_domain({a.rpartition("@")[2] for a in addresses})
-    for address in sorted(addresses):
+    for address in sorted(confirmed | set(provider_emails)):
         institution = by_domain.get(address.rpartition("@")[2])
         if institution is None:
             continue
@@ -184,6 +198,39 @@ def describe(fact: VerifiedAffiliation) -> str:
         "when": seen_text(fact.last_seen),
         "value": fact.value,
     }
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def submitted_against(facts: VerifiedFacts, *, full_name: str, affiliation: str, email: str) -> dict:
+    """For each field an applicant typed that a verified fact speaks to: "verified" when it matches one, "differs"
+    when it matches none; None when nothing verified speaks to it."""
+    names = [i.name for i in facts.identities if i.name]
+    institutions = [i.name for i in facts.institutions]
+    emails = set(facts.emails) | {f.value for f in facts.affiliations if f.method == EMAIL}
+
+    def judged(known, matches) -> str | None:
+        return None if not known else ("verified" if matches else "differs")
+
+    return {
+        "full_name": judged(names, any(_same(full_name, n) for n in names)),
+        "affiliation": judged(institutions, any(_same(affiliation, n) for n in institutions)),
+        "email": judged(emails, email.lower() in emails),
+    }
+
+
+def application_prefill(facts: VerifiedFacts) -> dict[str, tuple[str, str]]:
+    """What the application form fills in from verified facts: {field: (value, who verified it)}."""
+    prefill = {}
+    named = next((i for i in facts.identities if i.name), None)
+    if named is not None:
+        prefill["full_name"] = (named.name, provider_name(named.provider))
+    if facts.affiliations:
+        first = facts.affiliations[0]
+        prefill["affiliation"] = (first.institution.name, first.provider_name or first.institution.name)
+    return prefill
 
 
 def has_orcid(user: User) -> bool:

@@ -61,6 +61,7 @@ urlpatterns = [
     path("labs/grants/<str:public_id>/renew", labs.lab_grant_renew, name="lab-grant-renew"),
     path("labs/<str:public_id>/", labs.lab_detail, name="lab-detail"),
     path("labs/<str:public_id>/invite", labs.lab_invite, name="lab-invite"),
+    path("labs/<str:public_id>/institution", labs.lab_institution, name="lab-institution"),
     path(
         "labs/<str:public_id>/invitations/<str:invitation_id>/revoke",
         labs.lab_invitation_revoke,

@@ -490,6 +490,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # How what an applicant typed compares with what is verified (access.api.requests.MatchesOutput).
+    "ENUM_NAME_OVERRIDES": {"VerifiedMatchEnum": ["verified", "differs"]},
 }
 
 # --- Security -----------------------------------------------------------------------------------------

@@ -151,3 +151,26 @@ def reviewer(db):
     user = UserFactory(email="rita@portal.example")
     services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user)
     return user
+
+
+@pytest.fixture
+def idp(settings, db):
+    """An OpenID Provider under the test's control (tests/support/oidc_provider.py), the portal's one provider."""
+    from tests.support.oidc_provider import OpenIDProvider, configure
+
+    provider = OpenIDProvider().start()
+    configure(settings, provider)
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def university(idp):
+    """Test University, confirmed: its domain uni.example and its provider's issuer."""
+    from access import services
+
+    actor = services.command_actor("test")
+    institution = services.institution_create(
+        actor=actor, ror_id="0testun01", name="Test University", email_domains=["uni.example"], issuers=[idp.issuer]
+    )
+    return services.institution_confirm(actor=actor, institution=institution)

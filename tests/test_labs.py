@@ -207,7 +207,12 @@ def test_members_are_on_a_declared_domain_never_institution_verified(lab):
     shown = {m["email"]: m for m in members}
     assert shown["pi@cs.uni.example"]["on_declared_domain"] is True
     assert shown["max@gmail.example"]["on_declared_domain"] is False
-    assert all("institution_verified" not in m and "verified" not in " ".join(m) for m in members)
+    # A declared domain verifies nothing: only a confirmed institution's sign-in or domain does (test_sign_in_facts).
+    assert all(m["verified_at_institution"] is False for m in members)
+    assert all(
+        "institution_verified" not in m and "verified" not in " ".join(k for k in m if k != "verified_at_institution")
+        for m in members
+    )
 
 
 def test_a_domain_declared_before_the_rule_marks_no_member(lab):

@@ -13,60 +13,12 @@ from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount
 
 from access import services
-from access.claims import providers_from_env
 from access.identities import verified_affiliations, verified_facts
 from access.models import AuditEvent, User, VerifiedIdentity
 from tests.factories import UserFactory
-from tests.support.oidc_provider import SCENARIOS, OpenIDProvider, person
+from tests.support.oidc_provider import PROVIDER, SCENARIOS, configure, person, sign_in
 
-PROVIDER = "test-university"
 ADA = "ada.lovelace@uni.example"
-
-
-def configure(settings, idp, *, provider_id=PROVIDER, name="Test University", kind="institution", claims=""):
-    env = {
-        "OIDC_PROVIDERS": provider_id,
-        "OIDC_TEST_UNIVERSITY_NAME": name,
-        "OIDC_TEST_UNIVERSITY_KIND": kind,
-        "OIDC_TEST_UNIVERSITY_ISSUER": idp.issuer,
-        "OIDC_TEST_UNIVERSITY_CLIENT_ID": idp.client_id,
-        "OIDC_TEST_UNIVERSITY_CLIENT_SECRET": idp.client_secret,
-        "OIDC_TEST_UNIVERSITY_CLAIMS": claims,
-    }
-    apps = providers_from_env(lambda var: env.get(var, ""), dev_mode=False)
-    settings.SOCIALACCOUNT_PROVIDERS = {
-        "openid_connect": {**settings.SOCIALACCOUNT_PROVIDERS["openid_connect"], "APPS": apps}
-    }
-
-
-@pytest.fixture
-def idp(settings, db):
-    provider = OpenIDProvider().start()
-    configure(settings, provider)
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
-def university(idp):
-    """Test University, confirmed: its domain uni.example and its provider's issuer."""
-    actor = services.command_actor("test")
-    institution = services.institution_create(
-        actor=actor, ror_id="0testun01", name="Test University", email_domains=["uni.example"], issuers=[idp.issuer]
-    )
-    return services.institution_confirm(actor=actor, institution=institution)
-
-
-def sign_in(client, idp, *, process="login", next_url=None):
-    """Portal login POST → provider authorize → portal callback; the callback's response."""
-    form = {"process": process, **({"next": next_url} if next_url else {})}
-    started = client.post(f"/accounts/oidc/{PROVIDER}/login/", form)
-    assert started.status_code == 302, started.content[:500]
-    assert started["Location"].startswith(f"{idp.issuer}/authorize?")
-    back = requests.get(started["Location"], allow_redirects=False, timeout=5)
-    assert back.status_code == 302, back.text
-    callback = urlsplit(back.headers["Location"])
-    return client.get(f"{callback.path}?{callback.query}")
 
 
 def signed_in_as(client):

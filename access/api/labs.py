@@ -9,11 +9,12 @@ from rest_framework.views import APIView
 
 from .. import selectors, services
 from ..http import actor_for
+from ..identities import verified_affiliations
 from ..models import Lab, LabMembership, LabSeat
 from ..permissions import IsAuthenticated, IsReviewer
 from .catalog import ERROR
 from .errors import ApiError
-from .requests import ReasonInput
+from .requests import InstitutionOutput, ReasonInput
 
 
 class MemberOutput(serializers.ModelSerializer):
@@ -24,10 +25,20 @@ class MemberOutput(serializers.ModelSerializer):
         help_text="whether the member's email address is on a domain the lab's owner declared (not checked by the "
         "portal: a declared domain is not a verified affiliation)"
     )
+    verified_at_institution = serializers.SerializerMethodField(
+        help_text="whether the member holds a verified affiliation at the lab's institution (its sign-in confirmed "
+        "it, or a confirmed address on a domain the portal's staff confirmed)"
+    )
 
     class Meta:
         model = LabMembership
-        fields = ["id", "email", "name", "role", "joined_at", "on_declared_domain"]
+        fields = ["id", "email", "name", "role", "joined_at", "on_declared_domain", "verified_at_institution"]
+
+    def get_verified_at_institution(self, obj) -> bool:
+        institution = obj.lab.institution
+        if institution is None or not institution.is_confirmed:
+            return False
+        return bool(verified_affiliations(obj.user, institution))
 
     def get_name(self, obj) -> str:
         return obj.user.get_full_name()
@@ -49,6 +60,7 @@ class LabGrantOutput(serializers.Serializer):
 
 class LabOutput(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id")
+    institution = InstitutionOutput(allow_null=True, help_text="the confirmed institution the lab's owner chose")
     email_domains = serializers.ListField(
         source="domains", child=serializers.CharField(), help_text="the email domains the lab's owner declared"
     )
@@ -58,7 +70,18 @@ class LabOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Lab
-        fields = ["id", "name", "ror_id", "website", "email_domains", "role", "members", "grants", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "ror_id",
+            "website",
+            "email_domains",
+            "institution",
+            "role",
+            "members",
+            "grants",
+            "created_at",
+        ]
 
     def _user(self):
         request = self.context.get("request")
@@ -90,6 +113,13 @@ class LabInput(serializers.Serializer):
         help_text="the institution's email domains, as the owner declares them; free email providers' domains "
         "(400 free_email_domain) and public suffixes such as ac.uk or github.io (400 public_suffix_domain) are "
         "refused",
+    )
+    institution = serializers.CharField(
+        max_length=60,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="the ROR id of an institution the portal's staff confirmed (400 unknown_institution otherwise)",
     )
 
 

@@ -6,7 +6,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django_countries.serializer_fields import CountryField
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import generics, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +15,7 @@ from .. import questions, selectors, services
 from ..durations import wait_estimate_text
 from ..forms import INTENDED_USE_MIN, AccessRequestForm
 from ..http import actor_for, base_url
+from ..identities import describe, submitted_against, verified_facts, verified_facts_for
 from ..models import AccessQuestion, AccessRequest, Grant, RequestAttachment
 from ..permissions import IsAuthenticated, IsReviewer
 from ..storage import get_storage
@@ -99,6 +100,80 @@ class RequestOutput(serializers.ModelSerializer):
             answer.question.key: {"label": answer.question.label(language), "version": answer.question.version}
             for answer in obj.answers.all()
         }
+
+
+class InstitutionOutput(serializers.Serializer):
+    ror_id = serializers.CharField()
+    name = serializers.CharField()
+
+
+class VerifiedAffiliationOutput(serializers.Serializer):
+    institution = InstitutionOutput()
+    kind = serializers.CharField(
+        help_text="faculty, staff, employee, member, student or affiliate; empty when an address verified it"
+    )
+    value = serializers.CharField(
+        help_text="what was verified: a scoped affiliation (faculty@uni.example) or an address"
+    )
+    method = serializers.ChoiceField(
+        choices=["affiliation", "email"],
+        help_text="affiliation: asserted by the institution's (or its IdP's) sign-in in one of its confirmed domains; "
+        "email: a verified address on a confirmed domain of the institution",
+    )
+    provider = serializers.CharField(help_text="the provider id; empty for an address the portal confirmed by link")
+    provider_name = serializers.CharField()
+    last_seen = serializers.DateTimeField(allow_null=True, help_text="the provider's last sign-in that asserted it")
+    text = serializers.SerializerMethodField(help_text="the fact as a sentence in the request's language")
+
+    def get_text(self, obj) -> str:
+        return describe(obj)
+
+
+class MatchesOutput(serializers.Serializer):
+    full_name = serializers.ChoiceField(choices=["verified", "differs"], allow_null=True)
+    affiliation = serializers.ChoiceField(choices=["verified", "differs"], allow_null=True)
+    email = serializers.ChoiceField(choices=["verified", "differs"], allow_null=True)
+
+
+class VerifiedFactsOutput(serializers.Serializer):
+    affiliations = VerifiedAffiliationOutput(many=True, help_text="verified affiliations, most recently seen first")
+    orcid = serializers.CharField(allow_blank=True, help_text="the ORCID iD linked to the account, or empty")
+    name = serializers.CharField(allow_blank=True, help_text="the name the applicant's provider asserted, or empty")
+    emails = serializers.ListField(child=serializers.CharField(), help_text="addresses a provider asserted verified")
+    matches = MatchesOutput(
+        help_text="whether what the applicant typed (full_name, affiliation, email) matches what is verified: "
+        "verified, differs, or null when nothing verified speaks to it"
+    )
+
+
+def verified_output(access_request: AccessRequest, facts=None) -> dict:
+    facts = facts if facts is not None else verified_facts(access_request.applicant)
+    matches = submitted_against(
+        facts, full_name=access_request.full_name, affiliation=access_request.affiliation, email=access_request.email
+    )
+    body = {
+        "affiliations": facts.affiliations,
+        "orcid": facts.orcid,
+        "name": facts.name,
+        "emails": sorted(facts.emails),
+        "matches": matches,
+    }
+    return VerifiedFactsOutput(body).data
+
+
+class ReviewRequestOutput(RequestOutput):
+    """A request as reviewers see it: with what is verified about the applicant, apart from what they typed."""
+
+    verified = serializers.SerializerMethodField(
+        help_text="what the applicant's institution, ORCID or a confirmed address verified; not typed by them"
+    )
+
+    class Meta(RequestOutput.Meta):
+        fields = [*RequestOutput.Meta.fields, "verified"]
+
+    @extend_schema_field(VerifiedFactsOutput)
+    def get_verified(self, obj) -> dict:
+        return verified_output(obj, (self.context.get("verified") or {}).get(obj.applicant_id))
 
 
 class RequestDetailOutput(RequestOutput):
@@ -471,8 +546,15 @@ class GrantAcceptLicenseApi(APIView):
 
 class ReviewRequestListApi(generics.ListAPIView):
     permission_classes = [IsAuthenticated, IsReviewer]
-    serializer_class = RequestOutput
+    serializer_class = ReviewRequestOutput
     pagination_class = Pagination
+
+    def get_serializer(self, *args, **kwargs):
+        if args and isinstance(args[0], list):
+            # One batch of verified facts for the page's applicants, not a few queries per request.
+            kwargs.setdefault("context", self.get_serializer_context())
+            kwargs["context"]["verified"] = verified_facts_for([r.applicant for r in args[0]])
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(
         parameters=[
@@ -512,7 +594,8 @@ class ReviewDecisionApi(APIView):
         raise NotImplementedError
 
     @extend_schema(
-        request=ReasonInput, responses={200: RequestOutput, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR}
+        request=ReasonInput,
+        responses={200: ReviewRequestOutput, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR},
     )
     def post(self, request, public_id):
         data = ReasonInput(data=request.data)
@@ -522,7 +605,7 @@ class ReviewDecisionApi(APIView):
             raise ApiError(_("Not found."), "not_found", 404)
         enqueued = services.Enqueued()
         access_request = self.decide(actor_for(request), access_request, data.validated_data["reason"], enqueued)
-        body = RequestOutput(access_request).data
+        body = ReviewRequestOutput(access_request).data
         if isinstance(self, ReviewApproveApi):
             body["grant_issuance"] = "delayed" if enqueued.ok is False else "queued"
         return Response(body)

@@ -43,6 +43,7 @@ from .labs import (
     lab_member_set_role,
     lab_seat_accept,
     lab_seat_decide,
+    lab_set_institution,
     lab_update,
 )
 from .licenses import Acceptance, grant_accept_license, license_publish, license_update_notify
@@ -138,6 +139,7 @@ __all__ = [
     "lab_member_set_role",
     "lab_seat_accept",
     "lab_seat_decide",
+    "lab_set_institution",
     "lab_update",
     "license_publish",
     "license_update_notify",

@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 from .. import domains as domains_rule
 from .. import emails
 from ..audit import audit
-from ..models import AccessRequest, Grant, Lab, LabInvitation, LabMembership, LabSeat, ModelRelease, User
+from ..models import AccessRequest, Grant, Institution, Lab, LabInvitation, LabMembership, LabSeat, ModelRelease, User
 from ..selectors import is_reviewer, lab_grant_url
 from ..taskbase import portal_task
 from .base import (
@@ -111,16 +111,60 @@ def _details(*, name: str, ror_id: str, website: str, email_domains) -> dict:
     return {"name": name, "ror_id": ror_id, "website": website, "email_domains": "\n".join(domains)}
 
 
-def lab_create(*, actor: Actor, name: str, ror_id: str = "", website: str = "", email_domains=()) -> Lab:
-    """Any researcher with a verified email creates a lab and becomes its owner."""
+def _confirmed_institution(ror_id: str | None) -> Institution | None:
+    """The confirmed institution a lab names by ROR id ("" or None: none)."""
+    if not ror_id:
+        return None
+    institution = Institution.objects.filter(ror_id=str(ror_id)[:60], confirmed_at__isnull=False).first()
+    if institution is None:
+        raise ServiceError(
+            _("Choose one of the institutions the portal's staff confirmed."),
+            "unknown_institution",
+            field="institution",
+        )
+    return institution
+
+
+def lab_create(
+    *, actor: Actor, name: str, ror_id: str = "", website: str = "", email_domains=(), institution: str = ""
+) -> Lab:
+    """Any researcher with a verified email creates a lab and becomes its owner. `institution` is the ROR id of a
+    confirmed institution: members verified there are shown so."""
     user = require_user(actor)
     if not verified_email(user, user.email):
         raise ServiceError(_("Verify your email address before creating a lab."), "email_unverified")
     fields = _details(name=name, ror_id=ror_id, website=website, email_domains=email_domains)
+    chosen = _confirmed_institution(institution)
     with transaction.atomic():
-        lab = Lab.objects.create(created_by=user, **fields)
+        lab = Lab.objects.create(created_by=user, institution=chosen, **fields)
         LabMembership.objects.create(lab=lab, user=user, role=Role.OWNER)
-        audit(actor=actor, action="lab.created", target=lab, data={"name": lab.name, "domains": lab.domains})
+        audit(
+            actor=actor,
+            action="lab.created",
+            target=lab,
+            data={"name": lab.name, "domains": lab.domains, "institution": chosen.ror_id if chosen else None},
+        )
+    return lab
+
+
+def lab_set_institution(*, actor: Actor, lab: Lab, institution: str = "") -> Lab:
+    """The lab's owner names the confirmed institution the lab belongs to (by ROR id; "" for none)."""
+    membership = _require_admin(actor, lab)
+    if membership.role != Role.OWNER:
+        raise Forbidden(_("Only the lab's owner can choose its institution."), "lab_owner_required")
+    chosen = _confirmed_institution(institution)
+    if chosen == lab.institution:
+        return lab
+    with transaction.atomic():
+        before = lab.institution.ror_id if lab.institution else None
+        lab.institution = chosen
+        lab.save(update_fields=["institution", "updated_at"])
+        audit(
+            actor=actor,
+            action="lab.institution_set",
+            target=lab,
+            data={"from": before, "to": chosen.ror_id if chosen else None},
+        )
     return lab
 
 

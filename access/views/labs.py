@@ -12,8 +12,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import downloads, selectors, services
-from ..forms import LabForm, LabInviteForm, LicenseAcceptForm
+from ..forms import LabForm, LabInstitutionForm, LabInviteForm, LicenseAcceptForm
 from ..http import actor_for
+from ..identities import verified_facts_for
 from ..models import AccessRequest, DownloadEvent, Grant, LabInvitation, LabMembership, LabSeat
 
 Role = LabMembership.Role
@@ -38,6 +39,7 @@ def labs(request):
                 ror_id=form.cleaned_data["ror_id"],
                 website=form.cleaned_data["website"],
                 email_domains=form.cleaned_data["email_domains"],
+                institution=form.cleaned_data["institution"],
             )
         except services.ServiceError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
@@ -59,18 +61,40 @@ def lab_detail(request, public_id):
         "lab": lab,
         "mine": mine,
         "can_admin": can_admin,
-        "members": [(m, lab.on_declared_domain(m.user.email)) for m in members],
+        "members": list(zip(members, member_standing(lab, members), strict=True)),
         "invitations": (
             lab.invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True).order_by("-created_at")
             if can_admin
             else []
         ),
         "invite_form": LabInviteForm() if can_admin else None,
+        "institution_form": (
+            LabInstitutionForm(initial={"institution": lab.institution.ror_id if lab.institution else ""})
+            if mine is not None and mine.role == Role.OWNER
+            else None
+        ),
         "grants": selectors.lab_grants(lab=lab, user=request.user),
         "requests": AccessRequest.objects.filter(lab=lab).select_related("release").order_by("-created_at")[:50],
         "gated": selectors.release_list(user=request.user).filter(access="gated") if can_admin else [],
     }
     return render(request, "access/labs/detail.html", context)
+
+
+@login_required
+@require_POST
+def lab_institution(request, public_id):
+    lab = _lab(request, public_id)
+    form = LabInstitutionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect("lab-detail", public_id=public_id)
+    try:
+        services.lab_set_institution(actor=actor_for(request), lab=lab, institution=form.cleaned_data["institution"])
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("The lab's institution was saved."))
+    return redirect("lab-detail", public_id=public_id)
 
 
 @login_required
@@ -236,6 +260,21 @@ def lab_grant_renew(request, public_id):
 # --- Reviewers --------------------------------------------------------------------------------------------
 
 
+def member_standing(lab, members) -> list[str]:
+    """For each member: "verified" when they hold a verified affiliation at the lab's institution (access.identities),
+    else "declared" when their address is on a domain the lab's owner declared, else "other"."""
+    institution = lab.institution
+    facts = verified_facts_for([m.user for m in members]) if institution and institution.is_confirmed else {}
+    standing = []
+    for m in members:
+        held = facts.get(m.user_id)
+        if held is not None and any(f.institution.pk == institution.pk for f in held.affiliations):
+            standing.append("verified")
+        else:
+            standing.append("declared" if lab.on_declared_domain(m.user.email) else "other")
+    return standing
+
+
 def review_request_context(access_request: AccessRequest) -> dict:
     """What a reviewer sees about a lab request: the lab, its members and whether each is on a domain its owner
     declared, whom the request covers, and the earlier requests of any of them (decide once, knowing the group)."""
@@ -254,8 +293,8 @@ def review_request_context(access_request: AccessRequest) -> dict:
     return {
         "lab": lab,
         "lab_members": [
-            (m, lab.on_declared_domain(m.user.email), access_request.all_members or m.user_id in covered)
-            for m in members
+            (m, standing, access_request.all_members or m.user_id in covered)
+            for m, standing in zip(members, member_standing(lab, members), strict=True)
         ],
         "lab_earlier": earlier,
         "lab_cap": access_request.release.lab_member_cap,

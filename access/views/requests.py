@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from .. import downloads, questions, selectors, services
 from ..forms import AccessRequestForm, AnswerForm, AttachmentForm, LabCoverageForm
 from ..http import actor_for
+from ..identities import application_prefill, verified_facts
 from ..models import AccessQuestion, AccessRequest, RequestAttachment
 
 
@@ -58,11 +59,14 @@ def apply(request, repo_id):
     if decision.allowed and lab is None:
         messages.info(request, _("You already have access to this release."))
         return redirect("release-detail", repo_id=release.repo_id)
+    facts = verified_facts(request.user)
+    prefill = application_prefill(facts)
     form = AccessRequestForm(
         request.POST or None,
         request.FILES or None,
         release=release,
-        initial=_previous_answers(request.user, release),
+        initial={**_previous_answers(request.user, release), **{k: value for k, (value, _by) in prefill.items()}},
+        verified={k: by for k, (_value, by) in prefill.items()},
     )
     coverage = None
     if lab is not None:
@@ -102,7 +106,14 @@ def apply(request, repo_id):
         else:
             messages.success(request, _("Your request was submitted. We emailed you a confirmation."))
             return redirect("request-detail", public_id=access_request.public_id)
-    context = {"release": release, "form": form, "decision": decision, "lab": lab, "coverage": coverage}
+    context = {
+        "release": release,
+        "form": form,
+        "decision": decision,
+        "lab": lab,
+        "coverage": coverage,
+        "email_verified_by": facts.emails.get(request.user.email.lower()),
+    }
     return render(request, "access/apply.html", context)
 
 

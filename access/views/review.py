@@ -28,6 +28,7 @@ from ..decorators import recent_login_required
 from ..durations import duration_text
 from ..forms import BulkDecisionForm, DecisionForm, RevokeForm
 from ..http import actor_for
+from ..identities import submitted_against, verified_facts
 from ..models import (
     AccessRequest,
     AuditEvent,
@@ -214,8 +215,18 @@ def detail(request, public_id):
         "attachments": access_request.attachments.select_related("question").order_by("created_at"),
         **labs.review_request_context(access_request),
         "overdue": stats.is_overdue(access_request),
+        **verified_context(access_request),
     }
     return render(request, "access/review/detail.html", context, status=400 if form.is_bound else 200)
+
+
+def verified_context(access_request: AccessRequest) -> dict:
+    """What is verified about the applicant, apart from what they typed, and whether what they typed matches."""
+    facts = verified_facts(access_request.applicant)
+    matches = submitted_against(
+        facts, full_name=access_request.full_name, affiliation=access_request.affiliation, email=access_request.email
+    )
+    return {"verified": facts, "matches": matches}
 
 
 def _queue_reference(request) -> str:

@@ -32,7 +32,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from access.claims import providers_from_env
 
 SCENARIOS = (
     "good",
@@ -47,6 +50,7 @@ SCENARIOS = (
     "userinfo_sub",
 )
 KID = "test-key-1"
+PROVIDER = "test-university"
 
 
 def person(email: str, *, sub: str | None = None, affiliations=("faculty@uni.example", "member@uni.example"), **more):
@@ -250,3 +254,37 @@ def _unsigned(claims: dict, headers: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({**headers, 'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+# --- driving the portal ------------------------------------------------------------------------------------
+
+
+def configure(settings, idp, *, provider_id=PROVIDER, name="Test University", kind="institution", claims=""):
+    """Make `idp` the portal's one provider, as OIDC_* variables would (access.claims reads them)."""
+    var = "OIDC_" + provider_id.upper().replace("-", "_")
+    env = {
+        "OIDC_PROVIDERS": provider_id,
+        f"{var}_NAME": name,
+        f"{var}_KIND": kind,
+        f"{var}_ISSUER": idp.issuer,
+        f"{var}_CLIENT_ID": idp.client_id,
+        f"{var}_CLIENT_SECRET": idp.client_secret,
+        f"{var}_CLAIMS": claims,
+    }
+    apps = providers_from_env(lambda name: env.get(name, ""), dev_mode=False)
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "openid_connect": {**settings.SOCIALACCOUNT_PROVIDERS["openid_connect"], "APPS": apps}
+    }
+
+
+def sign_in(client, idp, *, process="login", next_url=None, provider_id=PROVIDER):
+    """Portal login POST → provider authorize → portal callback, with Django's test client for the portal and
+    requests for the provider; the callback's response."""
+    form = {"process": process, **({"next": next_url} if next_url else {})}
+    started = client.post(f"/accounts/oidc/{provider_id}/login/", form)
+    assert started.status_code == 302, started.content[:500]
+    assert started["Location"].startswith(f"{idp.issuer}/authorize?")
+    back = requests.get(started["Location"], allow_redirects=False, timeout=5)
+    assert back.status_code == 302, back.text
+    callback = urlsplit(back.headers["Location"])
+    return client.get(f"{callback.path}?{callback.query}")

@@ -1,8 +1,10 @@
+import os
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from access import catalog_data, services
-from access.models import AccessQuestion, License, ModelRelease
+from access.models import AccessQuestion, Institution, License, ModelRelease
 from access.storage import get_storage
 
 # The demo's files are 16 KiB or so: small pieces give each several, as a real shard has many.
@@ -76,7 +78,24 @@ class Command(BaseCommand):
             self._questions(release, actor)
             state = "created" if created else "up to date" if not added else "updated"
             self.stdout.write(f"{release.repo_id}: {len(paths)} files ({added} stored) — {state}")
+        self._institution(actor)
         self.stdout.write(self.style.SUCCESS("Demo catalog ready."))
+
+    def _institution(self, actor):
+        """Demo University, confirmed, with the demo OpenID Provider `make run` starts (created once; an
+        administrator's later edits are kept)."""
+        if Institution.objects.filter(ror_id=catalog_data.DEMO_INSTITUTION["ror_id"]).exists():
+            return
+        issuer = os.environ.get("OIDC_DEMO_UNIVERSITY_ISSUER") or catalog_data.DEMO_INSTITUTION["issuer"]
+        institution = services.institution_create(
+            actor=actor,
+            ror_id=catalog_data.DEMO_INSTITUTION["ror_id"],
+            name=catalog_data.DEMO_INSTITUTION["name"],
+            email_domains=[catalog_data.DEMO_INSTITUTION["domain"]],
+            issuers=[issuer],
+        )
+        services.institution_confirm(actor=actor, institution=institution)
+        self.stdout.write(f"{institution.name}: confirmed, sign-in issuer {issuer}")
 
     def _questions(self, release, actor):
         """The demo releases' own questions, added once (a manager's later edits are kept)."""
