@@ -1,7 +1,7 @@
 """Benchmark: serving LocalStorage files three ways in one run, on the same files and the same client:
 (a) Django streaming them (gunicorn, what `make run` does), (b) the portal checking each signed URL and answering
-`X-Accel-Redirect`, nginx sending the file (the README's server block, LOCAL_STORAGE_ACCEL_REDIRECT), and (c) nginx
-serving the files directly from a plain location, with no check at all (the floor).
+`X-Accel-Redirect`, nginx sending the file (the server block of docs/operators.md, LOCAL_STORAGE_ACCEL_REDIRECT),
+and (c) nginx serving the files directly from a plain location, with no check at all (the floor).
 
 Run from the repository root (needs PostgreSQL, Redis, nginx and curl; `make bench` runs all benchmarks):
 

@@ -1,4 +1,4 @@
-"""All settings come from environment variables; see the configuration table in README.md.
+"""All settings come from environment variables; see the configuration table in docs/operators.md.
 
 Every typed read goes through `env`, which raises ImproperlyConfigured on a value it cannot parse, so a
 typo in production stops the process at start instead of silently falling back to a default.
@@ -293,7 +293,8 @@ if len(set(_mirror_names)) != len(_mirror_names):
 STORAGE_MIRRORS = {name: _mirror(name, position) for position, name in enumerate(_mirror_names, 2)}
 
 # Behind nginx, LocalStorage's file view checks the signed URL and answers X-Accel-Redirect to this internal
-# location, and nginx sends the bytes (README: "Serving local disks with nginx"). Empty: Django streams them.
+# location, and nginx sends the bytes (docs/operators.md: "Serving local disks with nginx"). Empty: Django streams
+# them.
 LOCAL_STORAGE_ACCEL_REDIRECT = _accel_location(
     "LOCAL_STORAGE_ACCEL_REDIRECT", env.str("LOCAL_STORAGE_ACCEL_REDIRECT", default="")
 )

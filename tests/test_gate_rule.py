@@ -1,5 +1,6 @@
 """The download gate's rule, in memory: every combination of a release's and a person's states against an oracle
-written from the access rules (README, "Security model"), not from the code. No database, no cache, no clock."""
+written from the access rules (docs/security.md, "The download gate"), not from the code. No database, no cache,
+no clock."""
 
 from __future__ import annotations
 

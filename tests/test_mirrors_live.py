@@ -128,11 +128,11 @@ def assert_files(folder: Path):
         assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest(), path
 
 
-def readme_aria2c_options() -> list[str]:
-    """The options of the README's `aria2c -M` command, without its output directory: the test runs what
-    researchers are told to run."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    line = next(line for line in readme.splitlines() if "aria2c -M opt-175b.meta4" in line)
+def documented_aria2c_options() -> list[str]:
+    """The options of the `aria2c -M` command in docs/researchers.md, without its output directory: the test runs
+    what researchers are told to run."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "researchers.md").read_text()
+    line = next(line for line in guide.splitlines() if "aria2c -M opt-175b.meta4" in line)
     words = line.split("aria2c -M opt-175b.meta4", 1)[1].split("`", 1)[0].split()
     options = [w for i, w in enumerate(words) if w != "-d" and (i == 0 or words[i - 1] != "-d")]
     assert "--uri-selector=inorder" in options and "-s" in options, options
@@ -202,13 +202,13 @@ def test_aria2c_with_one_connection_per_file_keeps_to_the_first_mirror(mirrors, 
     # -k 1M stands for a release's real proportions: 2.5 GB shards against aria2c's default 20 MiB split size.
     mirrors["first"].reset()
     mirrors["second"].reset()
-    result = aria2c(mirrors, live_server, tmp_path / "one", *readme_aria2c_options(), "-k", "1M")
+    result = aria2c(mirrors, live_server, tmp_path / "one", *documented_aria2c_options(), "-k", "1M")
     assert result.returncode == 0, result.stdout + result.stderr
     assert_files(tmp_path / "one" / "opt")
     assert not mirrors["second"].gets(mirrors["prefix"])
     # What -s 1 is for: with its default of 5 connections per file, aria2c gives the second mirror a share of
     # every file it splits, --uri-selector=inorder or not.
-    options = readme_aria2c_options()
+    options = documented_aria2c_options()
     del options[options.index("-s") : options.index("-s") + 2]
     result = aria2c(mirrors, live_server, tmp_path / "split", *options, "-k", "1M")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -221,7 +221,7 @@ def test_aria2c_metalink_verifies_pieces_and_leaves_the_bad_mirror_at_the_bad_pi
     mirrors, live_server, tmp_path, piece
 ):
     start = corrupt(mirrors, piece)
-    result = aria2c(mirrors, live_server, tmp_path, *readme_aria2c_options())
+    result = aria2c(mirrors, live_server, tmp_path, *documented_aria2c_options())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Invalid checksum index=" + str(piece) in result.stdout  # the piece was caught as it arrived
     assert_files(tmp_path / "opt")

@@ -1,6 +1,6 @@
 """LocalStorage in production: the portal checks every signed URL and answers `X-Accel-Redirect`; nginx sends the
-bytes. The README's own nginx server block runs here, with a real nginx in front of gunicorn on the test database,
-and the real Hugging Face client downloads through it."""
+bytes. The nginx server block of docs/operators.md runs here as written, with a real nginx in front of gunicorn on
+the test database, and the real Hugging Face client downloads through it."""
 
 from __future__ import annotations
 

@@ -655,7 +655,7 @@ def test_endpoints_that_never_answer_hold_a_webhook_worker_but_never_a_grant(
 ):
     hook_worker_env["WEBHOOK_TIMEOUT_SECONDS"] = "60"  # longer than this test: the endpoints never answer in it
     dead = [live_endpoint(as_manager, receivers, hold=True)[1] for _ in range(3)]
-    # The workers production runs (README, Deploy at scale): the default queue, and the webhooks queue.
+    # The workers production runs (docs/operators.md, Deploy at scale): the default queue, and the webhooks queue.
     webhook_worker = CeleryWorker(hook_worker_env, queues=["webhooks"]).start()
     worker = CeleryWorker(hook_worker_env).start()
     try:

@@ -11,7 +11,7 @@ portal's access requests unchanged (checked against huggingface_hub 2.4.0):
 
 The Hub's three lists are views of the portal's states, and each call is one of the portal's services with the
 same rules as the web (reviewer access on the token, no decision on one's own request, reasons cleaned and
-required where the applicant sees them). README.md ("Hugging Face reviewer API") tabulates the mapping.
+required where the applicant sees them). docs/reviewers.md ("Hugging Face reviewer API") tabulates the mapping.
 A user name is the account's email address.
 """
 

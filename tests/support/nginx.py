@@ -1,4 +1,5 @@
-"""A real nginx running the server block the README documents, on a free loopback port (tests and benchmarks)."""
+"""A real nginx running the server block docs/operators.md documents, on a free loopback port (tests and
+benchmarks)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,25 @@ from pathlib import Path
 from tests.support.nanio import free_port
 from tests.support.processes import ROOT, wait_for_port
 
+OPERATORS_GUIDE = ROOT / "docs" / "operators.md"
 
-def readme_server_config() -> str:
-    """The nginx configuration of the README's "Serving local disks with nginx" section, as written there."""
-    text = (ROOT / "README.md").read_text()
+
+def documented_server_config() -> str:
+    """The nginx configuration of docs/operators.md's "Serving local disks with nginx" section, as written there."""
+    text = OPERATORS_GUIDE.read_text()
     match = re.search(r"^## Serving local disks with nginx$.*?^```nginx\n(.*?)^```$", text, re.S | re.M)
     if match is None:
-        raise AssertionError("README.md has no nginx block under 'Serving local disks with nginx'")
+        raise AssertionError("docs/operators.md has no nginx block under 'Serving local disks with nginx'")
     return match.group(1)
 
 
 def local_server_config(
     *, port: int, gunicorn: str, storage_dir: Path, extra_locations: str = "", mirror_dir: Path | None = None
 ) -> str:
-    """The README's block on 127.0.0.1:<port> without TLS, proxying to `gunicorn` (host:port) and serving
+    """The documented block on 127.0.0.1:<port> without TLS, proxying to `gunicorn` (host:port) and serving
     `storage_dir` (and the local mirror's location from `mirror_dir`); `extra_locations` go inside the server
     block (the benchmark's direct location)."""
-    config = readme_server_config()
+    config = documented_server_config()
     substitutions = [
         (r"^    listen 443 ssl;\n", f"    listen 127.0.0.1:{port};\n"),
         (r"^    ssl_certificate .*\n", ""),
@@ -40,7 +43,7 @@ def local_server_config(
         substitutions.append((r"alias /srv/lab-disks/;", f"alias {Path(mirror_dir).resolve()}/;"))
     for pattern, replacement in substitutions:
         config, count = re.subn(pattern, lambda _m, r=replacement: r, config, flags=re.M)
-        assert count == 1, f"the README's nginx block no longer has {pattern!r}"
+        assert count == 1, f"the nginx block of docs/operators.md no longer has {pattern!r}"
     if extra_locations:
         head, tail = config.rstrip().rsplit("}", 1)
         config = f"{head}\n{extra_locations}\n}}{tail}\n"
