@@ -144,48 +144,81 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def providers_from_env(read: Callable[[str], str], *, dev_mode: bool) -> list[dict]:
-    """allauth's settings-based apps for OIDC_PROVIDERS, each read from its OIDC_<ID>_* variables (`read` returns
-    a variable's value, "" when unset). Raises ImproperlyConfigured on anything it cannot use."""
-    ids = [p.strip() for p in read("OIDC_PROVIDERS").split(",") if p.strip()]
+def provider_ids(raw: str) -> list[str]:
+    """OIDC_PROVIDERS: comma-separated provider ids, each lower-case letters, digits and dashes."""
+    ids = [p.strip() for p in raw.split(",") if p.strip()]
     if len(set(ids)) != len(ids):
         raise ImproperlyConfigured("OIDC_PROVIDERS names a provider twice.")
-    return [_provider(provider_id, read, dev_mode=dev_mode) for provider_id in ids]
+    for provider_id in ids:
+        if not PROVIDER_ID_RE.match(provider_id):
+            raise ImproperlyConfigured(
+                f"OIDC_PROVIDERS: {provider_id!r} must be lower-case letters, digits and dashes (at most 40)"
+            )
+    return ids
 
 
-def _provider(provider_id: str, read: Callable[[str], str], *, dev_mode: bool) -> dict:
-    if not PROVIDER_ID_RE.match(provider_id):
-        raise ImproperlyConfigured(
-            f"OIDC_PROVIDERS: {provider_id!r} must be lower-case letters, digits and dashes (at most 40)"
+def variable_prefix(provider_id: str) -> str:
+    return "OIDC_" + provider_id.upper().replace("-", "_")
+
+
+FIELDS = ("NAME", "KIND", "ISSUER", "CLIENT_ID", "CLIENT_SECRET", "SCOPES", "CLAIMS", "ALGORITHMS")
+
+
+def providers_from_env(read: Callable[[str], str], *, dev_mode: bool) -> list[dict]:
+    """provider_app for every provider OIDC_PROVIDERS names, each read from its OIDC_<ID>_* variables (`read`
+    returns a variable's value, "" when unset). portal/settings.py reads them itself, with the same names."""
+    return [
+        provider_app(
+            provider_id,
+            **{f.lower(): read(f"{variable_prefix(provider_id)}_{f}") for f in FIELDS},
+            dev_mode=dev_mode,
         )
-    var = "OIDC_" + provider_id.upper().replace("-", "_")
-    kind_name = read(f"{var}_KIND").strip()
+        for provider_id in provider_ids(read("OIDC_PROVIDERS"))
+    ]
+
+
+def provider_app(
+    provider_id: str,
+    *,
+    name: str,
+    kind: str,
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    scopes: str,
+    claims: str,
+    algorithms: str,
+    dev_mode: bool,
+) -> dict:
+    """One provider as an allauth settings-based app of its openid_connect provider. Raises ImproperlyConfigured
+    on anything it cannot use: an unknown kind, no issuer, client id or secret, a plain-http issuer outside
+    development that is not on loopback, a claim map or algorithm it does not know."""
+    var = variable_prefix(provider_id)
+    kind_name = kind.strip()
     if kind_name not in KINDS:
         raise ImproperlyConfigured(f"{var}_KIND must be one of {', '.join(KINDS)}; got {kind_name!r}")
-    kind = KINDS[kind_name]
-    name = read(f"{var}_NAME").strip() or kind.name
+    defaults = KINDS[kind_name]
     try:
-        name = clean_text(name, multiline=False)
+        name = clean_text(name.strip() or defaults.name, multiline=False)
     except ValidationError:
         name = ""
     if not name or len(name) > 100:
         raise ImproperlyConfigured(f"{var}_NAME must name the provider on one line (at most 100 characters).")
-    issuer = read(f"{var}_ISSUER").strip() or kind.issuer
+    issuer = issuer.strip() or defaults.issuer
     if not issuer:
         raise ImproperlyConfigured(f"{var}_ISSUER must be set: the provider's issuer URL.")
     check_issuer(f"{var}_ISSUER", issuer, dev_mode=dev_mode)
-    client_id = read(f"{var}_CLIENT_ID").strip()
-    secret = read(f"{var}_CLIENT_SECRET").strip()
+    client_id, client_secret = client_id.strip(), client_secret.strip()
     if not client_id:
         raise ImproperlyConfigured(f"{var}_CLIENT_ID must be set: the portal's client id at the provider.")
-    if not secret:
+    if not client_secret:
         raise ImproperlyConfigured(f"{var}_CLIENT_SECRET (or {var}_CLIENT_SECRET_FILE) must be set.")
-    scopes = read(f"{var}_SCOPES").split() or list(kind.scopes)
-    if "openid" not in scopes:
+    scope = scopes.split() or list(defaults.scopes)
+    if "openid" not in scope:
         raise ImproperlyConfigured(f"{var}_SCOPES must include openid.")
-    claims = {**kind.claims, **parse_claims(f"{var}_CLAIMS", read(f"{var}_CLAIMS"))}
-    algorithms = [a.strip() for a in read(f"{var}_ALGORITHMS").split(",") if a.strip()] or list(DEFAULT_ALGORITHMS)
-    refused = [a for a in algorithms if a not in SIGNING_ALGORITHMS]
+    claim_map = {**defaults.claims, **parse_claims(f"{var}_CLAIMS", claims)}
+    allowed = [a.strip() for a in algorithms.split(",") if a.strip()] or list(DEFAULT_ALGORITHMS)
+    refused = [a for a in allowed if a not in SIGNING_ALGORITHMS]
     if refused:
         raise ImproperlyConfigured(
             f"{var}_ALGORITHMS: {', '.join(refused)} cannot sign ID tokens for the portal; use among "
@@ -195,15 +228,15 @@ def _provider(provider_id: str, read: Callable[[str], str], *, dev_mode: bool) -
         "provider_id": provider_id,
         "name": name,
         "client_id": client_id,
-        "secret": secret,
+        "secret": client_secret,
         "settings": {
             # allauth fetches {server_url}/.well-known/openid-configuration.
             "server_url": issuer.rstrip("/"),
             "issuer": issuer,
             "kind": kind_name,
-            "scope": scopes,
-            "claims": {fact: list(where) for fact, where in claims.items() if where is not None},
-            "algorithms": algorithms,
+            "scope": scope,
+            "claims": {fact: list(where) for fact, where in claim_map.items() if where is not None},
+            "algorithms": allowed,
             "oauth_pkce_enabled": True,
         },
     }

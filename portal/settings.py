@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from access.claims import origin as claims_origin
-from access.claims import providers_from_env
+from access.claims import provider_app as oidc_provider_app
+from access.claims import provider_ids as oidc_provider_ids
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -436,7 +437,26 @@ AUTH_USER_MODEL = "access.User"
 # OIDC_PROVIDERS=demo-university,orcid, each configured by OIDC_<ID>_* variables (access.claims reads them and
 # refuses what it cannot use). Every one is an app of allauth's openid_connect provider, run by the portal's own
 # subclass (access.oidc), which verifies every ID token and takes each fact only from where its kind trusts it.
-OIDC_APPS = providers_from_env(lambda name: env.str(name, default=""), dev_mode=DEV_MODE)
+
+
+def _oidc_provider(provider_id: str) -> dict:
+    """One provider's settings, read from OIDC_<NAME>_* (its id upper-cased, dashes as underscores)."""
+    var = "OIDC_" + provider_id.upper().replace("-", "_")
+    return oidc_provider_app(
+        provider_id,
+        name=env.str(f"{var}_NAME", default=""),
+        kind=env.str(f"{var}_KIND", default=""),
+        issuer=env.str(f"{var}_ISSUER", default=""),
+        client_id=env.str(f"{var}_CLIENT_ID", default=""),
+        client_secret=env.str(f"{var}_CLIENT_SECRET", default=""),
+        scopes=env.str(f"{var}_SCOPES", default=""),
+        claims=env.str(f"{var}_CLAIMS", default=""),
+        algorithms=env.str(f"{var}_ALGORITHMS", default=""),
+        dev_mode=DEV_MODE,
+    )
+
+
+OIDC_APPS = [_oidc_provider(provider_id) for provider_id in oidc_provider_ids(env.str("OIDC_PROVIDERS", default=""))]
 SOCIALACCOUNT_PROVIDERS = {
     "openid_connect": {
         "provider_class": "access.oidc.PortalOpenIDConnectProvider",

@@ -173,3 +173,33 @@ def test_the_admin_site_shows_verified_identities_read_only(client, superuser):
     login_recently(client, superuser)
     assert client.get("/admin/access/verifiedidentity/add/").status_code == 403
     assert client.get("/admin/socialaccount/socialapp/").status_code == 404
+
+
+def test_an_operator_adds_and_confirms_an_institution_with_a_command(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    call_command(
+        "institution",
+        "https://ror.org/0testun01",
+        "--name",
+        "Test University",
+        "--domain",
+        "uni.example",
+        "--idp",
+        "https://idp.uni.example/idp/shibboleth",
+        "--confirm",
+        stdout=out,
+    )
+    institution = Institution.objects.get()
+    assert institution.is_confirmed and "confirmed" in out.getvalue()
+    assert institution.identifiers_of("idp_entity_id") == ["https://idp.uni.example/idp/shibboleth"]
+    call_command("institution", "0testun01", "--domain", "uni.example", "--domain", "cs.uni.example", stdout=out)
+    assert institution.identifiers_of("email_domain") == ["cs.uni.example", "uni.example"]
+    assert institution.identifiers_of("idp_entity_id") == ["https://idp.uni.example/idp/shibboleth"]  # not given: kept
+    with pytest.raises(CommandError, match="free email provider"):
+        call_command("institution", "0testun01", "--domain", "gmail.com", stdout=out)
+    assert {e.credential for e in AuditEvent.objects.all()} == {"command:institution"}
