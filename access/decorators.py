@@ -9,7 +9,10 @@ from django.conf import settings
 
 
 def recently_authenticated(request) -> bool:
-    records = get_authentication_records(request, request.user)
+    """Whether this session's user entered their password (at sign-in or on the reauthentication page) within
+    ACCOUNT_REAUTHENTICATION_TIMEOUT. A sign-in through an OpenID Provider is not a password entry: powers
+    (decisions, reviewer tokens, the admin site) ask for the password even after one."""
+    records = [r for r in get_authentication_records(request, request.user) if r.get("method") == "password"]
     return bool(records) and time.time() - records[-1]["at"] < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT
 
 

@@ -337,3 +337,20 @@ def test_the_last_way_into_an_account_without_a_password_is_not_unlinked(client,
     response = client.post(f"/account/identities/{identity.public_id}/unlink", follow=True)
     assert "This is the only way into your account" in response.content.decode()
     assert VerifiedIdentity.objects.filter(pk=identity.pk).exists()
+
+
+def test_a_sign_in_through_a_provider_is_not_a_recent_password_for_powers(client, idp, university, reviewer):
+    """Reviewer powers (and the admin site) need a password entered within REAUTHENTICATION_TIMEOUT: a reviewer
+    who linked an identity and signs in with it enters the password again before deciding."""
+    from tests.factories import AccessRequestFactory, LicenseFactory, ReleaseFactory
+
+    client.force_login(reviewer)
+    sign_in(client, idp, process="connect")  # the reviewer links their university's sign-in
+    client.logout()
+    assert sign_in(client, idp).status_code == 302
+    assert signed_in_as(client) == str(reviewer.pk)
+    request = AccessRequestFactory(release=ReleaseFactory(access="gated", license=LicenseFactory()))
+    response = client.post(f"/review/requests/{request.public_id}/", {"action": "approve", "reason": ""})
+    assert response.status_code == 302 and "/accounts/reauthenticate/" in response["Location"]
+    request.refresh_from_db()
+    assert request.status == "pending"
