@@ -163,7 +163,8 @@ def _facts(identities: list[VerifiedIdentity], confirmed: set[str], by_domain: d
         else:
             add(VerifiedAffiliation(institution, "", address, EMAIL, "", "", None))
     affiliations = sorted(
-        best.values(), key=lambda f: (f.last_seen is None, -(f.last_seen.timestamp() if f.last_seen else 0), f.value)
+        best.values(),
+        key=lambda f: (f.last_seen is None, -(f.last_seen.timestamp() if f.last_seen else 0), f.method, f.value),
     )
     return VerifiedFacts(
         affiliations=affiliations,
