@@ -96,8 +96,9 @@ def verify_id_token(token, *, jwks: dict, issuer: str, client_id: str, algorithm
     sent = data.get("nonce")
     if not isinstance(sent, str) or not nonce or not hmac.compare_digest(sent.encode(), nonce.encode()):
         raise OAuth2Error("The ID token does not carry the nonce this sign-in sent.")
-    if not isinstance(data["sub"], str) or not 0 < len(data["sub"]) <= 255:
-        raise OAuth2Error("The ID token's subject is not a string of at most 255 characters.")
+    # allauth keeps the subject as the social account's uid, at most 191 characters.
+    if not isinstance(data["sub"], str) or not 0 < len(data["sub"]) <= 191:
+        raise OAuth2Error("The ID token's subject is not a string of at most 191 characters.")
     return data
 
 
@@ -260,6 +261,8 @@ class PortalOpenIDConnectProvider(OpenIDConnectProvider):
 
 
 class PortalCallbackView(OAuth2CallbackView):
+    # allauth's callback takes the state from the session here and gives the adapter none of it; the nonce the
+    # ID token must carry is in it.
     def _get_state(self, request, provider):
         state, response = super()._get_state(request, provider)
         self.adapter.state = state

@@ -187,6 +187,8 @@ def test_a_good_id_token_passes():
             [jwk(KEY), {**jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048)), "kid": "k2"}],
             "no single",
         ),
+        (lambda: token({"sub": "s" * 192}), None, "at most 191 characters"),
+        (lambda: token({"sub": 7}), None, "Subject must be a string"),
         (lambda: "not.a.jwt", None, "not a JWT"),
         (lambda: None, None, "no ID token"),
     ],
