@@ -92,6 +92,12 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         logger.warning("sign-in through %s refused (%s): %s", getattr(provider, "sub_id", provider), error, exception)
 
     def pre_social_login(self, request, sociallogin) -> None:
+        try:
+            self._sign_in(request, sociallogin)
+        except ServiceError as exc:  # an identity another account holds: no session, a page that says so
+            raise ImmediateHttpResponse(refused(request, str(exc), status=exc.status)) from None
+
+    def _sign_in(self, request, sociallogin) -> None:
         extra = sociallogin.account.extra_data or {}
         facts, issuer = extra.get("facts"), extra.get("issuer")
         if not facts or not issuer:

@@ -354,3 +354,17 @@ def test_a_sign_in_through_a_provider_is_not_a_recent_password_for_powers(client
     assert response.status_code == 302 and "/accounts/reauthenticate/" in response["Location"]
     request.refresh_from_db()
     assert request.status == "pending"
+
+
+def test_an_identity_recorded_for_another_account_is_refused_without_a_session(client, idp, university):
+    """The provider was renamed (its id changed, its issuer did not): the old link's identity is Bob's, so the
+    subject's new link to Ada may not take it over."""
+    ada, bob = UserFactory(email="ada@lab.example"), UserFactory(email="bob@lab.example")
+    sub = idp.person["sub"]
+    SocialAccount.objects.create(user=ada, provider=PROVIDER, uid=sub)
+    old = SocialAccount.objects.create(user=bob, provider="old-name", uid=sub)
+    VerifiedIdentity.objects.create(user=bob, account=old, provider="old-name", issuer=idp.issuer, subject=sub)
+    response = sign_in(client, idp)
+    assert response.status_code == 403 and "linked to another account" in response.content.decode()
+    assert signed_in_as(client) is None
+    assert VerifiedIdentity.objects.get().user == bob

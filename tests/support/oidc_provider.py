@@ -88,7 +88,8 @@ class OpenIDProvider:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}/oidc"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll, so stopping it (after every test) takes milliseconds rather than half a second.
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def start(self) -> OpenIDProvider:
         self.thread.start()
