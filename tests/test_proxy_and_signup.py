@@ -151,6 +151,7 @@ def redis_location(settings, alias):
     return config["LOCATION"]
 
 
+@pytest.mark.slow
 def test_the_api_ip_limit_holds_across_two_web_processes(transactional_db, settings, tmp_path):
     from django.db import connection
 
