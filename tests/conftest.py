@@ -222,3 +222,22 @@ def reviewer(db):
     user = UserFactory(email="rita@portal.example")
     services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user)
     return user
+
+
+@pytest.fixture
+def demo_idp(tmp_path):
+    """Starts the demo institution (a real OpenID Provider) for a portal: `idp = demo_idp(live_server.url)`, then
+    `idp.issuer`, `idp.client_id`, `idp.client_secret`, `idp.people` ({email: password}), `idp.create_person(...)`.
+    Each one started is stopped after the test."""
+    from tests.support.demo_idp import DemoIdP
+
+    started = []
+
+    def start(portal_url, var_dir=None):
+        idp = DemoIdP(portal_url, var_dir or tmp_path / f"demo-idp-var-{len(started)}")
+        started.append(idp)
+        return idp.start()
+
+    yield start
+    for idp in started:
+        idp.stop()
