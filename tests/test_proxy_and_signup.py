@@ -279,7 +279,7 @@ def test_make_run_starts_the_demo_institution_and_offers_it_to_the_portal(tmp_pa
     assert "Demo University" in out and "var/demo-idp.log" in out
     # Stopped with everything else.
     pid = int((tmp_path / "var" / "demo-idp.pid").read_text())
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=5)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30)
 
 
 def test_make_run_leaves_sign_in_providers_set_by_the_user_alone(tmp_path, redis_port_6379):
