@@ -11,9 +11,12 @@ from allauth.account.forms import SignupForm as AllauthSignupForm
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import PermissionDenied
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
+from . import emails
 from .http import client_ip
+from .services.accounts import supported_language
 from .site import site_name
 
 
@@ -29,7 +32,13 @@ class AccountAdapter(DefaultAccountAdapter):
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
         # Without django.contrib.sites allauth would name the portal by the request's host ("127.0.0.1:8000").
         site = SimpleNamespace(name=site_name(), domain=settings.SITE_URL)
-        super().send_mail(template_prefix, email, {"current_site": site, **context})
+        # In the language of the account it goes to (a sign-up's is the browser's, saved with the account).
+        with translation.override(emails.language_of(email)):
+            super().send_mail(template_prefix, email, {"current_site": site, **context})
+
+    def save_user(self, request, user, form, commit=True):
+        user.language = supported_language(translation.get_language()) or settings.LANGUAGE_CODE
+        return super().save_user(request, user, form, commit=commit)
 
 
 class SignupForm(AllauthSignupForm):
