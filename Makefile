@@ -9,7 +9,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379
 # machine picks three others).
 TEST_REDIS_DBS ?= 14 15 13
 
-.PHONY: install system-deps run test lint format bench messages translations clean
+.PHONY: install system-deps run test test-fast lint format bench messages translations clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,9 +50,20 @@ TEST_ENV := SECRET_KEY=test-only-not-secret DATABASE_URL=$(TEST_DATABASE_URL) \
 	CELERY_TASK_ALWAYS_EAGER=1 \
 	PORTAL_VAR_DIR=$(CURDIR)/var/test
 
+# Two pytest-xdist workers: one runs the slow tier (servers, workers, browsers, the HTTP attack matrix) in order,
+# the other everything else (tests/conftest.py groups them).
 test: install system-deps lint messages
 	scripts/services
-	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The edit-test loop: everything but the slow tier, with no apt, lint or message steps first (the catalog is compiled
+# only when it changed).
+test-fast: install locale/zh_Hans/LC_MESSAGES/django.mo
+	scripts/services
+	$(TEST_ENV) $(VENV)/bin/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+locale/zh_Hans/LC_MESSAGES/django.mo: locale/zh_Hans/LC_MESSAGES/django.po
+	SECRET_KEY=build $(PY) manage.py compilemessages -v 0 --ignore=.venv
 
 bench: install system-deps
 	scripts/bench-all

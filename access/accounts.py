@@ -22,15 +22,18 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from . import emails
 from .actors import Actor
 from .http import actor_for, client_ip
 from .identities import domains_of, under
 from .models import User, VerifiedIdentity
 from .selectors import holds_powers
 from .services import ServiceError
+from .services.accounts import supported_language
 from .services.identities import identity_record, institution_for
 from .site import site_name
 
@@ -49,7 +52,13 @@ class AccountAdapter(DefaultAccountAdapter):
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
         # Without django.contrib.sites allauth would name the portal by the request's host ("127.0.0.1:8000").
         site = SimpleNamespace(name=site_name(), domain=settings.SITE_URL)
-        super().send_mail(template_prefix, email, {"current_site": site, **context})
+        # In the language of the account it goes to (a sign-up's is the browser's, saved with the account).
+        with translation.override(emails.language_of(email)):
+            super().send_mail(template_prefix, email, {"current_site": site, **context})
+
+    def save_user(self, request, user, form, commit=True):
+        user.language = supported_language(translation.get_language()) or settings.LANGUAGE_CODE
+        return super().save_user(request, user, form, commit=commit)
 
 
 class SignupForm(AllauthSignupForm):
@@ -147,6 +156,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def save_user(self, request, sociallogin, form=None):
         extra = sociallogin.account.extra_data
+        # The browser's language, as a password sign-up saves it (AccountAdapter.save_user): emails follow it.
+        sociallogin.user.language = supported_language(translation.get_language()) or settings.LANGUAGE_CODE
         with transaction.atomic():
             user = super().save_user(request, sociallogin, form)
             identity_record(

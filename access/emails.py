@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from . import metrics
-from .models import OutboundEmail
+from .models import OutboundEmail, User
 from .site import site_name
 from .text import one_line, plain_lines
 
@@ -26,12 +26,19 @@ def render(template: str, context: dict) -> tuple[str, str, str]:
     return settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + subject, text, html
 
 
+def language_of(address: str) -> str:
+    """The language the account with this address reads (the one it last chose), else the portal's default."""
+    chosen = User.objects.filter(email__iexact=address).values_list("language", flat=True).first()
+    return chosen or settings.LANGUAGE_CODE
+
+
 def send_once(*, dedupe_key: str, template: str, to: str, context: dict, language: str | None = None) -> bool:
-    """Send unless an email with this key was already sent; returns whether it sent.
+    """Send unless an email with this key was already sent; returns whether it sent. Written in `language`, or
+    in the language of the account the address belongs to.
 
     The record and the send share a transaction: a failed send rolls the record back so a retry sends again.
     """
-    with translation.override(language or settings.LANGUAGE_CODE):
+    with translation.override(language or language_of(to)):
         subject, text, html = render(template, context)
     try:
         with transaction.atomic():

@@ -3,6 +3,7 @@ import time
 
 from django.conf import settings
 from django.http import HttpResponseBadRequest, HttpResponseNotFound
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from . import logs, metrics
@@ -110,3 +111,24 @@ class RequestContextMiddleware:
             return response
         finally:
             logs.unbind(token)
+
+
+class AccountLanguageMiddleware:
+    """A signed-in person reads the portal in their account's language on any browser that has not chosen one
+    (no language cookie): what they last picked elsewhere, or their browser's at sign-up. After the session and
+    authentication middleware; LocaleMiddleware has chosen from the cookie or Accept-Language before."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and user.is_authenticated
+            and user.language
+            and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES
+        ):
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = user.language
+        return self.get_response(request)

@@ -44,6 +44,8 @@ class User(AbstractUser):
 
     username = None
     email = models.EmailField(_("email address"), unique=True)
+    # The language the person last chose in the interface (the browser's at sign-up): every email is written in it.
+    language = models.CharField(_("language"), max_length=10, blank=True, default="", choices=settings.LANGUAGES)
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []
     objects = UserManager()

@@ -243,6 +243,12 @@ def main() -> int:
     parser.add_argument("--storage", choices=["local", "s3"], default="local", help="storage backend (default local)")
     parser.add_argument("--skip-nginx", action="store_true", help="do not measure nginx")
     parser.add_argument("--in-process-only", action="store_true", help="only the in-process timing and profile")
+    parser.add_argument(
+        "--paired",
+        metavar="REF",
+        help="also serve the code of this git commit (a checkout beside this one, on the same database and Redis) "
+        "and alternate every wrk run between the two: the gated, open and Hugging Face HEAD paths, new vs REF",
+    )
     args = parser.parse_args()
 
     print_machine()
@@ -277,6 +283,8 @@ def main() -> int:
         portal_url, _ = bench.gunicorn(
             env=env, workers=args.workers, worker_class=args.worker_class, threads=args.gthreads
         )
+        if args.paired:
+            return paired(args, bench, env, token, paths, open_paths)
         targets = {
             PORTAL: (
                 portal_url,
@@ -414,6 +422,97 @@ def main() -> int:
         },
     )
     return 0 if audited_ok and open_ok else 1
+
+
+PAIRED = {PORTAL: "portal.lua", OPEN_API: "open.lua", OPEN_HF: "hf.lua"}
+
+
+def paired(args, bench, env: dict, token: str, paths: list[str], open_paths: list[str]) -> int:
+    """This code against the code of `args.paired`, each in its own gunicorn on the same database and Redis, every
+    path measured alternately (new, then base, then base, then new, ...) so that background load affects both
+    alike; ratios are paired within each round."""
+    from django.conf import settings
+
+    from access.models import DownloadEvent
+
+    repo = Path(__file__).resolve().parents[1]
+    base_tree = bench.tmp / "base"
+    subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.paired], cwd=repo, check=True)
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", args.paired], cwd=repo, capture_output=True, text=True)
+        servers = {
+            "new": bench.gunicorn(env=env, workers=args.workers, worker_class=args.worker_class, threads=args.gthreads),
+            "base": bench.gunicorn(
+                env=env,
+                workers=args.workers,
+                worker_class=args.worker_class,
+                threads=args.gthreads,
+                name="base",
+                cwd=base_tree,
+            ),
+        }
+        scripts = {
+            PORTAL: write_lua(
+                bench.tmp / "portal.lua", prefix=f"/api/v1/models/{OPT_175B}/files/", token=token, paths=paths
+            ),
+            OPEN_API: write_lua(
+                bench.tmp / "open.lua", prefix=f"/api/v1/models/{OPEN_REPO}/files/", token="", paths=open_paths
+            ),
+            OPEN_HF: write_lua(
+                bench.tmp / "hf.lua", prefix=f"/{OPEN_REPO}/resolve/main/", token="", paths=open_paths, method="HEAD"
+            ),
+        }
+        wrk_opts = {"connections": args.connections, "threads": args.threads}
+        for url, _ in servers.values():
+            for script in scripts.values():
+                wrk(url, script, duration=2, **wrk_opts)
+        time.sleep(0.5 + settings.OPEN_COUNT_FLUSH_SECONDS)
+        runs = {(name, code): [] for name in scripts for code in servers}
+        audit = {code: [0, 0] for code in servers}  # events, 302s + in flight
+        for round_no in range(args.rounds):
+            order = ["new", "base"] if round_no % 2 == 0 else ["base", "new"]
+            for name, script in scripts.items():
+                for code in order:
+                    before = settled_count(DownloadEvent)
+                    result = wrk(servers[code][0], script, duration=args.duration, **wrk_opts)
+                    runs[(name, code)].append(result)
+                    if name == PORTAL:
+                        audit[code][0] += settled_count(DownloadEvent) - before
+                        audit[code][1] += result["n302"] + result["sent"] - 1 - result["answered"]
+                    bench.procs.check_alive()
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=repo, check=False)
+    print(
+        f"\npaired: this checkout vs {args.paired} ({sha.stdout.strip()}), wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration:g}s per path, code and round, {args.rounds} rounds alternating the order; medians\n"
+    )
+    header = ("path", "new req/s", "base req/s", "new/base req/s", "new p99 (ms)", "base p99 (ms)", "new/base p99")
+    rows, ok = [], True
+    for name in scripts:
+        new, base = runs[(name, "new")], runs[(name, "base")]
+        rps = statistics.median(n["rps"] / b["rps"] for n, b in zip(new, base, strict=True))
+        p99 = statistics.median(n["p99_us"] / b["p99_us"] for n, b in zip(new, base, strict=True))
+        ok = ok and rps >= 0.9 and p99 <= 1.2
+        rows.append(
+            (
+                name,
+                f"{med(new, 'rps'):8.0f}",
+                f"{med(base, 'rps'):8.0f}",
+                f"{rps:5.2f}x",
+                f"{med(new, 'p99_us') / 1e3:6.2f}",
+                f"{med(base, 'p99_us') / 1e3:6.2f}",
+                f"{p99:5.2f}x",
+            )
+        )
+    print_table(header, rows)
+    print(
+        "\naudit check (gated): "
+        + "; ".join(f"{code}: {events} rows for {expected} redirects" for code, (events, expected) in audit.items())
+    )
+    audited = all(events == expected for events, expected in audit.values())
+    goal_line("every path: new >= 0.9x base req/s and p99 <= 1.2x base", ok)
+    save_results("redirect-paired", {"args": vars(args), "runs": {f"{n} ({c})": r for (n, c), r in runs.items()}})
+    return 0 if audited else 1
 
 
 if __name__ == "__main__":

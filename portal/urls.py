@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from access import oidc
+from access.views import set_language
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,6 +13,8 @@ urlpatterns = [
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc.callback, name="portal_oidc_callback"),
     path("accounts/3rdparty/", RedirectView.as_view(pattern_name="account-identities")),
     path("accounts/", include("allauth.urls")),
+    # The language switcher: Django's own view, and a signed-in account remembers the choice for its emails.
+    path("i18n/setlang/", set_language, name="set_language"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include("access.api.urls")),
     path("", include("access.urls")),

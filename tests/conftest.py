@@ -1,6 +1,63 @@
+import os
+
 import pytest
 
 from tests.factories import UserFactory
+
+# Fixtures that start a server, a worker or a browser: a test asking for one is in the slow tier (`make test` runs
+# every tier; `make test-fast` leaves it out).
+SERVERS = {
+    "live_server",
+    "nanio",
+    "s3_storage",
+    "redis_server",
+    "celery_broker",
+    "celery_worker",
+    "worker_env",
+    "gunicorn",
+    "demo_idp",
+    "browser",
+    "page",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow"):
+            # Under `pytest -n 2 --dist loadgroup` (make test) one worker runs the slow tier's servers, workers and
+            # browsers one after another while the other runs everything else.
+            item.add_marker(pytest.mark.xdist_group("serial"))
+
+
+def _own_redis_databases() -> None:
+    """Each pytest-xdist worker after the first counts in Redis databases of its own (three below the first
+    worker's, which are the ones the Makefile names), and so do the servers and workers it starts: tests clear
+    their databases, and must not clear another worker's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or worker == "gw0":
+        return
+    from django.conf import settings
+    from django.core.cache import caches
+
+    shift = 3 * int(worker[2:])
+
+    def moved(url: str) -> str:
+        base, _, db = url.rpartition("/")
+        return f"{base}/{(int(db) - shift) % 16}" if url.startswith("redis://") and db.isdigit() else url
+
+    for config in settings.CACHES.values():
+        if isinstance(config.get("LOCATION"), str):
+            config["LOCATION"] = moved(config["LOCATION"])
+    caches.__dict__.pop("settings", None)
+    settings.CELERY_BROKER_URL = moved(settings.CELERY_BROKER_URL)
+    for name in ("CACHE_URL", "THROTTLE_CACHE_URL", "CELERY_BROKER_URL"):  # what subprocesses inherit
+        if name in os.environ:
+            os.environ[name] = moved(os.environ[name])
+
+
+_own_redis_databases()
 
 
 @pytest.fixture(autouse=True)
@@ -78,13 +135,27 @@ def bob(db):
     return UserFactory(email="bob@lab.example")
 
 
-@pytest.fixture
-def redis_server():
+@pytest.fixture(scope="session")
+def _private_redis():
     from tests.support.processes import RedisServer
 
     server = RedisServer().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+def redis_server(_private_redis):
+    """A private redis-server, running and empty: the broker tests share one per session (a fault test may stop
+    and start it; it comes back on the same port)."""
+    import redis
+
+    if _private_redis.process is None or _private_redis.process.poll() is not None:
+        _private_redis.start()
+    client = redis.Redis.from_url(_private_redis.url)
+    client.flushall()
+    client.close()
+    return _private_redis
 
 
 @pytest.fixture
@@ -151,6 +222,25 @@ def reviewer(db):
     user = UserFactory(email="rita@portal.example")
     services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user)
     return user
+
+
+@pytest.fixture
+def demo_idp(tmp_path):
+    """Starts the demo institution (a real OpenID Provider) for a portal: `idp = demo_idp(live_server.url)`, then
+    `idp.issuer`, `idp.client_id`, `idp.client_secret`, `idp.people` ({email: password}), `idp.create_person(...)`.
+    Each one started is stopped after the test."""
+    from tests.support.demo_idp import DemoIdP
+
+    started = []
+
+    def start(portal_url, var_dir=None):
+        idp = DemoIdP(portal_url, var_dir or tmp_path / f"demo-idp-var-{len(started)}")
+        started.append(idp)
+        return idp.start()
+
+    yield start
+    for idp in started:
+        idp.stop()
 
 
 @pytest.fixture

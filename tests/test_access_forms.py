@@ -303,6 +303,7 @@ def test_the_access_form_of_an_open_or_unknown_release_is_not_found(client, loca
     assert client.get("/api/v1/models/facebook/nope/access-form").status_code == 404
 
 
+@pytest.mark.slow  # loads the whole 992-file demo release
 def test_the_demo_catalog_asks_its_own_questions(local_storage):
     call_command("load_demo_catalog", "--size", "16", "--only", "facebook/opt-66b", stdout=io.StringIO())
     call_command("load_demo_catalog", "--size", "16", "--only", "facebook/opt-175b", stdout=io.StringIO())

@@ -39,6 +39,8 @@ INTENDED_USE = (
 QUESTION = "Which lab do you work in, and who leads it?"
 ANSWER = "The NLP group of Prof. Example at the University of Examples."
 
+QUESTION_SUBJECT = "A reviewer has a question about your request for %(repo)s"
+APPROVAL_SUBJECT = "Approved: you can now download %(repo)s"
 # What the applicant's pages must say, per language (the zh-hans strings are in locale/zh_Hans).
 TEXT = {
     "en": {
@@ -48,6 +50,9 @@ TEXT = {
         "Pending review": "Pending review",
         "More information needed": "More information needed",
         "Approved": "Approved",
+        # Emails are written in the account's language: the browser's at sign-up.
+        QUESTION_SUBJECT: QUESTION_SUBJECT,
+        APPROVAL_SUBJECT: APPROVAL_SUBJECT,
     },
     "zh-hans": {
         "My requests": "我的申请",
@@ -56,6 +61,8 @@ TEXT = {
         "Pending review": "待审核",
         "More information needed": "需要更多信息",
         "Approved": "已批准",
+        QUESTION_SUBJECT: "审核人对您的 %(repo)s 访问申请有疑问",
+        APPROVAL_SUBJECT: "已批准：您现在可以下载 %(repo)s",
     },
 }
 
@@ -226,9 +233,9 @@ def researcher_and_reviewer_story(*, lang, new_page, shots, reviewer, email):
     grant_path = re.sub(r"^https?://[^/]+", "", page.url)
 
     # Both decisions reached the applicant by email; the approval links the grant page, not raw signed URLs.
-    asked = one(mail.outbox, f"A reviewer has a question about your request for {REPO}", email)
+    asked = one(mail.outbox, t[QUESTION_SUBJECT] % {"repo": REPO}, email)
     assert QUESTION in asked.body
-    approved = one(mail.outbox, f"Approved: you can now download {REPO}", email)
+    approved = one(mail.outbox, t[APPROVAL_SUBJECT] % {"repo": REPO}, email)
     assert grant_path in approved.body
     assert "/storage/" not in approved.body
     return page

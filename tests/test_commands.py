@@ -18,6 +18,7 @@ def run(*args):
     return out.getvalue()
 
 
+@pytest.mark.slow  # loads the whole demo catalog, 992 files of OPT-175B included
 def test_load_demo_catalog_loads_the_opt_family_idempotently(local_storage):
     output = run("load_demo_catalog", "--size", "64")
     assert "Demo catalog ready" in output

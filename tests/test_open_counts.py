@@ -122,6 +122,7 @@ def web_env(open_release, settings):
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_web_process_that_stops_sends_its_counts(web_env, tmp_path):
     web = WebServer({**web_env, "OPEN_COUNT_FLUSH_SECONDS": "3600"}, workers=2, log_path=tmp_path / "web.log").start()
@@ -136,6 +137,7 @@ def test_a_web_process_that_stops_sends_its_counts(web_env, tmp_path):
     assert counters.download_counts_flush() == 5
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_web_process_loses_at_most_its_last_interval(web_env, tmp_path):
     web = WebServer({**web_env, "OPEN_COUNT_FLUSH_SECONDS": "0.2"}, log_path=tmp_path / "web.log").start()

@@ -21,7 +21,7 @@ from django.core import mail
 from django.test import Client
 
 from tests.factories import UserFactory
-from tests.support.processes import ROOT, WebServer
+from tests.support.processes import ROOT, WebServer, wait_until
 
 API = "/api/v1/models/"
 LOAD_BALANCER = "10.0.0.1"
@@ -151,6 +151,7 @@ def redis_location(settings, alias):
     return config["LOCATION"]
 
 
+@pytest.mark.slow
 def test_the_api_ip_limit_holds_across_two_web_processes(transactional_db, settings, tmp_path):
     from django.db import connection
 
@@ -178,17 +179,23 @@ def test_the_api_ip_limit_holds_across_two_web_processes(transactional_db, setti
 
 
 def run_dev_run(tmp_path, env):
-    """scripts/dev-run in a copy of the tree whose .venv only reports the environment gunicorn would get."""
+    """scripts/dev-run in a copy of the tree whose .venv only reports the environment gunicorn would get (the
+    demo institution's gunicorn reports into var/demo-idp.log)."""
     (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "dev-run", tmp_path / "scripts" / "dev-run")
+    for script in ("dev-run", "demo-idp"):
+        shutil.copy(ROOT / "scripts" / script, tmp_path / "scripts" / script)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     stubs = {
         "python": "exit 0",
         "celery": 'echo "celery $*"; exec sleep 30',
-        # Started last: give the workers a moment to write their command lines before everything stops.
-        "gunicorn": 'env | grep "CACHE_URL=" | sort; for i in 1 2 3 4 5 6 7 8 9 10; do '
-        '[ "$(cat var/celery*.log 2>/dev/null | grep -c "^celery ")" -ge 2 ] && break; sleep 0.1; done; exit 0',
+        # The portal's is started last: give the workers and the demo institution a moment to write their command
+        # lines before everything stops.
+        "gunicorn": 'if [ "$1" = demo_idp.wsgi ]; then echo "gunicorn $*"; env | grep -E "^(DEMO_IDP|OIDC)_" | sort; '
+        "echo $$ >var/demo-idp.pid; exec sleep 30; fi; "
+        'env | grep -E "(CACHE_URL|^OIDC_.*|^DEMO_IDP_.*)=" | sort; for i in $(seq 30); do '
+        '[ "$(cat var/celery*.log 2>/dev/null | grep -c "^celery ")" -ge 2 ] && grep -qs "^gunicorn" var/demo-idp.log '
+        "&& break; sleep 0.1; done; exit 0",
     }
     for name, body in stubs.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
@@ -239,3 +246,44 @@ def test_make_run_starts_a_worker_for_the_webhooks_queue(tmp_path, redis_port_63
     (webhooks,) = [w for w in workers if w is not default]
     assert "--queues webhooks" in webhooks and "--queues celery" in default
     assert "webhooks" in out and "celery-webhooks.log" in out
+
+
+DEMO_UNIVERSITY = {
+    "OIDC_PROVIDERS": "demo-university",
+    "OIDC_DEMO_UNIVERSITY_NAME": "Demo University",
+    "OIDC_DEMO_UNIVERSITY_KIND": "institution",
+    "OIDC_DEMO_UNIVERSITY_ISSUER": "http://127.0.0.1:8001/o",
+    "OIDC_DEMO_UNIVERSITY_CLIENT_ID": "portal-demo",
+}
+
+
+def env_lines(text, pattern):
+    return dict(line.split("=", 1) for line in text.splitlines() if re.match(pattern, line))
+
+
+def test_make_run_starts_the_demo_institution_and_offers_it_to_the_portal(tmp_path, redis_port_6379):
+    out = run_dev_run(tmp_path, {})
+    portal = env_lines(out, r"(OIDC|DEMO_IDP)_[A-Z_]+=")
+    assert portal == {
+        **DEMO_UNIVERSITY,
+        "OIDC_DEMO_UNIVERSITY_CLIENT_SECRET_FILE": f"{tmp_path}/var/demo-idp/client_secret",
+    }
+    log = (tmp_path / "var" / "demo-idp.log").read_text()
+    assert "gunicorn demo_idp.wsgi --bind 127.0.0.1:8001 " in log
+    # Only the demo institution runs in its dev mode; it sends people back to the portal's URL.
+    assert env_lines(log, r"(OIDC|DEMO_IDP)_[A-Z_]+=") == {
+        "DEMO_IDP_DEV": "1",
+        "DEMO_IDP_PORT": "8001",
+        "DEMO_IDP_PORTAL_URL": "http://127.0.0.1:8000",
+    }
+    assert "Demo University" in out and "var/demo-idp.log" in out
+    # Stopped with everything else.
+    pid = int((tmp_path / "var" / "demo-idp.pid").read_text())
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30)
+
+
+def test_make_run_leaves_sign_in_providers_set_by_the_user_alone(tmp_path, redis_port_6379):
+    out = run_dev_run(tmp_path, {"OIDC_PROVIDERS": "orcid", "DEMO_IDP_PORT": "8011", "PORT": "8010"})
+    assert env_lines(out, r"(OIDC|DEMO_IDP)_[A-Z_]+=") == {"OIDC_PROVIDERS": "orcid", "DEMO_IDP_PORT": "8011"}
+    log = (tmp_path / "var" / "demo-idp.log").read_text()
+    assert "--bind 127.0.0.1:8011 " in log and "DEMO_IDP_PORTAL_URL=http://127.0.0.1:8010" in log

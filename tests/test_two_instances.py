@@ -21,7 +21,7 @@ from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, a
 from tests.support.nanio import free_port
 from tests.support.processes import CeleryWorker, WebServer, wait_for_port, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 SHARD = "checkpoint_last-model_part-0-shard0.pt"
 PASSWORD = "correct horse battery staple"  # tests.factories.UserFactory's

@@ -56,6 +56,7 @@ BOOKKEEPING = frozenset(
         "expired_notified_at",
         "info_reminded_at",
         "answers_text",
+        "language",
     }
 )
 # How many of a person's own requests for a release the rule looks at (at most one is open at a time, and it is

@@ -4,6 +4,7 @@ these services, each of which checks who acts. One module per domain; this packa
 from ..audit import audit
 from ..taskbase import Enqueued
 from .accessforms import question_create, question_retire, question_update
+from .accounts import supported_language, user_set_language
 from .base import (
     Actor,
     Forbidden,
@@ -182,11 +183,13 @@ __all__ = [
     "reviewer_remove",
     "reviewers",
     "rule_actor",
+    "supported_language",
     "task_actor",
     "token_authenticate",
     "token_create",
     "token_hash",
     "token_revoke",
+    "user_set_language",
     "webhook_endpoint_create",
     "webhook_endpoint_delete",
     "webhook_endpoint_rotate_secret",

@@ -10,13 +10,14 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.views import i18n
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 from .. import counts as counters
-from .. import downloads, selectors
+from .. import downloads, selectors, services
 from ..durations import wait_estimate_text
-from ..http import json_error, wants_json
+from ..http import actor_for, json_error, wants_json
 from ..listing import file_listing
 from ..storage import get_storage
 
@@ -58,6 +59,14 @@ def release_detail(request, repo_id):
         "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
     }
     return render(request, "access/release_detail.html", context)
+
+
+@require_POST
+def set_language(request):
+    response = i18n.set_language(request)
+    if request.user.is_authenticated and response.status_code in (200, 302):
+        services.user_set_language(actor=actor_for(request), user=request.user, language=request.POST.get("language"))
+    return response
 
 
 @require_safe

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('access', '0016_webhook_endpoint_pause'),
+        ('access', '0017_user_language'),
         ('socialaccount', '0006_alter_socialaccount_extra_data'),
     ]
 
