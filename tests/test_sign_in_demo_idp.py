@@ -1,14 +1,11 @@
 """Signing in through the demo OpenID Provider `make run` starts (demo_idp/, a separate process), with `requests`
-against the live portal: the portal's sign-in form → the provider's sign-in and consent pages → the portal's
-callback. The faculty member gets an account with her address and her faculty affiliation at Demo University
-verified; the student's affiliation is a student's. Needs the demo provider's test fixture
-(tests/support/demo_idp.py: `demo_idp`, a `DemoIdP(portal_url, var_dir)` with `.issuer`, `.client_id`,
-`.client_secret` and `.people`)."""
+against the live portal: the portal's sign-in form → the provider's sign-in page → the portal's callback. The
+faculty member gets an account with her address and her faculty affiliation at Demo University verified; the
+student's affiliation is a student's."""
 
 from __future__ import annotations
 
 import html
-import importlib.util
 import re
 from urllib.parse import urljoin
 
@@ -20,17 +17,7 @@ from access.identities import verified_affiliations
 from access.models import User
 from tests.support.oidc_provider import configure
 
-DEMO_IDP = importlib.util.find_spec("tests.support.demo_idp") is not None
-pytest_plugins = ["tests.support.demo_idp"] if DEMO_IDP else []
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not DEMO_IDP,
-        reason="needs the demo OpenID Provider's test fixture (tests/support/demo_idp.py, the `demo_idp` fixture), "
-        "which is not in this branch yet",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.S | re.I)
 INPUT = re.compile(r"<input\b([^>]*)>", re.I)
 ATTR = re.compile(r'([\w-]+)\s*=\s*"([^"]*)"')
@@ -59,43 +46,23 @@ def follow(session: requests.Session, response: requests.Response) -> requests.R
     return response
 
 
-def submit(session: requests.Session, page: requests.Response, action: str, fields: dict) -> requests.Response:
-    return follow(session, session.post(action, data=fields, headers={"Referer": page.url}, allow_redirects=False))
-
-
-def sign_in_through_demo(portal: str, email: str, password: str) -> tuple[requests.Session, requests.Response]:
+def sign_in_through_demo(idp, portal: str, email: str) -> tuple[requests.Session, requests.Response]:
+    """The portal's "Sign in with Demo University" form, the provider's sign-in page, the portal's callback."""
     session = requests.Session()
     login = session.get(f"{portal}/accounts/login/")
     action, fields, _ = next(f for f in forms(login) if "/accounts/oidc/demo-university/login/" in f[0])
     assert fields["process"] == "login"
     started = session.post(action, data=fields, headers={"Referer": login.url}, allow_redirects=False)
-    assert started.status_code == 302 and "/authorize" in started.headers["Location"]
-    page = follow(session, started)
-    # The provider's own sign-in page, then its consent page when it shows one.
-    action, fields, _ = next(f for f in forms(page) if "password" in f[1])
-    fields.update(username=email, password=password)
-    page = follow(
-        session, session.post(action, data=fields, headers={"Referer": page.url}, allow_redirects=False), portal
-    )
-    if not page.url.startswith(portal):
-        consent = next((f for f in forms(page) if "allow" in f[2] or "allow" in f[1]), None)
-        if consent is not None:
-            action, fields, _ = consent
-            fields["allow"] = "Authorize"
-            page = follow(
-                session, session.post(action, data=fields, headers={"Referer": page.url}, allow_redirects=False), portal
-            )
-    return session, page
-
-
-def _password(people, email: str) -> str:
-    found = people[email] if isinstance(people, dict) else next(p for p in people if email in p.values())
-    return found if isinstance(found, str) else found["password"]
+    assert started.status_code == 302 and started.headers["Location"].startswith(f"{idp.issuer}/authorize")
+    left = idp.sign_in(session, started.headers["Location"], email, idp.people[email])
+    callback = left.headers["Location"]
+    assert left.is_redirect and callback.startswith(f"{portal}/accounts/oidc/demo-university/login/callback/?")
+    return session, follow(session, session.get(callback, allow_redirects=False))
 
 
 @pytest.fixture
-def demo(request, settings, live_server):
-    demo = request.getfixturevalue("demo_idp")
+def demo(demo_idp, settings, live_server):
+    demo = demo_idp(live_server.url)
     settings.SITE_URL = live_server.url
     configure(settings, demo, provider_id="demo-university", name="Demo University")
     actor = services.command_actor("test")
@@ -109,7 +76,7 @@ def demo(request, settings, live_server):
 def test_the_faculty_member_signs_in_through_the_demo_provider(demo, live_server):
     demo, institution = demo
     email = "ada.lovelace@uni.example"
-    session, page = sign_in_through_demo(live_server.url, email, _password(demo.people, email))
+    session, page = sign_in_through_demo(demo, live_server.url, email)
     assert page.status_code == 200 and page.url.rstrip("/") == live_server.url, page.url
     ada = User.objects.get(email=email)
     assert ada.emailaddress_set.get(email=email).verified
@@ -120,6 +87,6 @@ def test_the_faculty_member_signs_in_through_the_demo_provider(demo, live_server
 def test_the_student_is_verified_as_a_student(demo, live_server):
     demo, institution = demo
     email = "sam.student@uni.example"
-    sign_in_through_demo(live_server.url, email, _password(demo.people, email))
+    sign_in_through_demo(demo, live_server.url, email)
     kinds = {f.kind for f in verified_affiliations(User.objects.get(email=email), institution)}
     assert "student" in kinds and "faculty" not in kinds
