@@ -96,7 +96,7 @@ def test_the_reviewers_api_gives_the_verified_facts(ada, reviewer, gated):
         "emails": [],
         "matches": {"full_name": None, "affiliation": None, "email": None},
     }
-    # The reviewer's own requests are not theirs to see: applicants get no "verified" block about themselves.
+    # The block is the reviewers': an applicant's own listing of their requests has none.
     own = APIClient()
     own.credentials(HTTP_AUTHORIZATION=f"Bearer {token_secret(ada)}")
     assert "verified" not in own.get("/api/v1/access-requests").json()["results"][0]
