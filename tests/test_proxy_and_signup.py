@@ -193,8 +193,9 @@ def run_dev_run(tmp_path, env):
         # lines before everything stops.
         "gunicorn": 'if [ "$1" = demo_idp.wsgi ]; then echo "gunicorn $*"; env | grep -E "^(DEMO_IDP|OIDC)_" | sort; '
         "echo $$ >var/demo-idp.pid; exec sleep 30; fi; "
-        'env | grep -E "(CACHE_URL|^OIDC_.*|^DEMO_IDP_.*)=" | sort; for i in $(seq 30); do '
-        '[ "$(cat var/celery*.log 2>/dev/null | grep -c "^celery ")" -ge 2 ] && grep -qs "^gunicorn" var/demo-idp.log '
+        # The demo institution's pid file is written after its lines: waiting for it waits for them all.
+        'env | grep -E "(CACHE_URL|^OIDC_.*|^DEMO_IDP_.*)=" | sort; for i in $(seq 300); do '
+        '[ "$(cat var/celery*.log 2>/dev/null | grep -c "^celery ")" -ge 2 ] && [ -s var/demo-idp.pid ] '
         "&& break; sleep 0.1; done; exit 0",
     }
     for name, body in stubs.items():
