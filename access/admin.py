@@ -227,8 +227,8 @@ class ReleaseRevisionAdmin(admin.ModelAdmin):
 
 @admin.register(ModelRelease)
 class ModelReleaseAdmin(ServiceErrorsAdmin):
-    list_display = ["repo_id", "display_name", "access", "approval_mode", "published", "revision"]
-    list_filter = ["access", "published", "approval_mode"]
+    list_display = ["repo_id", "display_name", "access", "published", "revision"]
+    list_filter = ["access", "published"]
     search_fields = ["repo_id", "display_name"]
 
     def get_readonly_fields(self, request, obj=None):

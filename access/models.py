@@ -104,10 +104,6 @@ class ModelRelease(TimeStamped):
         OPEN = "open", _("Open")
         GATED = "gated", _("Gated")
 
-    class ApprovalMode(models.TextChoices):
-        MANUAL = "manual", _("Manual review")
-        AUTO_DOMAIN = "auto_domain", _("Automatic for allow-listed email domains")
-
     class LicenseUpdateMode(models.TextChoices):
         RECONSENT = "reconsent", _("Holders accept the new version themselves")
         REVIEW = "review", _("Holders accept the new version and a reviewer approves them again")
@@ -130,10 +126,8 @@ class ModelRelease(TimeStamped):
         max_length=10, choices=LicenseUpdateMode.choices, default=LicenseUpdateMode.RECONSENT
     )
     published = models.BooleanField(default=True)
-    approval_mode = models.CharField(max_length=20, choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
-    auto_approve_domains = models.TextField(
-        blank=True, help_text=_("One email domain per line; used when the approval mode is automatic.")
-    )
+    # ISO 3166 codes: requests declaring one are refused at submission, and holders from one at the gate.
+    restricted_countries = models.JSONField(default=list, blank=True, editable=False)
     lab_member_cap = models.PositiveIntegerField(
         default=25,
         validators=[MinValueValidator(LAB_MEMBER_CAP[0]), MaxValueValidator(LAB_MEMBER_CAP[1])],
@@ -485,6 +479,11 @@ class AccessRequest(TimeStamped):
     # A lab request: the applicant (an owner or admin) applies for the lab; it covers the named members or all.
     lab = models.ForeignKey("Lab", on_delete=models.PROTECT, null=True, blank=True, related_name="access_requests")
     all_members = models.BooleanField(default=False)
+    # Approved automatically: the release's decision rule that matched, and the verified facts it matched on.
+    decided_by_rule = models.ForeignKey(
+        "DecisionRule", on_delete=models.PROTECT, null=True, blank=True, related_name="decided_requests"
+    )
+    rule_facts = models.JSONField(default=list, blank=True, editable=False)
     covered_members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
 
     objects = AccessRequestQuerySet.as_manager()
@@ -640,6 +639,18 @@ class Grant(TimeStamped):
     # A lab grant reaches the lab's covered members through their seats (LabSeat), never through `user` (the
     # applicant): access follows membership.
     lab = models.ForeignKey("Lab", on_delete=models.PROTECT, null=True, blank=True, related_name="grants")
+    # What the grant rested on: the verified facts of the rule that approved it, and the declared country.
+    rested_on = models.JSONField(default=list, blank=True, editable=False)
+    country = models.CharField(max_length=2, blank=True, editable=False)
+    # A grant approved on a provider's affiliation (faculty@uni.example) lasts while a sign-in through that
+    # institution asserts it again within AFFILIATION_MAX_AGE_DAYS; one that no longer asserts it suspends it.
+    affiliation = models.CharField(max_length=300, blank=True, editable=False)
+    affiliation_institution = models.ForeignKey(
+        "Institution", on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    affiliation_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reverify_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = GrantQuerySet.as_manager()
 
@@ -1202,3 +1213,37 @@ class WebhookAttempt(models.Model):
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.response_code or self.error}"
+
+
+class DecisionRule(TimeStamped):
+    """One of a release's ordered decision rules: conditions (all must hold) and an action; the first current
+    rule that matches a request decides it (access.rules). A change retires the rule and makes a new one, so
+    every automatic decision names the rule as it was."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", _("Approve")
+        REVIEW = "review", _("Send to a reviewer")
+        REFUSE = "refuse", _("Refuse (restricted countries)")
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveIntegerField()
+    action = models.CharField(max_length=10, choices=Action.choices)
+    # {"providers": [...], "affiliation_kinds": [...], "institutions": "any" | [ror ids], "email_domains": [...],
+    #  "orcid": true, "organization_types": [...], "countries": [...]}
+    conditions = models.JSONField(default=dict, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["release", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["release", "position"], condition=Q(retired_at__isnull=True), name="rule_one_per_position"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.release.repo_id} rule {self.pk} ({self.action})"

@@ -149,6 +149,11 @@ def apply_url(release: ModelRelease) -> str:
     return settings.SITE_URL + reverse("release-detail", kwargs={"repo_id": release.repo_id}) + "#request-access"
 
 
+def sign_in_url() -> str:
+    """Absolute, as apply_url: where a holder signs in with their institution again."""
+    return settings.SITE_URL + reverse("account_login")
+
+
 def user_active_grant(*, user: User, release: ModelRelease) -> Grant | None:
     """The user's own active grant for the release with the latest expiry, if any."""
     return Grant.objects.active().filter(user=user, release=release, lab__isnull=True).order_by("-expires_at").first()

@@ -10,6 +10,8 @@ from .services.grants import grants_reconcile_task as grants_reconcile
 from .services.labs import lab_notify
 from .services.notifications import request_notify, reviewer_digest, reviewers_notify
 from .services.reminders import needs_info_sweep
+from .services.reverification import grant_suspension_notify
+from .services.reverification import reverify_sweep_task as reverify_sweep
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
@@ -17,11 +19,13 @@ __all__ = [
     "download_counts_flush",
     "download_days_rollup",
     "grant_issue",
+    "grant_suspension_notify",
     "grants_expire",
     "grants_reconcile",
     "lab_notify",
     "needs_info_sweep",
     "request_notify",
+    "reverify_sweep",
     "reviewer_digest",
     "reviewers_notify",
     "webhook_deliver",

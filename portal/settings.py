@@ -345,6 +345,12 @@ for _name in ("SIGNED_URL_TTL", "GRANT_URL_TTL"):
 GRANT_LIFETIME_DAYS = env.int("GRANT_LIFETIME_DAYS", default=365)
 GRANT_EXPIRY_WARNING_DAYS = env.int("GRANT_EXPIRY_WARNING_DAYS", default=30)
 REJECTION_COOLDOWN_DAYS = env.int("REJECTION_COOLDOWN_DAYS", default=30)
+# A grant approved on a provider's verified affiliation needs it asserted again by a sign-in within this many
+# days (the gate refuses with `reverify` after); holders are emailed AFFILIATION_REVERIFY_WARNING_DAYS before.
+AFFILIATION_MAX_AGE_DAYS = env.int("AFFILIATION_MAX_AGE_DAYS", default=180)
+AFFILIATION_REVERIFY_WARNING_DAYS = 14
+if not 15 <= AFFILIATION_MAX_AGE_DAYS <= 3650:
+    raise ImproperlyConfigured("AFFILIATION_MAX_AGE_DAYS must be between 15 and 3650 days.")
 # Download events of concurrent requests share one commit (access.groupcommit); PostgreSQL only.
 DOWNLOAD_EVENT_GROUP_COMMIT = env.bool("DOWNLOAD_EVENT_GROUP_COMMIT", default=True)
 # Anonymous downloads of open releases are added up in each web process and sent to Redis this often (seconds);
@@ -397,6 +403,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-grants": {"task": "access.tasks.grants_expire", "schedule": 3600.0},
     "reviewer-digest": {"task": "access.tasks.reviewer_digest", "schedule": crontab(hour=7, minute=0)},
     "needs-info-reminders": {"task": "access.tasks.needs_info_sweep", "schedule": crontab(hour=6, minute=30)},
+    "reverify-reminders": {"task": "access.tasks.reverify_sweep", "schedule": crontab(hour=6, minute=45)},
     "flush-download-counts": {"task": "access.tasks.download_counts_flush", "schedule": 60.0},
     "sum-download-days": {"task": "access.tasks.download_days_rollup", "schedule": crontab(minute=5)},
     "sweep-webhooks": {"task": "access.tasks.webhooks_sweep", "schedule": 60.0},

@@ -52,7 +52,20 @@ def test_the_rule_imports_nothing_but_the_standard_library():
 LAB = LabFacts(pk=7, public_id="l" * 32, name="Language Lab")
 
 
-def grant(pk, *, user=ME, release=RELEASE, license=CURRENT, issued=-100, expires=265, revoked=None, lab=None):
+def grant(
+    pk,
+    *,
+    user=ME,
+    release=RELEASE,
+    license=CURRENT,
+    issued=-100,
+    expires=265,
+    revoked=None,
+    lab=None,
+    country="",
+    reverify_by=None,
+    suspended=False,
+):
     return GrantFacts(
         pk=pk,
         public_id=f"{pk:032x}",
@@ -65,6 +78,10 @@ def grant(pk, *, user=ME, release=RELEASE, license=CURRENT, issued=-100, expires
         revoke_reason="Shared the weights." if revoked is not None else "",
         license_id=license,
         lab=lab,
+        country=country,
+        reverify_by=None if reverify_by is None else NOW + reverify_by * DAY,
+        suspended=suspended,
+        affiliation="faculty@uni.example" if reverify_by is not None else "",
     )
 
 
@@ -97,7 +114,24 @@ OWN = {
     ),
     "revoked": ((grant(1, revoked=-5),), (request(1001, "approved", created=-101),)),
     "expired": ((grant(1, issued=-400, expires=-35),), (request(1001, "approved", created=-401),)),
+    # The release restricts the country the grant's request declared (RESTRICTED).
+    "restricted_country": ((grant(1, country="XR"),), (request(1001, "approved", created=-101),)),
+    "allowed_country": ((grant(1, country="FR"),), (request(1001, "approved", created=-101),)),
+    # A grant resting on a verified affiliation: seen in time, too long ago, or suspended by a sign-in.
+    "affiliation_seen": ((grant(1, reverify_by=30),), (request(1001, "approved", created=-101),)),
+    "affiliation_stale": ((grant(1, reverify_by=-1),), (request(1001, "approved", created=-101),)),
+    "affiliation_suspended": ((grant(1, reverify_by=30, suspended=True),), (request(1001, "approved", created=-101),)),
+    # Both, and an old license: the restricted country wins, then re-verification.
+    "restricted_and_stale": (
+        (grant(1, country="XR", reverify_by=-1, license=OLD),),
+        (request(1001, "approved", created=-101, license=OLD),),
+    ),
+    "stale_old_license": (
+        (grant(1, reverify_by=-1, license=OLD),),
+        (request(1001, "approved", created=-101, license=OLD),),
+    ),
 }
+RESTRICTED = frozenset({"XR"})
 # A lab grant through a lab the person belongs to, and their seat on it.
 SEAT_STATUS = {
     "license_pending": ("license_pending", None),
@@ -175,6 +209,7 @@ def build(published, gated, review_mode, viewer, own, lab, past, named) -> GateI
             license_id=CURRENT if gated else None,
             license_version="2.0",
             reviews_license_updates=review_mode,
+            restricted_countries=RESTRICTED,
         ),
         viewer=None
         if viewer == "anonymous"
@@ -203,11 +238,13 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
     """(code, the pk of the grant it names or allows through, awaiting review), from the rules:
 
     - an unpublished release exists only for reviewers; an open one is for anyone;
-    - a gated one needs a signed-in, active account, and then either the person's own grant, active and accepted
-      on the current license version, or an active seat, accepted on the current version, on an active lab grant;
+    - a gated one needs a signed-in, active account, and then either the person's own grant, active, from a
+      country the release does not restrict, with the verified affiliation it rested on (if any) seen within its
+      maximum age and not suspended, and accepted on the current license version, or an active seat, accepted on the current version, on an active lab grant;
       their own grant counts first;
     - a named grant (its page, its batch) is the only one that counts, and only the person's own or their lab's;
-    - otherwise a refusal says what the person holds now that stands in the way (a license to accept again,
+    - otherwise a refusal says what the person holds now that stands in the way (a restricted country; an
+      affiliation to verify again; a license to accept again,
       possibly waiting for a reviewer; a place on the lab's grant to accept, to wait for, or refused), else what
       their past says (a request under review; whichever is newer of an ended grant and a rejection; an ended
       lab grant), else that they may apply."""
@@ -223,20 +260,31 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
     waiting = own == "old_license_in_review" and review_mode
     if named in ("foreign_lab", "someone_elses", "other_release"):
         return "not_found", None, False
+    held_refusal = {
+        "restricted_country": "country_restricted",
+        "restricted_and_stale": "country_restricted",
+        "affiliation_stale": "reverify",
+        "affiliation_suspended": "reverify",
+        "stale_old_license": "reverify",
+    }.get(own)
     if named == "own":
         g = grants[0]
         if own in ("revoked", "expired"):
             return own, g.pk, False
+        if held_refusal:
+            return held_refusal, g.pk, False
         return ("granted", g.pk, False) if g.license_id == CURRENT else ("license_update", g.pk, waiting)
     lab_grant_active = lab not in ("none", "grant_revoked", "grant_expired")
     if named == "lab":
         if lab in ("grant_revoked", "grant_expired"):
             return lab.removeprefix("grant_"), 50, False
         return ("granted", 50, False) if lab == "active" else (LAB_REFUSAL[lab], 50, False)
-    if own in ("active", "old_and_current"):
+    if own in ("active", "old_and_current", "allowed_country", "affiliation_seen"):
         return "granted", grants[0].pk, False
     if lab == "active":
         return "granted", 50, False
+    if held_refusal:
+        return held_refusal, 1, False
     if own in ("old_license", "old_license_in_review"):
         return "license_update", 1, waiting
     if lab_grant_active:

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from access import services
-from access.models import AccessRequest, AuditEvent, Grant
+from access.models import AccessRequest, AuditEvent, DecisionRule, Grant
 from access.services.workflow import TRANSITIONS
 from tests.factories import ANSWERS as FORM_ANSWERS
 from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory
@@ -196,14 +196,15 @@ def test_bulk_decisions_decide_what_they_can(release, reviewer):
 
 
 def test_auto_approval_for_an_allowlisted_domain(release, django_capture_on_commit_callbacks):
-    release.approval_mode = "auto_domain"
-    release.auto_approve_domains = "uni.example\n"
-    release.save()
+    """The former allow-list, as the migration writes it: a rule on the verified email domain."""
+    rule = DecisionRule.objects.create(
+        release=release, position=1, action="approve", conditions={"email_domains": ["uni.example"]}
+    )
     insider, outsider = UserFactory(email="i@uni.example"), UserFactory(email="o@else.example")
     with django_capture_on_commit_callbacks(execute=True):
         approved = submit(insider, release)
     assert approved.status == "approved"
-    assert AuditEvent.objects.get(action="request.approve", request=approved).credential == "rule:email-domain"
+    assert AuditEvent.objects.get(action="request.approve", request=approved).credential == f"rule:{rule.pk}"
     assert Grant.objects.filter(request=approved).exists()
     assert submit(outsider, release).status == "pending"
 

@@ -18,6 +18,8 @@ class ReleaseFacts:
     license_version: str
     # Whether holders accepting a new license version are approved again by a reviewer (license_update_mode).
     reviews_license_updates: bool
+    # ISO codes of the countries the release refuses (holders from them too).
+    restricted_countries: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ class GrantFacts:
     revoke_reason: str
     license_id: int | None
     lab: LabFacts | None = None
+    # The country its request declared.
+    country: str = ""
+    # A grant resting on a verified affiliation: when it must be seen again by (the time it was last seen plus
+    # AFFILIATION_MAX_AGE_DAYS, computed by the loader), and whether a sign-in stopped asserting it. A library
+    # card's validity, when grants rest on cards, comes in the same way: a date and a flag.
+    reverify_by: datetime | None = None
+    suspended: bool = False
+    affiliation: str = ""
+    affiliation_institution_id: int | None = None
 
     @property
     def lab_id(self) -> int | None:

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import re
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db.models import F
 
 from .. import paths
@@ -57,6 +60,7 @@ BOOKKEEPING = frozenset(
         "info_reminded_at",
         "answers_text",
         "language",
+        "reverify_warned_at",
     }
 )
 # How many of a person's own requests for a release the rule looks at (at most one is open at a time, and it is
@@ -240,6 +244,7 @@ def release_facts(found: ModelRelease) -> ReleaseFacts:
         license_id=found.license_id,
         license_version=found.license.version if found.license_id else "",
         reviews_license_updates=found.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW,
+        restricted_countries=frozenset(found.restricted_countries or ()),
     )
 
 
@@ -257,6 +262,14 @@ def _grant(grant: Grant) -> GrantFacts:
         revoke_reason=grant.revoke_reason,
         license_id=grant.license_id,
         lab=lab,
+        country=grant.country,
+        # Cached as a date: the rule compares it with the time it is given, so a cached grant needs no new query.
+        reverify_by=grant.affiliation_seen_at + timedelta(days=settings.AFFILIATION_MAX_AGE_DAYS)
+        if grant.affiliation and grant.affiliation_seen_at is not None
+        else None,
+        suspended=grant.suspended_at is not None,
+        affiliation=grant.affiliation,
+        affiliation_institution_id=grant.affiliation_institution_id,
     )
 
 

@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from .. import selectors
 from ..durations import wait_estimate_text
-from ..models import ModelRelease
+from ..models import Institution, ModelRelease
 from . import rule
 from .rule import AccessDecision
 
@@ -26,6 +26,13 @@ def detail(decision: AccessDecision, release: ModelRelease) -> str:
         ) % {"repo": repo, "url": selectors.apply_url(release)}
     if code == rule.ACCOUNT_INACTIVE:
         return _("This account is disabled.")
+    if code == rule.COUNTRY_RESTRICTED:
+        return _("%(repo)s is not available in %(country)s: the release restricts that country.") % {
+            "repo": repo,
+            "country": grant.country if grant is not None else "",
+        }
+    if code == rule.REVERIFY:
+        return _reverify(decision, release)
     if code == rule.LICENSE_UPDATE:
         values = {
             "repo": repo,
@@ -67,6 +74,32 @@ def detail(decision: AccessDecision, release: ModelRelease) -> str:
         "repo": repo,
         "url": selectors.apply_url(release),
     }
+
+
+def _reverify(decision: AccessDecision, release: ModelRelease) -> str:
+    grant = decision.grant
+    institution = Institution.objects.filter(pk=grant.affiliation_institution_id).first()
+    values = {
+        "repo": release.repo_id,
+        "affiliation": grant.affiliation,
+        "institution": institution.name if institution else grant.affiliation.partition("@")[2],
+        "url": selectors.sign_in_url(),
+    }
+    if grant.suspended:
+        return (
+            _(
+                "Your access to %(repo)s rested on your verified affiliation %(affiliation)s, which your last sign-in "
+                "with %(institution)s no longer asserted. Sign in with %(institution)s again (%(url)s) once it does."
+            )
+            % values
+        )
+    return (
+        _(
+            "Your access to %(repo)s rests on your verified affiliation %(affiliation)s: sign in with "
+            "%(institution)s again (%(url)s) to download again."
+        )
+        % values
+    )
 
 
 def _lab(decision: AccessDecision, release: ModelRelease) -> str:

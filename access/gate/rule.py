@@ -8,6 +8,8 @@ The rule: an unpublished release does not exist except for reviewers; an open re
 one for an active account whose own grant is active (issued, not expired, not revoked) and on the release's
 current license version, or who holds an active seat, on the current version, on an active lab grant of a lab
 they belong to. Either suffices. When the caller names a grant (its page, its batch), only that grant counts.
+A grant of one's own also needs its declared country not among the release's restricted countries, and, when it
+rested on a verified affiliation, that affiliation seen again in time and not suspended by a later sign-in.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ GATED = "gated"
 # (the release, the revision asked for), then the account, then the conditions on a grant or seat the person
 # holds now (the most final first: what they cannot fix themselves before what they can), then what is left
 # of the past (an open request; the newest of an ended grant and a rejection; an ended lab grant), and last the
-# plain "apply". Codes the gate does not produce yet keep their place here for the facts that will bring them:
-# a withdrawn revision, a restricted country, a library card revoked or expired, a verified affiliation to be
-# seen again, documents to acknowledge before downloading (which only ever stands between an allowed person and
+# plain "apply". A restricted country (the holder cannot change it) comes before a verified affiliation to be
+# seen again (a sign-in fixes it), which comes before a license to accept. Codes the gate does not produce yet
+# keep their place here for the facts that will bring them: a withdrawn revision, a library card revoked or
+# expired, documents to acknowledge before downloading (which only ever stands between an allowed person and
 # the files).
 ORDER = (
     NOT_FOUND,
@@ -134,7 +137,7 @@ def decide(inputs: GateInputs, now: datetime) -> AccessDecision:
         return AccessDecision.refused(ACCOUNT_INACTIVE)
     if inputs.named_grant is not None:
         return _named(inputs, now)
-    held = [_own(grant, inputs) for grant in inputs.grants if grant.active(now)]
+    held = [_own(grant, inputs, now) for grant in inputs.grants if grant.active(now)]
     held += [_seat(access, inputs) for access in inputs.labs if access.grant.active(now)]
     allowed = [d for d in held if d.allowed]
     if allowed:
@@ -155,12 +158,17 @@ def _named(inputs: GateInputs, now: datetime) -> AccessDecision:
         return _seat(access, inputs) if grant.active(now) else _ended(grant)
     if grant.user_id != inputs.viewer.pk:
         return AccessDecision.refused(NOT_FOUND)
-    return _own(grant, inputs) if grant.active(now) else _ended(grant)
+    return _own(grant, inputs, now) if grant.active(now) else _ended(grant)
 
 
-def _own(grant: GrantFacts, inputs: GateInputs) -> AccessDecision:
-    """An active grant of the person's own."""
+def _own(grant: GrantFacts, inputs: GateInputs, now: datetime) -> AccessDecision:
+    """An active grant of the person's own: from a country the release does not restrict, its affiliation (when
+    it rested on one) seen in time and not suspended, and on the current license version."""
     release = inputs.release
+    if grant.country and grant.country in release.restricted_countries:
+        return AccessDecision.about_grant(COUNTRY_RESTRICTED, grant)
+    if grant.suspended or (grant.reverify_by is not None and grant.reverify_by <= now):
+        return AccessDecision.about_grant(REVERIFY, grant)
     if grant.license_id != release.license_id:
         waiting = release.reviews_license_updates and any(
             r.is_open and r.reconsent_of_id == grant.pk and r.license_id == release.license_id for r in inputs.requests

@@ -58,6 +58,7 @@ from .releases import (
     release_update,
     release_upsert_file,
 )
+from .rules import release_rules_set
 from .reminders import needs_info_sweep, request_lapse, request_remind_info
 from .requests import (
     REQUEST_FIELDS,
@@ -157,6 +158,7 @@ __all__ = [
     "release_manager_remove",
     "release_publish",
     "release_refresh_revision",
+    "release_rules_set",
     "release_set_license",
     "release_update",
     "release_upsert_file",

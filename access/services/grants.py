@@ -83,6 +83,22 @@ def _license_reviewed(access_request: AccessRequest) -> Grant | None:
     return grant
 
 
+def _rested_on(access_request: AccessRequest) -> dict:
+    """What a grant approved by a decision rule rests on: the verified facts the rule used and, when one was a
+    provider's affiliation, that affiliation and when it was seen (re-verification counts from then)."""
+    facts = list(access_request.rule_facts or [])
+    affiliation = next((f for f in facts if f.get("kind") == "affiliation" and f.get("provider")), None)
+    if affiliation is None:
+        return {"rested_on": facts}
+    seen = affiliation.get("seen_at")
+    return {
+        "rested_on": facts,
+        "affiliation": affiliation["value"],
+        "affiliation_institution_id": affiliation["institution_id"],
+        "affiliation_seen_at": datetime.fromisoformat(seen) if seen else timezone.now(),
+    }
+
+
 def _issue(access_request: AccessRequest) -> Grant:
     """The grant of an approved request and its first batch, each created once."""
     grant = Grant.objects.filter(request=access_request).first()
@@ -98,13 +114,20 @@ def _issue(access_request: AccessRequest) -> Grant:
             license_accepted_at=access_request.license_accepted_at,
             license_accepted_ip=access_request.license_accepted_ip,
             lab_id=access_request.lab_id,
+            country=str(access_request.country or "").upper(),
+            **_rested_on(access_request),
         )
         audit(
             actor=ISSUER,
             action="grant.issued",
             target=grant,
             access_request=access_request,
-            data={"expires_at": grant.expires_at.isoformat(), "lab": grant.lab.public_id if grant.lab_id else None},
+            data={
+                "expires_at": grant.expires_at.isoformat(),
+                "lab": grant.lab.public_id if grant.lab_id else None,
+                "rule": access_request.decided_by_rule_id,
+                "rested_on": grant.rested_on,
+            },
         )
         if grant.lab_id is not None:
             seats_for_new_grant(grant, access_request)

@@ -26,6 +26,7 @@ from ..audit import audit
 from ..models import Institution, InstitutionIdentifier, User, VerifiedIdentity
 from .base import Actor, Forbidden, NotFound, ServiceError, _is_superuser, clean, require_role
 from .labs import DOMAIN_RE, ROR_RE
+from .reverification import grants_reaffirm
 
 Kind = InstitutionIdentifier.Kind
 ENTITY_ID_RE = re.compile(r"^(https?://|urn:)[^\s]{1,490}$")
@@ -303,6 +304,7 @@ def identity_record(
                 target=identity,
                 data={"provider": identity.provider, "issuer": issuer, "how": how, **_stated(identity)},
             )
+            grants_reaffirm(actor=actor, identity=identity)
             return identity
         before = _stated(identity)
         for name, value in stated.items():
@@ -320,6 +322,7 @@ def identity_record(
                 target=identity,
                 data={"provider": identity.provider, "issuer": issuer, "changed": changed},
             )
+        grants_reaffirm(actor=actor, identity=identity)
     return identity
 
 

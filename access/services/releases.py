@@ -22,8 +22,6 @@ EDITABLE_FIELDS = (
     "access",
     "published",
     "license",
-    "approval_mode",
-    "auto_approve_domains",
     "license_update_mode",
     "display_name",
     "parameters",

@@ -18,10 +18,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import downloads, questions, selectors
+from .. import rules as decision_rules
 from ..audit import audit
 from ..models import (
     AccessQuestion,
     AccessRequest,
+    DecisionRule,
     Grant,
     Lab,
     ModelRelease,
@@ -66,8 +68,6 @@ TEXT_FIELDS = {
     "intended_use": (True, False, 5000),
     "publications": (True, False, 2000),
 }
-# The release approval mode that approves verified addresses on its allow-listed domains acts as this rule.
-EMAIL_DOMAIN_RULE = "email-domain"
 
 
 class UploadTooLarge(ServiceError):
@@ -153,7 +153,7 @@ def request_submit(
     pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
     access_request = _file(actor, release, data, pairs=pairs, uploads=uploads, draft=draft, filing=Filing())
     if not draft:
-        _maybe_auto_approve(actor, access_request)
+        _apply_rules(actor, access_request)
     return access_request
 
 
@@ -240,6 +240,19 @@ def _require_applicable(user: User, release: ModelRelease, *, data: dict, licens
         raise ServiceError(_("Verify your email address before applying."), "email_unverified")
     if not license_accepted or not data.get("noncommercial_attested"):
         raise ServiceError(_("You must accept the license and attest non-commercial use."), "license_not_accepted")
+    _require_country_allowed(release, data.get("country"))
+
+
+def _require_country_allowed(release: ModelRelease, country) -> None:
+    """A request from one of the release's restricted countries is refused before it is filed, saying why."""
+    code = str(country or "").upper()
+    if code and code in (release.restricted_countries or []):
+        raise ServiceError(
+            _("%(repo)s is not available to requests from %(country)s: the release restricts that country.")
+            % {"repo": release.repo_id, "country": code},
+            "country_restricted",
+            field="country",
+        )
 
 
 def _require_cooled_down(*, user: User, release: ModelRelease, lab: Lab | None = None) -> None:
@@ -491,14 +504,54 @@ def _notify_submitted(access_request: AccessRequest, event) -> None:
         reviewers_notify.enqueue(access_request.pk)
 
 
-def _maybe_auto_approve(actor: Actor, access_request: AccessRequest) -> None:
-    if _auto_approvable(release=access_request.release, user=access_request.applicant):
-        request_approve(
-            actor=rule_actor(EMAIL_DOMAIN_RULE, ip=actor.ip),
-            access_request=access_request,
-            reason=_("Approved automatically: your verified email domain is on this release's allowlist."),
+def _apply_rules(actor: Actor, access_request: AccessRequest) -> None:
+    """Let the release's decision rules decide a request just submitted: the first rule that matches the
+    applicant's verified facts approves it (through `request_approve`, as the actor `rule:<id>`), refuses it
+    (restricted countries) or leaves it to a reviewer; no match leaves it to a reviewer. Audited with the rule
+    and the facts it used, which the request keeps (the grant then records them)."""
+    if access_request.status != S.PENDING or decision_rules.always_reviewed(access_request):
+        return
+    rules = decision_rules.current_rules(access_request.release)
+    if not rules:
+        return
+    facts = decision_rules.applicant_facts(access_request.applicant, access_request)
+    outcome = decision_rules.decide(rules, facts)
+    if outcome.rule is None or outcome.action == DecisionRule.Action.REVIEW:
+        return
+    rule = outcome.rule
+    rule_by = rule_actor(str(rule.pk), ip=actor.ip)
+    with transaction.atomic():
+        AccessRequest.objects.filter(pk=access_request.pk).update(
+            decided_by_rule=rule, rule_facts=list(outcome.facts)
         )
-        access_request.refresh_from_db()
+        audit(
+            actor=rule_by,
+            action="request.rule_matched",
+            target=access_request,
+            access_request=access_request,
+            data={
+                "rule": rule.pk,
+                "position": rule.position,
+                "action": rule.action,
+                "conditions": rule.conditions,
+                "facts": list(outcome.facts),
+            },
+        )
+        if outcome.action == DecisionRule.Action.APPROVE:
+            why = decision_rules.explain(outcome.facts)
+            request_approve(
+                actor=rule_by,
+                access_request=access_request,
+                reason=_("Approved automatically because %(why)s.") % {"why": why},
+            )
+        else:
+            request_reject(
+                actor=rule_by,
+                access_request=access_request,
+                reason=_("Refused automatically: %(repo)s is not available to requests from %(country)s.")
+                % {"repo": access_request.release.repo_id, "country": facts.country},
+            )
+    access_request.refresh_from_db()
 
 
 def request_attach(*, actor: Actor, access_request: AccessRequest, question_key: str, upload) -> RequestAttachment:
@@ -594,16 +647,8 @@ def request_submit_draft(*, actor: Actor, access_request: AccessRequest) -> Acce
         event = transition(actor=actor, locked=locked, action="submit")
         _notify_submitted(locked, event)
     access_request.refresh_from_db()
-    _maybe_auto_approve(actor, access_request)
+    _apply_rules(actor, access_request)
     return access_request
-
-
-def _auto_approvable(*, release: ModelRelease, user: User) -> bool:
-    if release.approval_mode != ModelRelease.ApprovalMode.AUTO_DOMAIN:
-        return False
-    domains = {d.strip().lower().lstrip("@") for d in release.auto_approve_domains.splitlines() if d.strip()}
-    domain = user.email.rsplit("@", 1)[-1].lower()
-    return email_verified(user) and domain in domains
 
 
 def request_approve(
