@@ -16,6 +16,7 @@ from .models import (
     AccessRequest,
     ApiToken,
     AuditEvent,
+    DecisionRule,
     DownloadEvent,
     Grant,
     Institution,
@@ -258,6 +259,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(DecisionRule)
+class DecisionRuleAdmin(ReadOnlyAdmin):
+    """Rules are set as an ordered list by release managers on the release's rules page or through
+    PUT /api/v1/models/{repo_id}/rules (access.services.rules): here they are read, current and retired."""
+
+    list_display = ["release", "position", "action", "conditions", "note", "retired_at", "created_at"]
+    list_filter = ["release", "action"]
 
 
 @admin.register(ModelFile)

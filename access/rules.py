@@ -243,9 +243,7 @@ def applicant_facts(user: User, access_request: AccessRequest) -> ApplicantFacts
     """What the rules read for a request: the applicant's verified facts now and what the request declares."""
     verified = verified_facts(user)
     emails = {a.lower() for a in verified.emails}
-    emails |= {
-        e.lower() for e in EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)
-    }
+    emails |= {e.lower() for e in EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)}
     return ApplicantFacts(
         affiliations=tuple(verified.affiliations),
         verified_emails=tuple(sorted(emails)),

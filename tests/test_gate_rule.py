@@ -240,12 +240,12 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
     - an unpublished release exists only for reviewers; an open one is for anyone;
     - a gated one needs a signed-in, active account, and then either the person's own grant, active, from a
       country the release does not restrict, with the verified affiliation it rested on (if any) seen within its
-      maximum age and not suspended, and accepted on the current license version, or an active seat, accepted on the current version, on an active lab grant;
-      their own grant counts first;
+      maximum age and not suspended, and accepted on the current license version, or an active seat, accepted
+      on the current version, on an active lab grant; their own grant counts first;
     - a named grant (its page, its batch) is the only one that counts, and only the person's own or their lab's;
     - otherwise a refusal says what the person holds now that stands in the way (a restricted country; an
-      affiliation to verify again; a license to accept again,
-      possibly waiting for a reviewer; a place on the lab's grant to accept, to wait for, or refused), else what
+      affiliation to verify again; a license to accept again, possibly waiting for a reviewer; a place on the
+      lab's grant to accept, to wait for, or refused), else what
       their past says (a request under review; whichever is newer of an ended grant and a rejection; an ended
       lab grant), else that they may apply."""
     if not published and viewer != "reviewer":

@@ -290,8 +290,6 @@ def test_switching_a_release_in_the_admin_goes_through_the_service(client, gated
         "access": "gated",
         "license": gated.license_id,
         "published": "on",
-        "approval_mode": "manual",
-        "auto_approve_domains": "",
         "license_update_mode": "reconsent",
         "parameters": "",
         "lab_member_cap": "25",

@@ -577,8 +577,6 @@ def test_the_admin_sets_the_deadline_through_the_release_service(client, world):
         "access": "gated",
         "license": a.license_id,
         "published": "on",
-        "approval_mode": "manual",
-        "auto_approve_domains": "",
         "license_update_mode": "reconsent",
         "parameters": a.parameters,
         "review_deadline_days": "3",

@@ -17,7 +17,6 @@ tokens; the person's facts are kept whatever they say (a refusal is a fact like 
 from __future__ import annotations
 
 import re
-
 from datetime import timedelta
 
 from django.conf import settings

@@ -58,7 +58,6 @@ from .releases import (
     release_update,
     release_upsert_file,
 )
-from .rules import release_rules_set
 from .reminders import needs_info_sweep, request_lapse, request_remind_info
 from .requests import (
     REQUEST_FIELDS,
@@ -90,6 +89,7 @@ from .reviewers import (
     reviewer_remove,
     reviewers,
 )
+from .rules import release_rules_set
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
 from .webhooks import (
     can_manage_webhooks,

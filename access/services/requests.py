@@ -521,9 +521,7 @@ def _apply_rules(actor: Actor, access_request: AccessRequest) -> None:
     rule = outcome.rule
     rule_by = rule_actor(str(rule.pk), ip=actor.ip)
     with transaction.atomic():
-        AccessRequest.objects.filter(pk=access_request.pk).update(
-            decided_by_rule=rule, rule_facts=list(outcome.facts)
-        )
+        AccessRequest.objects.filter(pk=access_request.pk).update(decided_by_rule=rule, rule_facts=list(outcome.facts))
         audit(
             actor=rule_by,
             action="request.rule_matched",

@@ -39,8 +39,10 @@ def grants_reaffirm(*, actor: Actor, identity: VerifiedIdentity) -> dict:
     if identity.institution_id is None:
         return {"seen": 0, "suspended": 0}
     now = timezone.now()
-    grants = Grant.objects.active(now).select_for_update().filter(
-        user_id=identity.user_id, affiliation_institution_id=identity.institution_id
+    grants = (
+        Grant.objects.active(now)
+        .select_for_update()
+        .filter(user_id=identity.user_id, affiliation_institution_id=identity.institution_id)
     )
     seen = suspended = 0
     asserted = set(identity.affiliations or [])
@@ -120,9 +122,7 @@ def grant_warn_reverify(*, actor: Actor, grant: Grant) -> bool:
 def reverify_sweep(now: datetime | None = None) -> int:
     """Warn holders whose affiliation must be seen again within AFFILIATION_REVERIFY_WARNING_DAYS."""
     now = now or timezone.now()
-    horizon = now - timedelta(
-        days=settings.AFFILIATION_MAX_AGE_DAYS - settings.AFFILIATION_REVERIFY_WARNING_DAYS
-    )
+    horizon = now - timedelta(days=settings.AFFILIATION_MAX_AGE_DAYS - settings.AFFILIATION_REVERIFY_WARNING_DAYS)
     due = (
         Grant.objects.active(now)
         .exclude(affiliation="")

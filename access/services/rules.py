@@ -81,9 +81,7 @@ def release_rules_set(
     require_release_manager(actor)
     with transaction.atomic():
         locked = ModelRelease.objects.select_for_update().get(pk=release.pk)
-        restricted = (
-            locked.restricted_countries if restricted_countries is None else _countries(restricted_countries)
-        )
+        restricted = locked.restricted_countries if restricted_countries is None else _countries(restricted_countries)
         wanted = _clean_rules(rules, restricted)
         current = rules_logic.current_rules(locked)
         before = [rule_data(r) for r in current]
