@@ -9,8 +9,19 @@ from pypinyin import Style, lazy_pinyin
 
 from . import questions as q
 from . import selectors
+from .claims import AFFILIATION_KINDS
+from .identities import KIND_LABELS
 from .inputs import DayInput, IntegerInput
-from .models import AccessQuestion, AccessRequest, ApiToken, Institution, License, ModelRelease, ReasonTemplate
+from .models import (
+    AccessQuestion,
+    AccessRequest,
+    ApiToken,
+    DecisionRule,
+    Institution,
+    License,
+    ModelRelease,
+    ReasonTemplate,
+)
 from .services import REQUEST_FIELDS
 from .text import clean_text
 
@@ -544,3 +555,65 @@ class ReleaseReviewForm(forms.ModelForm):
                 "decision for this release. Aggregates only: no names, no countries."
             ),
         }
+
+
+class DecisionRuleForm(forms.Form):
+    """One decision rule, as a release manager adds it on the release's rules page (access.services.rules checks
+    it again: any entry point is held to the same rules)."""
+
+    action = forms.ChoiceField(label=_("Action"), choices=DecisionRule.Action.choices)
+    providers = forms.CharField(
+        label=_("Signed in through (provider ids)"), required=False, help_text=_("Separated by spaces; verified.")
+    )
+    affiliation_kinds = forms.MultipleChoiceField(
+        label=_("Verified affiliation"),
+        required=False,
+        choices=[(k, KIND_LABELS[k]) for k in AFFILIATION_KINDS],
+        widget=forms.CheckboxSelectMultiple,
+    )
+    institutions = forms.CharField(
+        label=_("Institution"),
+        required=False,
+        help_text=_("“any” for any verified affiliation, or ROR ids separated by spaces; verified."),
+    )
+    email_domains = forms.CharField(
+        label=_("Verified email domain"), required=False, help_text=_("Separated by spaces; verified.")
+    )
+    orcid = forms.BooleanField(label=_("ORCID iD linked"), required=False)
+    organization_types = forms.MultipleChoiceField(
+        label=_("Organization type (declared)"),
+        required=False,
+        choices=AccessRequest.OrganizationType.choices,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    countries = forms.CharField(
+        label=_("Country (declared)"), required=False, help_text=_("ISO codes separated by spaces; not verified.")
+    )
+    note = forms.CharField(label=_("Note"), required=False, max_length=200)
+
+    def rule(self) -> dict:
+        data = self.cleaned_data
+        conditions: dict = {}
+        for name in ("providers", "email_domains", "countries"):
+            if data[name].strip():
+                conditions[name] = data[name].replace(",", " ").split()
+        if data["institutions"].strip():
+            value = data["institutions"].strip()
+            conditions["institutions"] = "any" if value.lower() == "any" else value.replace(",", " ").split()
+        for name in ("affiliation_kinds", "organization_types"):
+            if data[name]:
+                conditions[name] = list(data[name])
+        if data["orcid"]:
+            conditions["orcid"] = True
+        return {"action": data["action"], "conditions": conditions, "note": data["note"]}
+
+
+class RestrictedCountriesForm(forms.Form):
+    restricted_countries = forms.CharField(
+        label=_("Restricted countries"),
+        required=False,
+        help_text=_(
+            "ISO codes separated by spaces. Requests declaring one are refused, and holders from one can no longer "
+            "download."
+        ),
+    )

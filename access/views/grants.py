@@ -18,6 +18,7 @@ from ..forms import LicenseAcceptForm, TokenForm
 from ..http import actor_for, base_url
 from ..listing import file_listing
 from ..models import ApiToken, DownloadEvent, UrlBatch
+from ..services.reverification import reverify_due
 
 
 def _own_grant(request, public_id):
@@ -54,6 +55,7 @@ def grant_detail(request, public_id):
         "listing": file_listing(grant.release.files.all()),
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
+        "reverify_due": reverify_due(grant),
     }
     return render(request, "access/grant_detail.html", context)
 

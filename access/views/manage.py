@@ -12,12 +12,22 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from .. import rules as rules_logic
 from .. import selectors, services
 from ..decorators import recent_login_required
-from ..forms import AccessRequestForm, LicenseVersionForm, QuestionForm, ReleaseLicenseForm, ReleaseReviewForm
+from ..forms import (
+    AccessRequestForm,
+    DecisionRuleForm,
+    LicenseVersionForm,
+    QuestionForm,
+    ReleaseLicenseForm,
+    ReleaseReviewForm,
+    RestrictedCountriesForm,
+)
 from ..http import actor_for
 from ..models import AccessQuestion, ModelRelease
 from ..services.licenses import license_update_holders
+from ..services.rules import rule_data
 
 
 def release_manager_required(view):
@@ -205,3 +215,58 @@ def review_policy(request, repo_id):
     else:
         messages.success(request, _("Review settings saved."))
     return redirect("manage-release", repo_id=rel.repo_id)
+
+
+def _rules_list(rel: ModelRelease) -> list[dict]:
+    return [
+        {k: v for k, v in rule_data(r).items() if k in ("action", "conditions", "note")}
+        for r in rules_logic.current_rules(rel)
+    ]
+
+
+@release_manager_required
+@recent_login_required
+@require_http_methods(["GET", "POST"])
+def rules(request, repo_id):
+    """The release's decision rules in order (add, move up, remove) and its restricted countries; every change
+    replaces the list through the rules service."""
+    rel = _release(repo_id)
+    if not rel.is_gated:
+        raise Http404
+    form = DecisionRuleForm(request.POST if request.POST.get("do") == "add" else None)
+    countries_form = RestrictedCountriesForm(
+        request.POST if request.POST.get("do") == "countries" else None,
+        initial={"restricted_countries": " ".join(rel.restricted_countries)},
+    )
+    if request.method == "POST":
+        current = _rules_list(rel)
+        do, countries = request.POST.get("do"), None
+        try:
+            position = int(request.POST.get("position", "0")) - 1
+        except ValueError:
+            position = -1
+        if do == "add" and form.is_valid():
+            current.append(form.rule())
+        elif do == "countries" and countries_form.is_valid():
+            countries = countries_form.cleaned_data["restricted_countries"].replace(",", " ").split()
+        elif do == "remove" and 0 <= position < len(current):
+            current.pop(position)
+        elif do == "up" and 0 < position < len(current):
+            current[position - 1], current[position] = current[position], current[position - 1]
+        else:
+            do = None
+        if do is not None:
+            try:
+                services.release_rules_set(
+                    actor=actor_for(request), release=rel, rules=current, restricted_countries=countries
+                )
+            except services.ServiceError as exc:
+                (form if do == "add" else countries_form).add_error(None, str(exc))
+            else:
+                messages.success(request, _("Rules saved."))
+                return redirect("manage-rules", repo_id=rel.repo_id)
+    shown = [
+        {"rule": r, "conditions": rules_logic.describe_conditions(r.conditions)} for r in rules_logic.current_rules(rel)
+    ]
+    context = {"release": rel, "rules": shown, "form": form, "countries_form": countries_form}
+    return render(request, "access/manage/rules.html", context, status=400 if request.method == "POST" else 200)
