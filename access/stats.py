@@ -390,6 +390,30 @@ def decisions_by(f: Filters) -> tuple[list[dict], list[dict]]:
     return ordered(sums["organization_type"]), ordered(sums["country"])[:TOP_COUNTRIES]
 
 
+def decisions_by_decider(f: Filters) -> list[dict]:
+    """Decisions in the range made automatically (a release's decision rule) and by reviewers: how many of each
+    outcome, and the time from application to decision (p50/p90)."""
+    decided = decisions(f.release).filter(decided_at__range=(f.since, f.until))
+    out = []
+    for decider, part in (
+        ("automatic", decided.filter(decided_by_rule__isnull=False)),
+        ("human", decided.filter(decided_by_rule__isnull=True)),
+    ):
+        counts = dict(part.values_list("status").annotate(n=Count("*")).order_by())
+        times = decision_percentiles(part).get((), {"decided": 0, "p50": None, "p90": None})
+        out.append(
+            {
+                "decider": decider,
+                "approved": counts.get(S.APPROVED, 0),
+                "rejected": counts.get(S.REJECTED, 0),
+                "decided": times["decided"],
+                "p50_seconds": round(times["p50"]) if times["p50"] is not None else None,
+                "p90_seconds": round(times["p90"]) if times["p90"] is not None else None,
+            }
+        )
+    return out
+
+
 def review_stats(f: Filters, now: datetime | None = None) -> dict:
     """Everything the dashboard draws, as plain data (the stats API returns it as JSON)."""
     now = now or timezone.now()
@@ -406,6 +430,7 @@ def review_stats(f: Filters, now: datetime | None = None) -> dict:
         "requests_per_week": [{k: v for k, v in week.items() if k != "by_status"} for week in weekly],
         "decision_time": overall,
         "decision_time_per_month": per_month,
+        "decisions_by_decider": decisions_by_decider(f),
         "pending_ages": pending_ages(f, now),
         "overdue_count": late.count(),
         "downloads_per_day": downloads_per_day(f),

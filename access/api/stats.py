@@ -39,6 +39,14 @@ class DecisionTimeMonth(DecisionTime):
     deadline_days = serializers.IntegerField(help_text="the release's review deadline")
 
 
+class DeciderDecisions(DecisionTime):
+    decider = serializers.ChoiceField(
+        choices=["automatic", "human"], help_text="a release's decision rule, or a reviewer"
+    )
+    approved = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+
+
 class PendingAge(serializers.Serializer):
     min_days = serializers.IntegerField()
     max_days = serializers.IntegerField(allow_null=True, help_text="null for the last, open-ended bucket")
@@ -76,6 +84,7 @@ class ReviewStats(serializers.Serializer):
     requests_per_week = WeekOutcomes(many=True)
     decision_time = DecisionTime(help_text="time from application to decision, nearest-rank percentiles")
     decision_time_per_month = DecisionTimeMonth(many=True)
+    decisions_by_decider = DeciderDecisions(many=True, help_text="automatic (decision rules) and human decisions")
     pending_ages = PendingAge(many=True, help_text="requests waiting for a reviewer now, by age in days")
     overdue_count = serializers.IntegerField(help_text="pending requests past their release's review deadline")
     downloads_per_day = DownloadDay(many=True)

@@ -42,6 +42,15 @@ def _rows(data: dict) -> dict:
             {**row, "p50_days": _days(row["p50_seconds"]), "p90_days": _days(row["p90_seconds"])}
             for row in data["decision_time_per_month"]
         ],
+        "deciders": [
+            {
+                **row,
+                "label": _("Automatic (decision rules)") if row["decider"] == "automatic" else _("Reviewers"),
+                "p50_days": _days(row["p50_seconds"]),
+                "p90_days": _days(row["p90_seconds"]),
+            }
+            for row in data["decisions_by_decider"]
+        ],
         "ages": [{**row, "label": _age_label(row["min_days"], row["max_days"])} for row in data["pending_ages"]],
         # A year of days: rendered here in one pass, not by the template language's loops (a third of the page's
         # time at 365 rows each).
