@@ -222,3 +222,15 @@ DEMO_INSTITUTION = {
     "domain": "uni.example",
     "issuer": "http://127.0.0.1:8001/o",
 }
+
+# The demo's decision rules (`make run`): verified faculty of Demo University get OPT-175B in seconds; everyone
+# else (the demo student among them), and every OPT-66B request (it asks for an upload), waits for a reviewer.
+DEMO_RULES = {
+    "facebook/opt-175b": [
+        {
+            "action": "approve",
+            "conditions": {"affiliation_kinds": ["faculty"], "institutions": [DEMO_INSTITUTION["ror_id"]]},
+            "note": "Verified faculty of Demo University",
+        }
+    ],
+}

@@ -79,7 +79,17 @@ class Command(BaseCommand):
             state = "created" if created else "up to date" if not added else "updated"
             self.stdout.write(f"{release.repo_id}: {len(paths)} files ({added} stored) — {state}")
         self._institution(actor)
+        self._rules(actor, only)
         self.stdout.write(self.style.SUCCESS("Demo catalog ready."))
+
+    def _rules(self, actor, only):
+        """The demo releases' decision rules, set once (a manager's later edits are kept)."""
+        for repo_id, rules in catalog_data.DEMO_RULES.items():
+            release = ModelRelease.objects.filter(repo_id=repo_id).first()
+            if release is None or (only and repo_id not in only) or release.rules.exists():
+                continue
+            services.release_rules_set(actor=actor, release=release, rules=rules)
+            self.stdout.write(f"{repo_id}: {len(rules)} decision rule(s)")
 
     def _institution(self, actor):
         """Demo University, confirmed, with the demo OpenID Provider `make run` starts (created once; an
