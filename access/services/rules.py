@@ -14,7 +14,8 @@ from django_countries import countries as COUNTRIES
 from .. import rules as rules_logic
 from ..audit import audit
 from ..models import DecisionRule, ModelRelease
-from .base import Actor, ServiceError, clean, require_release_manager
+from ..selectors import is_release_manager
+from .base import Actor, ServiceError, clean, require_role
 
 A = DecisionRule.Action
 
@@ -78,7 +79,8 @@ def release_rules_set(
 ) -> list[DecisionRule]:
     """Replace the release's ordered rules (and, when given, its restricted countries), audited with before and
     after. Only release managers; a restricted country added refuses holders from it at the gate at once."""
-    require_release_manager(actor)
+    # A release manager, or an operator's command: never a task, nor a rule changing the rules.
+    require_role(actor, holds=is_release_manager, refusal=_("Only release managers may do this."), trusted=("command",))
     with transaction.atomic():
         locked = ModelRelease.objects.select_for_update().get(pk=release.pk)
         restricted = locked.restricted_countries if restricted_countries is None else _countries(restricted_countries)
