@@ -20,6 +20,7 @@ from access.models import AccessRequest, AuditEvent, DecisionRule, Grant, Instit
 from access.services.reverification import reverify_sweep
 from tests.factories import ANSWERS as FORM_ANSWERS
 from tests.factories import AccessRequestFactory, LicenseFactory, ReleaseFactory, UserFactory, add_file, token_secret
+from tests.support.auth import login_recently
 from tests.support.oidc_provider import person, sign_in
 
 pytestmark = pytest.mark.django_db
@@ -216,8 +217,6 @@ def test_the_api_gives_and_replaces_the_rules_for_release_managers_only(gated, m
 
 
 def test_the_rules_page_adds_moves_and_removes_rules(client, gated, manager):
-    from tests.support.auth import login_recently
-
     login_recently(client, manager)
     url = "/manage/facebook/opt-175b/rules"
     assert client.get(url).status_code == 200
@@ -392,6 +391,10 @@ def test_a_sign_in_that_no_longer_asserts_the_affiliation_suspends_the_grant_and
     assert any(m.to == [reviewer.email] and "suspended" in m.subject for m in mail.outbox)
     refused = downloads.access_state(user=ada, release=gated)
     assert refused.code == "reverify" and "no longer asserted" in refused.detail
+    login_recently(client, reviewer)
+    assert 'id="suspended"' in client.get(f"/review/grants/{holder.public_id}/").content.decode()
+    assert "data-suspended" in client.get("/review/grants/").content.decode()
+    client.logout()
     sign_in_again(client, idp)
     holder.refresh_from_db()
     assert holder.suspended_at is None
