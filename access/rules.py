@@ -26,7 +26,7 @@ from django_countries import countries as COUNTRIES
 
 from .claims import AFFILIATION_KINDS
 from .identities import AFFILIATION, KIND_LABELS, VerifiedAffiliation, verified_facts
-from .models import AccessRequest, DecisionRule, User
+from .models import AccessQuestion, AccessRequest, DecisionRule, User
 
 PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 ROR_RE = re.compile(r"^0[a-z0-9]{6}[0-9]{2}$")
@@ -259,6 +259,8 @@ def always_reviewed(access_request: AccessRequest) -> bool:
         access_request.lab_id is not None
         or access_request.reconsent_of_id is not None
         or access_request.attachments.exists()
+        # A renewal carries its earlier answers, a file question's among them (the upload a reviewer judged).
+        or access_request.answers.filter(question__kind=AccessQuestion.Kind.FILE).exists()
     )
 
 

@@ -400,3 +400,10 @@ def test_a_sign_in_that_no_longer_asserts_the_affiliation_suspends_the_grant_and
     assert holder.suspended_at is None
     assert AuditEvent.objects.filter(action="grant.reinstated").exists()
     assert downloads.access_state(user=ada, release=gated).allowed
+
+
+def test_a_renewal_is_decided_by_the_rules_as_any_request(holder, ada, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        renewal = services.request_renew(actor=actor(ada), grant=holder)
+    assert renewal.status == "approved" and renewal.renewal_of_id == holder.pk
+    assert Grant.objects.get(request=renewal).affiliation == "faculty@uni.example"

@@ -186,8 +186,9 @@ def request_submit_for_lab(
 
 
 def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
-    """A new request, linked to the old grant, with the earlier answers; it goes to the reviewer queue. A lab
-    grant is renewed by the lab's owner or an admin, for the members it covered."""
+    """A new request, linked to the old grant, with the earlier answers; the release's decision rules decide it
+    as any request (a lab's, or one with an upload among its answers, goes to the reviewer queue). A lab grant is
+    renewed by the lab's owner or an admin, for the members it covered."""
     user = require_user(actor)
     if grant.lab_id is None and grant.user_id != user.pk:
         raise NotFound(_("Not found."))
@@ -205,7 +206,9 @@ def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
         all_members=previous.all_members,
         renewal_of=grant,
     )
-    return _file(actor, grant.release, data, pairs=_previous_answers(previous), filing=filing)
+    renewal = _file(actor, grant.release, data, pairs=_previous_answers(previous), filing=filing)
+    _apply_rules(actor, renewal)
+    return renewal
 
 
 def request_license_review(*, actor: Actor, grant: Grant) -> AccessRequest:
