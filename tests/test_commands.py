@@ -33,8 +33,14 @@ def test_load_demo_catalog_loads_the_opt_family_idempotently(local_storage):
     shard = big.files.get(path="checkpoint_last-model_part-7-shard123.pt")
     with local_storage.open(shard.storage_key) as f:
         assert hashlib.sha256(f.read()).hexdigest() == shard.sha256
+    # Verified faculty of Demo University are approved by a rule; opt-66b's requests stay with reviewers.
+    (rule,) = big.rules.all()
+    assert rule.action == "approve"
+    assert rule.conditions == {"affiliation_kinds": ["faculty"], "institutions": ["0demoun01"]}
+    assert not ModelRelease.objects.get(repo_id="facebook/opt-66b").rules.exists()
     revision = big.revision
     assert "(0 stored)" in run("load_demo_catalog", "--size", "64", "--only", "facebook/opt-175b")
+    assert big.rules.count() == 1
     big.refresh_from_db()
     assert big.revision == revision
     assert ModelFile.objects.filter(release=big).count() == 992
