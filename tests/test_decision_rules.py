@@ -407,3 +407,22 @@ def test_a_renewal_is_decided_by_the_rules_as_any_request(holder, ada, django_ca
         renewal = services.request_renew(actor=actor(ada), grant=holder)
     assert renewal.status == "approved" and renewal.renewal_of_id == holder.pk
     assert Grant.objects.get(request=renewal).affiliation == "faculty@uni.example"
+
+
+def test_a_request_with_an_upload_goes_to_a_reviewer_even_when_a_rule_matches(ada, gated):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.factories import add_question
+
+    add_question(gated, "ethics_approval", kind="file", options={"max_size": 4096, "types": ["pdf"]})
+    set_rules(gated, {"action": "approve", "conditions": FACULTY_AT_TEST_UNIVERSITY})
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_secret(ada)}")
+    body = {**ANSWERS, "repo_id": gated.repo_id, "accept_license": True, "draft": True}
+    draft = api.post("/api/v1/access-requests", body, format="json").json()["id"]
+    letter = SimpleUploadedFile("letter.pdf", b"%PDF-1.4\n" + b"x" * 100)
+    attach = {"question": "ethics_approval", "file": letter}
+    assert api.post(f"/api/v1/access-requests/{draft}/attachments", attach).status_code == 201
+    submitted = api.post(f"/api/v1/access-requests/{draft}/submit")
+    assert submitted.status_code == 200, submitted.content
+    assert AccessRequest.objects.get(public_id=draft).status == "pending"
