@@ -19,6 +19,16 @@ from .base import (
     rule_actor,
     task_actor,
 )
+from .flaws import (
+    can_triage,
+    disclosure_terms_current,
+    disclosure_terms_publish,
+    flaw_report_attach,
+    flaw_report_comment,
+    flaw_report_file,
+    flaw_report_triage,
+    may_report,
+)
 from .grants import (
     batch_fill,
     grant_issue,
@@ -100,6 +110,14 @@ from .webhooks import (
 )
 
 __all__ = [
+    "may_report",
+    "flaw_report_triage",
+    "flaw_report_file",
+    "flaw_report_comment",
+    "flaw_report_attach",
+    "disclosure_terms_publish",
+    "disclosure_terms_current",
+    "can_triage",
     "RELEASE_MANAGERS_GROUP",
     "REQUEST_FIELDS",
     "REVIEWERS_GROUP",
