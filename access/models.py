@@ -1307,9 +1307,7 @@ class FlawReport(TimeStamped):
     triage_severity = models.CharField(
         max_length=10, choices=Severity.choices, blank=True, help_text=_("As the triaging reviewer sees it")
     )
-    duplicate_of = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="duplicates"
-    )
+    duplicate_of = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="duplicates")
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -205,7 +205,7 @@ def overdue_flaw_reports(*, release: ModelRelease | None = None, now: datetime |
 def flaw_report_counts(*, release: ModelRelease | None = None, now: datetime | None = None) -> dict:
     """Flaw reports by their state now, and how many wait past the triage deadline."""
     qs = FlawReport.objects.all() if release is None else FlawReport.objects.filter(release=release)
-    counts = {s: 0 for s in FlawReport.Status.values}
+    counts = dict.fromkeys(FlawReport.Status.values, 0)
     for row in qs.values("status").annotate(n=Count("*")):
         counts[row["status"]] = row["n"]
     return {"by_status": counts, "overdue": overdue_flaw_reports(release=release, now=now).count()}

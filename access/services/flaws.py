@@ -66,7 +66,8 @@ DEFAULT_TERMS = (
 )
 DEFAULT_TERMS_ZH = (
     "安全港。对于遵守本模型许可、不伤害他人、并首先在此报告的善意缺陷研究，我们不会对您采取法律行动，也不会撤销您的访问权限。\n\n"
-    "禁止披露期。在缺陷解决之前，或在您报告后 90 天内（以先到者为准），请不要公开该缺陷，除非我们在报告的评论中与您商定了其他日期。\n\n"
+    "禁止披露期。在缺陷解决之前，或在您报告后 90 天内（以先到者为准），请不要公开该缺陷，"
+    "除非我们在报告的评论中与您商定了其他日期。\n\n"
     "致谢。我们发布有关该缺陷的公告时，会署上您提供的名字；如果您匿名报告，则不署名。审核员始终能看到报告人是谁。"
 )
 
@@ -131,7 +132,9 @@ def disclosure_terms_current(*, release: ModelRelease) -> DisclosureTerms:
         return DisclosureTerms.objects.filter(release=release).order_by("-version").first()
 
 
-def disclosure_terms_publish(*, actor: Actor, release: ModelRelease, text: str, text_zh_hans: str = "") -> DisclosureTerms:
+def disclosure_terms_publish(
+    *, actor: Actor, release: ModelRelease, text: str, text_zh_hans: str = ""
+) -> DisclosureTerms:
     """A release manager publishes a new version of the release's disclosure terms. Reports already filed keep
     the version they accepted; nobody's access changes and nobody is asked to accept again."""
     require_role(actor, holds=selectors.is_release_manager, refusal=_("Only release managers may do this."))
@@ -396,14 +399,16 @@ def flaw_report_triage(
                 )
             if duplicate_of.pk == locked.pk or duplicate_of.release_id != locked.release_id:
                 raise ServiceError(
-                    _("A report duplicates another report on the same release."), "invalid_duplicate",
+                    _("A report duplicates another report on the same release."),
+                    "invalid_duplicate",
                     field="duplicate_of",
                 )
             # Point at the original, never at another duplicate.
             original = duplicate_of.duplicate_of if duplicate_of.status == F.DUPLICATE else duplicate_of
             if original is None or original.pk == locked.pk:
                 raise ServiceError(
-                    _("A report duplicates another report on the same release."), "invalid_duplicate",
+                    _("A report duplicates another report on the same release."),
+                    "invalid_duplicate",
                     field="duplicate_of",
                 )
             locked.duplicate_of = original
