@@ -181,13 +181,13 @@ def review_detail(request, public_id):
     }
     posted = request.POST if request.method == "POST" else None
     triage = FlawTriageForm(
-        posted if posted and "status" in posted else None,
+        posted if posted and "triage-status" in posted else None,
         initial=initial,
         triagers=triagers,
         others=others.order_by("-created_at")[:100],
         prefix="triage",
     )
-    comment = FlawCommentForm(posted if posted and "body" in posted else None, prefix="comment")
+    comment = FlawCommentForm(posted if posted and "comment-body" in posted else None, prefix="comment")
     if posted is not None:
         done = _triage(request, report, triage) if "triage-status" in posted else _comment(request, report, comment)
         if done:
