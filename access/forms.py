@@ -543,10 +543,20 @@ class ReleaseReviewForm(forms.ModelForm):
         help_text=_("A pending request older than this is overdue: highlighted in the queue and listed in the digest."),
     )
 
+    triage_deadline_days = IntegerInput(
+        label=_("Flaw report triage deadline (days)"),
+        min_value=ModelRelease.REVIEW_DEADLINE_DAYS[0],
+        max_value=ModelRelease.REVIEW_DEADLINE_DAYS[1],
+        help_text=_("A flaw report still waiting for triage after this is overdue and listed in the digest."),
+    )
+
     class Meta:
         model = ModelRelease
-        fields = ["review_deadline_days", "transparency_public"]
-        labels = {"transparency_public": _("Publish a transparency page")}
+        fields = ["review_deadline_days", "transparency_public", "triage_deadline_days", "flaw_reports_from_verified"]
+        labels = {
+            "transparency_public": _("Publish a transparency page"),
+            "flaw_reports_from_verified": _("Take flaw reports from any verified account"),
+        }
         help_texts = {
             "transparency_public": _(
                 "Anyone may see requests received, approval rate by organization type and the median time to "
