@@ -548,6 +548,7 @@ class ReleaseReviewForm(forms.ModelForm):
         min_value=ModelRelease.REVIEW_DEADLINE_DAYS[0],
         max_value=ModelRelease.REVIEW_DEADLINE_DAYS[1],
         help_text=_("A flaw report still waiting for triage after this is overdue and listed in the digest."),
+        required=False,
     )
 
     class Meta:
