@@ -138,6 +138,7 @@ def test_a_report_goes_from_received_to_resolved_and_the_reporter_sees_and_hears
         # Received, three changes, and the reviewer's comment; each in Chinese, Alice's language.
         assert len(to_alice) == 5
         assert not any("flaw report" in m.subject or "flaw report" in m.body for m in to_alice), to_alice[0].subject
+        assert [m for m in to_alice if "We will fix it in the next revision." in m.body]  # the reviewer's note
         # The assignee hears the reporter's reply.
         assert [m for m in mail.outbox if m.to == [reviewer.email] and "Seed 0." in m.body]
 

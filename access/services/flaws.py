@@ -441,6 +441,17 @@ def flaw_report_triage(
             if "status" in changes
             else "flaw_report.updated"
         )
+        entry = None
+        if "status" in changes or note:
+            entry = FlawReportEntry.objects.create(
+                report=locked,
+                author=actor.user if actor.user and actor.user.pk else None,
+                by_reviewer=True,
+                kind=FlawReportEntry.Kind.CHANGE if "status" in changes else FlawReportEntry.Kind.COMMENT,
+                body=note,
+                from_status=previous if "status" in changes else "",
+                to_status=locked.status if "status" in changes else "",
+            )
         event = audit(
             actor=actor,
             action=action,
@@ -452,18 +463,9 @@ def flaw_report_triage(
                 "assignee": locked.assignee.email if locked.assignee_id else None,
                 "duplicate_of": locked.duplicate_of.public_id if locked.duplicate_of_id else None,
                 "changes": changes,
+                "entry": entry.public_id if entry is not None else None,
             },
         )
-        if "status" in changes or note:
-            FlawReportEntry.objects.create(
-                report=locked,
-                author=actor.user if actor.user and actor.user.pk else None,
-                by_reviewer=True,
-                kind=FlawReportEntry.Kind.CHANGE if "status" in changes else FlawReportEntry.Kind.COMMENT,
-                body=note,
-                from_status=previous if "status" in changes else "",
-                to_status=locked.status if "status" in changes else "",
-            )
         flaw_report_notify.enqueue(event.pk)
     report.refresh_from_db()
     return report
@@ -504,6 +506,8 @@ def flaw_report_notify(event_id: int) -> int:
         to, template = report.reporter.email, "flaw_report_received"
     elif event.action.startswith("flaw_report.") and event.data.get("from") != event.data.get("to"):
         to, template = report.reporter.email, "flaw_report_status"
+    elif event.action == "flaw_report.updated" and event.data.get("entry"):
+        to, template = report.reporter.email, "flaw_report_comment"  # a reviewer's note without a change
     else:
         return 0
     context["by_reviewer"] = to == report.reporter.email
@@ -511,5 +515,6 @@ def flaw_report_notify(event_id: int) -> int:
 
 
 def _last_note(report: FlawReport, event) -> str:
-    entry = FlawReportEntry.objects.filter(report=report, created_at__lte=event.created_at).order_by("-id").first()
+    """The comment or note the event recorded, if any."""
+    entry = FlawReportEntry.objects.filter(report=report, public_id=event.data.get("entry") or "").first()
     return entry.body if entry is not None else ""
