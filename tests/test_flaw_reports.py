@@ -410,6 +410,8 @@ def test_reports_past_the_triage_deadline_are_counted_and_in_the_digest(gated, h
     mail.outbox.clear()
     assert reviewer_digest() == 1
     assert report_id in mail.outbox[0].body
+    dashboard = as_user(reviewer).get("/review/dashboard").content.decode()
+    assert 'id="fig-flaw-reports" data-overdue="1">1<' in dashboard
     queue = as_user(reviewer).get("/api/v1/review/flaw-reports").json()["results"]
     assert [(r["id"], r["overdue"], r["reporter"]) for r in queue] == [(report_id, True, holder.email)]
 
