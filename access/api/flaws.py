@@ -13,7 +13,7 @@ from rest_framework import generics, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors, services
+from .. import selectors, services, stats
 from ..http import actor_for
 from ..models import FlawReport, FlawReportAttachment, FlawReportEntry, User
 from ..permissions import IsAuthenticated, IsTriager
@@ -118,9 +118,7 @@ class ReviewFlawReportOutput(FlawReportOutput):
         fields = [*FlawReportOutput.Meta.fields, "reporter", "overdue"]
 
     def get_overdue(self, obj) -> bool:
-        from ..stats import flaw_is_overdue
-
-        return flaw_is_overdue(obj)
+        return stats.flaw_is_overdue(obj)
 
 
 class FlawReportInput(serializers.Serializer):

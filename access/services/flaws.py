@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from .. import emails, questions, selectors
 from ..audit import audit
 from ..models import (
+    AuditEvent,
     DisclosureTerms,
     FlawReport,
     FlawReportAttachment,
@@ -488,8 +489,6 @@ def _report_of(event) -> FlawReport | None:
 def flaw_report_notify(event_id: int) -> int:
     """Tell the reporter of each change and each reviewer's comment (in their language); a reporter's comment
     goes to the report's assignee. Once per audit event."""
-    from ..models import AuditEvent
-
     event = AuditEvent.objects.filter(pk=event_id).first()
     report = _report_of(event) if event is not None else None
     if report is None:
