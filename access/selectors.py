@@ -402,11 +402,19 @@ FLAW_QUEUE_STATUSES = ("open", "all", *FlawReport.Status.values)
 
 
 def flaw_queue(
-    *, status: str = "open", release: str | None = None, assignee: str | None = None, user: User | None = None
+    *,
+    status: str = "open",
+    release: str | None = None,
+    assignee: str | None = None,
+    severity: str | None = None,
+    user: User | None = None,
 ) -> QuerySet[FlawReport]:
     """The triage queue, oldest first: `status` open (received, triaged, accepted), all, or one state;
-    `assignee` an email address, `me` (with `user`) or `none`."""
+    `assignee` an email address, `me` (with `user`) or `none`; `severity` as reviewers see it (the reporter's
+    until a reviewer set one)."""
     qs = _flaw_reports().order_by("created_at", "id")
+    if severity:
+        qs = qs.filter(Q(triage_severity=severity) | Q(triage_severity="", severity=severity))
     if status == "open":
         qs = qs.filter(status__in=FlawReport.OPEN_STATUSES)
     elif status != "all":

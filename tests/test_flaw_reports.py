@@ -230,6 +230,13 @@ def test_a_reviewer_triages_on_the_web_and_the_queue_filters(client, gated, hold
     report.refresh_from_db()
     assert (report.status, report.triage_severity, report.assignee) == ("triaged", "medium", reviewer)
     assert report.public_id.encode() in client.get("/review/flaw-reports/?assignee=me").content
+    # The severity filter reads the reviewers' severity once set (the reporter said high).
+    assert report.public_id.encode() in client.get("/review/flaw-reports/?severity=medium").content
+    assert report.public_id.encode() not in client.get("/review/flaw-reports/?severity=high").content
+    api = as_user(reviewer)
+    assert api.get("/api/v1/review/flaw-reports?severity=medium").json()["count"] == 1
+    assert api.get("/api/v1/review/flaw-reports?severity=high").json()["count"] == 0
+    assert api.get("/api/v1/review/flaw-reports?severity=dire").json()["code"] == "invalid"
 
 
 # --- Who may do what ------------------------------------------------------------------------------------------

@@ -351,7 +351,7 @@ def flaw_attachment_response(request, attachment: FlawReportAttachment) -> FileR
 
 class ReviewFlawReportListApi(generics.ListAPIView):
     """The triage queue, oldest first: `status` open (the default: received, triaged, accepted), all, or one
-    state; `release` a repo id; `assignee` an email address, me or none."""
+    state; `release` a repo id; `assignee` an email address, me or none; `severity`."""
 
     permission_classes = [IsAuthenticated, IsTriager]
     serializer_class = ReviewFlawReportOutput
@@ -362,6 +362,9 @@ class ReviewFlawReportListApi(generics.ListAPIView):
             OpenApiParameter("status", str, enum=list(selectors.FLAW_QUEUE_STATUSES), default="open"),
             OpenApiParameter("release", str),
             OpenApiParameter("assignee", str, description="an email address, me, or none"),
+            OpenApiParameter(
+                "severity", str, enum=FlawReport.Severity.values, description="as reviewers see it (else the reporter)"
+            ),
         ],
         operation_id="review_flaw_reports_list",
     )
@@ -373,7 +376,11 @@ class ReviewFlawReportListApi(generics.ListAPIView):
         status_filter = params.get("status") or "open"
         if status_filter not in selectors.FLAW_QUEUE_STATUSES:
             raise ApiError(_("Unknown status."), "invalid", 400)
+        severity = params.get("severity") or None
+        if severity is not None and severity not in FlawReport.Severity.values:
+            raise ApiError(_("Unknown severity."), "invalid", 400)
         return selectors.flaw_queue(
+            severity=severity,
             status=status_filter,
             release=(params.get("release") or "")[:200] or None,
             assignee=(params.get("assignee") or "")[:254] or None,

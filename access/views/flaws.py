@@ -144,13 +144,17 @@ def review_queue(request):
         status = "open"
     release = (params.get("release") or "")[:200]
     assignee = (params.get("assignee") or "")[:254]
-    reports = selectors.flaw_queue(status=status, release=release or None, assignee=assignee or None, user=request.user)
+    severity = params.get("severity") if params.get("severity") in FlawReport.Severity.values else ""
+    reports = selectors.flaw_queue(
+        status=status, release=release or None, assignee=assignee or None, severity=severity or None, user=request.user
+    )
     page = Paginator(reports, 50).get_page(params.get("page"))
     for report in page.object_list:
         report.overdue = stats.flaw_is_overdue(report)
     context = {
         "page": page,
-        "filters": {"status": status, "release": release, "assignee": assignee},
+        "filters": {"status": status, "release": release, "assignee": assignee, "severity": severity},
+        "severities": FlawReport.Severity.choices,
         "statuses": QUEUE_STATUSES,
         "releases": selectors.release_list(user=request.user).values_list("repo_id", flat=True),
         "overdue_count": stats.overdue_flaw_reports().count(),
