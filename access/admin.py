@@ -231,6 +231,8 @@ class ModelReleaseAdmin(ServiceErrorsAdmin):
     list_display = ["repo_id", "display_name", "access", "published", "revision"]
     list_filter = ["access", "published"]
     search_fields = ["repo_id", "display_name"]
+    # Flaw reports' settings are set on the release's policy page (access.views.manage), by release managers.
+    exclude = ["triage_deadline_days", "flaw_reports_from_verified"]
 
     def get_readonly_fields(self, request, obj=None):
         return ["revision", "repo_id"] if obj is not None else ["revision"]

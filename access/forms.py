@@ -17,6 +17,7 @@ from .models import (
     AccessRequest,
     ApiToken,
     DecisionRule,
+    FlawReport,
     Institution,
     License,
     ModelRelease,
@@ -545,10 +546,21 @@ class ReleaseReviewForm(forms.ModelForm):
         help_text=_("A pending request older than this is overdue: highlighted in the queue and listed in the digest."),
     )
 
+    triage_deadline_days = IntegerInput(
+        label=_("Flaw report triage deadline (days)"),
+        min_value=ModelRelease.REVIEW_DEADLINE_DAYS[0],
+        max_value=ModelRelease.REVIEW_DEADLINE_DAYS[1],
+        help_text=_("A flaw report still waiting for triage after this is overdue and listed in the digest."),
+        required=False,
+    )
+
     class Meta:
         model = ModelRelease
-        fields = ["review_deadline_days", "transparency_public"]
-        labels = {"transparency_public": _("Publish a transparency page")}
+        fields = ["review_deadline_days", "transparency_public", "triage_deadline_days", "flaw_reports_from_verified"]
+        labels = {
+            "transparency_public": _("Publish a transparency page"),
+            "flaw_reports_from_verified": _("Take flaw reports from any verified account"),
+        }
         help_texts = {
             "transparency_public": _(
                 "Anyone may see requests received, approval rate by organization type and the median time to "
@@ -617,3 +629,88 @@ class RestrictedCountriesForm(forms.Form):
             "download."
         ),
     )
+
+
+# --- Flaw reports --------------------------------------------------------------------------------------------
+
+
+class FlawReportForm(forms.Form):
+    """A flaw report on the release's page: the AI flaw report's fields, a file, and the disclosure terms shown
+    (their version travels with the form, so terms that moved on meanwhile are refused, not silently accepted).
+    The service checks everything again; the form only shapes it."""
+
+    revisions = forms.MultipleChoiceField(
+        label=_("Affected revisions"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Tick every revision you saw it in."),
+    )
+    title = forms.CharField(label=_("Title"), max_length=200, help_text=_("One line that names the flaw."))
+    category = forms.ChoiceField(label=_("Category"), choices=FlawReport.Category.choices)
+    description = forms.CharField(label=_("Description"), widget=forms.Textarea(attrs={"rows": 4}), max_length=10_000)
+    reproduction = forms.CharField(
+        label=_("How to reproduce it"),
+        widget=forms.Textarea(attrs={"rows": 5}),
+        max_length=20_000,
+        help_text=_("Prompts, settings and decoding parameters (temperature, top-p, seed, maximum length)."),
+    )
+    observed = forms.CharField(
+        label=_("What the model did"), widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000
+    )
+    expected = forms.CharField(
+        label=_("What you expected instead"), widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000
+    )
+    severity = forms.ChoiceField(label=_("Severity, as you see it"), choices=FlawReport.Severity.choices)
+    other_models = forms.ChoiceField(
+        label=_("May other models be affected?"), choices=FlawReport.OtherModels.choices, initial="unknown"
+    )
+    other_models_detail = forms.CharField(
+        label=_("Which other models, if you know"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        max_length=2000,
+    )
+    credit_name = forms.CharField(
+        label=_("Credit me as"),
+        required=False,
+        max_length=200,
+        help_text=_("The name an advisory about this flaw credits; leave it empty for none."),
+    )
+    anonymous = forms.BooleanField(
+        label=_("Keep me anonymous to the public (reviewers always see who reported)"), required=False
+    )
+    attachment = forms.FileField(label=_("A file (PDF, PNG or JPEG), optional"), required=False)
+    terms_version = forms.IntegerField(widget=forms.HiddenInput)
+    accept_terms = forms.BooleanField(
+        label=_("I have read and accept these disclosure terms"),
+        error_messages={"required": _("Accept the disclosure terms to file a report.")},
+    )
+
+    def __init__(self, *args, revisions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["revisions"].choices = [
+            (r.sha, f"{r.sha[:12]} (#{r.number}{', main' if i == 0 else ''})") for i, r in enumerate(revisions)
+        ]
+
+
+class FlawCommentForm(forms.Form):
+    body = forms.CharField(label=_("Comment"), widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000)
+
+
+class FlawTriageForm(forms.Form):
+    """A reviewer's triage: the new state, the severity as reviewers see it, an assignee, the original of a
+    duplicate, and a note the reporter reads."""
+
+    status = forms.ChoiceField(label=_("State"), choices=FlawReport.Status.choices)
+    severity = forms.ChoiceField(
+        label=_("Severity, as reviewers see it"), choices=[("", "—"), *FlawReport.Severity.choices], required=False
+    )
+    assignee = forms.ChoiceField(label=_("Assignee"), required=False)
+    duplicate_of = forms.ChoiceField(label=_("Duplicate of"), required=False)
+    note = forms.CharField(
+        label=_("Note to the reporter"), widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=10_000
+    )
+
+    def __init__(self, *args, triagers=(), others=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].choices = [("", "—"), *[(u.email, u.email) for u in triagers]]
+        self.fields["duplicate_of"].choices = [("", "—"), *[(r.public_id, r.title) for r in others]]

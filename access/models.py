@@ -138,6 +138,16 @@ class ModelRelease(TimeStamped):
         validators=[MinValueValidator(REVIEW_DEADLINE_DAYS[0]), MaxValueValidator(REVIEW_DEADLINE_DAYS[1])],
         help_text=_("Days a request may wait for a reviewer before it is overdue."),
     )
+    # Flaw reports (access.services.flaws): who may file them besides holders, and how long one may wait for triage.
+    flaw_reports_from_verified = models.BooleanField(
+        default=False,
+        help_text=_("Accept flaw reports from any account with a verified email, not only from holders."),
+    )
+    triage_deadline_days = models.PositiveSmallIntegerField(
+        default=14,
+        validators=[MinValueValidator(REVIEW_DEADLINE_DAYS[0]), MaxValueValidator(REVIEW_DEADLINE_DAYS[1])],
+        help_text=_("Days a flaw report may wait for triage before it is overdue."),
+    )
     transparency_public = models.BooleanField(
         default=False,
         help_text=_(
@@ -161,6 +171,10 @@ class ModelRelease(TimeStamped):
             models.CheckConstraint(
                 condition=Q(review_deadline_days__gte=1, review_deadline_days__lte=365),
                 name="release_review_deadline_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(triage_deadline_days__gte=1, triage_deadline_days__lte=365),
+                name="release_triage_deadline_range",
             ),
         ]
 
@@ -1247,3 +1261,167 @@ class DecisionRule(TimeStamped):
 
     def __str__(self):
         return f"{self.release.repo_id} rule {self.pk} ({self.action})"
+
+
+class DisclosureTerms(models.Model):
+    """One version of a release's disclosure terms for flaw reports (safe harbour, embargo, credit). Accepted with
+    each report and recorded on it; apart from the license: a new version refuses no download and asks no holder
+    to accept anything again. Versions are never edited; a change is a new version."""
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="disclosure_terms")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    text_zh_hans = models.TextField(blank=True, help_text=_("The terms in Simplified Chinese; Chinese readers see it"))
+    published_at = models.DateTimeField(default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["release", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "version"], name="disclosure_terms_version_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.release.repo_id} disclosure terms v{self.version}"
+
+    def text_in(self, language: str) -> str:
+        if (language or "").startswith("zh") and self.text_zh_hans:
+            return self.text_zh_hans
+        return self.text
+
+
+class FlawReport(TimeStamped):
+    """A flaw a researcher found in one or more revisions of a release, in the AI flaw report structure, with the
+    disclosure terms they accepted. Its states move only through access.services.flaws."""
+
+    class Category(models.TextChoices):
+        HARMFUL_OUTPUT = "harmful_output", _("Harmful or unsafe output")
+        BIAS = "bias", _("Bias")
+        PRIVACY = "privacy", _("Privacy or memorised data")
+        SECURITY = "security", _("Security or jailbreak")
+        MISSTATED_CAPABILITY = "misstated_capability", _("Capability misstated in the model card")
+        OTHER = "other", _("Other")
+
+    class Severity(models.TextChoices):
+        LOW = "low", _("Low")
+        MEDIUM = "medium", _("Medium")
+        HIGH = "high", _("High")
+        CRITICAL = "critical", _("Critical")
+
+    class OtherModels(models.TextChoices):
+        UNKNOWN = "unknown", _("Not known")
+        YES = "yes", _("Yes, other models may be affected")
+        NO = "no", _("No, it seems specific to this model")
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("Received")
+        TRIAGED = "triaged", _("Triaged")
+        ACCEPTED = "accepted", _("Accepted")
+        DECLINED = "declined", _("Declined")
+        DUPLICATE = "duplicate", _("Duplicate")
+        RESOLVED = "resolved", _("Resolved")
+
+    # Waiting for a first look: what the triage deadline counts.
+    UNTRIAGED = (Status.RECEIVED,)
+    # Still someone's work: what the queue shows by default.
+    OPEN_STATUSES = (Status.RECEIVED, Status.TRIAGED, Status.ACCEPTED)
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="flaw_reports")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="flaw_reports")
+    revisions = models.ManyToManyField(ReleaseRevision, related_name="flaw_reports")
+    title = models.CharField(max_length=200)
+    category = models.CharField(max_length=30, choices=Category.choices)
+    description = models.TextField()
+    reproduction = models.TextField(help_text=_("Prompts, settings, decoding parameters"))
+    observed = models.TextField()
+    expected = models.TextField()
+    severity = models.CharField(max_length=10, choices=Severity.choices, help_text=_("As the reporter sees it"))
+    other_models = models.CharField(max_length=10, choices=OtherModels.choices, default=OtherModels.UNKNOWN)
+    other_models_detail = models.TextField(blank=True)
+    # Credit: a name, or anonymous to the public (reviewers always see the reporter).
+    credit_name = models.CharField(max_length=200, blank=True)
+    anonymous = models.BooleanField(default=False)
+    terms = models.ForeignKey(DisclosureTerms, on_delete=models.PROTECT, related_name="+")
+    terms_accepted_at = models.DateTimeField()
+    terms_accepted_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    triage_severity = models.CharField(
+        max_length=10, choices=Severity.choices, blank=True, help_text=_("As the triaging reviewer sees it")
+    )
+    duplicate_of = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="duplicates")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    triaged_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="duplicate") | Q(duplicate_of__isnull=False), name="flaw_duplicate_names_original"
+            ),
+            models.CheckConstraint(condition=~Q(duplicate_of=models.F("id")), name="flaw_not_own_duplicate"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="flaw_queue_idx"),
+            models.Index(fields=["release", "status", "created_at"], name="flaw_release_queue_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.release.repo_id}: {self.title} ({self.status})"
+
+    @property
+    def shown_severity(self) -> str:
+        return self.triage_severity or self.severity
+
+
+class FlawReportEntry(models.Model):
+    """One line of a report's history as its reporter and the reviewers see it: a comment, or a change of state
+    with the reviewer's note."""
+
+    class Kind(models.TextChoices):
+        COMMENT = "comment", _("Comment")
+        CHANGE = "change", _("Change")
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    report = models.ForeignKey(FlawReport, on_delete=models.CASCADE, related_name="entries")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    by_reviewer = models.BooleanField(default=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    body = models.TextField(blank=True)
+    from_status = models.CharField(max_length=10, choices=FlawReport.Status.choices, blank=True)
+    to_status = models.CharField(max_length=10, choices=FlawReport.Status.choices, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.report_id} {self.kind} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class FlawReportAttachment(models.Model):
+    """A file a reporter attached (PDF, PNG, JPEG), kept in storage and streamed by the portal to the reporter and
+    reviewers only. Counts toward the uploader's bytes for the day like every upload."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    report = models.ForeignKey(FlawReport, on_delete=models.CASCADE, related_name="attachments")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    filename = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=50)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=1000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return self.filename

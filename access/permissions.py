@@ -1,7 +1,7 @@
 from rest_framework.permissions import BasePermission, IsAuthenticated
 
 from .http import request_token
-from .selectors import is_reviewer
+from .selectors import is_release_manager, is_reviewer
 
 
 class IsReviewer(BasePermission):
@@ -15,4 +15,16 @@ class IsReviewer(BasePermission):
         return is_reviewer(request.user) and (token is None or token.can_review)
 
 
-__all__ = ["IsAuthenticated", "IsReviewer"]
+class IsTriager(BasePermission):
+    """Reviewers and release managers (who triage flaw reports), through a session or a token created with
+    reviewer access. The triage service checks the same again, with the fresh-password rule."""
+
+    message = "Only reviewers and release managers may do this."
+
+    def has_permission(self, request, view):
+        token = request_token(request)
+        user = request.user
+        return (is_reviewer(user) or is_release_manager(user)) and (token is None or token.can_review)
+
+
+__all__ = ["IsAuthenticated", "IsReviewer", "IsTriager"]

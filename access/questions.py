@@ -182,7 +182,13 @@ def to_json(question: AccessQuestion, value):
 
 def check_upload(question: AccessQuestion, upload) -> str:
     """The media type of an uploaded file, or ValidationError when it is too big or not an allowed type."""
-    options = question.options or {}
+    return check_file(upload, question.options or {})
+
+
+def check_file(upload, options: dict | None = None) -> str:
+    """The media type of an uploaded file, held to `options` (max_size, types; the defaults otherwise), or
+    ValidationError: the one rule of every upload, to a question or elsewhere."""
+    options = options or {}
     limit = options.get("max_size") or DEFAULT_MAX_UPLOAD
     if upload.size > limit:
         raise ValidationError(

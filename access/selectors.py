@@ -17,6 +17,7 @@ from .models import (
     AccessQuestion,
     AccessRequest,
     ApiToken,
+    FlawReport,
     Grant,
     Lab,
     LabMembership,
@@ -379,3 +380,56 @@ def webhook_queue_state(*, now: datetime | None = None) -> dict:
         "oldest_due_seconds": round(oldest_due, 1),
         "stalled": oldest_due > WEBHOOK_STALLED_AFTER_SECONDS,
     }
+
+
+# --- Flaw reports ------------------------------------------------------------------------------------------
+
+
+def _flaw_reports() -> QuerySet[FlawReport]:
+    return FlawReport.objects.select_related("release", "reporter", "assignee", "duplicate_of", "terms")
+
+
+def user_flaw_reports(*, user: User) -> QuerySet[FlawReport]:
+    """The reports this account filed, newest first."""
+    return _flaw_reports().filter(reporter=user).order_by("-created_at", "-id")
+
+
+def flaw_report_get(*, user: User, public_id, triager: bool = False) -> FlawReport | None:
+    """A report its reporter sees; with `triager` (a reviewer or release manager acting with powers), any.
+    Anyone else's report does not exist for them."""
+    if not isinstance(public_id, str) or not user or not user.is_authenticated:
+        return None
+    qs = _flaw_reports() if triager else _flaw_reports().filter(reporter=user)
+    return qs.filter(public_id=public_id).first()
+
+
+FLAW_QUEUE_STATUSES = ("open", "all", *FlawReport.Status.values)
+
+
+def flaw_queue(
+    *,
+    status: str = "open",
+    release: str | None = None,
+    assignee: str | None = None,
+    severity: str | None = None,
+    user: User | None = None,
+) -> QuerySet[FlawReport]:
+    """The triage queue, oldest first: `status` open (received, triaged, accepted), all, or one state;
+    `assignee` an email address, `me` (with `user`) or `none`; `severity` as reviewers see it (the reporter's
+    until a reviewer set one)."""
+    qs = _flaw_reports().order_by("created_at", "id")
+    if severity:
+        qs = qs.filter(Q(triage_severity=severity) | Q(triage_severity="", severity=severity))
+    if status == "open":
+        qs = qs.filter(status__in=FlawReport.OPEN_STATUSES)
+    elif status != "all":
+        qs = qs.filter(status=status)
+    if release:
+        qs = qs.filter(release__repo_id=release)
+    if assignee == "none":
+        qs = qs.filter(assignee__isnull=True)
+    elif assignee == "me" and user is not None:
+        qs = qs.filter(assignee=user)
+    elif assignee:
+        qs = qs.filter(assignee__email__iexact=assignee)
+    return qs

@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import inputs
-from .models import AccessRequest, DownloadCount, DownloadDay, DownloadEvent, Grant, ModelRelease
+from .models import AccessRequest, DownloadCount, DownloadDay, DownloadEvent, FlawReport, Grant, ModelRelease
 
 S = AccessRequest.Status
 PERIODS = (30, 90, 365)
@@ -180,6 +180,35 @@ def is_overdue(access_request: AccessRequest, now: datetime | None = None) -> bo
 def overdue_requests(*, release: ModelRelease | None = None, now: datetime | None = None) -> QuerySet[AccessRequest]:
     qs = AccessRequest.objects.filter(overdue_q(now)).select_related("release").order_by("created_at", "id")
     return qs.filter(release=release) if release is not None else qs
+
+
+def flaw_overdue_q(now: datetime | None = None) -> Q:
+    """Flaw reports still waiting for triage past their release's triage deadline (counted from filing)."""
+    now = now or timezone.now()
+    q = Q(pk__in=[])
+    for pk, days in ModelRelease.objects.values_list("pk", "triage_deadline_days"):
+        q |= Q(release_id=pk, created_at__lt=now - timedelta(days=days))
+    return Q(status__in=FlawReport.UNTRIAGED) & q
+
+
+def flaw_is_overdue(report: FlawReport, now: datetime | None = None) -> bool:
+    """The rule of flaw_overdue_q for one loaded report (its release loaded too)."""
+    deadline = timedelta(days=report.release.triage_deadline_days)
+    return report.status in FlawReport.UNTRIAGED and report.created_at < (now or timezone.now()) - deadline
+
+
+def overdue_flaw_reports(*, release: ModelRelease | None = None, now: datetime | None = None) -> QuerySet[FlawReport]:
+    qs = FlawReport.objects.filter(flaw_overdue_q(now)).select_related("release").order_by("created_at", "id")
+    return qs.filter(release=release) if release is not None else qs
+
+
+def flaw_report_counts(*, release: ModelRelease | None = None, now: datetime | None = None) -> dict:
+    """Flaw reports by their state now, and how many wait past the triage deadline."""
+    qs = FlawReport.objects.all() if release is None else FlawReport.objects.filter(release=release)
+    counts = dict.fromkeys(FlawReport.Status.values, 0)
+    for row in qs.values("status").annotate(n=Count("*")):
+        counts[row["status"]] = row["n"]
+    return {"by_status": counts, "overdue": overdue_flaw_reports(release=release, now=now).count()}
 
 
 # --------------------------------------------------------------------------------------------- the dashboard
@@ -437,4 +466,5 @@ def review_stats(f: Filters, now: datetime | None = None) -> dict:
         "active_grants": active_grants(f),
         "decisions_by_organization_type": by_org,
         "decisions_by_country": by_country,
+        "flaw_reports": flaw_report_counts(release=f.release, now=now),
     }

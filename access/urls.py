@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import account, dashboard, grants, labs, manage, metrics, requests, review, webhooks
+from .views import account, dashboard, flaws, grants, labs, manage, metrics, requests, review, webhooks
 
 
 class MirrorConverter:
@@ -27,6 +27,7 @@ urlpatterns = [
     re_path(rf"^models/{REPO}/?$", views.release_detail, name="release-detail"),
     re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
     re_path(rf"^models/{REPO}/transparency/?$", dashboard.transparency, name="release-transparency"),
+    re_path(rf"^models/{REPO}/flaw-reports/new/?$", flaws.report_new, name="flaw-report-new"),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("help", views.help_page, name="help"),
@@ -50,6 +51,14 @@ urlpatterns = [
     path("grants/<str:public_id>/refresh", grants.grant_refresh, name="grant-refresh"),
     path("grants/<str:public_id>/renew", grants.grant_renew, name="grant-renew"),
     path("grants/<str:public_id>/license", grants.grant_license, name="grant-license"),
+    # Flaw reports
+    path("flaw-reports/", flaws.my_reports, name="my-flaw-reports"),
+    path("flaw-reports/<str:public_id>/", flaws.report_detail, name="flaw-report-detail"),
+    path(
+        "flaw-reports/<str:public_id>/attachments/<str:attachment_id>",
+        flaws.report_attachment,
+        name="flaw-report-attachment",
+    ),
     path("tokens/", grants.tokens, name="tokens"),
     # The account's linked identities and verified facts
     path("account/identities/", account.identities, name="account-identities"),
@@ -80,6 +89,8 @@ urlpatterns = [
     path("review/lab-seats/<str:public_id>/decide", labs.review_seat_decide, name="review-seat-decide"),
     path("review/export/<str:kind>.<str:fmt>", review.export, name="review-export"),
     path("review/dashboard", dashboard.dashboard, name="review-dashboard"),
+    path("review/flaw-reports/", flaws.review_queue, name="review-flaw-reports"),
+    path("review/flaw-reports/<str:public_id>/", flaws.review_detail, name="review-flaw-report"),
     # Webhook endpoints (admins and release managers)
     path("webhooks/", webhooks.endpoints, name="webhooks"),
     path("webhooks/<str:public_id>/", webhooks.endpoint_detail, name="webhook-detail"),

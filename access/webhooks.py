@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 from standardwebhooks import Webhook
 
 from . import emails, metrics
-from .models import AccessRequest, AuditEvent, Grant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import AccessRequest, AuditEvent, FlawReport, Grant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .taskbase import portal_task
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,14 @@ EVENTS = {
     # A holder accepted a new license version, or a lab member accepted the license for the lab's grant.
     "grant.license_accepted": "grant.license_accepted",
     "lab.license_accepted": "grant.license_accepted",
+    # Flaw reports: every change of state (access.services.flaws).
+    "flaw_report.received": "flaw_report.received",
+    "flaw_report.triaged": "flaw_report.triaged",
+    "flaw_report.accepted": "flaw_report.accepted",
+    "flaw_report.declined": "flaw_report.declined",
+    "flaw_report.duplicate": "flaw_report.duplicate",
+    "flaw_report.resolved": "flaw_report.resolved",
+    "flaw_report.reopened": "flaw_report.reopened",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -103,14 +111,18 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
         return []
     grant = target if isinstance(target, Grant) else None
     access_request = access_request or (target if isinstance(target, AccessRequest) else None)
+    flaw_report = target if isinstance(target, FlawReport) else None
     release_id = grant.release_id if grant else access_request.release_id if access_request else None
+    release_id = flaw_report.release_id if flaw_report else release_id
     endpoints = WebhookEndpoint.objects.filter(active=True).filter(Q(release__isnull=True) | Q(release_id=release_id))
     created = []
     payload = None
     for endpoint in endpoints:
         if endpoint.events and event_type not in endpoint.events:
             continue
-        payload = payload or build_payload(event, event_type, grant=grant, access_request=access_request)
+        payload = payload or build_payload(
+            event, event_type, grant=grant, access_request=access_request, flaw_report=flaw_report
+        )
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint,
             audit_event=event,
@@ -124,8 +136,18 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     return created
 
 
-def build_payload(event: AuditEvent, event_type: str, *, grant, access_request) -> dict:
+def build_payload(event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None) -> dict:
     data: dict = {}
+    if flaw_report is not None:
+        data["flaw_report"] = {
+            "id": flaw_report.public_id,
+            "release": flaw_report.release.repo_id,
+            "status": flaw_report.status,
+            "previous_status": event.data.get("from"),
+            "severity": flaw_report.shown_severity,
+            "revisions": sorted(flaw_report.revisions.values_list("sha", flat=True)),
+            "duplicate_of": flaw_report.duplicate_of.public_id if flaw_report.duplicate_of_id else None,
+        }
     if access_request is not None:
         data["access_request"] = {
             "id": access_request.public_id,

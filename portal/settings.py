@@ -520,7 +520,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # How what an applicant typed compares with what is verified (access.api.requests.MatchesOutput).
-    "ENUM_NAME_OVERRIDES": {"VerifiedMatchEnum": ["verified", "differs"]},
+    "ENUM_NAME_OVERRIDES": {
+        "VerifiedMatchEnum": ["verified", "differs"],
+        "FlawReportStatusEnum": "access.models.FlawReport.Status",
+        "FlawSeverityEnum": "access.models.FlawReport.Severity",
+        "FlawQueueStatusEnum": ["open", "all", "received", "triaged", "accepted", "declined", "duplicate", "resolved"],
+        "StatusEnum": "access.models.AccessRequest.Status",
+    },
 }
 
 # --- Security -----------------------------------------------------------------------------------------

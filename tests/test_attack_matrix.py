@@ -21,6 +21,8 @@ from access.models import (
     ApiToken,
     AuditEvent,
     DownloadEvent,
+    FlawReport,
+    FlawReportEntry,
     Grant,
     LabInvitation,
     ModelRelease,
@@ -109,6 +111,20 @@ LAB_ADMINS = {"lab_owner", "lab_admin", "lab_reviewer_owner", "lab_reviewer_admi
 REVIEWERS = ("reviewer", "admin", *LAB_REVIEWERS)
 # Roles holding a grant of their own (active or not) on the gated release.
 GRANT_HOLDERS = {"approved", "revoked", "expired", "old_license", "inactive", "unpublished"}
+# Roles that may report a flaw in the gated release: an active grant (whatever its license version) or seat.
+FLAW_REPORTERS = DOWNLOADERS | {"old_license"}
+FLAW_REPORT = {
+    "revisions": ["main"],
+    "title": "Jailbreak",
+    "category": "security",
+    "description": "d",
+    "reproduction": "r",
+    "observed": "o",
+    "expected": "e",
+    "severity": "low",
+    "terms_version": 1,
+    "accept_terms": True,
+}
 
 
 @dataclass
@@ -124,6 +140,8 @@ class World:
     lab: str = ""
     # The lab's open request for the other gated release: reviewers outside the lab may decide it.
     lab_request: AccessRequest | None = None
+    # The victim's flaw report on the gated release: only its reporter and the triagers see it.
+    victim_flaw: FlawReport | None = None
 
 
 def build_world(role) -> World:
@@ -138,6 +156,14 @@ def build_world(role) -> World:
     world.victim_grant = grant_for(victim, gated, reviewer)
     world.victim_request = AccessRequestFactory(applicant=victim, release=other_release)
     world.victim_attachment = _attachment(world.victim_request).public_id
+    world.victim_flaw = services.flaw_report_file(
+        actor=services.Actor(user=victim, credential="session"),
+        release=gated,
+        data=FLAW_REPORT,
+        revisions=["main"],
+        terms_version=1,
+        accept_terms=True,
+    )
     other = UserFactory(email="other@uni.example")
     world.users["other"] = other
     world.tokens["other"] = services.token_create(
@@ -320,6 +346,24 @@ ENDPOINTS = [
         "victim_object",
         {"version": "1.1", "accept_license": True, "noncommercial_attested": True},
     ),
+    Endpoint("disclosure-terms", "get", "/api/v1/models/facebook/opt-175b/disclosure-terms", "release"),
+    Endpoint("flaw-file", "post", "/api/v1/models/facebook/opt-175b/flaw-reports", "flaw_file", FLAW_REPORT, ok=201),
+    Endpoint("my-flaw-reports", "get", "/api/v1/flaw-reports", "mine"),
+    Endpoint("victim-flaw-report", "get", "/api/v1/flaw-reports/{victim_flaw}", "flaw_view"),
+    Endpoint(
+        "victim-flaw-comment", "post", "/api/v1/flaw-reports/{victim_flaw}/comments", "flaw_comment", {"body": "x"}
+    ),
+    Endpoint("review-flaw-list", "get", "/api/v1/review/flaw-reports", "review"),
+    Endpoint(
+        "review-flaw-triage",
+        "post",
+        "/api/v1/review/flaw-reports/{victim_flaw}/triage",
+        "review_action",
+        {"status": "triaged"},
+    ),
+    Endpoint("web-victim-flaw", "get", "/flaw-reports/{victim_flaw}/", "web_victim"),
+    Endpoint("web-review-flaws", "get", "/review/flaw-reports/", "web_review"),
+    Endpoint("web-review-flaw", "get", "/review/flaw-reports/{victim_flaw}/", "web_review"),
     Endpoint("review-list", "get", "/api/v1/review/access-requests", "review"),
     Endpoint("review-stats", "get", "/api/v1/review/stats?release=facebook/opt-175b&period=30", "review"),
     Endpoint("review-attachment", "get", "/api/v1/review/attachments/{victim_attachment}", "review"),
@@ -475,6 +519,16 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
             return (403, "lab_admin_required") if who in LAB_MEMBERS else (404, "not_found")
         case "review":
             return (200, None) if reviewer and scoped else (403, "permission_denied")
+        case "flaw_file":
+            if role == "unpublished":
+                return 404, "not_found"
+            return (201, None) if who in FLAW_REPORTERS else (403, "not_a_holder")
+        case "flaw_view":
+            return (200, None) if reviewer and scoped else (404, "not_found")
+        case "flaw_comment":
+            if not (reviewer and scoped):
+                return 404, "not_found"
+            return (403, "reauthentication_required") if credential == "stale_session" else (201, None)
         case "review_action" | "lab_review_action":
             if not (reviewer and scoped):
                 return 403, "permission_denied"
@@ -566,6 +620,7 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
             "victim_attachment": world.victim_attachment,
             "lab": world.lab,
             "lab_request": world.lab_request.public_id,
+            "victim_flaw": world.victim_flaw.public_id,
         }
         url = endpoint.url.format(**values)
         body = {k: v.format(**values) if isinstance(v, str) else v for k, v in (endpoint.body or {}).items()}
@@ -621,7 +676,12 @@ def _state(world):
         AccessRequest.objects.filter(pk__in=[world.victim_request.pk, world.lab_request.pk]).values_list("pk", "status")
     )
     revoked = Grant.objects.filter(pk=world.victim_grant.pk).values_list("revoked_at", flat=True).first()
-    return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk]
+    flaws = (
+        FlawReport.objects.get(pk=world.victim_flaw.pk).status,
+        FlawReport.objects.count(),
+        FlawReportEntry.objects.count(),
+    )
+    return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws
 
 
 def _reset(world):
@@ -632,6 +692,9 @@ def _reset(world):
     Grant.objects.filter(request__pk__in=[world.victim_request.pk, world.lab_request.pk]).delete()
     Grant.objects.filter(pk=world.victim_grant.pk).update(revoked_at=None, revoke_reason="")
     LabInvitation.objects.filter(email="new@uni.example").delete()
+    FlawReport.objects.exclude(pk=world.victim_flaw.pk).delete()
+    FlawReport.objects.filter(pk=world.victim_flaw.pk).update(status="received", triaged_at=None)
+    FlawReportEntry.objects.filter(report=world.victim_flaw).exclude(to_status="received").delete()
 
 
 # --- Signed URLs ----------------------------------------------------------------------------------
@@ -733,6 +796,10 @@ GUESSES = ["1", "2", "00000000000000000000000000000000", "ffffffffffffffffffffff
         "/api/v1/access-requests/{}/withdraw",
         "/api/v1/review/access-requests/{}/approve",
         "/api/v1/review/grants/{}/revoke",
+        "/api/v1/flaw-reports/{}",
+        "/api/v1/review/flaw-reports/{}/triage",
+        "/flaw-reports/{}/",
+        "/review/flaw-reports/{}/",
         "/requests/{}/",
         "/grants/{}/",
         "/grants/{}/batch.json",
@@ -751,8 +818,8 @@ def test_guessed_ids_are_not_found(local_storage, template, guess):
     client = APIClient(enforce_csrf_checks=False)
     login_recently(client, reviewer)  # even a reviewer cannot reach objects by guessing
     url = template.format(guess)
-    method = "post" if template.endswith(("withdraw", "approve", "revoke")) else "get"
-    response = getattr(client, method)(url, {"reason": "x"}, format="json")
+    method = "post" if template.endswith(("withdraw", "approve", "revoke", "triage")) else "get"
+    response = getattr(client, method)(url, {"reason": "x", "status": "triaged"}, format="json")
     assert response.status_code == 404
     assert Grant.objects.filter(revoked_at__isnull=False).count() == 0
 

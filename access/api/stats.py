@@ -75,6 +75,11 @@ class DecisionsBy(serializers.Serializer):
     total = serializers.IntegerField()
 
 
+class FlawReportCounts(serializers.Serializer):
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="flaw reports by their state now")
+    overdue = serializers.IntegerField(help_text="reports waiting for triage past their release's triage deadline")
+
+
 class ReviewStats(serializers.Serializer):
     release = serializers.CharField(allow_null=True)
     # "from" is a keyword: declared below.
@@ -91,6 +96,7 @@ class ReviewStats(serializers.Serializer):
     active_grants = ActiveGrantsDay(many=True)
     decisions_by_organization_type = DecisionsBy(many=True)
     decisions_by_country = DecisionsBy(many=True, help_text="the 15 countries with the most decisions")
+    flaw_reports = FlawReportCounts()
 
     def get_fields(self):
         fields = super().get_fields()

@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, labs, requests, rules, stats
+from . import catalog, flaws, labs, requests, rules, stats
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -14,6 +14,37 @@ urlpatterns = [
     re_path(rf"^v1/models/{REPO}/manifest/?$", catalog.ManifestApi.as_view(), name="api-model-manifest"),
     re_path(rf"^v1/models/{REPO}/access-form/?$", requests.AccessFormApi.as_view(), name="api-model-access-form"),
     re_path(rf"^v1/models/{REPO}/rules/?$", rules.ReleaseRulesApi.as_view(), name="api-model-rules"),
+    re_path(
+        rf"^v1/models/{REPO}/flaw-reports/?$", flaws.ReleaseFlawReportsApi.as_view(), name="api-model-flaw-reports"
+    ),
+    re_path(
+        rf"^v1/models/{REPO}/disclosure-terms/?$", flaws.DisclosureTermsApi.as_view(), name="api-model-disclosure-terms"
+    ),
+    re_path(r"^v1/flaw-reports/?$", flaws.FlawReportListApi.as_view(), name="api-flaw-reports"),
+    re_path(
+        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/?$", flaws.FlawReportDetailApi.as_view(), name="api-flaw-report"
+    ),
+    re_path(
+        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/comments/?$",
+        flaws.FlawReportCommentsApi.as_view(),
+        name="api-flaw-report-comments",
+    ),
+    re_path(
+        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/attachments/?$",
+        flaws.FlawReportAttachmentsApi.as_view(),
+        name="api-flaw-report-attachments",
+    ),
+    re_path(
+        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/attachments/(?P<attachment_id>[0-9a-f]{32})/?$",
+        flaws.FlawReportAttachmentApi.as_view(),
+        name="api-flaw-report-attachment",
+    ),
+    re_path(r"^v1/review/flaw-reports/?$", flaws.ReviewFlawReportListApi.as_view(), name="api-review-flaw-reports"),
+    re_path(
+        r"^v1/review/flaw-reports/(?P<public_id>[0-9a-f]{32})/triage/?$",
+        flaws.ReviewFlawReportTriageApi.as_view(),
+        name="api-review-flaw-report-triage",
+    ),
     re_path(r"^v1/access-requests/?$", requests.AccessRequestListApi.as_view(), name="api-requests"),
     re_path(
         r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/?$",

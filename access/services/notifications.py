@@ -69,7 +69,9 @@ def reviewer_digest() -> int:
     new = list(waiting.filter(created_at__gte=since)[:50])
     overdue_all = stats.overdue_requests()
     overdue = list(overdue_all[:50])
-    if not new and not overdue:
+    flaw_overdue_all = stats.overdue_flaw_reports()
+    flaw_overdue = list(flaw_overdue_all[:50])
+    if not new and not overdue and not flaw_overdue:
         return 0
     sent = 0
     for reviewer in reviewers():
@@ -77,6 +79,13 @@ def reviewer_digest() -> int:
             dedupe_key=f"review-digest:{today}:{reviewer.pk}",
             template="review_digest",
             to=reviewer.email,
-            context={"new": new, "waiting": waiting.count(), "overdue": overdue, "overdue_count": overdue_all.count()},
+            context={
+                "new": new,
+                "waiting": waiting.count(),
+                "overdue": overdue,
+                "overdue_count": overdue_all.count(),
+                "flaw_overdue": flaw_overdue,
+                "flaw_overdue_count": flaw_overdue_all.count(),
+            },
         )
     return sent

@@ -30,13 +30,23 @@ EDITABLE_FIELDS = (
     "description_zh_hans",
     "review_deadline_days",
     "transparency_public",
+    "triage_deadline_days",
+    "flaw_reports_from_verified",
 )
 # What only release managers change: the license version holders must accept, and how they do; how long
 # review may take and whether the release's request numbers are public.
-POLICY_FIELDS = ("license", "license_update_mode", "review_deadline_days", "transparency_public")
+POLICY_FIELDS = (
+    "license",
+    "license_update_mode",
+    "review_deadline_days",
+    "transparency_public",
+    "triage_deadline_days",
+    "flaw_reports_from_verified",
+)
 # The numbers a change may set, with their bounds (inclusive); `parameters` may also be left unset.
 NUMBER_BOUNDS = {
     "review_deadline_days": ModelRelease.REVIEW_DEADLINE_DAYS,
+    "triage_deadline_days": ModelRelease.REVIEW_DEADLINE_DAYS,
     "lab_member_cap": ModelRelease.LAB_MEMBER_CAP,
     "parameters": (0, 2**63 - 1),
 }

@@ -24,6 +24,7 @@ from ..models import (
     AccessQuestion,
     AccessRequest,
     DecisionRule,
+    FlawReportAttachment,
     Grant,
     Lab,
     ModelRelease,
@@ -295,7 +296,7 @@ def _file(
     try:
         with transaction.atomic():
             if uploads:
-                _lock_uploader(user)
+                lock_uploader(user)
             access_request = AccessRequest.objects.create(
                 applicant=user,
                 release=release,
@@ -438,8 +439,8 @@ def _require_file_caps(locked: AccessRequest, adding: AccessQuestion | None = No
         )
 
 
-def _require_bytes_today(user: User, size: int) -> None:
-    """A person's uploads of the current UTC day (removed files included), with this one, within
+def require_bytes_today(user: User, size: int) -> None:
+    """A person's uploads of the current UTC day (removed files and flaw reports' files included), with this one, within
     UPLOAD_MAX_BYTES_PER_USER_DAY; UploadLimit (429, Retry-After: the next UTC midnight) otherwise. Called with
     the person's row locked, so two uploads at once (to any of their requests) are counted one after the other."""
     now = timezone.now().astimezone(UTC)
@@ -448,6 +449,11 @@ def _require_bytes_today(user: User, size: int) -> None:
         RequestAttachment.uploaded.filter(request__applicant=user, created_at__gte=midnight).aggregate(n=Sum("size"))[
             "n"
         ]
+        or 0
+    )
+    # Files attached to flaw reports are uploads too: one allowance a day for everything a person sends.
+    used += (
+        FlawReportAttachment.objects.filter(uploaded_by=user, created_at__gte=midnight).aggregate(n=Sum("size"))["n"]
         or 0
     )
     cap = settings.UPLOAD_MAX_BYTES_PER_USER_DAY
@@ -463,7 +469,7 @@ def _require_bytes_today(user: User, size: int) -> None:
         )
 
 
-def _lock_uploader(user: User) -> None:
+def lock_uploader(user: User) -> None:
     """Take the uploader's row lock for the rest of the transaction: their uploads are counted one at a time."""
     User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).get()
 
@@ -478,7 +484,7 @@ def _store_attachment(access_request: AccessRequest, question: AccessQuestion, u
     except ValidationError as exc:
         raise ServiceError(" ".join(exc.messages), "invalid_file", field=questions.field_name(question.key)) from None
     _require_file_caps(access_request, adding=question)
-    _require_bytes_today(access_request.applicant, upload.size)
+    require_bytes_today(access_request.applicant, upload.size)
     attachment = RequestAttachment(
         request=access_request,
         question=question,
@@ -560,7 +566,7 @@ def request_attach(*, actor: Actor, access_request: AccessRequest, question_key:
     or while the reviewer asks for more information. The newest upload is the answer; earlier ones are kept."""
     _require_applicant(actor, access_request)
     with transaction.atomic():
-        _lock_uploader(access_request.applicant)
+        lock_uploader(access_request.applicant)
         locked = lock(access_request)
         if locked.status not in (S.DRAFT, S.NEEDS_INFO):
             raise InvalidTransition(

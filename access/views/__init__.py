@@ -57,6 +57,7 @@ def release_detail(request, repo_id):
             else ""
         ),
         "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
+        "may_report": services.may_report(request.user, release),
     }
     return render(request, "access/release_detail.html", context)
 

@@ -195,6 +195,10 @@ def license_version(request, repo_id):
     return redirect("manage-release", repo_id=rel.repo_id)
 
 
+# What the review form always sends; the flaw reports' settings are sent when they change.
+ORIGINAL_REVIEW_FIELDS = ("review_deadline_days", "transparency_public")
+
+
 @release_manager_required
 @recent_login_required
 @require_POST
@@ -208,7 +212,11 @@ def review_policy(request, repo_id):
         services.release_update(
             actor=actor_for(request),
             release=rel,
-            changes={name: form.cleaned_data[name] for name in ReleaseReviewForm.Meta.fields},
+            changes={
+                name: form.cleaned_data[name]
+                for name in ReleaseReviewForm.Meta.fields
+                if form.cleaned_data[name] is not None and name in (*form.changed_data, *ORIGINAL_REVIEW_FIELDS)
+            },
         )
     except services.ServiceError as exc:
         messages.error(request, str(exc))
