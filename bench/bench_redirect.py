@@ -246,7 +246,8 @@ def main() -> int:
     parser.add_argument(
         "--paired",
         metavar="REF",
-        help="also serve the code of this git commit (a checkout beside this one, on the same database and Redis) "
+        help="also serve the code of this git commit (a checkout beside this one, with a database of its own on the "
+        "same PostgreSQL and Redis databases of its own on the same Redis) "
         "and alternate every wrk run between the two: the gated, open and Hugging Face HEAD paths, new vs REF",
     )
     args = parser.parse_args()
@@ -427,23 +428,89 @@ def main() -> int:
 PAIRED = {PORTAL: "portal.lua", OPEN_API: "open.lua", OPEN_HF: "hf.lua"}
 
 
+# Run in the other checkout by `paired`: migrate its own database with its own migrations and seed it with its own
+# bench helpers; prints the researcher's token last.
+SEED_BASE = """
+import sys
+import django
+
+django.setup()
+from django.core.management import call_command
+
+call_command("migrate", verbosity=0, interactive=False)
+from bench.common import researcher_with_grant, seed_open, seed_opt175b
+
+seed_opt175b()
+seed_open(sys.argv[1])
+print(researcher_with_grant("researcher@bench.example")[1])
+"""
+BASE_REDIS_DBS = {"CACHE_URL": 7, "THROTTLE_CACHE_URL": 8, "CELERY_BROKER_URL": 9}
+
+
+def rows_in(database_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM access_downloadevent").fetchone()[0]
+
+
+def settled_rows(database_url: str, *, quiet: float = 0.5, timeout: float = 30) -> int:
+    """settled_count for the other checkout's database, which this process's ORM does not know."""
+    deadline = time.monotonic() + timeout
+    last = rows_in(database_url)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = rows_in(database_url)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def paired(args, bench, env: dict, token: str, paths: list[str], open_paths: list[str]) -> int:
-    """This code against the code of `args.paired`, each in its own gunicorn on the same database and Redis, every
-    path measured alternately (new, then base, then base, then new, ...) so that background load affects both
-    alike; ratios are paired within each round."""
+    """This code against the code of `args.paired`, each in its own gunicorn, every path measured alternately (new,
+    then base, then base, then new, ...) so that background load affects both alike; ratios are paired within each
+    round. Each code runs on a database migrated and seeded by its own migrations and bench helpers (the schemas of
+    two commits may differ), on one PostgreSQL server, with its own Redis databases on one Redis server."""
     from django.conf import settings
 
     from access.models import DownloadEvent
+    from bench.common import PG_URL, REDIS_URL, pg_admin
 
     repo = Path(__file__).resolve().parents[1]
     base_tree = bench.tmp / "base"
+    base_db = f"{bench.db}_base"
     subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.paired], cwd=repo, check=True)
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", args.paired], cwd=repo, capture_output=True, text=True)
+        pg_admin(f'DROP DATABASE IF EXISTS "{base_db}" WITH (FORCE)')
+        pg_admin(f'CREATE DATABASE "{base_db}"')
+        base_env = dict(
+            env,
+            PYTHONPATH=str(base_tree),
+            DATABASE_URL=f"{PG_URL}/{base_db}",
+            LOCAL_STORAGE_DIR=str(bench.tmp / "storage-base"),
+            PORTAL_VAR_DIR=str(bench.tmp / "var-base"),
+            **{name: f"{REDIS_URL}/{db}" for name, db in BASE_REDIS_DBS.items()},
+        )
+        (bench.tmp / "var-base" / "static").mkdir(parents=True)
+        import redis
+
+        for db in BASE_REDIS_DBS.values():
+            redis.Redis.from_url(f"{REDIS_URL}/{db}").flushdb()
+        seeded = subprocess.run(
+            [sys.executable, "-c", SEED_BASE, OPEN_REPO],
+            cwd=base_tree,
+            env=base_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        tokens = {"new": token, "base": seeded.stdout.strip().splitlines()[-1]}
         servers = {
             "new": bench.gunicorn(env=env, workers=args.workers, worker_class=args.worker_class, threads=args.gthreads),
             "base": bench.gunicorn(
-                env=env,
+                env=base_env,
                 workers=args.workers,
                 worker_class=args.worker_class,
                 threads=args.gthreads,
@@ -452,43 +519,59 @@ def paired(args, bench, env: dict, token: str, paths: list[str], open_paths: lis
             ),
         }
         scripts = {
-            PORTAL: write_lua(
-                bench.tmp / "portal.lua", prefix=f"/api/v1/models/{OPT_175B}/files/", token=token, paths=paths
-            ),
-            OPEN_API: write_lua(
-                bench.tmp / "open.lua", prefix=f"/api/v1/models/{OPEN_REPO}/files/", token="", paths=open_paths
-            ),
-            OPEN_HF: write_lua(
-                bench.tmp / "hf.lua", prefix=f"/{OPEN_REPO}/resolve/main/", token="", paths=open_paths, method="HEAD"
-            ),
+            code: {
+                PORTAL: write_lua(
+                    bench.tmp / f"portal-{code}.lua",
+                    prefix=f"/api/v1/models/{OPT_175B}/files/",
+                    token=tokens[code],
+                    paths=paths,
+                ),
+                OPEN_API: write_lua(
+                    bench.tmp / "open.lua", prefix=f"/api/v1/models/{OPEN_REPO}/files/", token="", paths=open_paths
+                ),
+                OPEN_HF: write_lua(
+                    bench.tmp / "hf.lua",
+                    prefix=f"/{OPEN_REPO}/resolve/main/",
+                    token="",
+                    paths=open_paths,
+                    method="HEAD",
+                ),
+            }
+            for code in servers
+        }
+        events = {
+            "new": lambda: settled_count(DownloadEvent),
+            "base": lambda: settled_rows(base_env["DATABASE_URL"]),
         }
         wrk_opts = {"connections": args.connections, "threads": args.threads}
-        for url, _ in servers.values():
-            for script in scripts.values():
+        for code, (url, _) in servers.items():
+            for script in scripts[code].values():
                 wrk(url, script, duration=2, **wrk_opts)
         time.sleep(0.5 + settings.OPEN_COUNT_FLUSH_SECONDS)
-        runs = {(name, code): [] for name in scripts for code in servers}
+        runs = {(name, code): [] for name in scripts["new"] for code in servers}
         audit = {code: [0, 0] for code in servers}  # events, 302s + in flight
         for round_no in range(args.rounds):
             order = ["new", "base"] if round_no % 2 == 0 else ["base", "new"]
-            for name, script in scripts.items():
+            for name in scripts["new"]:
                 for code in order:
-                    before = settled_count(DownloadEvent)
-                    result = wrk(servers[code][0], script, duration=args.duration, **wrk_opts)
+                    before = events[code]()
+                    result = wrk(servers[code][0], scripts[code][name], duration=args.duration, **wrk_opts)
                     runs[(name, code)].append(result)
                     if name == PORTAL:
-                        audit[code][0] += settled_count(DownloadEvent) - before
+                        audit[code][0] += events[code]() - before
                         audit[code][1] += result["n302"] + result["sent"] - 1 - result["answered"]
                     bench.procs.check_alive()
     finally:
+        bench.procs.stop_all()
         subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=repo, check=False)
+        pg_admin(f'DROP DATABASE IF EXISTS "{base_db}" WITH (FORCE)')
     print(
         f"\npaired: this checkout vs {args.paired} ({sha.stdout.strip()}), wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration:g}s per path, code and round, {args.rounds} rounds alternating the order; medians\n"
     )
     header = ("path", "new req/s", "base req/s", "new/base req/s", "new p99 (ms)", "base p99 (ms)", "new/base p99")
     rows, ok = [], True
-    for name in scripts:
+    for name in scripts["new"]:
         new, base = runs[(name, "new")], runs[(name, "base")]
         rps = statistics.median(n["rps"] / b["rps"] for n, b in zip(new, base, strict=True))
         p99 = statistics.median(n["p99_us"] / b["p99_us"] for n, b in zip(new, base, strict=True))
