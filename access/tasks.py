@@ -10,10 +10,14 @@ from .services.grants import grants_reconcile_task as grants_reconcile
 from .services.labs import lab_notify
 from .services.notifications import request_notify, reviewer_digest, reviewers_notify
 from .services.reminders import needs_info_sweep
+from .services.stewardship import closeout_notify
+from .services.stewardship import closeouts_remind_task as closeouts_remind
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
     "batch_sign",
+    "closeout_notify",
+    "closeouts_remind",
     "download_counts_flush",
     "download_days_rollup",
     "grant_issue",

@@ -89,6 +89,15 @@ from .reviewers import (
     reviewer_remove,
     reviewers,
 )
+from .stewardship import (
+    closeout_file,
+    closeouts_remind,
+    grant_close,
+    parse_dois,
+    progress_report_file,
+    register_seat_consent,
+    register_withdraw,
+)
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
 from .webhooks import (
     can_manage_webhooks,
@@ -117,9 +126,12 @@ __all__ = [
     "audit",
     "batch_fill",
     "can_manage_webhooks",
+    "closeout_file",
+    "closeouts_remind",
     "command_actor",
     "email_verified",
     "grant_accept_license",
+    "grant_close",
     "grant_issue",
     "grant_refresh_links",
     "grant_revoke",
@@ -148,9 +160,13 @@ __all__ = [
     "mirror_disable",
     "mirror_verify",
     "needs_info_sweep",
+    "parse_dois",
+    "progress_report_file",
     "question_create",
     "question_retire",
     "question_update",
+    "register_seat_consent",
+    "register_withdraw",
     "release_create",
     "release_file_key",
     "release_manager_add",

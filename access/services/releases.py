@@ -32,10 +32,21 @@ EDITABLE_FIELDS = (
     "description_zh_hans",
     "review_deadline_days",
     "transparency_public",
+    "progress_report_required",
+    "closeout_required",
+    "public_register",
 )
 # What only release managers change: the license version holders must accept, and how they do; how long
 # review may take and whether the release's request numbers are public.
-POLICY_FIELDS = ("license", "license_update_mode", "review_deadline_days", "transparency_public")
+POLICY_FIELDS = (
+    "license",
+    "license_update_mode",
+    "review_deadline_days",
+    "transparency_public",
+    "progress_report_required",
+    "closeout_required",
+    "public_register",
+)
 # The numbers a change may set, with their bounds (inclusive); `parameters` may also be left unset.
 NUMBER_BOUNDS = {
     "review_deadline_days": ModelRelease.REVIEW_DEADLINE_DAYS,

@@ -31,7 +31,7 @@ from ..models import (
 )
 from ..storage import get_storage
 from ..taskbase import Enqueued
-from . import labs
+from . import labs, stewardship
 from .base import (
     Actor,
     Forbidden,
@@ -150,6 +150,7 @@ def request_submit(
     if decision.code == "license_update":
         raise ServiceError(decision.detail, "license_update")
     _require_cooled_down(user=user, release=release)
+    stewardship.require_no_outstanding_closeout(user=user, release=release)
     pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
     access_request = _file(actor, release, data, pairs=pairs, uploads=uploads, draft=draft, filing=Filing())
     if not draft:
@@ -180,14 +181,16 @@ def request_submit_for_lab(
             _("%(lab)s already has access to %(repo)s.") % {"lab": lab.name, "repo": release.repo_id}, "already_granted"
         )
     _require_cooled_down(user=user, release=release, lab=lab)
+    stewardship.require_no_outstanding_closeout(user=user, release=release, lab=lab)
     pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
     filing = Filing(lab=lab, covered=tuple(m.user for m in coverage), all_members=all_members)
     return _file(actor, release, data, pairs=pairs, uploads=uploads, draft=draft, filing=filing)
 
 
-def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
+def request_renew(*, actor: Actor, grant: Grant, report: dict | None = None) -> AccessRequest:
     """A new request, linked to the old grant, with the earlier answers; it goes to the reviewer queue. A lab
-    grant is renewed by the lab's owner or an admin, for the members it covered."""
+    grant is renewed by the lab's owner or an admin, for the members it covered. It carries a progress `report`
+    when one is given, and must when the release asks for one (such a renewal is decided by a person)."""
     user = require_user(actor)
     if grant.lab_id is None and grant.user_id != user.pk:
         raise NotFound(_("Not found."))
@@ -195,8 +198,26 @@ def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
         labs.lab_request_coverage(actor=actor, lab=grant.lab, members=None, all_members=True)
     if grant.revoked_at is not None:
         raise ServiceError(_("A revoked grant cannot be renewed; apply again instead."), "grant_revoked")
+    if report is None and grant.release.progress_report_required:
+        raise ServiceError(
+            _(
+                "%(repo)s asks for a progress report with each renewal: what was done, publications, models derived, "
+                "incidents."
+            )
+            % {"repo": grant.release.repo_id},
+            "progress_report_required",
+            field="progress_report",
+        )
+    if report is not None:
+        stewardship.progress_report_check(report)
     previous = grant.request
-    data = {**_previous_fields(previous), "noncommercial_attested": True}
+    data = {
+        **_previous_fields(previous),
+        "noncommercial_attested": True,
+        # The register entry carries on, unless its consent was withdrawn.
+        "register_consent": previous.register_consent and previous.register_withdrawn_at is None,
+        "public_statement": previous.public_statement,
+    }
     _require_applicable(user, grant.release, data=data, license_accepted=True)
     _require_cooled_down(user=user, release=grant.release, lab=grant.lab)
     filing = Filing(
@@ -205,7 +226,11 @@ def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
         all_members=previous.all_members,
         renewal_of=grant,
     )
-    return _file(actor, grant.release, data, pairs=_previous_answers(previous), filing=filing)
+    with transaction.atomic():
+        renewal = _file(actor, grant.release, data, pairs=_previous_answers(previous), filing=filing)
+        if report is not None:
+            stewardship.progress_report_file(actor=actor, grant=grant, report=report, renewal=renewal)
+    return renewal
 
 
 def request_license_review(*, actor: Actor, grant: Grant) -> AccessRequest:
@@ -290,6 +315,7 @@ def _file(
                 license_accepted_at=now,
                 license_accepted_ip=actor.ip,
                 noncommercial_attested=True,
+                **stewardship.register_fields(release, data),
                 renewal_of=filing.renewal_of,
                 reconsent_of=filing.reconsent_of,
                 lab=lab,
@@ -611,6 +637,10 @@ def request_approve(
 ) -> AccessRequest:
     """Approve; a worker then issues the grant (the one hook for what approval sets off, emails included)."""
     _require_decider(actor, access_request)
+    if actor.kind == "rule" and stewardship.renewal_needs_person(access_request):
+        raise Forbidden(
+            _("A renewal with a progress report is decided by a reviewer, not by a rule."), "human_review_required"
+        )
     reason = _reason(reason, required=False)
     with transaction.atomic():
         locked = lock(access_request)
