@@ -133,7 +133,10 @@ def test_an_expired_holder_is_asked_for_a_close_out_and_files_it(release, alice,
         ({"deleted_on": tomorrow, "locations": 2, "statement": "gone"}, "invalid_date"),
         ({"deleted_on": "yesterday", "locations": 2, "statement": "gone"}, "invalid"),
         ({"deleted_on": "2020-01-01", "locations": 2, "statement": "gone"}, "invalid_date"),
-        ({"deleted_on": timezone.now().date().isoformat(), "locations": -1, "statement": "gone"}, "number_out_of_range"),
+        (
+            {"deleted_on": timezone.now().date().isoformat(), "locations": -1, "statement": "gone"},
+            "number_out_of_range",
+        ),
         ({"deleted_on": timezone.now().date().isoformat(), "locations": 2, "statement": "x" * 3000}, "invalid"),
         (
             {"deleted_on": timezone.now().date().isoformat(), "locations": 2, "statement": "ok", "scope": "lab"},
