@@ -117,7 +117,9 @@ class GrantProgressReportsApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: ReportOutput(many=True), 401: ERROR, 404: ERROR}, operation_id="grants_reports")
+    @extend_schema(
+        responses={200: ReportOutput(many=True), 401: ERROR, 403: ERROR, 404: ERROR}, operation_id="grants_reports"
+    )
     def get(self, request, public_id):
         grant = _grant_or_404(request, public_id)
         stewardship.require_steward(actor_for(request), grant)
@@ -214,7 +216,12 @@ class GrantRegisterWithdrawApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-INSTITUTION = inline_serializer("RegisterInstitution", {"name": serializers.CharField(), "ror": serializers.URLField()})
+INSTITUTION = inline_serializer(
+    "RegisterInstitution",
+    {"name": serializers.CharField(), "ror": serializers.URLField()},
+    allow_null=True,
+    help_text="only when verified",
+)
 REGISTER = inline_serializer(
     "Register",
     {
