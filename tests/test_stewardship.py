@@ -71,6 +71,10 @@ def test_a_holder_renews_with_a_progress_report_and_a_reviewer_approves_it(relea
     set_policy(release, progress_report_required=True)
     grant = grant_for(alice, release, reviewer)
     Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() + timedelta(days=3))
+    mail.outbox.clear()
+    services.grants_expire()  # the expiry warning says a report goes with the renewal
+    (warning,) = [m for m in mail.outbox if alice.email in m.to]
+    assert "progress report" in warning.body and f"/grants/{grant.public_id}/report" in warning.body
     url = f"/api/v1/grants/{grant.public_id}/renew"
     bare = api(alice).post(url, {}, format="json")
     assert bare.status_code == 400 and bare.json()["code"] == "progress_report_required"
@@ -309,3 +313,36 @@ def test_reviewers_list_outstanding_close_outs_and_the_dashboard_counts_them(rel
     outsider.force_login(alice)
     assert outsider.get("/review/close-outs/").status_code == 404
     assert api(alice).get("/api/v1/review/close-outs").status_code == 403
+
+
+def test_a_lab_entry_names_the_lab_and_only_the_members_who_consent(release, reviewer):
+    set_policy(release, public_register=True)
+    owner, max_, zoe = (UserFactory(email=e) for e in ("pi@cs.uni.example", "max@uni.example", "zoe@uni.example"))
+    owner.first_name, owner.last_name = "Pat", "Owner"
+    owner.save()
+    actor = services.Actor(user=owner, credential="session")
+    lab = services.lab_create(actor=actor, name="Language Lab", ror_id="02mhbdp94", email_domains=["uni.example"])
+    for person in (max_, zoe):
+        _inv, secret = services.lab_invite(actor=actor, lab=lab, email=person.email)
+        services.lab_invitation_accept(actor=services.Actor(user=person, credential="session"), token=secret)
+    body = {"repo_id": release.repo_id, "accept_license": True, "noncommercial_attested": True, **ANSWERS}
+    body.update(lab=lab.public_id, all_members=True, register_consent=True, public_statement="Multilingual evals.")
+    response = api(owner).post("/api/v1/access-requests", body, format="json")
+    assert response.status_code == 201, response.content
+    access_request = lab.access_requests.get()
+    services.request_approve(actor=rita(reviewer), access_request=access_request)
+    grant = Grant.objects.get(request=access_request)
+    for person in (max_, zoe):
+        api(person).post(
+            f"/api/v1/grants/{grant.public_id}/accept-license",
+            {"version": "1.0", "accept_license": True, "noncommercial_attested": True},
+            format="json",
+        )
+    services.register_seat_consent(actor=services.Actor(user=max_, credential="session"), grant=grant, consent=True)
+    (entry,) = APIClient().get(f"/api/v1/models/{REPO}/register").json()["entries"]
+    assert (entry["kind"], entry["name"], entry["members"]) == ("lab", "Language Lab", ["max"])
+    assert entry["statement"] == "Multilingual evals." and entry["institution"] is None  # not a confirmed one
+    with pytest.raises(services.ServiceError):
+        services.register_withdraw(actor=services.Actor(user=max_, credential="session"), grant=grant)
+    services.register_withdraw(actor=actor, grant=grant)
+    assert APIClient().get(f"/api/v1/models/{REPO}/register").json()["entries"] == []
