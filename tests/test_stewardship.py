@@ -188,6 +188,12 @@ def test_a_holder_closes_their_access_and_is_asked_for_the_close_out(release, al
     assert status.status_code == 403 and status.json()["code"] == "expired"
     again = api(alice).post(f"/api/v1/grants/{grant.public_id}/close")
     assert again.status_code == 409 and again.json()["code"] == "grant_ended"
+    renew = api(alice).post(f"/api/v1/grants/{grant.public_id}/renew", {}, format="json")
+    assert renew.status_code == 400 and renew.json()["code"] == "grant_closed"
+    client = APIClient()
+    client.force_login(alice)
+    page = client.get(f"/grants/{grant.public_id}/")
+    assert b"renew-button" not in page.content and b"closeout-link" in page.content
 
 
 def test_a_revoked_holder_is_asked_for_the_close_out(release, alice, reviewer):

@@ -198,6 +198,8 @@ def request_renew(*, actor: Actor, grant: Grant, report: dict | None = None) -> 
         labs.lab_request_coverage(actor=actor, lab=grant.lab, members=None, all_members=True)
     if grant.revoked_at is not None:
         raise ServiceError(_("A revoked grant cannot be renewed; apply again instead."), "grant_revoked")
+    if grant.closed_at is not None:
+        raise ServiceError(_("You closed this access; apply again instead."), "grant_closed")
     if report is None and grant.release.progress_report_required:
         raise ServiceError(
             _(
