@@ -222,6 +222,11 @@ def test_a_lab_member_removed_from_the_lab_is_asked_for_theirs(release, reviewer
         format="json",
     )
     assert accepted.status_code == 200, accepted.content
+    # The owner (or an admin) reports for the lab; a member does not.
+    reports = f"/api/v1/grants/{grant.public_id}/progress-reports"
+    by_member = api(max_).post(reports, REPORT, format="json")
+    assert by_member.status_code == 403 and by_member.json()["code"] == "lab_admin_required"
+    assert api(owner).post(reports, REPORT, format="json").status_code == 201
     membership = LabMembership.objects.current().get(lab=lab, user=max_)
     services.lab_member_remove(actor=actor, lab=lab, membership=membership)
     closeout = CloseOut.objects.get(grant=grant)
@@ -295,6 +300,22 @@ def test_the_register_and_transparency_show_only_consenting_approved_applicants(
     assert {g.user for g in Grant.objects.filter(public_id__in=[e["id"] for e in register.json()["entries"]])} == {
         consenting,
         automatic,
+    }
+    # The institution shows once it verifies something: a confirmed one whose domain is a verified address's.
+    by_person = {e["name"]: e for e in register.json()["entries"]}
+    assert all(e["institution"] is None for e in by_person.values())
+    command = services.command_actor("tests")
+    university = services.institution_create(
+        actor=command, ror_id="0testun01", name="Test University", email_domains=["uni.example"]
+    )
+    services.institution_confirm(actor=command, institution=university)
+    shown = {
+        Grant.objects.get(public_id=e["id"]).user: e["institution"]
+        for e in APIClient().get(f"/api/v1/models/{REPO}/register").json()["entries"]
+    }
+    assert shown == {
+        consenting: {"name": "Test University", "ror": "https://ror.org/0testun01"},
+        automatic: None,
     }
     page = APIClient().get(f"/models/{REPO}/register")
     assert page.status_code == 200 and b"Calibration research" in page.content and b"sam@" not in page.content
