@@ -16,6 +16,7 @@ from .models import (
     AccessRequest,
     ApiToken,
     AuditEvent,
+    CloseOut,
     DecisionRule,
     DownloadEvent,
     Grant,
@@ -25,6 +26,7 @@ from .models import (
     ModelFile,
     ModelRelease,
     OutboundEmail,
+    ProgressReport,
     ReasonTemplate,
     ReleaseMirror,
     ReleaseRevision,
@@ -571,3 +573,20 @@ class SocialAccountAdmin(ReadOnlyAdmin):
     list_display = ["user", "provider", "uid", "last_login"]
     list_filter = ["provider"]
     search_fields = ["user__email", "uid"]
+
+
+@admin.register(ProgressReport)
+class ProgressReportAdmin(ReadOnlyAdmin):
+    """Filed by holders (access.services.stewardship); reviewers read them on the grant's page."""
+
+    list_display = ["grant", "author", "created_at", "renewal"]
+    search_fields = ["author__email", "grant__public_id"]
+
+
+@admin.register(CloseOut)
+class CloseOutAdmin(ReadOnlyAdmin):
+    """Asked when access ends and certified by the person asked (access.services.stewardship)."""
+
+    list_display = ["grant", "user", "scope", "reason", "asked_at", "completed_at"]
+    list_filter = ["scope", "reason"]
+    search_fields = ["user__email", "grant__public_id"]

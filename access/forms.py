@@ -23,7 +23,7 @@ from .models import (
     ModelRelease,
     ReasonTemplate,
 )
-from .services import REQUEST_FIELDS
+from .services import REQUEST_FIELDS, ServiceError, parse_dois
 from .text import clean_text
 
 INTENDED_USE_MIN = 100
@@ -53,6 +53,17 @@ class AccessRequestForm(forms.ModelForm):
     noncommercial_attested = forms.BooleanField(
         label=_("I will use the model for non-commercial research only"),
         error_messages={"required": _("Access is only for non-commercial research.")},
+    )
+    # Shown when the release keeps a public register of uses (access.services.stewardship.register_fields).
+    register_consent = forms.BooleanField(
+        required=False, label=_("List my use in the public register of uses (you can withdraw this later)")
+    )
+    public_statement = forms.CharField(
+        required=False,
+        max_length=500,
+        label=_("Public statement of use"),
+        help_text=_("Shown publicly in the register; separate from your private intended use. At most 500 characters."),
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": 500}),
     )
 
     class Meta:
@@ -556,15 +567,37 @@ class ReleaseReviewForm(forms.ModelForm):
 
     class Meta:
         model = ModelRelease
-        fields = ["review_deadline_days", "transparency_public", "triage_deadline_days", "flaw_reports_from_verified"]
+        fields = [
+            "review_deadline_days",
+            "transparency_public",
+            "triage_deadline_days",
+            "flaw_reports_from_verified",
+            "progress_report_required",
+            "closeout_required",
+            "public_register",
+        ]
         labels = {
             "transparency_public": _("Publish a transparency page"),
             "flaw_reports_from_verified": _("Take flaw reports from any verified account"),
+            "progress_report_required": _("A renewal needs a progress report"),
+            "closeout_required": _("Holders certify deletion when access ends before applying again"),
+            "public_register": _("Keep a public register of uses"),
         }
         help_texts = {
             "transparency_public": _(
                 "Anyone may see requests received, approval rate by organization type and the median time to "
                 "decision for this release. Aggregates only: no names, no countries."
+            ),
+            "progress_report_required": _(
+                "What was done, publications (DOIs), derived models, incidents; such a renewal always goes to a "
+                "reviewer."
+            ),
+            "closeout_required": _(
+                "A new request from someone (or a lab) whose close-out on this release is outstanding is refused."
+            ),
+            "public_register": _(
+                "Applicants who consent on the form are listed with their public statement; grants made before stay "
+                "out."
             ),
         }
 
@@ -714,3 +747,63 @@ class FlawTriageForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["assignee"].choices = [("", "—"), *[(u.email, u.email) for u in triagers]]
         self.fields["duplicate_of"].choices = [("", "—"), *[(r.public_id, r.title) for r in others]]
+
+
+class ProgressReportForm(forms.Form):
+    """A progress report on a grant; the service checks it again (DOIs by syntax)."""
+
+    summary = forms.CharField(
+        label=_("What was done with the weights"), max_length=5000, widget=forms.Textarea(attrs={"rows": 5})
+    )
+    publications = forms.CharField(
+        label=_("Publications (DOIs)"),
+        required=False,
+        max_length=5000,
+        help_text=_("One DOI per line, e.g. 10.1234/abcd or https://doi.org/10.1234/abcd."),
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    derived_models = forms.CharField(
+        label=_("Models derived from the weights"),
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    incidents = forms.CharField(
+        label=_("Incidents"),
+        required=False,
+        max_length=5000,
+        help_text=_("Leaks, misuse, security problems; write none if there were none."),
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def clean_publications(self):
+        try:
+            return parse_dois(self.cleaned_data.get("publications", ""))
+        except ServiceError as exc:
+            raise ValidationError(str(exc), code=exc.code) from None
+
+    def report(self) -> dict:
+        return {name: self.cleaned_data[name] for name in ("summary", "publications", "derived_models", "incidents")}
+
+
+class CloseOutForm(forms.Form):
+    """The certification that copies were deleted."""
+
+    deleted_on = forms.DateField(
+        label=_("Date the copies were deleted"), widget=forms.DateInput(attrs={"type": "date"})
+    )
+    locations = forms.IntegerField(
+        label=_("Number of places that held copies"),
+        min_value=0,
+        max_value=1000,
+        help_text=_("Machines, clusters, buckets, backups."),
+    )
+    statement = forms.CharField(
+        label=_("Statement"),
+        max_length=2000,
+        help_text=_("In your own words: what was deleted, where, and how."),
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+    scope = forms.ChoiceField(
+        widget=forms.HiddenInput, required=False, choices=[("", ""), ("personal", ""), ("lab", "")]
+    )

@@ -156,6 +156,20 @@ class ModelRelease(TimeStamped):
         ),
     )
 
+    # Stewardship (access.services.stewardship): what a release asks of its holders, and its public register.
+    progress_report_required = models.BooleanField(
+        default=False,
+        help_text=_("A renewal must carry a progress report (and always goes to a reviewer)."),
+    )
+    closeout_required = models.BooleanField(
+        default=False,
+        help_text=_("A new request is refused while its applicant (or lab) has an outstanding close-out here."),
+    )
+    public_register = models.BooleanField(
+        default=False,
+        help_text=_("Publish a register of approved uses: applicants who consent, with their public statement."),
+    )
+
     class Meta:
         ordering = ["parameters", "repo_id"]
         constraints = [
@@ -499,6 +513,11 @@ class AccessRequest(TimeStamped):
     )
     rule_facts = models.JSONField(default=list, blank=True, editable=False)
     covered_members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    # The public register of uses (when the release keeps one): consent on the form, and a statement written for
+    # the public, separate from the private intended use. Withdrawing consent takes the entry out.
+    register_consent = models.BooleanField(default=False)
+    public_statement = models.TextField(blank=True)
+    register_withdrawn_at = models.DateTimeField(null=True, blank=True)
 
     objects = AccessRequestQuerySet.as_manager()
 
@@ -665,6 +684,8 @@ class Grant(TimeStamped):
     affiliation_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
     suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
     reverify_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the holder (or, for a lab, its owner or an admin) closed the access themselves; it expired then.
+    closed_at = models.DateTimeField(null=True, blank=True)
 
     objects = GrantQuerySet.as_manager()
 
@@ -959,6 +980,8 @@ class LabSeat(TimeStamped):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # A lab's register entry names this member only if they consent (withdrawable).
+    register_consent = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -1425,3 +1448,78 @@ class FlawReportAttachment(models.Model):
 
     def __str__(self):
         return self.filename
+
+
+class ProgressReport(models.Model):
+    """What a holder did with a grant: filed any time, or carried by a renewal request (a release may require
+    one to renew). For a lab grant the lab's owner or an admin reports for the lab."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="progress_reports")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    renewal = models.OneToOneField(
+        AccessRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="progress_report"
+    )
+    summary = models.TextField(help_text=_("What was done with the weights"))
+    publications = models.JSONField(default=list, blank=True, help_text=_("DOIs, e.g. 10.1234/abc"))
+    derived_models = models.TextField(blank=True)
+    incidents = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Progress report on {self.grant_id} ({self.created_at:%Y-%m-%d})"
+
+
+class CloseOut(models.Model):
+    """A certification, asked when access ends, that the copies of the weights were deleted. A personal grant's
+    holder certifies their own; on a lab grant each member who held a seat certifies theirs and the owner the
+    lab's (scope `lab`)."""
+
+    class Scope(models.TextChoices):
+        PERSONAL = "personal", _("Own copies")
+        LAB = "lab", _("The lab's copies")
+
+    class Reason(models.TextChoices):
+        EXPIRED = "expired", _("Access expired")
+        REVOKED = "revoked", _("Access revoked")
+        CLOSED = "closed", _("Access closed by the holder")
+        LEFT_LAB = "left_lab", _("Left the lab")
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="closeouts")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="closeouts")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.PERSONAL)
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    asked_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    deleted_on = models.DateField(null=True, blank=True)
+    locations = models.PositiveIntegerField(null=True, blank=True, help_text=_("How many places held copies"))
+    statement = models.TextField(blank=True)
+    reminded_7_at = models.DateTimeField(null=True, blank=True)
+    reminded_30_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["asked_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["grant", "user", "scope"], name="closeout_one_per_person_scope"),
+            models.CheckConstraint(
+                condition=Q(completed_at__isnull=True) | Q(deleted_on__isnull=False, locations__isnull=False),
+                name="closeout_completed_has_facts",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["asked_at"], condition=Q(completed_at__isnull=True), name="closeout_outstanding_idx")
+        ]
+
+    def __str__(self):
+        return f"Close-out of {self.grant_id} by {self.user_id} ({self.scope})"
+
+    @property
+    def is_outstanding(self) -> bool:
+        return self.completed_at is None

@@ -433,3 +433,16 @@ def flaw_queue(
     elif assignee:
         qs = qs.filter(assignee__email__iexact=assignee)
     return qs
+
+
+def grant_report_history(*, grant: Grant):
+    """Progress reports on this grant and on the earlier and later grants of the same holder (or lab) and release,
+    newest first: what a reviewer reads before deciding a renewal."""
+    from .models import ProgressReport
+
+    same = {"grant__lab": grant.lab} if grant.lab_id else {"grant__user_id": grant.user_id, "grant__lab__isnull": True}
+    return (
+        ProgressReport.objects.filter(grant__release_id=grant.release_id, **same)
+        .select_related("author", "renewal", "grant")
+        .order_by("-created_at", "-id")
+    )

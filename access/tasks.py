@@ -13,10 +13,14 @@ from .services.notifications import request_notify, reviewer_digest, reviewers_n
 from .services.reminders import needs_info_sweep
 from .services.reverification import grant_suspension_notify
 from .services.reverification import reverify_sweep_task as reverify_sweep
+from .services.stewardship import closeout_notify
+from .services.stewardship import closeouts_remind_task as closeouts_remind
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
     "batch_sign",
+    "closeout_notify",
+    "closeouts_remind",
     "download_counts_flush",
     "download_days_rollup",
     "flaw_report_notify",

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import account, dashboard, flaws, grants, labs, manage, metrics, requests, review, webhooks
+from .views import account, dashboard, flaws, grants, labs, manage, metrics, requests, review, stewardship, webhooks
 
 
 class MirrorConverter:
@@ -28,6 +28,7 @@ urlpatterns = [
     re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
     re_path(rf"^models/{REPO}/transparency/?$", dashboard.transparency, name="release-transparency"),
     re_path(rf"^models/{REPO}/flaw-reports/new/?$", flaws.report_new, name="flaw-report-new"),
+    re_path(rf"^models/{REPO}/register/?$", stewardship.release_register, name="release-register"),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("help", views.help_page, name="help"),
@@ -49,7 +50,16 @@ urlpatterns = [
     path("grants/<str:public_id>/status", grants.grant_batch_status, name="grant-batch-status"),
     path("grants/<str:public_id>/batch.<str:fmt>", grants.grant_batch_download, name="grant-batch-download"),
     path("grants/<str:public_id>/refresh", grants.grant_refresh, name="grant-refresh"),
-    path("grants/<str:public_id>/renew", grants.grant_renew, name="grant-renew"),
+    path("grants/<str:public_id>/renew", stewardship.grant_renew, name="grant-renew"),
+    path("grants/<str:public_id>/report", stewardship.grant_report, name="grant-report"),
+    path("grants/<str:public_id>/close", stewardship.grant_close, name="grant-close"),
+    path("grants/<str:public_id>/close-out", stewardship.grant_closeout, name="grant-closeout"),
+    path(
+        "grants/<str:public_id>/register/withdraw",
+        stewardship.grant_register_withdraw,
+        name="grant-register-withdraw",
+    ),
+    path("grants/<str:public_id>/register/member", stewardship.grant_register_member, name="grant-register-member"),
     path("grants/<str:public_id>/license", grants.grant_license, name="grant-license"),
     # Flaw reports
     path("flaw-reports/", flaws.my_reports, name="my-flaw-reports"),
@@ -84,6 +94,7 @@ urlpatterns = [
     path("review/bulk", review.bulk, name="review-bulk"),
     path("review/requests/<str:public_id>/", review.detail, name="review-detail"),
     path("review/attachments/<str:public_id>", review.attachment, name="review-attachment"),
+    path("review/close-outs/", stewardship.review_closeouts, name="review-closeouts"),
     path("review/grants/", review.grants, name="review-grants"),
     path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
     path("review/lab-seats/<str:public_id>/decide", labs.review_seat_decide, name="review-seat-decide"),

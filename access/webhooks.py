@@ -78,6 +78,13 @@ EVENTS = {
     "flaw_report.duplicate": "flaw_report.duplicate",
     "flaw_report.resolved": "flaw_report.resolved",
     "flaw_report.reopened": "flaw_report.reopened",
+    # Stewardship: reports, the holder closing their access, close-outs and the public register.
+    "grant.progress_report": "grant.progress_report",
+    "grant.closed": "grant.closed",
+    "closeout.asked": "grant.closeout_asked",
+    "closeout.reminded": "grant.closeout_reminded",
+    "closeout.completed": "grant.closeout_completed",
+    "register.withdrawn": "grant.register_withdrawn",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -170,6 +177,11 @@ def build_payload(event: AuditEvent, event_type: str, *, grant, access_request, 
         }
         if event_type == "grant.license_accepted":
             data["license"] = {"slug": event.data.get("license"), "version": event.data.get("version")}
+        if event_type.startswith("grant.closeout_"):
+            data["closeout"] = {k: event.data.get(k) for k in ("closeout", "scope", "reason", "days")}
+            data["closeout"]["id"] = data["closeout"].pop("closeout")
+        if event_type == "grant.progress_report":
+            data["progress_report"] = {"id": event.data.get("report"), "renewal": event.data.get("renewal")}
     return {"type": event_type, "timestamp": iso(event.created_at), "data": data}
 
 

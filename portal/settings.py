@@ -404,6 +404,7 @@ CELERY_BEAT_SCHEDULE = {
     "reviewer-digest": {"task": "access.tasks.reviewer_digest", "schedule": crontab(hour=7, minute=0)},
     "needs-info-reminders": {"task": "access.tasks.needs_info_sweep", "schedule": crontab(hour=6, minute=30)},
     "reverify-reminders": {"task": "access.tasks.reverify_sweep", "schedule": crontab(hour=6, minute=45)},
+    "closeout-reminders": {"task": "access.tasks.closeouts_remind", "schedule": crontab(hour=6, minute=45)},
     "flush-download-counts": {"task": "access.tasks.download_counts_flush", "schedule": 60.0},
     "sum-download-days": {"task": "access.tasks.download_days_rollup", "schedule": crontab(minute=5)},
     "sweep-webhooks": {"task": "access.tasks.webhooks_sweep", "schedule": 60.0},

@@ -93,9 +93,26 @@ def test_every_access_event_becomes_one_delivery_per_endpoint(local_ok, as_manag
         "access_request.approved",
         "grant.issued",
         "grant.revoked",
+        "grant.closeout_asked",  # the revoked holder is asked to certify deletion
         "access_request.withdrawn",
         "access_request.rejected",
     ]
+
+
+def test_the_steps_of_stewardship_are_told(local_ok, as_manager, gated, alice, reviewer):
+    endpoint(as_manager)
+    grant = grant_for(alice, gated, reviewer)
+    holder = services.Actor(user=alice, credential="session")
+    services.progress_report_file(actor=holder, grant=grant, report={"summary": "Studied calibration."})
+    services.grant_close(actor=holder, grant=grant)
+    services.closeout_file(
+        actor=holder, grant=grant, deleted_on=timezone.now().date(), locations=1, statement="Deleted."
+    )
+    told = deliveries()
+    assert told[-4:] == ["grant.progress_report", "grant.closed", "grant.closeout_asked", "grant.closeout_completed"]
+    payload = WebhookDelivery.objects.filter(event_type="grant.closeout_completed").get().payload
+    assert payload["data"]["closeout"]["scope"] == "personal" and payload["data"]["grant"]["id"] == grant.public_id
+    assert "Deleted." not in str(payload)
 
 
 def test_expiry_warnings_and_expiries_are_told(local_ok, as_manager, gated, alice, reviewer, settings):

@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, flaws, labs, requests, rules, stats
+from . import catalog, flaws, labs, requests, rules, stats, stewardship
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -76,6 +76,39 @@ urlpatterns = [
         r"^v1/grants/(?P<public_id>[0-9a-f]{32})/accept-license/?$",
         requests.GrantAcceptLicenseApi.as_view(),
         name="api-grant-accept-license",
+    ),
+    re_path(
+        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/progress-reports/?$",
+        stewardship.GrantProgressReportsApi.as_view(),
+        name="api-grant-reports",
+    ),
+    re_path(
+        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/renew/?$", stewardship.GrantRenewApi.as_view(), name="api-grant-renew"
+    ),
+    re_path(
+        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/close/?$", stewardship.GrantCloseApi.as_view(), name="api-grant-close"
+    ),
+    re_path(
+        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/close-out/?$",
+        stewardship.GrantCloseOutApi.as_view(),
+        name="api-grant-closeout",
+    ),
+    re_path(
+        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/register/withdraw/?$",
+        stewardship.GrantRegisterWithdrawApi.as_view(),
+        name="api-grant-register-withdraw",
+    ),
+    re_path(rf"^v1/models/{REPO}/register/?$", stewardship.ReleaseRegisterApi.as_view(), name="api-model-register"),
+    re_path(
+        rf"^v1/models/{REPO}/transparency/?$",
+        stewardship.ReleaseTransparencyApi.as_view(),
+        name="api-model-transparency",
+    ),
+    re_path(r"^v1/review/close-outs/?$", stewardship.ReviewCloseOutsApi.as_view(), name="api-review-closeouts"),
+    re_path(
+        r"^v1/review/grants/(?P<public_id>[0-9a-f]{32})/progress-reports/?$",
+        stewardship.ReviewGrantReportsApi.as_view(),
+        name="api-review-grant-reports",
     ),
     re_path(r"^v1/labs/?$", labs.LabListApi.as_view(), name="api-labs"),
     re_path(r"^v1/labs/(?P<public_id>[0-9a-f]{32})/?$", labs.LabDetailApi.as_view(), name="api-lab"),

@@ -100,6 +100,15 @@ from .reviewers import (
     reviewers,
 )
 from .rules import release_rules_set
+from .stewardship import (
+    closeout_file,
+    closeouts_remind,
+    grant_close,
+    parse_dois,
+    progress_report_file,
+    register_seat_consent,
+    register_withdraw,
+)
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
 from .webhooks import (
     can_manage_webhooks,
@@ -129,6 +138,8 @@ __all__ = [
     "batch_fill",
     "can_manage_webhooks",
     "can_triage",
+    "closeout_file",
+    "closeouts_remind",
     "command_actor",
     "disclosure_terms_current",
     "disclosure_terms_publish",
@@ -138,6 +149,7 @@ __all__ = [
     "flaw_report_file",
     "flaw_report_triage",
     "grant_accept_license",
+    "grant_close",
     "grant_issue",
     "grant_refresh_links",
     "grant_revoke",
@@ -167,9 +179,13 @@ __all__ = [
     "mirror_disable",
     "mirror_verify",
     "needs_info_sweep",
+    "parse_dois",
+    "progress_report_file",
     "question_create",
     "question_retire",
     "question_update",
+    "register_seat_consent",
+    "register_withdraw",
     "release_create",
     "release_file_key",
     "release_manager_add",

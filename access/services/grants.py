@@ -12,11 +12,12 @@ from django.utils.translation import gettext as _
 
 from .. import downloads, emails
 from ..audit import audit
-from ..models import AccessRequest, Grant, License, UrlBatch
+from ..models import AccessRequest, CloseOut, Grant, License, UrlBatch
 from ..taskbase import portal_task
 from .base import Actor, InvalidTransition, ServiceError, clean, on_calendar, require_reviewer, task_actor
 from .labs import seats_for_new_grant
 from .notifications import request_notify
+from .stewardship import closeouts_ask
 from .workflow import lock, transition
 
 S = AccessRequest.Status
@@ -226,6 +227,7 @@ def grant_revoke(*, actor: Actor, grant: Grant, reason: str) -> Grant:
             actor=actor, action="grant.revoked", target=locked, access_request=locked.request, data={"reason": reason}
         )
         request_notify.enqueue(event.pk)
+        closeouts_ask(actor=actor, grant=locked, reason=CloseOut.Reason.REVOKED)
         for renewal in locked.renewals.open():
             closed = transition(
                 actor=actor,
@@ -276,7 +278,12 @@ def grants_expire() -> dict:
             dedupe_key=f"grant-expiring:{grant.pk}:{grant.expires_at:%Y%m%d}",
             template="grant_expiring",
             to=grant.user.email,
-            context={"grant": grant, "release": grant.release},
+            context={
+                "grant": grant,
+                "release": grant.release,
+                # The release asks for a progress report with the renewal: the warning says so.
+                "report_required": grant.release.progress_report_required,
+            },
         )
         with transaction.atomic():
             if Grant.objects.filter(pk=grant.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
@@ -297,6 +304,7 @@ def grants_expire() -> dict:
             )
             if updated:
                 audit(actor=EXPIRER, action="grant.expired", target=grant, access_request=grant.request)
+                closeouts_ask(actor=EXPIRER, grant=grant, reason=CloseOut.Reason.EXPIRED)
         emails.send_once(
             dedupe_key=f"grant-expired:{grant.pk}:{grant.expires_at:%Y%m%d}",
             template="grant_expired",

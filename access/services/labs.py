@@ -26,7 +26,18 @@ from django.utils.translation import gettext as _
 from .. import domains as domains_rule
 from .. import emails
 from ..audit import audit
-from ..models import AccessRequest, Grant, Institution, Lab, LabInvitation, LabMembership, LabSeat, ModelRelease, User
+from ..models import (
+    AccessRequest,
+    CloseOut,
+    Grant,
+    Institution,
+    Lab,
+    LabInvitation,
+    LabMembership,
+    LabSeat,
+    ModelRelease,
+    User,
+)
 from ..selectors import is_reviewer, lab_grant_url
 from ..taskbase import portal_task
 from .base import (
@@ -40,6 +51,7 @@ from .base import (
     require_user,
 )
 from .reviewers import reviewers
+from .stewardship import closeouts_ask
 
 Role = LabMembership.Role
 Seat = LabSeat.Status
@@ -307,7 +319,10 @@ def lab_member_remove(*, actor: Actor, lab: Lab, membership: LabMembership) -> L
         locked.ended_by = user
         locked.save(update_fields=["left_at", "ending", "ended_by", "updated_at"])
         ended = LabSeat.objects.filter(grant__lab=lab, user_id=locked.user_id).exclude(status=Seat.ENDED)
+        held = list(Grant.objects.filter(seats__in=ended.filter(license_accepted_at__isnull=False)).distinct())
         ended_count = ended.update(status=Seat.ENDED, ended_at=now, updated_at=now)
+        for grant in held:  # they certify that their own copies were deleted
+            closeouts_ask(actor=actor, grant=grant, reason=CloseOut.Reason.LEFT_LAB, users=[locked.user])
         audit(
             actor=actor,
             action="lab.member_left" if leaving else "lab.member_removed",

@@ -32,6 +32,9 @@ EDITABLE_FIELDS = (
     "transparency_public",
     "triage_deadline_days",
     "flaw_reports_from_verified",
+    "progress_report_required",
+    "closeout_required",
+    "public_register",
 )
 # What only release managers change: the license version holders must accept, and how they do; how long
 # review may take and whether the release's request numbers are public.
@@ -42,6 +45,9 @@ POLICY_FIELDS = (
     "transparency_public",
     "triage_deadline_days",
     "flaw_reports_from_verified",
+    "progress_report_required",
+    "closeout_required",
+    "public_register",
 )
 # The numbers a change may set, with their bounds (inclusive); `parameters` may also be left unset.
 NUMBER_BOUNDS = {

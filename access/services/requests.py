@@ -34,7 +34,7 @@ from ..models import (
 )
 from ..storage import get_storage
 from ..taskbase import Enqueued
-from . import labs
+from . import labs, stewardship
 from .base import (
     Actor,
     Forbidden,
@@ -151,6 +151,7 @@ def request_submit(
     if decision.code == "license_update":
         raise ServiceError(decision.detail, "license_update")
     _require_cooled_down(user=user, release=release)
+    stewardship.require_no_outstanding_closeout(user=user, release=release)
     pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
     access_request = _file(actor, release, data, pairs=pairs, uploads=uploads, draft=draft, filing=Filing())
     if not draft:
@@ -181,15 +182,17 @@ def request_submit_for_lab(
             _("%(lab)s already has access to %(repo)s.") % {"lab": lab.name, "repo": release.repo_id}, "already_granted"
         )
     _require_cooled_down(user=user, release=release, lab=lab)
+    stewardship.require_no_outstanding_closeout(user=user, release=release, lab=lab)
     pairs = _answer_pairs(release, answers or {}, uploads or {}, draft=draft)
     filing = Filing(lab=lab, covered=tuple(m.user for m in coverage), all_members=all_members)
     return _file(actor, release, data, pairs=pairs, uploads=uploads, draft=draft, filing=filing)
 
 
-def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
+def request_renew(*, actor: Actor, grant: Grant, report: dict | None = None) -> AccessRequest:
     """A new request, linked to the old grant, with the earlier answers; the release's decision rules decide it
-    as any request (a lab's, or one with an upload among its answers, goes to the reviewer queue). A lab grant is
-    renewed by the lab's owner or an admin, for the members it covered."""
+    as any request (a lab's, one with an upload among its answers, or one that carries or needs a progress report
+    goes to the reviewer queue). A lab grant is renewed by the lab's owner or an admin, for the members it covered.
+    It carries a progress `report` when one is given, and must when the release asks for one."""
     user = require_user(actor)
     if grant.lab_id is None and grant.user_id != user.pk:
         raise NotFound(_("Not found."))
@@ -197,8 +200,28 @@ def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
         labs.lab_request_coverage(actor=actor, lab=grant.lab, members=None, all_members=True)
     if grant.revoked_at is not None:
         raise ServiceError(_("A revoked grant cannot be renewed; apply again instead."), "grant_revoked")
+    if grant.closed_at is not None:
+        raise ServiceError(_("You closed this access; apply again instead."), "grant_closed")
+    if report is None and grant.release.progress_report_required:
+        raise ServiceError(
+            _(
+                "%(repo)s asks for a progress report with each renewal: what was done, publications, models derived, "
+                "incidents."
+            )
+            % {"repo": grant.release.repo_id},
+            "progress_report_required",
+            field="progress_report",
+        )
+    if report is not None:
+        stewardship.progress_report_check(report)
     previous = grant.request
-    data = {**_previous_fields(previous), "noncommercial_attested": True}
+    data = {
+        **_previous_fields(previous),
+        "noncommercial_attested": True,
+        # The register entry carries on, unless its consent was withdrawn.
+        "register_consent": previous.register_consent and previous.register_withdrawn_at is None,
+        "public_statement": previous.public_statement,
+    }
     _require_applicable(user, grant.release, data=data, license_accepted=True)
     _require_cooled_down(user=user, release=grant.release, lab=grant.lab)
     filing = Filing(
@@ -207,7 +230,10 @@ def request_renew(*, actor: Actor, grant: Grant) -> AccessRequest:
         all_members=previous.all_members,
         renewal_of=grant,
     )
-    renewal = _file(actor, grant.release, data, pairs=_previous_answers(previous), filing=filing)
+    with transaction.atomic():
+        renewal = _file(actor, grant.release, data, pairs=_previous_answers(previous), filing=filing)
+        if report is not None:
+            stewardship.progress_report_file(actor=actor, grant=grant, report=report, renewal=renewal)
     _apply_rules(actor, renewal)
     return renewal
 
@@ -307,6 +333,7 @@ def _file(
                 license_accepted_at=now,
                 license_accepted_ip=actor.ip,
                 noncommercial_attested=True,
+                **stewardship.register_fields(release, data),
                 renewal_of=filing.renewal_of,
                 reconsent_of=filing.reconsent_of,
                 lab=lab,
@@ -518,7 +545,11 @@ def _apply_rules(actor: Actor, access_request: AccessRequest) -> None:
     applicant's verified facts approves it (through `request_approve`, as the actor `rule:<id>`), refuses it
     (restricted countries) or leaves it to a reviewer; no match leaves it to a reviewer. Audited with the rule
     and the facts it used, which the request keeps (the grant then records them)."""
-    if access_request.status != S.PENDING or decision_rules.always_reviewed(access_request):
+    if (
+        access_request.status != S.PENDING
+        or decision_rules.always_reviewed(access_request)
+        or stewardship.renewal_needs_person(access_request)
+    ):
         return
     rules = decision_rules.current_rules(access_request.release)
     if not rules:
@@ -663,6 +694,10 @@ def request_approve(
 ) -> AccessRequest:
     """Approve; a worker then issues the grant (the one hook for what approval sets off, emails included)."""
     _require_decider(actor, access_request)
+    if actor.kind == "rule" and stewardship.renewal_needs_person(access_request):
+        raise Forbidden(
+            _("A renewal with a progress report is decided by a reviewer, not by a rule."), "human_review_required"
+        )
     reason = _reason(reason, required=False)
     with transaction.atomic():
         locked = lock(access_request)

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_safe
 from django_countries import countries
 
 from .. import inputs, selectors, stats
+from .. import transparency as public_numbers
 from ..models import AccessRequest, ModelRelease
 from .review import reviewer_required
 
@@ -112,11 +113,23 @@ def dashboard(request):
         overall_p90=_days(data["decision_time"]["p90_seconds"]),
         submitted=sum(data["counts_by_status"].values()),
         waiting_now=sum(row["within_deadline"] + row["overdue"] for row in data["pending_ages"]),
+        closeouts_outstanding=public_numbers.outstanding_closeouts(release=filters.release).count(),
     )
     return render(request, "access/review/dashboard.html", context)
 
 
 TRANSPARENCY_DAYS = 365
+
+
+def _numbers(numbers: dict) -> dict:
+    """The transparency numbers with their times as durations and the rate as a percentage, for the page."""
+    for times in numbers["time_to_decision"].values():
+        for key in ("p50", "p90"):
+            seconds = times[f"{key}_seconds"]
+            times[key] = timedelta(seconds=seconds) if seconds is not None else None
+    rate = numbers["approval_rate"]
+    numbers["approval_percent"] = round(100 * rate) if rate is not None else None
+    return numbers
 
 
 @require_safe
@@ -150,5 +163,6 @@ def transparency(request, repo_id):
         "median": timedelta(seconds=overall["p50_seconds"]) if overall["p50_seconds"] is not None else None,
         "decided": overall["decided"],
         "typical": selectors.typical_wait(release),
+        "numbers": _numbers(public_numbers.transparency_numbers(release)),
     }
     return render(request, "access/transparency.html", context)

@@ -56,6 +56,10 @@ def grant_detail(request, public_id):
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
         "reverify_due": reverify_due(grant),
+        "outstanding_closeout": grant.closeouts.filter(user=request.user, completed_at__isnull=True).exists(),
+        "in_register": grant.release.public_register
+        and grant.request.register_consent
+        and grant.request.register_withdrawn_at is None,
     }
     return render(request, "access/grant_detail.html", context)
 
@@ -148,22 +152,6 @@ def grant_refresh(request, public_id):
     else:
         messages.info(request, _("New download links are being issued; this page updates when they are ready."))
     return redirect("grant-detail", public_id=public_id)
-
-
-@login_required
-@require_POST
-def grant_renew(request, public_id):
-    grant = _own_grant(request, public_id)
-    try:
-        access_request = services.request_renew(actor=actor_for(request), grant=grant)
-    except services.OpenRequestExists as exc:
-        messages.info(request, str(exc))
-        return redirect("my-requests")
-    except services.ServiceError as exc:
-        messages.error(request, str(exc))
-        return redirect("grant-detail", public_id=public_id)
-    messages.success(request, _("Your renewal request is with the reviewers."))
-    return redirect("request-detail", public_id=access_request.public_id)
 
 
 NEW_TOKEN_SESSION_KEY = "access.new_token"  # noqa: S105 (a session key name, not a secret)

@@ -233,6 +233,8 @@ def lab_grant(request, public_id):
         "form": form,
         "decision": decision,
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
+        "steward": grant.lab.memberships.current().filter(user=request.user, role__in=("owner", "admin")).exists(),
+        "closeouts_owed": grant.closeouts.filter(user=request.user, completed_at__isnull=True).exists(),
     }
     return render(request, "access/labs/grant.html", context)
 

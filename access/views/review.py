@@ -214,6 +214,10 @@ def detail(request, public_id):
         "answers": answers_shown(access_request),
         "attachments": access_request.attachments.select_related("question").order_by("created_at"),
         **labs.review_request_context(access_request),
+        # A renewal: the grant's history of progress reports.
+        "reports": selectors.grant_report_history(grant=access_request.renewal_of)
+        if access_request.renewal_of_id
+        else [],
         "overdue": stats.is_overdue(access_request),
         **verified_context(access_request),
     }
@@ -455,6 +459,8 @@ def grant_detail(request, public_id):
         "file_total": grant.release.files.count(),
         "manifests": DownloadEvent.objects.filter(grant=grant, file__isnull=True).count(),
         **labs.review_grant_context(grant),
+        "reports": selectors.grant_report_history(grant=grant),
+        "closeouts": grant.closeouts.select_related("user").order_by("asked_at", "id"),
     }
     return render(request, "access/review/grant.html", context, status=400 if form.is_bound else 200)
 
