@@ -19,6 +19,15 @@ from .base import (
     rule_actor,
     task_actor,
 )
+from .documents import TEMPLATES as DOCUMENT_TEMPLATES
+from .documents import (
+    document_acknowledge,
+    document_attach,
+    document_create,
+    document_update,
+    document_version_add,
+    release_set_footprint,
+)
 from .grants import (
     batch_fill,
     grant_issue,
@@ -100,6 +109,7 @@ from .webhooks import (
 )
 
 __all__ = [
+    "DOCUMENT_TEMPLATES",
     "RELEASE_MANAGERS_GROUP",
     "REQUEST_FIELDS",
     "REVIEWERS_GROUP",
@@ -118,6 +128,11 @@ __all__ = [
     "batch_fill",
     "can_manage_webhooks",
     "command_actor",
+    "document_acknowledge",
+    "document_attach",
+    "document_create",
+    "document_update",
+    "document_version_add",
     "email_verified",
     "grant_accept_license",
     "grant_issue",
@@ -157,6 +172,7 @@ __all__ = [
     "release_manager_remove",
     "release_publish",
     "release_refresh_revision",
+    "release_set_footprint",
     "release_set_license",
     "release_update",
     "release_upsert_file",
