@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import account, dashboard, grants, labs, manage, metrics, requests, review, webhooks
+from .views import account, dashboard, documents, grants, labs, manage, metrics, requests, review, webhooks
 
 
 class MirrorConverter:
@@ -27,6 +27,20 @@ urlpatterns = [
     re_path(rf"^models/{REPO}/?$", views.release_detail, name="release-detail"),
     re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
     re_path(rf"^models/{REPO}/transparency/?$", dashboard.transparency, name="release-transparency"),
+    re_path(rf"^models/{REPO}/license$", documents.release_license, name="release-license"),
+    re_path(
+        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/$", documents.document_detail, name="release-document"
+    ),
+    re_path(
+        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/v(?P<number>[0-9]{{1,6}})\.md$",
+        documents.document_raw,
+        name="release-document-raw",
+    ),
+    re_path(
+        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/acknowledge$",
+        documents.document_acknowledge,
+        name="release-document-acknowledge",
+    ),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("help", views.help_page, name="help"),
@@ -88,6 +102,11 @@ urlpatterns = [
     re_path(rf"^manage/{REPO}/$", manage.release, name="manage-release"),
     re_path(rf"^manage/{REPO}/preview$", manage.preview, name="manage-preview"),
     re_path(rf"^manage/{REPO}/license$", manage.license_move, name="manage-license"),
+    re_path(rf"^manage/{REPO}/documents/$", documents.manage_documents, name="manage-documents"),
+    re_path(rf"^manage/{REPO}/footprint$", documents.manage_footprint, name="manage-footprint"),
+    re_path(
+        rf"^manage/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/$", documents.manage_document, name="manage-document"
+    ),
     re_path(rf"^manage/{REPO}/review$", manage.review_policy, name="manage-review-policy"),
     re_path(rf"^manage/{REPO}/license/versions$", manage.license_version, name="manage-license-version"),
     re_path(rf"^manage/{REPO}/questions/(?P<key>[a-z][a-z0-9_]*)$", manage.question_edit, name="manage-question"),

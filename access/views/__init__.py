@@ -57,6 +57,8 @@ def release_detail(request, repo_id):
             else ""
         ),
         "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
+        "footprint": selectors.release_footprint(release=release, download_bytes=listing.size),
+        "documents": selectors.release_documents(release=release),
     }
     return render(request, "access/release_detail.html", context)
 
