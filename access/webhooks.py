@@ -45,7 +45,15 @@ from django.utils.translation import gettext as _
 from standardwebhooks import Webhook
 
 from . import emails, metrics
-from .models import AccessRequest, AuditEvent, Grant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import (
+    AccessRequest,
+    AuditEvent,
+    Grant,
+    ReleaseDocument,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .taskbase import portal_task
 
 log = logging.getLogger(__name__)
@@ -70,6 +78,12 @@ EVENTS = {
     # A holder accepted a new license version, or a lab member accepted the license for the lab's grant.
     "grant.license_accepted": "grant.license_accepted",
     "lab.license_accepted": "grant.license_accepted",
+    # A release's documents: added, a new version, its settings or revisions changed; a holder acknowledged one.
+    "document.created": "release_document.published",
+    "document.version_added": "release_document.published",
+    "document.updated": "release_document.changed",
+    "document.attached": "release_document.changed",
+    "document.acknowledged": "release_document.acknowledged",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -103,14 +117,25 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
         return []
     grant = target if isinstance(target, Grant) else None
     access_request = access_request or (target if isinstance(target, AccessRequest) else None)
-    release_id = grant.release_id if grant else access_request.release_id if access_request else None
+    document = target if isinstance(target, ReleaseDocument) else None
+    release_id = (
+        grant.release_id
+        if grant
+        else access_request.release_id
+        if access_request
+        else document.release_id
+        if document
+        else None
+    )
     endpoints = WebhookEndpoint.objects.filter(active=True).filter(Q(release__isnull=True) | Q(release_id=release_id))
     created = []
     payload = None
     for endpoint in endpoints:
         if endpoint.events and event_type not in endpoint.events:
             continue
-        payload = payload or build_payload(event, event_type, grant=grant, access_request=access_request)
+        payload = payload or build_payload(
+            event, event_type, grant=grant, access_request=access_request, document=document
+        )
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint,
             audit_event=event,
@@ -124,8 +149,19 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     return created
 
 
-def build_payload(event: AuditEvent, event_type: str, *, grant, access_request) -> dict:
+def build_payload(event: AuditEvent, event_type: str, *, grant, access_request, document=None) -> dict:
     data: dict = {}
+    if document is not None:
+        data["document"] = {
+            "id": document.public_id,
+            "release": document.release.repo_id,
+            "kind": document.kind,
+            "title": document.title,
+            "visibility": document.visibility,
+            "acknowledge_required": document.acknowledge_required,
+            "version": event.data.get("version"),
+            "sha256": event.data.get("sha256"),
+        }
     if access_request is not None:
         data["access_request"] = {
             "id": access_request.public_id,
