@@ -138,7 +138,7 @@ def grant_issue_task(request_id: int) -> str | None:
 def grant_refresh_links(*, actor: Actor, grant: Grant) -> UrlBatch:
     """Ask for a new URL batch; the worker signs it and the grant page shows progress until it is ready."""
     decision = downloads.access_state(user=actor.user, release=grant.release, grant=grant)
-    if decision.code == "license_update":
+    if decision.code in ("license_update", "acknowledge_documents"):
         raise ServiceError(decision.detail, decision.code)
     if not decision.allowed:
         raise ServiceError(_("This grant is no longer active."), "grant_inactive")
