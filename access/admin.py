@@ -232,7 +232,9 @@ class ModelReleaseAdmin(ServiceErrorsAdmin):
     search_fields = ["repo_id", "display_name"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["revision", "repo_id"] if obj is not None else ["revision"]
+        # What it takes to run it is the release managers' (their documents page, release_set_footprint).
+        owned = ["revision", *services.documents.FOOTPRINT_FIELDS]
+        return ["repo_id", *owned] if obj is not None else owned
 
     def save_model(self, request, obj, form, change):
         fields = {
