@@ -16,8 +16,16 @@ from django.utils.translation import gettext as _
 from .. import downloads
 from ..audit import audit
 from ..gate.rule import ACKNOWLEDGE_DOCUMENTS, may_read_document
-from ..models import DocumentAcknowledgement, DocumentVersion, ModelRelease, ReleaseDocument, ReleaseRevision
+from ..models import (
+    DocumentAcknowledgement,
+    DocumentVersion,
+    ModelRelease,
+    ReleaseDocument,
+    ReleaseRevision,
+    UrlBatch,
+)
 from .base import Actor, Forbidden, NotFound, ServiceError, clean, require_release_manager, require_user
+from .grants import batch_sign_task
 
 # A document's text is Markdown, at most this many characters (a 100-page logbook is about 400 000).
 MAX_BODY = 2_000_000
@@ -298,6 +306,12 @@ def document_acknowledge(
                 target=document,
                 data={"release": release.repo_id, "version": current.number, "sha256": current.sha256},
             )
+            # Batches that waited for this (a grant's first one, signed while documents were unacknowledged).
+            waiting = UrlBatch.objects.filter(
+                status=UrlBatch.Status.PENDING, grant__release=release, grant__user=user
+            ).values_list("pk", flat=True)
+            for pk in waiting:
+                batch_sign_task.enqueue(pk)
     return ack
 
 

@@ -159,6 +159,9 @@ def batch_fill(*, batch_id: int) -> UrlBatch | None:
             return batch
         # The gate decides for the holder now, as for any download: a batch is a week of signed URLs.
         decision = downloads.access_state(user=batch.grant.user, release=batch.grant.release, grant=batch.grant)
+        if decision.code == "acknowledge_documents":
+            # Signed once the holder has acknowledged the documents (document_acknowledge enqueues it again).
+            return batch
         if not decision.allowed:
             batch.status = UrlBatch.Status.FAILED
             batch.save(update_fields=["status", "updated_at"])
