@@ -286,3 +286,20 @@ def test_the_demo_gives_opt_175b_its_documents(local_storage):
     assert documents["Information for downstream providers"].acknowledge_required
     assert not documents["Training logbook"].holders_only
     assert release.weights_dtype == "fp16" and release.co2_eq_emissions == 75_000_000
+
+
+def test_a_batch_waits_for_the_documents_and_is_signed_once_they_are_acknowledged(
+    release, downstream, alice, reviewer, django_capture_on_commit_callbacks
+):
+    from access.models import UrlBatch
+
+    grant = grant_for(alice, release, reviewer)
+    with pytest.raises(services.ServiceError) as refused:
+        services.grant_refresh_links(actor=session(alice), grant=grant)
+    assert refused.value.code == "acknowledge_documents"
+    batch = UrlBatch.objects.create(grant=grant)
+    assert services.batch_fill(batch_id=batch.pk).status == "pending"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.document_acknowledge(actor=session(alice), document=downstream)
+    batch.refresh_from_db()
+    assert batch.status == "ready" and len(batch.urls) == 2
