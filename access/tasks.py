@@ -3,6 +3,7 @@ names them all so the worker registers them and callers have one place to find t
 
 from .counts import download_counts_flush_task as download_counts_flush
 from .counts import download_days_rollup_task as download_days_rollup
+from .services.documents import document_acknowledge_notify
 from .services.grants import batch_sign_task as batch_sign
 from .services.grants import grant_issue_task as grant_issue
 from .services.grants import grants_expire_task as grants_expire
@@ -14,6 +15,7 @@ from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
     "batch_sign",
+    "document_acknowledge_notify",
     "download_counts_flush",
     "download_days_rollup",
     "grant_issue",

@@ -303,3 +303,23 @@ def test_a_batch_waits_for_the_documents_and_is_signed_once_they_are_acknowledge
         services.document_acknowledge(actor=session(alice), document=downstream)
     batch.refresh_from_db()
     assert batch.status == "ready" and len(batch.urls) == 2
+
+
+def test_holders_are_emailed_once_in_their_language_when_a_new_version_asks_them_again(
+    release, downstream, manager, alice, bob, reviewer, mailoutbox, django_capture_on_commit_callbacks
+):
+    alice.language = "zh-hans"
+    alice.save(update_fields=["language"])
+    grant_for(alice, release, reviewer)
+    grant_for(bob, release, reviewer)
+    for holder in (alice, bob):
+        services.document_acknowledge(actor=session(holder), document=downstream)
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.document_version_add(actor=session(manager), document=downstream, body="New limits.", notes="Limits")
+    assert sorted(m.to[0] for m in mailoutbox) == sorted([alice.email, bob.email])
+    chinese = next(m for m in mailoutbox if m.to == [alice.email])
+    english = next(m for m in mailoutbox if m.to == [bob.email])
+    assert "确认" in chinese.subject and "acknowledge" in english.subject
+    assert f"/documents/{downstream.public_id}/" in english.body and "Limits" in english.body
+    assert services.documents.document_acknowledge_notify(downstream.pk) == 0  # once per version

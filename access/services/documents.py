@@ -13,17 +13,21 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import downloads
+from .. import downloads, emails, selectors
 from ..audit import audit
 from ..gate.rule import ACKNOWLEDGE_DOCUMENTS, may_read_document
 from ..models import (
     DocumentAcknowledgement,
     DocumentVersion,
+    Grant,
+    LabSeat,
     ModelRelease,
     ReleaseDocument,
     ReleaseRevision,
     UrlBatch,
+    User,
 )
+from ..taskbase import portal_task
 from .base import Actor, Forbidden, NotFound, ServiceError, clean, require_release_manager, require_user
 from .grants import batch_sign_task
 
@@ -163,6 +167,8 @@ def document_create(
                 target=document,
                 data={**_snapshot(document), "release": release.repo_id, "version": 1, "sha256": version.sha256},
             )
+            if document.acknowledge_required:
+                document_acknowledge_notify.enqueue(document.pk)
     except IntegrityError:
         raise ServiceError(
             _("%(repo)s already has a document with that title.") % {"repo": release.repo_id},
@@ -214,6 +220,8 @@ def document_version_add(
             target=locked,
             data={"release": locked.release.repo_id, "version": version.number, "sha256": version.sha256},
         )
+        if locked.acknowledge_required:
+            document_acknowledge_notify.enqueue(locked.pk)
     return version
 
 
@@ -248,6 +256,8 @@ def document_update(
                     field="title",
                 ) from None
             audit(actor=actor, action="document.updated", target=locked, data={"from": before, "to": after})
+            if locked.acknowledge_required and not before["acknowledge_required"]:
+                document_acknowledge_notify.enqueue(locked.pk)
     return locked
 
 
@@ -313,6 +323,45 @@ def document_acknowledge(
             for pk in waiting:
                 batch_sign_task.enqueue(pk)
     return ack
+
+
+def _holders(release: ModelRelease):
+    """People who hold access to the release now: an active grant of their own, or an active lab seat."""
+    own = Grant.objects.active().filter(release=release, lab__isnull=True).values("user_id")
+    seats = LabSeat.objects.filter(
+        grant__in=Grant.objects.active().filter(release=release), status=LabSeat.Status.ACTIVE
+    ).values("user_id")
+    return User.objects.filter(is_active=True).filter(pk__in=own.union(seats))
+
+
+@portal_task("access.tasks.document_acknowledge_notify")
+def document_acknowledge_notify(document_id: int) -> int:
+    """Email every holder the gate now holds back for this document's current version, once per version, in
+    their language: their downloads stop until they acknowledge it."""
+    document = ReleaseDocument.objects.select_related("release").filter(pk=document_id).first()
+    if document is None or not document.acknowledge_required:
+        return 0
+    current = document.versions.order_by("-number").first()
+    release = document.release
+    if current is None or not release.is_gated:
+        return 0
+    sent = 0
+    for user in _holders(release):
+        state = downloads.access_state(user=user, release=release)
+        if state.code != ACKNOWLEDGE_DOCUMENTS or document.pk not in {d.pk for d in state.decision.documents}:
+            continue
+        sent += emails.send_once(
+            dedupe_key=f"document-acknowledge:{current.pk}:{user.pk}",
+            template="document_acknowledge",
+            to=user.email,
+            context={
+                "release": release,
+                "document": document,
+                "version": current,
+                "url": selectors.document_url(repo_id=release.repo_id, public_id=document.public_id),
+            },
+        )
+    return sent
 
 
 def release_set_footprint(*, actor: Actor, release: ModelRelease, changes: dict) -> ModelRelease:
