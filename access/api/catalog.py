@@ -126,9 +126,9 @@ class RequirementsSerializer(serializers.Serializer):
     download_times = TransferSerializer(many=True, source="transfers")
 
     def get_note(self, obj) -> str:
-        return (
-            "Memory for the weights alone: inference needs more for activations and the KV cache, growing with "
-            "batch size and context length."
+        return _(
+            "These hold the weights only: running the model needs more memory for activations and the KV cache, "
+            "which grow with batch size and context length."
         )
 
 

@@ -175,7 +175,7 @@ def manage_documents(request, repo_id):
 @require_POST
 def manage_footprint(request, repo_id):
     release = _release(repo_id)
-    form = FootprintForm(request.POST, instance=_release(repo_id))
+    form = FootprintForm(request.POST, instance=_release(repo_id))  # a copy: the form sets what it validates
     if form.is_valid():
         changes = {name: form.cleaned_data[name] for name in form.Meta.fields}
         try:
