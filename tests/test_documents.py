@@ -213,7 +213,7 @@ def test_the_release_page_says_what_it_takes_to_run_it_to_a_visitor(client, rele
     page = client.get(f"/models/{release.repo_id}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert 'id="requirements"' in page
     assert "≈ 700 GB" in page and "651.9 GiB" in page and "≈ 350 GB" in page
-    assert 'data-dtype="bf16"' in page and "as stored" in page
+    assert 'data-dtype="bf16"' in page and "stored as fp16" in page
     assert "activations and the KV cache" in page
     assert "At 100 Mbit/s" in page and "75 t CO2eq" in page and "992 × A100" in page
     assert "Training logbook" in page and "Information for downstream providers" in page and "Holders only" in page
