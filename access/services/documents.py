@@ -298,7 +298,7 @@ def document_acknowledge(
             _("Only people with access to %(repo)s acknowledge its documents.") % {"repo": release.repo_id},
             "not_a_holder",
         )
-    if version is not None and int(version) != current.number:
+    if version is not None and str(version) != str(current.number):
         raise InvalidVersion(
             _("Version %(v)s is not the current version of this document (%(current)d); read the current one.")
             % {"v": version, "current": current.number},
