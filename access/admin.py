@@ -16,6 +16,7 @@ from .models import (
     AccessRequest,
     ApiToken,
     AuditEvent,
+    DocumentAcknowledgement,
     DownloadEvent,
     Grant,
     Institution,
@@ -25,6 +26,7 @@ from .models import (
     ModelRelease,
     OutboundEmail,
     ReasonTemplate,
+    ReleaseDocument,
     ReleaseMirror,
     ReleaseRevision,
     RequestAttachment,
@@ -269,6 +271,21 @@ class ModelFileAdmin(ReadOnlyAdmin):
     list_display = ["path", "release", "revision", "size", "sha256", "piece_size"]
     list_filter = ["release"]
     search_fields = ["path"]
+
+
+@admin.register(ReleaseDocument)
+class ReleaseDocumentAdmin(ReadOnlyAdmin):
+    """Documents are written by release managers on their documents page (or the API), versioned and audited."""
+
+    list_display = ["title", "release", "kind", "visibility", "acknowledge_required", "updated_at"]
+    list_filter = ["kind", "visibility", "acknowledge_required"]
+
+
+@admin.register(DocumentAcknowledgement)
+class DocumentAcknowledgementAdmin(ReadOnlyAdmin):
+    """Holders acknowledge a document's current version on its page or through the API."""
+
+    list_display = ["version", "user", "created_at"]
 
 
 @admin.register(ReleaseMirror)
