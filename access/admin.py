@@ -18,6 +18,7 @@ from .models import (
     AuditEvent,
     CloseOut,
     DecisionRule,
+    DocumentAcknowledgement,
     DownloadEvent,
     Grant,
     Institution,
@@ -28,6 +29,7 @@ from .models import (
     OutboundEmail,
     ProgressReport,
     ReasonTemplate,
+    ReleaseDocument,
     ReleaseMirror,
     ReleaseRevision,
     RequestAttachment,
@@ -237,7 +239,9 @@ class ModelReleaseAdmin(ServiceErrorsAdmin):
     exclude = ["triage_deadline_days", "flaw_reports_from_verified"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["revision", "repo_id"] if obj is not None else ["revision"]
+        # What it takes to run it is the release managers' (their documents page, release_set_footprint).
+        owned = ["revision", *services.documents.FOOTPRINT_FIELDS]
+        return ["repo_id", *owned] if obj is not None else owned
 
     def save_model(self, request, obj, form, change):
         fields = {
@@ -281,6 +285,21 @@ class ModelFileAdmin(ReadOnlyAdmin):
     list_display = ["path", "release", "revision", "size", "sha256", "piece_size"]
     list_filter = ["release"]
     search_fields = ["path"]
+
+
+@admin.register(ReleaseDocument)
+class ReleaseDocumentAdmin(ReadOnlyAdmin):
+    """Documents are written by release managers on their documents page (or the API), versioned and audited."""
+
+    list_display = ["title", "release", "kind", "visibility", "acknowledge_required", "updated_at"]
+    list_filter = ["kind", "visibility", "acknowledge_required"]
+
+
+@admin.register(DocumentAcknowledgement)
+class DocumentAcknowledgementAdmin(ReadOnlyAdmin):
+    """Holders acknowledge a document's current version on its page or through the API."""
+
+    list_display = ["version", "user", "created_at"]
 
 
 @admin.register(ReleaseMirror)

@@ -234,3 +234,119 @@ DEMO_RULES = {
         }
     ],
 }
+
+# --- OPT-175B's documents and what it takes to run it (demo texts written for this portal, after the OPT paper,
+# Zhang et al. 2022, arXiv:2205.01068, and its published logbook) ------------------------------------------------
+
+OPT_175B_FOOTPRINT = {
+    "weights_dtype": "fp16",
+    "co2_eq_emissions": 75_000_000,  # grams: "75 tons CO2eq" (the paper, section 6)
+    "co2_source": "OPT paper (Zhang et al. 2022, arXiv:2205.01068), section 6",
+    "co2_training_type": "pre-training",
+    "co2_geographical_location": "",
+    "co2_hardware_used": "992 × 80 GB NVIDIA A100",
+}
+
+OPT_175B_LOGBOOK = """\
+*Demo document written for this portal, after the logbook published beside OPT-175B.*
+
+# OPT-175B training logbook (excerpts)
+
+## Setup
+- 992 × 80 GB A100 GPUs, fully sharded data parallel with Megatron-LM tensor parallelism (8-way).
+- About 147 TFLOP/s per GPU; bf16 activations, fp32 master weights in the optimizer, weights saved in fp16.
+
+## Run 11 (the run that finished)
+| date | event |
+|---|---|
+| 2021-11-05 | Run 11.0 starts from scratch with a lower learning rate after loss divergences in runs 1–10. |
+| 2021-11-11 | Hardware failure on one node; restarted from the last checkpoint (lost 2 hours). |
+| 2021-11-17 | Loss spike; rolled back 1,000 steps and lowered the learning rate. |
+| 2021-12-03 | Optimizer state corrupted on restart; restored from the previous checkpoint. |
+| 2022-01-06 | Training stopped after about 180B tokens. |
+
+In all, more than 35 manual restarts and over 100 hosts cycled out over two months.
+"""
+
+OPT_175B_TRAINING_CONTENT = """\
+*Demo document written for this portal, on the AI Office's template for the public summary of training content.*
+
+## 1. General information
+- **Provider**: Meta AI
+- **Model**: OPT-175B (decoder-only transformer, 175 billion parameters)
+- **Modalities**: text (predominantly English)
+- **Training data size**: about 180 billion tokens
+
+## 2. List of data sources
+### 2.1 Publicly available datasets
+- The RoBERTa corpus: BookCorpus, CC-Stories, an updated CC-News.
+- A subset of the Pile: CommonCrawl, DM Mathematics, Project Gutenberg, HackerNews, OpenSubtitles, OpenWebText2,
+  USPTO and Wikipedia.
+- PushShift.io Reddit (conversation trees reduced to their longest chain of comments).
+### 2.2 Private datasets licensed from third parties
+None.
+### 2.3 Data crawled and scraped from online sources
+None crawled for this model; CommonCrawl and CC-News are crawls by others, used as published.
+### 2.4 User data
+None.
+### 2.5 Synthetic data
+None.
+
+## 3. Data processing
+- **Respect of reservations of rights from text and data mining (opt-outs)**: not applied at the time (2021).
+- **Removal of illegal content**: deduplication (MinHashLSH, Jaccard similarity ≥ .95) and removal of documents
+  with mostly non-English text; no other filtering is reported.
+"""
+
+OPT_175B_DOWNSTREAM = """\
+*Demo document written for this portal: information for downstream providers (EU AI Act, Art. 53(1)(b)).*
+
+# Information for downstream providers
+
+## Intended and excluded uses
+OPT-175B is released for non-commercial research. It is not intended for deployment in products; any system
+built on it must not be placed on the market.
+
+## Known limitations
+- Like other large language models, it can produce toxic, biased or factually wrong text, and it repeats itself.
+- It was evaluated mainly on English benchmarks; its behaviour in other languages is largely unknown.
+
+## Integration
+- Weights: fp16, 350 GB; inference in fp16 needs at least five 80 GB accelerators before activations and the
+  KV cache.
+- Tokenizer: GPT-2 byte-level BPE.
+
+## Contact
+Report flaws through the portal; say which revision you used.
+"""
+
+RELEASE_DOCUMENTS = {
+    "opt-175b": [
+        {
+            "kind": "training_content",
+            "title": "Public summary of training content",
+            "visibility": "public",
+            "acknowledge_required": False,
+            "body": OPT_175B_TRAINING_CONTENT,
+        },
+        {
+            "kind": "logbook",
+            "title": "Training logbook",
+            "visibility": "public",
+            "acknowledge_required": False,
+            "body": OPT_175B_LOGBOOK,
+        },
+        {
+            "kind": "downstream",
+            "title": "Information for downstream providers",
+            "visibility": "holders",
+            "acknowledge_required": True,
+            "body": OPT_175B_DOWNSTREAM,
+        },
+    ]
+}
+RELEASE_FOOTPRINTS = {"opt-175b": OPT_175B_FOOTPRINT}
+
+
+def release_documents(name: str) -> list[dict]:
+    return RELEASE_DOCUMENTS.get(name, [])

@@ -26,7 +26,7 @@ from .actors import Actor
 from .audit import audit
 from .gate import loader, messages, recorder
 from .gate.facts import GrantFacts, RequestFacts, SeatFacts
-from .gate.rule import AccessDecision, decide
+from .gate.rule import AccessDecision, decide, may_read_document
 from .models import DownloadEvent, Grant, ModelFile, ModelRelease, ReleaseRevision, UrlBatch, User, split_pieces
 from .storage import Location, get_storage, locations
 
@@ -99,6 +99,35 @@ def authorize(*, actor: Actor, release: ModelRelease, via: str, grant: Grant | N
         action="download.refused",
         target=release,
         data={"code": decision.code, "via": via, "path": path[:500]},
+    )
+    return Verdict(decision, release, messages.detail(decision, release), actor, via)
+
+
+def read_document(*, actor: Actor, release: ModelRelease, holders_only: bool, document_id: str) -> Verdict | None:
+    """Decide whether this actor may read one of the release's documents: a public one, whoever sees the
+    release; a holders-only one, whoever the gate allows or holds back only to acknowledge documents (they read
+    them to acknowledge them). Returns None when they may (a holders-only read is recorded, `via` document),
+    else the refusal, audited, to render as the channel does."""
+    via = Via.DOCUMENT
+    decision = decide(loader.inputs(user=actor.user, release=release), timezone.now())
+    if may_read_document(decision, holders_only=holders_only):
+        if holders_only and actor.user is not None and actor.user.pk:
+            recorder.record(
+                release=release,
+                via=via,
+                revision_id=release.main_revision_id,
+                user_id=actor.user.pk,
+                token_id=actor.token.pk if actor.token is not None else None,
+                grant_id=decision.grant.pk if decision.grant is not None else None,
+                ip=actor.ip,
+            )
+        return None
+    metrics.REFUSALS.labels(decision.code, via).inc()
+    audit(
+        actor=actor,
+        action="download.refused",
+        target=release,
+        data={"code": decision.code, "via": via, "path": document_id},
     )
     return Verdict(decision, release, messages.detail(decision, release), actor, via)
 

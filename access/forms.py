@@ -22,6 +22,7 @@ from .models import (
     License,
     ModelRelease,
     ReasonTemplate,
+    ReleaseDocument,
 )
 from .services import REQUEST_FIELDS, ServiceError, parse_dois
 from .text import clean_text
@@ -807,3 +808,97 @@ class CloseOutForm(forms.Form):
     scope = forms.ChoiceField(
         widget=forms.HiddenInput, required=False, choices=[("", ""), ("personal", ""), ("lab", "")]
     )
+
+
+# --- Release documents and what it takes to run a release ---------------------------------------------------
+
+
+class _DocumentText(forms.Form):
+    """A document's text, typed or uploaded (UTF-8 Markdown or plain text), and the revisions it describes."""
+
+    body = forms.CharField(
+        label=_("Text (Markdown)"), widget=forms.Textarea(attrs={"rows": 14}), required=False, strip=False
+    )
+    upload = forms.FileField(
+        label=_("Or upload a file"), required=False, help_text=_("UTF-8 Markdown or plain text; replaces the text.")
+    )
+    notes = forms.CharField(label=_("What changed"), required=False, max_length=500)
+    revisions = forms.MultipleChoiceField(
+        label=_("Revisions it describes"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None chosen: main."),
+    )
+
+    def __init__(self, *args, release: ModelRelease, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.release = release
+        self.fields["revisions"].choices = [
+            (r.sha, f"#{r.number} {r.sha[:12]}") for r in release.revisions.filter(published_at__isnull=False)
+        ]
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload:
+            if upload.size > 2_000_000:
+                self.add_error("upload", _("Keep it under 2 MB."))
+            else:
+                try:
+                    data["body"] = upload.read().decode("utf-8")
+                except UnicodeDecodeError:
+                    self.add_error("upload", _("The file is not UTF-8 text."))
+        if not (data.get("body") or "").strip() and not self.errors:
+            self.add_error("body", _("A document needs some text."))
+        return data
+
+    def chosen_revisions(self):
+        shas = self.cleaned_data.get("revisions") or []
+        if not shas:
+            return None
+        return list(self.release.revisions.filter(sha__in=shas))
+
+
+class DocumentForm(_DocumentText):
+    kind = forms.ChoiceField(label=_("Kind"), choices=ReleaseDocument.Kind.choices)
+    title = forms.CharField(label=_("Title"), max_length=200)
+    visibility = forms.ChoiceField(label=_("Who may read it"), choices=ReleaseDocument.Visibility.choices)
+    acknowledge_required = forms.BooleanField(
+        label=_("Acknowledge before download"),
+        required=False,
+        help_text=_("Holders must acknowledge the current version before downloading the weights."),
+    )
+    field_order = ["kind", "title", "visibility", "acknowledge_required", "body", "upload", "notes", "revisions"]
+
+
+class DocumentSettingsForm(forms.Form):
+    title = forms.CharField(label=_("Title"), max_length=200)
+    visibility = forms.ChoiceField(label=_("Who may read it"), choices=ReleaseDocument.Visibility.choices)
+    acknowledge_required = forms.BooleanField(label=_("Acknowledge before download"), required=False)
+
+
+class DocumentVersionForm(_DocumentText):
+    pass
+
+
+class FootprintForm(forms.ModelForm):
+    """What the release page says about running the release, beyond what the portal computes."""
+
+    class Meta:
+        model = ModelRelease
+        fields = [
+            "weights_dtype",
+            "co2_eq_emissions",
+            "co2_source",
+            "co2_training_type",
+            "co2_geographical_location",
+            "co2_hardware_used",
+        ]
+        labels = {
+            "weights_dtype": _("Stored precision of the weights"),
+            "co2_eq_emissions": _("Training emissions (g CO2eq)"),
+            "co2_source": _("Source of the emissions figure"),
+            "co2_training_type": _("Training type"),
+            "co2_geographical_location": _("Location of training"),
+            "co2_hardware_used": _("Hardware used"),
+        }

@@ -108,6 +108,13 @@ class ModelRelease(TimeStamped):
         RECONSENT = "reconsent", _("Holders accept the new version themselves")
         REVIEW = "review", _("Holders accept the new version and a reviewer approves them again")
 
+    class WeightsDtype(models.TextChoices):
+        FP32 = "fp32", "fp32"
+        BF16 = "bf16", "bf16"
+        FP16 = "fp16", "fp16"
+        INT8 = "int8", "int8"
+        INT4 = "int4", "int4"
+
     repo_id = models.CharField(max_length=200, unique=True)
     display_name = models.CharField(max_length=200)
     parameters = models.BigIntegerField(null=True, blank=True, help_text=_("Parameter count"))
@@ -155,6 +162,22 @@ class ModelRelease(TimeStamped):
             "organization type, median time to decision (aggregates only)."
         ),
     )
+    # What it takes to run it (access.footprint): the precision the weights are stored in, as the release
+    # manager says (the portal never unpickles a file to guess it), and the training emissions as Hugging Face's
+    # `co2_eq_emissions` metadata gives them.
+    weights_dtype = models.CharField(
+        max_length=8,
+        choices=WeightsDtype.choices,
+        blank=True,
+        help_text=_("The precision the weights are stored in (blank: not stated)"),
+    )
+    co2_eq_emissions = models.FloatField(
+        null=True, blank=True, help_text=_("Training emissions in grams of CO2 equivalent (co2_eq_emissions.emissions)")
+    )
+    co2_source = models.CharField(max_length=300, blank=True, help_text=_("Where the emissions figure comes from"))
+    co2_training_type = models.CharField(max_length=40, blank=True, help_text=_("pre-training or fine-tuning"))
+    co2_geographical_location = models.CharField(max_length=200, blank=True)
+    co2_hardware_used = models.CharField(max_length=200, blank=True)
 
     # Stewardship (access.services.stewardship): what a release asks of its holders, and its public register.
     progress_report_required = models.BooleanField(
@@ -189,6 +212,10 @@ class ModelRelease(TimeStamped):
             models.CheckConstraint(
                 condition=Q(triage_deadline_days__gte=1, triage_deadline_days__lte=365),
                 name="release_triage_deadline_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(co2_eq_emissions__isnull=True) | Q(co2_eq_emissions__gte=0),
+                name="release_co2_non_negative",
             ),
         ]
 
@@ -1060,6 +1087,7 @@ class DownloadEvent(models.Model):
         HF = "hf", _("Hugging Face compatible")
         WEB = "web", _("Web")
         RELAY = "relay", _("Relay URL (wget lists)")
+        DOCUMENT = "document", _("Release document")
 
     created_at = models.DateTimeField(default=timezone.now)
     # PROTECT everywhere: a CASCADE is a DELETE and a SET_NULL an UPDATE, both refused by the trigger.
@@ -1523,3 +1551,88 @@ class CloseOut(models.Model):
     @property
     def is_outstanding(self) -> bool:
         return self.completed_at is None
+
+
+class ReleaseDocument(TimeStamped):
+    """A document published beside a release (its model card, acceptable use policy, the EU AI Act's public
+    summary of training content, information for downstream providers, a training logbook, ...). Its text lives in
+    numbered versions; the newest published one is current. The license is not one of them: it has its own page."""
+
+    class Kind(models.TextChoices):
+        MODEL_CARD = "model_card", _("Model card")
+        ACCEPTABLE_USE = "acceptable_use", _("Acceptable use policy")
+        TRAINING_CONTENT = "training_content", _("Public summary of training content")
+        DOWNSTREAM = "downstream", _("Information for downstream providers")
+        COPYRIGHT = "copyright", _("Copyright policy")
+        LOGBOOK = "logbook", _("Training logbook")
+        EVALUATION = "evaluation", _("Evaluation report")
+        OTHER = "other", _("Other")
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", _("Public")
+        HOLDERS = "holders", _("Holders only")
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="documents")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    title = models.CharField(max_length=200)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    # Holders must acknowledge the current version before the gate lets them download the weights.
+    acknowledge_required = models.BooleanField(default=False)
+    position = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+
+    class Meta:
+        ordering = ["release", "position", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "title"], name="document_release_title_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.release.repo_id}: {self.title}"
+
+    @property
+    def holders_only(self) -> bool:
+        return self.visibility == self.Visibility.HOLDERS
+
+
+class DocumentVersion(models.Model):
+    """One version of a document: its text (Markdown), the SHA-256 of that text's UTF-8 bytes, and the release
+    revisions it describes. A version is never edited: a change is a new version."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    document = models.ForeignKey(ReleaseDocument, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    body = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    notes = models.CharField(max_length=500, blank=True, help_text=_("What changed since the previous version"))
+    revisions = models.ManyToManyField(ReleaseRevision, blank=True, related_name="document_versions")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+
+    class Meta:
+        ordering = ["document", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "number"], name="document_version_number_unique"),
+            models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="document_version_sha256_hex"),
+        ]
+        triggers = [pgtrigger.Protect(name="document_version_immutable", operation=pgtrigger.Update)]
+
+    def __str__(self):
+        return f"{self.document} v{self.number}"
+
+
+class DocumentAcknowledgement(models.Model):
+    """A person acknowledged one version of a document (a new version asks again)."""
+
+    version = models.ForeignKey(DocumentVersion, on_delete=models.PROTECT, related_name="acknowledgements")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "user"], name="document_ack_unique")]
+
+    def __str__(self):
+        return f"{self.user_id} acknowledged {self.version_id}"

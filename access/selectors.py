@@ -11,12 +11,13 @@ from django.db.models import Count, F, Min, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from . import paths, stats
+from . import footprint, paths, stats
 from .gate import loader
 from .models import (
     AccessQuestion,
     AccessRequest,
     ApiToken,
+    DocumentVersion,
     FlawReport,
     Grant,
     Lab,
@@ -24,6 +25,7 @@ from .models import (
     LabSeat,
     ModelFile,
     ModelRelease,
+    ReleaseDocument,
     ReleaseMirror,
     ReleaseRevision,
     RequestAnswer,
@@ -445,4 +447,42 @@ def grant_report_history(*, grant: Grant):
         ProgressReport.objects.filter(grant__release_id=grant.release_id, **same)
         .select_related("author", "renewal", "grant")
         .order_by("-created_at", "-id")
+    )
+
+
+# --- Release documents and what it takes to run a release ----------------------------------------------------
+
+
+def document_url(*, repo_id: str, public_id: str) -> str:
+    """Absolute, because scripts show it to people in a terminal."""
+    return settings.SITE_URL + reverse("release-document", kwargs={"repo_id": repo_id, "public_id": public_id})
+
+
+def release_documents(*, release: ModelRelease) -> list[ReleaseDocument]:
+    """The release's documents, each with `current` (its newest version, with the revisions it describes) and
+    `version_count`: every document is listed (a holders-only one is named to everyone, read only by holders)."""
+    documents = list(
+        release.documents.prefetch_related(
+            Prefetch("versions", queryset=DocumentVersion.objects.prefetch_related("revisions").order_by("-number"))
+        )
+    )
+    for document in documents:
+        versions = list(document.versions.all())
+        document.current = versions[0] if versions else None
+        document.version_list = versions
+    return [d for d in documents if d.current is not None]
+
+
+def release_document(*, release: ModelRelease, public_id: str) -> ReleaseDocument | None:
+    """One document of the release by id (None when it is another release's), with its versions."""
+    found = next((d for d in release_documents(release=release) if d.public_id == public_id), None)
+    return found
+
+
+def release_footprint(*, release: ModelRelease, download_bytes: int | None = None) -> footprint.Footprint:
+    """What it takes to run the release: its weights at each precision and the download of `main`."""
+    if download_bytes is None:
+        download_bytes = release.files.aggregate(n=Sum("size"))["n"] or 0
+    return footprint.footprint(
+        parameters=release.parameters, download_bytes=download_bytes, stored_dtype=release.weights_dtype
     )

@@ -3,6 +3,7 @@ names them all so the worker registers them and callers have one place to find t
 
 from .counts import download_counts_flush_task as download_counts_flush
 from .counts import download_days_rollup_task as download_days_rollup
+from .services.documents import document_acknowledge_notify
 from .services.flaws import flaw_report_notify
 from .services.grants import batch_sign_task as batch_sign
 from .services.grants import grant_issue_task as grant_issue
@@ -21,6 +22,7 @@ __all__ = [
     "batch_sign",
     "closeout_notify",
     "closeouts_remind",
+    "document_acknowledge_notify",
     "download_counts_flush",
     "download_days_rollup",
     "flaw_report_notify",

@@ -2,7 +2,20 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import account, dashboard, flaws, grants, labs, manage, metrics, requests, review, stewardship, webhooks
+from .views import (
+    account,
+    dashboard,
+    documents,
+    flaws,
+    grants,
+    labs,
+    manage,
+    metrics,
+    requests,
+    review,
+    stewardship,
+    webhooks,
+)
 
 
 class MirrorConverter:
@@ -29,6 +42,20 @@ urlpatterns = [
     re_path(rf"^models/{REPO}/transparency/?$", dashboard.transparency, name="release-transparency"),
     re_path(rf"^models/{REPO}/flaw-reports/new/?$", flaws.report_new, name="flaw-report-new"),
     re_path(rf"^models/{REPO}/register/?$", stewardship.release_register, name="release-register"),
+    re_path(rf"^models/{REPO}/license$", documents.release_license, name="release-license"),
+    re_path(
+        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/$", documents.document_detail, name="release-document"
+    ),
+    re_path(
+        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/v(?P<number>[0-9]{{1,6}})\.md$",
+        documents.document_raw,
+        name="release-document-raw",
+    ),
+    re_path(
+        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/acknowledge$",
+        documents.document_acknowledge,
+        name="release-document-acknowledge",
+    ),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("help", views.help_page, name="help"),
@@ -110,6 +137,11 @@ urlpatterns = [
     re_path(rf"^manage/{REPO}/$", manage.release, name="manage-release"),
     re_path(rf"^manage/{REPO}/preview$", manage.preview, name="manage-preview"),
     re_path(rf"^manage/{REPO}/license$", manage.license_move, name="manage-license"),
+    re_path(rf"^manage/{REPO}/documents/$", documents.manage_documents, name="manage-documents"),
+    re_path(rf"^manage/{REPO}/footprint$", documents.manage_footprint, name="manage-footprint"),
+    re_path(
+        rf"^manage/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/$", documents.manage_document, name="manage-document"
+    ),
     re_path(rf"^manage/{REPO}/review$", manage.review_policy, name="manage-review-policy"),
     re_path(rf"^manage/{REPO}/rules$", manage.rules, name="manage-rules"),
     re_path(rf"^manage/{REPO}/license/versions$", manage.license_version, name="manage-license-version"),

@@ -45,7 +45,16 @@ from django.utils.translation import gettext as _
 from standardwebhooks import Webhook
 
 from . import emails, metrics
-from .models import AccessRequest, AuditEvent, FlawReport, Grant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import (
+    AccessRequest,
+    AuditEvent,
+    FlawReport,
+    Grant,
+    ReleaseDocument,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .taskbase import portal_task
 
 log = logging.getLogger(__name__)
@@ -85,6 +94,12 @@ EVENTS = {
     "closeout.reminded": "grant.closeout_reminded",
     "closeout.completed": "grant.closeout_completed",
     "register.withdrawn": "grant.register_withdrawn",
+    # A release's documents: added, a new version, its settings or revisions changed; a holder acknowledged one.
+    "document.created": "release_document.published",
+    "document.version_added": "release_document.published",
+    "document.updated": "release_document.changed",
+    "document.attached": "release_document.changed",
+    "document.acknowledged": "release_document.acknowledged",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -119,8 +134,9 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     grant = target if isinstance(target, Grant) else None
     access_request = access_request or (target if isinstance(target, AccessRequest) else None)
     flaw_report = target if isinstance(target, FlawReport) else None
+    document = target if isinstance(target, ReleaseDocument) else None
     release_id = grant.release_id if grant else access_request.release_id if access_request else None
-    release_id = flaw_report.release_id if flaw_report else release_id
+    release_id = flaw_report.release_id if flaw_report else document.release_id if document else release_id
     endpoints = WebhookEndpoint.objects.filter(active=True).filter(Q(release__isnull=True) | Q(release_id=release_id))
     created = []
     payload = None
@@ -128,7 +144,12 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
         if endpoint.events and event_type not in endpoint.events:
             continue
         payload = payload or build_payload(
-            event, event_type, grant=grant, access_request=access_request, flaw_report=flaw_report
+            event,
+            event_type,
+            grant=grant,
+            access_request=access_request,
+            flaw_report=flaw_report,
+            document=document,
         )
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint,
@@ -143,7 +164,9 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     return created
 
 
-def build_payload(event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None) -> dict:
+def build_payload(
+    event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None, document=None
+) -> dict:
     data: dict = {}
     if flaw_report is not None:
         data["flaw_report"] = {
@@ -154,6 +177,17 @@ def build_payload(event: AuditEvent, event_type: str, *, grant, access_request, 
             "severity": flaw_report.shown_severity,
             "revisions": sorted(flaw_report.revisions.values_list("sha", flat=True)),
             "duplicate_of": flaw_report.duplicate_of.public_id if flaw_report.duplicate_of_id else None,
+        }
+    if document is not None:
+        data["document"] = {
+            "id": document.public_id,
+            "release": document.release.repo_id,
+            "kind": document.kind,
+            "title": document.title,
+            "visibility": document.visibility,
+            "acknowledge_required": document.acknowledge_required,
+            "version": event.data.get("version"),
+            "sha256": event.data.get("sha256"),
         }
     if access_request is not None:
         data["access_request"] = {

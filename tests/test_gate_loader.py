@@ -17,6 +17,8 @@ from access.models import (
     AccessRequest,
     ApiToken,
     AuditEvent,
+    DocumentAcknowledgement,
+    DocumentVersion,
     DownloadEvent,
     Grant,
     Lab,
@@ -25,6 +27,7 @@ from access.models import (
     License,
     ModelFile,
     ModelRelease,
+    ReleaseDocument,
     ReleaseRevision,
     User,
 )
@@ -114,6 +117,12 @@ def writes(world) -> dict:
     def draft(path):
         return ModelFile.objects.create(release=release, path=path, size=1, sha256="a" * 64, storage_key=f"k/{path}")
 
+    document = ReleaseDocument.objects.create(release=release, kind="other", title="Notes", acknowledge_required=True)
+    version = DocumentVersion.objects.create(document=document, number=1, body="x\n", sha256="b" * 64, size=2)
+
+    def new_version():
+        return DocumentVersion.objects.create(document=document, number=2, body="y\n", sha256="c" * 64, size=2)
+
     return {
         AccessRequest: {
             "save": lambda: world["request"].save(),
@@ -122,6 +131,14 @@ def writes(world) -> dict:
                 [AccessRequestFactory.build(applicant=UserFactory(), release=release)]
             ),
             "bulk_update": lambda: AccessRequest.objects.bulk_update([world["request"]], ["decision_reason"]),
+        },
+        ReleaseDocument: {
+            "update": lambda: ReleaseDocument.objects.filter(pk=document.pk).update(acknowledge_required=False),
+            "create": lambda: ReleaseDocument.objects.create(release=release, kind="logbook", title="Logbook"),
+        },
+        DocumentVersion: {"create": new_version},
+        DocumentAcknowledgement: {
+            "create": lambda: DocumentAcknowledgement.objects.create(version=version, user=alice),
         },
         ApiToken: {
             "save": lambda: world["token"].save(),

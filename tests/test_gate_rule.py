@@ -15,6 +15,7 @@ import pytest
 
 from access.gate import rule
 from access.gate.facts import (
+    DocumentFacts,
     GateInputs,
     GrantFacts,
     LabAccess,
@@ -146,6 +147,15 @@ LABS = ["none", "no_seat", *SEAT_STATUS, "grant_revoked", "grant_expired"]
 HISTORY = ["none", "pending", "needs_info", "rejected_after", "rejected_before", "withdrawn", "draft"]
 NAMED = ["none", "own", "lab", "foreign_lab", "someone_elses", "other_release"]
 VIEWERS = ["anonymous", "active", "inactive", "reviewer"]
+# Documents the release asks holders to acknowledge before downloading: none; one, acknowledged at its current
+# version; two, of which one was acknowledged at an older version only (a new version asks again).
+LOGBOOK = DocumentFacts(pk=80, public_id="d" * 32, title="Training logbook", version_pk=81, version=1)
+DOWNSTREAM = DocumentFacts(pk=82, public_id="e" * 32, title="For downstream providers", version_pk=84, version=2)
+DOCUMENTS = {
+    "none": ((), frozenset()),
+    "acknowledged": ((LOGBOOK,), frozenset({81})),
+    "new_version": ((LOGBOOK, DOWNSTREAM), frozenset({81, 83})),
+}
 
 
 def lab_access(state: str) -> tuple[LabAccess, ...]:
@@ -177,7 +187,7 @@ def history(state: str) -> tuple[RequestFacts, ...]:
     }[state]
 
 
-def build(published, gated, review_mode, viewer, own, lab, past, named) -> GateInputs | None:
+def build(published, gated, review_mode, viewer, own, lab, past, named, documents="none") -> GateInputs | None:
     grants, own_requests = OWN[own]
     labs = lab_access(lab)
     requests = tuple(sorted(own_requests + history(past), key=lambda r: r.created_at, reverse=True))
@@ -219,6 +229,8 @@ def build(published, gated, review_mode, viewer, own, lab, past, named) -> GateI
         requests=requests,
         named_grant=named_grant,
         named_grant_foreign=foreign,
+        documents=DOCUMENTS[documents][0],
+        acknowledged=DOCUMENTS[documents][1],
     )
 
 
@@ -234,7 +246,17 @@ LAB_REFUSAL = {
 }
 
 
-def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tuple[str, int | None, bool]:
+def oracle(published, gated, review_mode, viewer, own, lab, past, named, documents) -> tuple[str, int | None, bool]:
+    """The rules below, then: whoever they allow on a gated release who has not acknowledged the current version
+    of every document the release asks to be acknowledged is refused with acknowledge_documents, about the same
+    grant, until they do."""
+    code, grant_pk, waiting = _oracle(published, gated, review_mode, viewer, own, lab, past, named)
+    if code == "granted" and documents == "new_version":
+        return "acknowledge_documents", grant_pk, False
+    return code, grant_pk, waiting
+
+
+def _oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tuple[str, int | None, bool]:
     """(code, the pk of the grant it names or allows through, awaiting review), from the rules:
 
     - an unpublished release exists only for reviewers; an open one is for anyone;
@@ -301,7 +323,18 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
     return "gated", None, False
 
 
-AXES = ([True, False], [True, False], [True, False], VIEWERS, list(OWN), LABS, HISTORY, NAMED)
+# "none" (no documents) decides as "acknowledged" does, and every other test builds with it: two values suffice.
+AXES = (
+    [True, False],
+    [True, False],
+    [True, False],
+    VIEWERS,
+    list(OWN),
+    LABS,
+    HISTORY,
+    NAMED,
+    ["acknowledged", "new_version"],
+)
 
 
 def test_every_combination_meets_the_oracle():
@@ -321,7 +354,7 @@ def test_every_combination_meets_the_oracle():
             mismatches += 1
             if len(report) < 20:
                 report.append(f"{state}: expected {(code, grant_pk, waiting)}, got {got}")
-    assert checked > 50_000
+    assert checked > 100_000
     assert not mismatches, f"{mismatches} of {checked}:\n" + "\n".join(report)
 
 
@@ -387,3 +420,40 @@ def test_among_held_refusals_the_earliest_in_the_order_wins():
     inputs = replace(build(True, True, False, "active", "none", "none", "none", "none"), labs=lab_grants)
     assert rule.decide(inputs, NOW).code == "lab_seat_rejected"
     assert rule.decide(replace(inputs, labs=lab_grants[:2]), NOW).code == "lab_license_pending"
+
+
+def test_acknowledge_documents_names_the_documents_not_acknowledged_at_their_current_version():
+    inputs = build(True, True, False, "active", "active", "none", "none", "none", "new_version")
+    decision = rule.decide(inputs, NOW)
+    assert decision.code == "acknowledge_documents" and decision.status == 403
+    assert decision.documents == (DOWNSTREAM,) and decision.grant.pk == 1
+    assert rule.decide(replace(inputs, acknowledged=frozenset({81, 84})), NOW).allowed
+
+
+def test_documents_never_stand_in_front_of_anything_but_an_allowed_download():
+    for own in ("old_license", "revoked", "none"):
+        inputs = build(True, True, False, "active", own, "none", "none", "none", "new_version")
+        assert rule.decide(inputs, NOW).code != "acknowledge_documents"
+    assert rule.decide(
+        build(True, False, False, "anonymous", "none", "none", "none", "none", "new_version"), NOW
+    ).allowed
+
+
+@pytest.mark.parametrize(
+    ("code", "holders_only", "readable"),
+    [
+        ("open", True, True),
+        ("granted", True, True),
+        ("acknowledge_documents", True, True),
+        ("gated", True, False),
+        ("not_authenticated", True, False),
+        ("pending", True, False),
+        ("license_update", True, False),
+        ("gated", False, True),
+        ("not_authenticated", False, True),
+        ("not_found", False, False),
+    ],
+)
+def test_who_reads_a_document(code, holders_only, readable):
+    decision = rule.AccessDecision(code)
+    assert rule.may_read_document(decision, holders_only=holders_only) is readable

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.core.management import call_command
+from django.utils import translation
 from playwright.sync_api import expect
 
-from access import services
+from access import footprint, services
 from access.models import ModelRelease
 from tests.factories import AccessRequestFactory, LicenseFactory, ReleaseFactory, UserFactory, add_file, grant_for
 
@@ -139,6 +140,38 @@ def check_shown(page, shots, path, step, *, axe=True):
     assert violations == [], f"{path}: {violations}"
 
 
+REQUIREMENTS_TITLE = {"en": "What it takes to run it", "zh-hans": "运行它需要什么"}
+
+
+def check_requirements(page, release, lang):
+    """What it takes to run OPT-175B, as a visitor reads it: figures worked out by hand (175e9 parameters × 4, 2,
+    1 and ½ bytes; 80 GB and 24 GB cards), the demo's real download size and its times, the emissions, and the
+    documents."""
+    section = page.locator("#requirements")
+    expect(section.locator("h2")).to_have_text(REQUIREMENTS_TITLE[lang])
+    expected = {
+        "fp32": ("≈ 700 GB", "651.9 GiB", "9", "30"),
+        "bf16": ("≈ 350 GB", "326.0 GiB", "5", "15"),
+        "int8": ("≈ 175 GB", "163.0 GiB", "3", "8"),
+        "int4": ("≈ 87.5 GB", "81.5 GiB", "2", "4"),
+    }
+    for dtype, (gb, gib, accelerators, cards) in expected.items():
+        row = section.locator(f"tr[data-dtype={dtype}]")
+        expect(row.locator(".weights-gb")).to_contain_text(gb)
+        expect(row.locator(".weights-gb")).to_contain_text(gib)
+        expect(row.locator(".accelerators")).to_have_text(accelerators)
+        expect(row.locator(".consumer-cards")).to_have_text(cards)
+    expect(section.locator("tr[data-dtype=bf16] .badge")).to_contain_text("fp16")  # as the demo says it is stored
+    size = sum(release.files.values_list("size", flat=True))
+    # The demo's real total in bytes (with or without the language's thousands separators), and its times.
+    expect(section.locator("#download-size")).to_contain_text(re.compile("[,. ]?".join(f"{size:,}".split(","))))
+    with translation.override(lang):
+        times = [footprint.duration_text(size * 8 / bps) for _label, bps in footprint.LINKS]
+    expect(section.locator("#download-times dd[data-link]")).to_have_text(times)
+    expect(section.locator("#emissions")).to_be_visible()
+    expect(page.locator("#documents li[data-document]")).to_have_count(3)
+
+
 def visit_every_page(*, browser, live_server, shots, people, lang):
     grant, request, fresh, token = people["grant"], people["request"], people["fresh"], people["token"]
     for viewport in VIEWPORTS:
@@ -147,6 +180,7 @@ def visit_every_page(*, browser, live_server, shots, people, lang):
         page = context.new_page()
         check_page(page, shots, "/", f"{viewport}-catalog")
         check_page(page, shots, "/models/facebook/opt-175b", f"{viewport}-gated-anonymous")
+        check_requirements(page, grant.release, lang)
         if viewport == "desktop":
             # The state and the primary action are on the first screen, the 992 files behind a count.
             action = page.locator("#request-access .btn-primary")

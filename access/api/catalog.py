@@ -3,7 +3,13 @@
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -83,6 +89,49 @@ class FileSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
 
 
+class WeightsSerializer(serializers.Serializer):
+    dtype = serializers.CharField(source="name")
+    bytes = serializers.IntegerField()
+    gb = serializers.FloatField(help_text="decimal gigabytes (10^9 bytes)")
+    gib = serializers.FloatField(help_text="GiB (2^30 bytes)")
+    accelerators_80gb = serializers.IntegerField(source="accelerators", help_text="80 GB accelerators that hold them")
+    consumer_cards_24gb = serializers.IntegerField(source="consumer_cards", help_text="24 GB cards that hold them")
+    stored = serializers.BooleanField(help_text="the weights are stored at this precision (the release says)")
+
+
+class TransferSerializer(serializers.Serializer):
+    link = serializers.CharField()
+    bits_per_second = serializers.IntegerField()
+    seconds = serializers.FloatField()
+
+
+class EmissionsSerializer(serializers.Serializer):
+    """As Hugging Face's `co2_eq_emissions` model-card metadata."""
+
+    emissions = serializers.FloatField(source="co2_eq_emissions", help_text="grams of CO2 equivalent")
+    source = serializers.CharField(source="co2_source")
+    training_type = serializers.CharField(source="co2_training_type")
+    geographical_location = serializers.CharField(source="co2_geographical_location")
+    hardware_used = serializers.CharField(source="co2_hardware_used")
+
+
+class RequirementsSerializer(serializers.Serializer):
+    """What it takes to run the release: its weights' memory at each precision (from the parameter count) and
+    the download of the revision shown."""
+
+    weights_dtype = serializers.CharField(source="stored_dtype", help_text="as the release manager states; blank")
+    weights = WeightsSerializer(many=True, source="precisions")
+    note = serializers.SerializerMethodField()
+    download_bytes = serializers.IntegerField()
+    download_times = TransferSerializer(many=True, source="transfers")
+
+    def get_note(self, obj) -> str:
+        return _(
+            "These hold the weights only: running the model needs more memory for activations and the KV cache, "
+            "which grow with batch size and context length."
+        )
+
+
 class ReleaseDetailSerializer(ReleaseSerializer):
     """A release at one revision (`main` unless `?revision=` names another), with the list of its revisions."""
 
@@ -90,6 +139,16 @@ class ReleaseDetailSerializer(ReleaseSerializer):
     revision_number = serializers.IntegerField(allow_null=True)
     files = FileSerializer(many=True, source="shown_files")
     revisions = RevisionSerializer(many=True, source="revision_list")
+    requirements = RequirementsSerializer()
+    co2_eq_emissions = serializers.SerializerMethodField(help_text="null when the release gives none")
+    documents = serializers.SerializerMethodField(help_text="GET …/documents for each one's versions")
+
+    @extend_schema_field(EmissionsSerializer(allow_null=True))
+    def get_co2_eq_emissions(self, obj):
+        return EmissionsSerializer(obj).data if obj.co2_eq_emissions is not None else None
+
+    def get_documents(self, obj) -> list[str]:
+        return [d.public_id for d in obj.documents.all()]
 
 
 class ReleaseListApi(generics.ListAPIView):
@@ -120,6 +179,7 @@ class ReleaseDetailApi(APIView):
         if revision is not None:  # the totals annotated on the release are main's
             release.file_count, release.total_size = shown.file_count, sum(f.size for f in files) or None
         release.revision_number = shown.number if shown else None
+        release.requirements = selectors.release_footprint(release=release, download_bytes=sum(f.size for f in files))
         release.shown_revision, release.shown_files, release.revision_list = (
             shown.sha if shown else release.revision,
             files,

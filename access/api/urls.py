@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, flaws, labs, requests, rules, stats, stewardship
+from . import catalog, documents, flaws, labs, requests, rules, stats, stewardship
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -12,6 +12,22 @@ urlpatterns = [
     re_path(rf"^v1/models/{REPO}/?$", catalog.ReleaseDetailApi.as_view(), name="api-model"),
     re_path(rf"^v1/models/{REPO}/files/(?P<path>.+)$", catalog.FileDownloadApi.as_view(), name="api-model-file"),
     re_path(rf"^v1/models/{REPO}/manifest/?$", catalog.ManifestApi.as_view(), name="api-model-manifest"),
+    re_path(rf"^v1/models/{REPO}/documents/?$", documents.DocumentListApi.as_view(), name="api-model-documents"),
+    re_path(
+        rf"^v1/models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/?$",
+        documents.DocumentDetailApi.as_view(),
+        name="api-model-document",
+    ),
+    re_path(
+        rf"^v1/models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/versions/?$",
+        documents.DocumentVersionsApi.as_view(),
+        name="api-model-document-versions",
+    ),
+    re_path(
+        rf"^v1/models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/acknowledge/?$",
+        documents.DocumentAcknowledgeApi.as_view(),
+        name="api-model-document-acknowledge",
+    ),
     re_path(rf"^v1/models/{REPO}/access-form/?$", requests.AccessFormApi.as_view(), name="api-model-access-form"),
     re_path(rf"^v1/models/{REPO}/rules/?$", rules.ReleaseRulesApi.as_view(), name="api-model-rules"),
     re_path(

@@ -78,6 +78,7 @@ REFUSAL_HINTS = {
     "pending": "Your access request has not been reviewed yet.",
     "expired": "Your access has expired; request access again in the portal.",
     "license_update": "Accept the new license version in the portal (the message says where), then run again.",
+    "acknowledge_documents": "Read and acknowledge the documents the message names in the portal, then run again.",
     "revision_not_found": "Pass --revision main to download the latest revision instead.",
     "not_found": "Check the model id (e.g. facebook/opt-175b) and --portal.",
 }

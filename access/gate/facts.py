@@ -103,6 +103,17 @@ class LabAccess:
 
 
 @dataclass(frozen=True)
+class DocumentFacts:
+    """A release document holders must acknowledge before downloading, at its current version."""
+
+    pk: int
+    public_id: str
+    title: str
+    version_pk: int
+    version: int
+
+
+@dataclass(frozen=True)
 class GateInputs:
     """Everything the rule reads for one person (or nobody) and one release."""
 
@@ -118,3 +129,7 @@ class GateInputs:
     named_grant: GrantFacts | None = None
     # Set when the named grant is a lab grant the person is not a current member of: it does not exist for them.
     named_grant_foreign: bool = field(default=False)
+    # The release's documents to acknowledge before downloading (current versions), and the versions the person
+    # acknowledged (of those documents).
+    documents: tuple[DocumentFacts, ...] = ()
+    acknowledged: frozenset[int] = frozenset()

@@ -26,6 +26,8 @@ from .. import paths
 from ..models import (
     AccessRequest,
     ApiToken,
+    DocumentAcknowledgement,
+    DocumentVersion,
     Grant,
     Lab,
     LabMembership,
@@ -33,14 +35,25 @@ from ..models import (
     License,
     ModelFile,
     ModelRelease,
+    ReleaseDocument,
     ReleaseRevision,
     User,
 )
 from . import cache
-from .facts import GateInputs, GrantFacts, LabAccess, LabFacts, ReleaseFacts, RequestFacts, SeatFacts, ViewerFacts
+from .facts import (
+    DocumentFacts,
+    GateInputs,
+    GrantFacts,
+    LabAccess,
+    LabFacts,
+    ReleaseFacts,
+    RequestFacts,
+    SeatFacts,
+    ViewerFacts,
+)
 
-GATE_MODELS = (AccessRequest, ApiToken, Grant, Lab, LabMembership, LabSeat, License, ModelFile, ModelRelease,
-               ReleaseRevision, User)  # fmt: skip
+GATE_MODELS = (AccessRequest, ApiToken, DocumentAcknowledgement, DocumentVersion, Grant, Lab, LabMembership, LabSeat,
+               License, ModelFile, ModelRelease, ReleaseDocument, ReleaseRevision, User)  # fmt: skip
 GATE_TABLES = frozenset(
     [model._meta.db_table for model in GATE_MODELS]
     # Who is a reviewer (a group's permission) decides whether an unpublished release exists for them.
@@ -307,15 +320,50 @@ def _labs(user: User, found: ModelRelease, only: Grant | None = None) -> tuple[L
     return tuple(LabAccess(grant=_grant(g), seat=_seat(seats.get(g.pk))) for g in grants)
 
 
+def _documents(found: ModelRelease) -> tuple[DocumentFacts, ...]:
+    """The release's documents holders acknowledge before downloading, at their newest versions (one query, none
+    while cached: they are the same for everyone)."""
+    key = ("documents", found.pk)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    rows = (
+        DocumentVersion.objects.filter(document__release=found, document__acknowledge_required=True)
+        .order_by("document__position", "document_id", "-number")
+        .values_list("pk", "number", "document_id", "document__public_id", "document__title")
+    )
+    current: dict[int, DocumentFacts] = {}
+    for version_pk, number, doc_pk, public_id, title in rows:
+        if doc_pk not in current:
+            current[doc_pk] = DocumentFacts(
+                pk=doc_pk, public_id=public_id, title=title, version_pk=version_pk, version=number
+            )
+    documents = tuple(current.values())
+    cache.put(key, documents)
+    return documents
+
+
+def _acknowledged(user: User, documents: tuple[DocumentFacts, ...]) -> frozenset[int]:
+    if not documents:
+        return frozenset()
+    versions = [d.version_pk for d in documents]
+    return frozenset(
+        DocumentAcknowledgement.objects.filter(user=user, version_id__in=versions).values_list("version_id", flat=True)
+    )
+
+
 def _person(user: User, found: ModelRelease) -> GateInputs:
     grants = Grant.objects.filter(user=user, release=found, lab__isnull=True).order_by("-issued_at", "-pk")
     requests = AccessRequest.objects.filter(applicant=user, release=found, lab__isnull=True)
+    documents = _documents(found) if found.is_gated else ()
     return GateInputs(
         release=release_facts(found),
         viewer=_viewer(user, found),
         grants=tuple(_grant(g) for g in grants[:GRANTS]),
         labs=_labs(user, found),
         requests=tuple(_request(r) for r in requests.order_by("-created_at", "-pk")[:HISTORY]),
+        documents=documents,
+        acknowledged=_acknowledged(user, documents),
     )
 
 
@@ -330,6 +378,8 @@ def inputs(*, user, release: ModelRelease, grant: Grant | None = None) -> GateIn
         return GateInputs(release=release_facts(release))
     if grant is not None:
         named = _grant(grant)
+        documents = _documents(release) if release.is_gated else ()
+        acknowledged = _acknowledged(user, documents)
         if grant.lab_id is not None and grant.release_id == release.pk:
             labs = _labs(user, release, only=grant)
             return GateInputs(
@@ -338,8 +388,16 @@ def inputs(*, user, release: ModelRelease, grant: Grant | None = None) -> GateIn
                 labs=labs,
                 named_grant=named,
                 named_grant_foreign=not labs,
+                documents=documents,
+                acknowledged=acknowledged,
             )
-        return GateInputs(release=release_facts(release), viewer=_viewer(user, release), named_grant=named)
+        return GateInputs(
+            release=release_facts(release),
+            viewer=_viewer(user, release),
+            named_grant=named,
+            documents=documents,
+            acknowledged=acknowledged,
+        )
     key = ("person", user.pk, release.pk)
     found = cache.get(key)
     if found is None or found.viewer.active != user.is_active or found.release.license_id != release.license_id:

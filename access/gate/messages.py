@@ -50,6 +50,20 @@ def detail(decision: AccessDecision, release: ModelRelease) -> str:
         return _("The license of %(repo)s changed to version %(version)s: accept it at %(url)s to download again.") % (
             values
         )
+    if code == rule.ACKNOWLEDGE_DOCUMENTS:
+        names = "; ".join(
+            _("%(title)s (version %(version)d, %(url)s)")
+            % {
+                "title": d.title,
+                "version": d.version,
+                "url": selectors.document_url(repo_id=repo, public_id=d.public_id),
+            }
+            for d in decision.documents
+        )
+        return _(
+            "Before downloading %(repo)s, read and acknowledge: %(documents)s. Acknowledge each on its page, or "
+            "with POST /api/v1/models/%(repo)s/documents/<id>/acknowledge."
+        ) % {"repo": repo, "documents": names}
     if code in (rule.LAB_LICENSE_PENDING, rule.LAB_SEAT_PENDING, rule.LAB_SEAT_REJECTED):
         return _lab(decision, release)
     if code == rule.REVOKED:

@@ -10,6 +10,8 @@ current license version, or who holds an active seat, on the current version, on
 they belong to. Either suffices. When the caller names a grant (its page, its batch), only that grant counts.
 A grant of one's own also needs its declared country not among the release's restricted countries, and, when it
 rested on a verified affiliation, that affiliation seen again in time and not suspended by a later sign-in.
+A person so allowed who has not acknowledged the current version of every document the release asks holders to
+acknowledge is refused with `acknowledge_documents`, naming them, until they do (a new version asks again).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .facts import GateInputs, GrantFacts, LabAccess, RequestFacts, SeatFacts
+from .facts import DocumentFacts, GateInputs, GrantFacts, LabAccess, RequestFacts, SeatFacts
 
 OPEN = "open"
 GRANTED = "granted"
@@ -46,10 +48,10 @@ GATED = "gated"
 # holds now (the most final first: what they cannot fix themselves before what they can), then what is left
 # of the past (an open request; the newest of an ended grant and a rejection; an ended lab grant), and last the
 # plain "apply". A restricted country (the holder cannot change it) comes before a verified affiliation to be
-# seen again (a sign-in fixes it), which comes before a license to accept. Codes the gate does not produce yet
-# keep their place here for the facts that will bring them: a withdrawn revision, a library card revoked or
-# expired, documents to acknowledge before downloading (which only ever stands between an allowed person and
-# the files).
+# seen again (a sign-in fixes it), which comes before a license to accept. Documents to acknowledge before
+# downloading only ever stand between an otherwise allowed person and the files, so they rank after everything
+# held that the person must still obtain. Codes the gate does not produce yet keep their place here for the facts
+# that will bring them: a withdrawn revision, a library card revoked or expired.
 ORDER = (
     NOT_FOUND,
     REVISION_WITHDRAWN,
@@ -85,6 +87,8 @@ class AccessDecision:
     request: RequestFacts | None = None
     # license_update only: the holder accepted the new version and a reviewer has yet to approve it.
     awaiting_review: bool = False
+    # acknowledge_documents only: the documents to acknowledge (current versions).
+    documents: tuple[DocumentFacts, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -119,6 +123,11 @@ class AccessDecision:
         return cls(code, grant=grant, seat=seat)
 
     @classmethod
+    def to_acknowledge(cls, allowed: AccessDecision, documents: tuple[DocumentFacts, ...]) -> AccessDecision:
+        """An allowed decision held back until the person acknowledges these documents."""
+        return cls(ACKNOWLEDGE_DOCUMENTS, grant=allowed.grant, seat=allowed.seat, documents=documents)
+
+    @classmethod
     def about_request(cls, code: str, request: RequestFacts) -> AccessDecision:
         assert code in RANK, code
         return cls(code, request=request)
@@ -126,6 +135,25 @@ class AccessDecision:
 
 def decide(inputs: GateInputs, now: datetime) -> AccessDecision:
     """The rule (see the module's docstring); refusals rank by ORDER."""
+    decision = _decide(inputs, now)
+    if decision.code == GRANTED:
+        missing = tuple(d for d in inputs.documents if d.version_pk not in inputs.acknowledged)
+        if missing:
+            return AccessDecision.to_acknowledge(decision, missing)
+    return decision
+
+
+def may_read_document(decision: AccessDecision, *, holders_only: bool) -> bool:
+    """Whether a person may read a release document: a public one, anyone who may see the release; one for
+    holders, whoever the gate allows, or holds back only to acknowledge documents (they must read them first)."""
+    if decision.code == NOT_FOUND:
+        return False
+    if not holders_only:
+        return True
+    return decision.allowed or decision.code == ACKNOWLEDGE_DOCUMENTS
+
+
+def _decide(inputs: GateInputs, now: datetime) -> AccessDecision:
     release, viewer = inputs.release, inputs.viewer
     if not release.published and not (viewer is not None and viewer.active and viewer.sees_unpublished):
         return AccessDecision.refused(NOT_FOUND)

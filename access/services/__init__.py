@@ -19,6 +19,15 @@ from .base import (
     rule_actor,
     task_actor,
 )
+from .documents import TEMPLATES as DOCUMENT_TEMPLATES
+from .documents import (
+    document_acknowledge,
+    document_attach,
+    document_create,
+    document_update,
+    document_version_add,
+    release_set_footprint,
+)
 from .flaws import (
     can_triage,
     disclosure_terms_current,
@@ -120,6 +129,7 @@ from .webhooks import (
 )
 
 __all__ = [
+    "DOCUMENT_TEMPLATES",
     "RELEASE_MANAGERS_GROUP",
     "REQUEST_FIELDS",
     "REVIEWERS_GROUP",
@@ -143,6 +153,11 @@ __all__ = [
     "command_actor",
     "disclosure_terms_current",
     "disclosure_terms_publish",
+    "document_acknowledge",
+    "document_attach",
+    "document_create",
+    "document_update",
+    "document_version_add",
     "email_verified",
     "flaw_report_attach",
     "flaw_report_comment",
@@ -193,6 +208,7 @@ __all__ = [
     "release_publish",
     "release_refresh_revision",
     "release_rules_set",
+    "release_set_footprint",
     "release_set_license",
     "release_update",
     "release_upsert_file",

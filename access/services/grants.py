@@ -162,7 +162,7 @@ def grant_issue_task(request_id: int) -> str | None:
 def grant_refresh_links(*, actor: Actor, grant: Grant) -> UrlBatch:
     """Ask for a new URL batch; the worker signs it and the grant page shows progress until it is ready."""
     decision = downloads.access_state(user=actor.user, release=grant.release, grant=grant)
-    if decision.code == "license_update":
+    if decision.code in ("license_update", "acknowledge_documents"):
         raise ServiceError(decision.detail, decision.code)
     if not decision.allowed:
         raise ServiceError(_("This grant is no longer active."), "grant_inactive")
@@ -183,6 +183,9 @@ def batch_fill(*, batch_id: int) -> UrlBatch | None:
             return batch
         # The gate decides for the holder now, as for any download: a batch is a week of signed URLs.
         decision = downloads.access_state(user=batch.grant.user, release=batch.grant.release, grant=batch.grant)
+        if decision.code == "acknowledge_documents":
+            # Signed once the holder has acknowledged the documents (document_acknowledge enqueues it again).
+            return batch
         if not decision.allowed:
             batch.status = UrlBatch.Status.FAILED
             batch.save(update_fields=["status", "updated_at"])

@@ -146,7 +146,7 @@ def request_submit(
     user = require_user(actor)
     _require_applicable(user, release, data=data, license_accepted=license_accepted)
     decision = downloads.access_state(user=user, release=release)
-    if decision.allowed:
+    if decision.allowed or decision.code == "acknowledge_documents":
         raise ServiceError(_("You already have access to %(repo)s.") % {"repo": release.repo_id}, "already_granted")
     if decision.code == "license_update":
         raise ServiceError(decision.detail, "license_update")

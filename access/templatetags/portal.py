@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 
-from .. import commands
+from .. import commands, footprint
 from ..durations import age_days, duration_text, seen_text
 from ..identities import describe
 from ..markdown import render_markdown
@@ -90,3 +90,21 @@ def seen(value):
 def fact_text(fact):
     """A verified affiliation as a sentence: "Verified by Demo University today: faculty@uni.example"."""
     return describe(fact)
+
+
+@register.filter
+def transfer_time(seconds):
+    """A download time as people say it (access.footprint.duration_text)."""
+    return footprint.duration_text(seconds)
+
+
+@register.filter
+def emissions(grams):
+    """Grams of CO2 equivalent as tonnes or kilograms, whichever reads best."""
+    if grams is None:
+        return ""
+    if grams >= 1_000_000:
+        return gettext("%(n)s t CO2eq") % {"n": f"{grams / 1_000_000:,.1f}".rstrip("0").rstrip(".")}
+    if grams >= 1000:
+        return gettext("%(n)s kg CO2eq") % {"n": f"{grams / 1000:,.1f}".rstrip("0").rstrip(".")}
+    return gettext("%(n)s g CO2eq") % {"n": f"{grams:,.0f}"}

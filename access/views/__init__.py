@@ -58,6 +58,8 @@ def release_detail(request, repo_id):
         ),
         "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
         "may_report": services.may_report(request.user, release),
+        "footprint": selectors.release_footprint(release=release, download_bytes=listing.size),
+        "documents": selectors.release_documents(release=release),
     }
     return render(request, "access/release_detail.html", context)
 

@@ -56,7 +56,7 @@ def apply(request, repo_id):
             return redirect("lab-detail", public_id=lab.public_id)
         messages.info(request, _("You already have an open request for this release."))
         return redirect("request-detail", public_id=existing.public_id)
-    if decision.allowed and lab is None:
+    if (decision.allowed or decision.code == "acknowledge_documents") and lab is None:
         messages.info(request, _("You already have access to this release."))
         return redirect("release-detail", repo_id=release.repo_id)
     facts = verified_facts(request.user)

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from access import catalog_data, services
-from access.models import AccessQuestion, Institution, License, ModelRelease
+from access.models import AccessQuestion, Institution, License, ModelRelease, ReleaseDocument
 from access.storage import get_storage
 
 # The demo's files are 16 KiB or so: small pieces give each several, as a real shard has many.
@@ -76,6 +76,7 @@ class Command(BaseCommand):
                 release=release, notes="Demo files" if created else "Demo files regenerated", actor=actor
             )
             self._questions(release, actor)
+            self._documents(release, actor)
             state = "created" if created else "up to date" if not added else "updated"
             self.stdout.write(f"{release.repo_id}: {len(paths)} files ({added} stored) — {state}")
         self._institution(actor)
@@ -106,6 +107,16 @@ class Command(BaseCommand):
         )
         services.institution_confirm(actor=actor, institution=institution)
         self.stdout.write(f"{institution.name}: confirmed, sign-in issuer {issuer}")
+
+    def _documents(self, release, actor):
+        """The demo releases' documents and what it takes to run them, added once (a manager's later versions
+        and edits are kept)."""
+        footprint = catalog_data.RELEASE_FOOTPRINTS.get(release.name)
+        if footprint and not release.weights_dtype:
+            services.release_set_footprint(actor=actor, release=release, changes=footprint)
+        for fields in catalog_data.release_documents(release.name):
+            if not ReleaseDocument.objects.filter(release=release, title=fields["title"]).exists():
+                services.document_create(actor=actor, release=release, **fields)
 
     def _questions(self, release, actor):
         """The demo releases' own questions, added once (a manager's later edits are kept)."""
