@@ -527,6 +527,7 @@ SPECTACULAR_SETTINGS = {
         "FlawSeverityEnum": "access.models.FlawReport.Severity",
         "FlawQueueStatusEnum": ["open", "all", "received", "triaged", "accepted", "declined", "duplicate", "resolved"],
         "StatusEnum": "access.models.AccessRequest.Status",
+        "DocumentKindEnum": "access.models.ReleaseDocument.Kind",
     },
 }
 
