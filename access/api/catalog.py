@@ -163,10 +163,11 @@ class FileDownloadApi(APIView):
         except UnknownMirror:
             raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
         url = downloads.serve_file(decision, file, base_url=base_url(request), location=location)
+        what = downloads.served(decision, file)  # the person's variant of a marked file
         response = download_redirect(url)
         response["X-Mirror"] = location.name
-        response["X-Checksum-Sha256"] = file.sha256
-        response["X-File-Size"] = str(file.size)
+        response["X-Checksum-Sha256"] = what.sha256
+        response["X-File-Size"] = str(what.size)
         return response
 
 

@@ -18,6 +18,8 @@ class ReleaseFacts:
     license_version: str
     # Whether holders accepting a new license version are approved again by a reviewer (license_update_mode).
     reviews_license_updates: bool
+    # Marked copies (access.marking): each person is served their own variant of each marked file.
+    marked: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,3 +109,6 @@ class GateInputs:
     named_grant: GrantFacts | None = None
     # Set when the named grant is a lab grant the person is not a current member of: it does not exist for them.
     named_grant_foreign: bool = field(default=False)
+    # In a marked release: the attempt number of the person's codeword (access.marking.marks_for), or None when
+    # they hold none yet. Not read by the rule: the channel serves the variant it names.
+    codeword: int | None = None
