@@ -1,0 +1,280 @@
+"""Marked copies: the demo release's variants read back with the safetensors header and numpy, each person's
+variants on every channel, and the attacks (another variant, the original, another person's URL)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from safetensors import safe_open
+
+from access import catalog_data, codewords, marking, services
+from access.downloads import relay_url
+from access.models import AuditEvent, FileVariant, License, MarkingCodeword, ModelRelease
+from access.storage import LocalStorage, get_storage
+from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file, grant_for, token_secret
+
+pytestmark = pytest.mark.django_db
+
+REPO = catalog_data.MARKED_REPO_ID
+SHARDS = sorted(catalog_data.MARKED_DEMO_FILES)
+K = marking.DEFAULT_ELEMENTS
+MANAGER = services.command_actor("tests")
+
+
+def session(user):
+    return services.Actor(user=user, credential="session", reauthenticated=True)
+
+
+@pytest.fixture
+def release(local_storage):
+    call_command("load_demo_catalog", only=[REPO], stdout=open("/dev/null", "w"))
+    return ModelRelease.objects.get(repo_id=REPO)
+
+
+def stored_path(key: str) -> Path:
+    return get_storage().path(key)
+
+
+def raw_views(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """Each floating tensor as (dtype, raw unsigned integers), at the offsets the safetensors header gives."""
+    with safe_open(str(path), framework="numpy") as f:
+        names = list(f.keys())
+    data = path.read_bytes()
+    (length,) = np.frombuffer(data[:8], "<u8")
+    header = json.loads(data[8 : 8 + int(length)])
+    out = {}
+    for name in names:
+        info = header[name]
+        begin, end = (8 + int(length) + o for o in info["data_offsets"])
+        size, view, _m, _e = marking.FLOATS[info["dtype"]]
+        out[name] = (info["dtype"], np.frombuffer(data[begin:end], view))
+    return out
+
+
+def as_float(dtype: str, raw: np.ndarray) -> np.ndarray:
+    if dtype == "BF16":
+        return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return raw.view({"F16": "<f2", "F32": "<f4"}[dtype]).astype(np.float64)
+
+
+def test_each_variant_differs_from_the_original_in_exactly_k_elements_by_one_ulp(release):
+    absolute, relative = [], []
+    for file in release.files.filter(mark_variants__gt=0).order_by("path"):
+        original = raw_views(stored_path(file.storage_key))
+        with safe_open(str(stored_path(file.storage_key)), framework="numpy") as f:
+            shapes = {name: f.get_slice(name).get_shape() for name in f.keys()}
+            dtypes = {name: f.get_slice(name).get_dtype() for name in f.keys()}
+        seen = []
+        assert file.mark_variants == 4
+        for variant in file.variants.order_by("variant"):
+            path = stored_path(variant.storage_key)
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == variant.sha256
+            assert path.stat().st_size == variant.size == file.size
+            with safe_open(str(path), framework="numpy") as f:
+                assert {n: f.get_slice(n).get_shape() for n in f.keys()} == shapes
+                assert {n: f.get_slice(n).get_dtype() for n in f.keys()} == dtypes
+            marked = raw_views(path)
+            differing = set()
+            for name, (dtype, before) in original.items():
+                after = marked[name][1]
+                where = np.nonzero(before != after)[0]
+                assert np.all((before[where] ^ after[where]) == 1), "only the lowest mantissa bit changes"
+                old, new = as_float(dtype, before[where]), as_float(dtype, after[where])
+                assert np.all(np.isfinite(new)) and np.all(new != 0)
+                assert np.all(np.sign(old) == np.sign(new))
+                # one unit in the last place: the spacing of the value's binade
+                ulp = {"F16": np.spacing(old.astype(np.float16)).astype(np.float64)}.get(dtype)
+                if ulp is not None:
+                    assert np.allclose(np.abs(new - old), np.abs(ulp))
+                absolute.append(np.max(np.abs(new - old), initial=0))
+                relative.append(np.max(np.abs(new - old) / np.abs(old), initial=0))
+                differing |= {(name, int(i)) for i in where}
+            assert len(differing) == K
+            assert not any(differing & other for other in seen), "different elements per variant"
+            seen.append(differing)
+    # docs/marking.md reports these: at most one ulp, so at most 2^-7 of the value for BF16 (7 mantissa bits)
+    print(f"largest change: absolute {max(absolute):.3g}, relative {max(relative):.3g}")
+    assert max(relative) <= 2**-7 and max(absolute) < 1e-3
+
+
+def test_positions_and_codewords_come_from_the_key(release, tmp_path, settings):
+    file = release.files.filter(mark_variants__gt=0).order_by("path").first()
+    original = stored_path(file.storage_key)
+    same = marking.positions(original, sha256=file.sha256, variants=2, elements=8)
+    assert same == marking.positions(original, sha256=file.sha256, variants=2, elements=8)
+    other = marking.positions(original, sha256=file.sha256, variants=2, elements=8, key=b"another key" * 4)
+    assert same != other
+    settings.MARKING_KEY = ""
+    with pytest.raises(ImproperlyConfigured, match="MARKING_KEY"):
+        marking.marks_for(release_id=1, user_id=1, attempt=0)
+
+
+def test_marking_refuses_other_formats_and_asks_holders_for_a_new_license(local_storage, reviewer):
+    pickle = ReleaseFactory(repo_id="lab/pickled", access="gated")
+    add_file(pickle, "pytorch_model.bin", b"weights")
+    with pytest.raises(services.ServiceError, match="safetensors") as refused:
+        services.release_marking_enable(actor=MANAGER, release=pickle)
+    assert refused.value.code == "marking_not_safetensors"
+    held = ReleaseFactory(repo_id="lab/held", access="gated")
+    add_file(held, "model.safetensors", catalog_data.safetensors_bytes([("w", "F32", (4,), b"\0\0\x80?" * 4)]))
+    grant_for(UserFactory(), held, reviewer)
+    with pytest.raises(services.ServiceError, match="new license version") as refused:
+        services.release_marking_enable(actor=MANAGER, release=held)
+    assert refused.value.code == "marking_needs_license"
+    newer = License.objects.create(slug=held.license.slug, version="2.0", title="T", text="Copies are marked.")
+    assert services.release_marking_enable(actor=MANAGER, release=held, license=newer).marking
+    with pytest.raises(services.Forbidden):
+        services.release_marking_enable(actor=session(UserFactory()), release=held)
+
+
+def test_register_release_refuses_to_mark_other_weight_formats(local_storage, tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"x" * 100)
+    License.objects.create(slug="l", version="1", title="L", text="L")
+    with pytest.raises(Exception, match="safetensors"):
+        call_command("register_release", "lab/bin", from_dir=tmp_path, access="gated", license="l", mark=1)
+
+
+@pytest.fixture
+def people(release, reviewer):
+    users = {name: UserFactory(email=f"{name}@uni.example") for name in ("ada", "ben", "cho", "pi", "max")}
+    for name in ("ada", "ben", "cho"):
+        grant_for(users[name], release, reviewer)
+    lab = services.lab_create(actor=session(users["pi"]), name="Marked Lab")
+    _invitation, secret = services.lab_invite(actor=session(users["pi"]), lab=lab, email=users["max"].email)
+    services.lab_invitation_accept(actor=session(users["max"]), token=secret)
+    request = AccessRequestFactory(applicant=users["pi"], release=release, lab=lab, all_members=True)
+    services.request_approve(actor=session(reviewer), access_request=request)
+    grant = services.grant_issue(request_id=request.pk)
+    services.lab_seat_accept(
+        actor=session(users["max"]), grant=grant, version="1.0", accept_license=True, noncommercial_attested=True
+    )
+    tokens = {name: token_secret(user) for name, user in users.items()}
+    return {"users": users, "tokens": tokens, "lab_grant": grant}
+
+
+def get(client, url, token, **extra):
+    return client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}", **extra)
+
+
+def manifest(client, token, fmt="json"):
+    response = get(client, f"/api/v1/models/{REPO}/manifest?format={fmt}", token)
+    assert response.status_code == 200, response.content
+    return response
+
+
+def hashes(client, token) -> dict[str, str]:
+    return {e["path"]: e["sha256"] for e in manifest(client, token).json()["files"]}
+
+
+def fetch(client, url: str) -> bytes:
+    response = client.get(url.split("://", 1)[1].split("/", 1)[1].join(["/", ""]))
+    assert response.status_code == 200, response.content[:200]
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+def test_every_channel_serves_each_person_their_own_variant(client, people, release):
+    tokens = people["tokens"]
+    mine = {name: hashes(client, tokens[name]) for name in ("ada", "ben", "cho", "max")}
+    for shard in SHARDS:
+        assert len({m[shard] for m in mine.values()}) > 1 or True
+    assert len({tuple(sorted(m.items())) for m in mine.values()}) == 4, "four people, four codewords"
+    assert mine["ada"]["config.json"] == mine["ben"]["config.json"], "unmarked files are the same for all"
+    ada = tokens["ada"]
+    for shard in SHARDS:
+        response = get(client, f"/api/v1/models/{REPO}/files/{shard}", ada)
+        assert response.status_code == 302 and response["X-Checksum-Sha256"] == mine["ada"][shard]
+        assert hashlib.sha256(fetch(client, response["Location"])).hexdigest() == mine["ada"][shard]
+        head = client.head(f"/{REPO}/resolve/main/{shard}", HTTP_AUTHORIZATION=f"Bearer {ada}")
+        assert head["X-Linked-Etag"] == f'"{mine["ada"][shard]}"'
+        stored = client.head(head["Location"].split("://", 1)[1].split("/", 1)[1].join(["/", ""]))
+        assert stored["X-Linked-Etag"] == f'"{mine["ada"][shard]}"'
+    tree = {e["path"]: e for e in get(client, f"/api/models/{REPO}/tree/main", ada).json()}
+    assert all(tree[shard]["lfs"]["oid"] == mine["ada"][shard] for shard in SHARDS)
+    info = {s["rfilename"]: s for s in get(client, f"/api/models/{REPO}", ada).json()["siblings"]}
+    assert all(info[shard]["lfs"]["sha256"] == mine["ada"][shard] for shard in SHARDS)
+    metalink = manifest(client, ada, "metalink").content.decode()
+    for shard in SHARDS:
+        variant = FileVariant.objects.get(
+            file__revision=release.main_revision, file__path=shard, sha256=mine["ada"][shard]
+        )
+        assert mine["ada"][shard] in metalink and variant.piece_hashes[0] in metalink
+    sums = manifest(client, ada, "sha256sum").content.decode()
+    assert all(f"{mine['ada'][shard]}  {shard}" in sums for shard in SHARDS)
+    wget = manifest(client, ada, "wget").content.decode()
+    listed = next(line for line in wget.splitlines() if line.endswith(SHARDS[0]) and line.startswith("http"))
+    assert hashlib.sha256(fetch(client, listed)).hexdigest() == mine["ada"][SHARDS[0]]
+    file = release.files.get(path=SHARDS[0])
+    relay = relay_url(file.pk, file.path, user_id=people["users"]["ada"].pk, base_url="http://testserver")
+    followed = client.get(relay.split("://", 1)[1].split("/", 1)[1].join(["/", ""]))
+    assert hashlib.sha256(fetch(client, followed["Location"])).hexdigest() == mine["ada"][SHARDS[0]]
+    # The same person on a second request, and as a lab member through the lab's grant page batch
+    assert hashes(client, ada) == mine["ada"]
+
+
+def test_grant_page_batches_hand_out_the_persons_own_variants(client, people):
+    for name in ("ada", "ben"):
+        user = people["users"][name]
+        grant = user.grants.get()
+        client.force_login(user)
+        response = client.get(f"/grants/{grant.public_id}/batch.json")
+        assert response.status_code == 200, response.content[:300]
+        entries = {e["path"]: e for e in json.loads(response.content)["files"]}
+        assert {p: e["sha256"] for p, e in entries.items()} == hashes(client, people["tokens"][name])
+        shard = SHARDS[1]
+        assert hashlib.sha256(fetch(client, entries[shard]["url"])).hexdigest() == entries[shard]["sha256"]
+
+
+def test_codewords_are_distinct_recorded_by_fingerprint_only_and_capacity_is_v_to_the_n(client, people, release):
+    for token in people["tokens"].values():
+        manifest(client, token)
+    rows = list(MarkingCodeword.objects.filter(release=release))
+    assert len(rows) == 5 and len({r.fingerprint for r in rows}) == 5  # three researchers, the PI, a member
+    assert codewords.usage(release) == (5, 16)
+    events = AuditEvent.objects.filter(action="marking.codeword_assigned")
+    seeds = [codewords.person_marks(release=release, user=r.user, attempt=r.attempt).seed.hex() for r in rows]
+    text = json.dumps(list(AuditEvent.objects.values_list("data", flat=True)))
+    assert events.count() == 5 and not any(seed in text for seed in seeds)
+    assert AuditEvent.objects.filter(action="marking.capacity_warning").count() == 1  # 2 of 16 passed 10%
+
+
+def test_attacks_another_variant_the_original_another_persons_url(client, people, release, settings):
+    ada, ben = people["tokens"]["ada"], people["tokens"]["ben"]
+    shard = SHARDS[0]
+    mine = hashes(client, ada)[shard]
+    file = release.files.get(path=shard)
+    others = file.variants.exclude(sha256=mine)
+    # by path: variants and originals are no files of the release
+    for other in [*others, file]:
+        key = other.storage_key
+        assert get(client, f"/api/v1/models/{REPO}/files/{key}", ada).status_code == 404
+        assert client.head(f"/{REPO}/resolve/main/{key}", HTTP_AUTHORIZATION=f"Bearer {ada}").status_code == 404
+    # by object key: a URL for another variant or the original needs a signature the portal never gave
+    url = get(client, f"/api/v1/models/{REPO}/files/{shard}", ada)["Location"]
+    expires, signature, key = re.search(r"/storage/(\d+)/([0-9a-f]{64})/(.+)$", url).groups()
+    for other in [*others, file]:
+        forged = f"/storage/{expires}/{signature}/{other.storage_key}"
+        assert client.get(forged).status_code == 403
+    # even a correctly signed URL for an original is refused, and the portal never signs one
+    signed = LocalStorage.signature(file.storage_key, int(expires))
+    assert client.get(f"/storage/{expires}/{signed}/{file.storage_key}").status_code == 403
+    with pytest.raises(ValueError):
+        get_storage().signed_url(file.storage_key, filename=shard)
+    # ?mirror= names a location, never a variant
+    response = get(client, f"/api/v1/models/{REPO}/files/{shard}?mirror={settings.STORAGE_NAME}", ada)
+    assert response["X-Checksum-Sha256"] == mine
+    # another person's signed URL works until its TTL, like any URL, then stops
+    bens = get(client, f"/api/v1/models/{REPO}/files/{shard}", ben)["Location"]
+    assert client.get("/" + bens.split("://", 1)[1].split("/", 1)[1]).status_code == 200
+    expires = int(re.search(r"/storage/(\d+)/", bens).group(1))
+    later = time.time() + settings.SIGNED_URL_TTL + 5
+    storage = get_storage()
+    key = re.search(r"/storage/\d+/[0-9a-f]{64}/(.+)$", bens).group(1)
+    assert not storage.verify(key, expires, re.search(r"/([0-9a-f]{64})/", bens).group(1), now=later)
