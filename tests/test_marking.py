@@ -309,3 +309,14 @@ def test_a_mirror_holds_the_variants_and_verify_mirror_checks_each(client, peopl
     broken.write_bytes(bytes(data))
     row = services.mirror_verify(actor=MANAGER, release=release, mirror="lab")
     assert row.status == "failed" and row.differences[0]["path"] == f"{SHARDS[1]}#3"
+
+
+def test_the_release_detail_shows_each_holder_their_own_hashes_and_nobody_the_originals(client, people, release):
+    ada = people["tokens"]["ada"]
+    detail = {f["path"]: f["sha256"] for f in get(client, f"/api/v1/models/{REPO}", ada).json()["files"]}
+    assert detail == hashes(client, ada)
+    stranger = UserFactory()
+    listed = get(client, f"/api/v1/models/{REPO}", token_secret(stranger)).json()["files"]
+    shown = {f["path"]: f["sha256"] for f in listed}
+    assert all(shown[shard] is None for shard in SHARDS) and shown["config.json"] == detail["config.json"]
+    assert not MarkingCodeword.objects.filter(user=stranger).exists(), "no codeword without access"

@@ -80,7 +80,8 @@ class ReleaseSerializer(serializers.Serializer):
 class FileSerializer(serializers.Serializer):
     path = serializers.CharField()
     size = serializers.IntegerField()
-    sha256 = serializers.CharField()
+    # In a marked release, the hash of the caller's own variant; null for someone who may not download it.
+    sha256 = serializers.CharField(allow_null=True)
 
 
 class ReleaseDetailSerializer(ReleaseSerializer):
@@ -117,8 +118,14 @@ class ReleaseDetailApi(APIView):
         wanted = revision.pk if revision is not None else release.main_revision_id
         shown = next((r for r in revisions if r.pk == wanted), None)
         files = selectors.release_files(release=release, revision=revision)
-        if revision is not None:  # the totals annotated on the release are main's
-            release.file_count, release.total_size = shown.file_count, sum(f.size for f in files) or None
+        if release.marking:
+            # Each holder's marked files have their own hashes; a marked file's original hash is shown to nobody.
+            marks = downloads.access_state(user=request.user, release=release, record_codeword=True).marks
+            columns = downloads.MANIFEST_COLUMNS
+            rows = downloads.personal_rows(list(files.order_by("path").values_list(*columns)), marks, hide=True)
+            files = [{"path": r[0], "size": r[1], "sha256": r[2]} for r in rows]
+            release.file_count = shown.file_count
+            release.total_size = sum(f["size"] if isinstance(f, dict) else f.size for f in files) or None
         release.revision_number = shown.number if shown else None
         release.shown_revision, release.shown_files, release.revision_list = (
             shown.sha if shown else release.revision,
