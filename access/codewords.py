@@ -49,6 +49,19 @@ def usage(release: ModelRelease) -> tuple[int, int]:
     return MarkingCodeword.objects.filter(release=release).count(), capacity(release)
 
 
+class MarkingStatus:
+    """What the release's pages say about marking: files marked, variants, capacity (V^N), codewords in use."""
+
+    def __init__(self, release: ModelRelease):
+        self.files = marked_files(release)
+        self.used = MarkingCodeword.objects.filter(release=release).count()
+        self.capacity = math.prod(v for _, v in self.files) if self.files else 0
+        variants = sorted({v for _, v in self.files})
+        self.variants = variants[0] if len(variants) == 1 else None
+        self.share = self.used / self.capacity if self.capacity else 0.0
+        self.warn = self.capacity > 0 and self.share >= WARN_SHARE
+
+
 def _fingerprint(release: ModelRelease, marks: marking.Marks, files: list[tuple[str, int]]) -> str:
     if not files:  # nothing marked yet: any two codewords differ
         return marking.fingerprint(release_id=release.pk, marks=marks, files=[(marks.seed.hex(), 2**62)])

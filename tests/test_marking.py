@@ -21,6 +21,7 @@ from access.downloads import relay_url
 from access.models import AuditEvent, FileVariant, License, MarkingCodeword, ModelRelease
 from access.storage import LocalStorage, get_storage
 from tests.factories import AccessRequestFactory, ReleaseFactory, UserFactory, add_file, grant_for, token_secret
+from tests.support.auth import login_recently
 
 pytestmark = pytest.mark.django_db
 
@@ -320,3 +321,39 @@ def test_the_release_detail_shows_each_holder_their_own_hashes_and_nobody_the_or
     shown = {f["path"]: f["sha256"] for f in listed}
     assert all(shown[shard] is None for shard in SHARDS) and shown["config.json"] == detail["config.json"]
     assert not MarkingCodeword.objects.filter(user=stranger).exists(), "no codeword without access"
+
+
+def test_the_release_page_shows_the_capacity_and_warns_release_managers_at_ten_percent(client, people, release):
+    for name in ("ada", "ben"):
+        manifest(client, people["tokens"][name])
+    client.force_login(people["users"]["ada"])
+    page = client.get(f"/models/{REPO}").content.decode()
+    assert "4^2 = 16" in page and 'id="marking-usage"' not in page
+    manager = UserFactory()
+    services.release_manager_add(actor=services.command_actor("tests"), user=manager)
+    client.force_login(manager)
+    page = client.get(f"/models/{REPO}").content.decode()
+    used = MarkingCodeword.objects.filter(release=release).count()
+    assert f"{used} of 16 codewords are in use" in page and "More than 10%" in page
+    for row in MarkingCodeword.objects.all():
+        assert row.fingerprint not in page
+        seed = codewords.person_marks(release=release, user=row.user, attempt=row.attempt).seed.hex()
+        assert seed not in page
+
+
+def test_a_release_manager_turns_marking_on_from_the_release_page(client, local_storage, reviewer):
+    held = ReleaseFactory(repo_id="lab/held", access="gated")
+    add_file(held, "model.safetensors", catalog_data.safetensors_bytes([("w", "F32", (4,), b"\0\0\x80?" * 4)]))
+    grant_for(UserFactory(), held, reviewer)
+    manager = UserFactory()
+    services.release_manager_add(actor=services.command_actor("tests"), user=manager)
+    login_recently(client, manager)
+    page = client.get(f"/manage/{held.repo_id}/").content.decode()
+    assert "needs a new license version" in page
+    response = client.post(f"/manage/{held.repo_id}/marking", {"license": held.license_id}, follow=True)
+    assert "new license version" in response.content.decode() and not ModelRelease.objects.get(pk=held.pk).marking
+    newer = License.objects.create(slug=held.license.slug, version="2.0", title="T", text="Copies are marked.")
+    client.post(f"/manage/{held.repo_id}/marking", {"license": newer.pk})
+    held.refresh_from_db()
+    assert held.marking and held.license == newer
+    assert AuditEvent.objects.filter(action="release.marking_enabled").count() == 1
