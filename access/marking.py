@@ -8,7 +8,7 @@ no bfloat16), so the bytes written are exactly the original's but for those bits
 
 Each person has a codeword per release: one variant per marked file, computed from MARKING_KEY, the release, the
 person and the codeword's attempt number (the first attempt whose codeword no one else in the release holds;
-services.marking records which). The variant a person receives is therefore computed on every download, never
+access.codewords records which). The variant a person receives is therefore computed on every download, never
 looked up: `Marks.variant(file)`.
 
 Nothing here touches the database. Positions and codewords come from HMAC-SHA256 alone (no random generator whose

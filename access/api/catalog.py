@@ -121,8 +121,7 @@ class ReleaseDetailApi(APIView):
         if release.marking:
             # Each holder's marked files have their own hashes; a marked file's original hash is shown to nobody.
             marks = downloads.access_state(user=request.user, release=release, record_codeword=True).marks
-            columns = downloads.MANIFEST_COLUMNS
-            rows = downloads.personal_rows(list(files.order_by("path").values_list(*columns)), marks, hide=True)
+            rows = downloads.personal_rows(downloads.manifest_rows(files), marks, hide=True)
             files = [{"path": r[0], "size": r[1], "sha256": r[2]} for r in rows]
             release.file_count = shown.file_count
             release.total_size = sum(f["size"] if isinstance(f, dict) else f.size for f in files) or None

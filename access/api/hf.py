@@ -190,8 +190,7 @@ def file_listing(release: ModelRelease, revision: selectors.Revision, marks) -> 
     """(path, size, sha256) of a revision's files as this person receives them (their variants in a marked
     release), so the client verifies what it downloads."""
     files = selectors.release_files(release=release, revision=revision.row)
-    columns = downloads.MANIFEST_COLUMNS
-    rows = downloads.personal_rows(list(files.order_by("path").values_list(*columns)), marks, hide=True)
+    rows = downloads.personal_rows(downloads.manifest_rows(files), marks, hide=True)
     return [(row[0], row[1], row[2]) for row in rows]
 
 
