@@ -322,6 +322,30 @@ def split_pieces(joined: str) -> list[str]:
     return [joined[i : i + 64] for i in range(0, len(joined), 64)]
 
 
+# A variant never changes, and one of a published revision's file is never added or removed (a draft's may be).
+VARIANT_IMMUTABLE_SQL = """
+IF TG_OP = 'UPDATE' THEN
+    RAISE EXCEPTION 'file variant % cannot change', OLD.id;
+END IF;
+IF TG_OP = 'DELETE' AND EXISTS (
+    SELECT 1 FROM access_modelfile f JOIN access_releaserevision r ON r.id = f.revision_id
+    WHERE f.id = OLD.file_id AND r.published_at IS NOT NULL
+) THEN
+    RAISE EXCEPTION 'the variants of a published file cannot be removed (file %)', OLD.file_id;
+END IF;
+IF TG_OP = 'INSERT' AND EXISTS (
+    SELECT 1 FROM access_modelfile f JOIN access_releaserevision r ON r.id = f.revision_id
+    WHERE f.id = NEW.file_id AND r.published_at IS NOT NULL
+) THEN
+    RAISE EXCEPTION 'no variant can be added to a published file (file %)', NEW.file_id;
+END IF;
+IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+END IF;
+RETURN NEW;
+"""
+
+
 class FileVariant(models.Model):
     """One marked variant of a file: its own object, size, SHA-256 and piece hashes. Never changed once written
     (a database trigger refuses it); a file kept into a new revision has its variants copied with it."""
@@ -342,7 +366,14 @@ class FileVariant(models.Model):
             models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="file_variant_sha256_hex"),
         ]
         indexes = [models.Index(fields=["storage_key"], name="file_variant_key_idx")]
-        triggers = [pgtrigger.Protect(name="variant_immutable", operation=pgtrigger.Update)]
+        triggers = [
+            pgtrigger.Trigger(
+                name="variant_immutable",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                func=VARIANT_IMMUTABLE_SQL,
+            )
+        ]
 
     def __str__(self):
         return f"{self.file} variant {self.variant}"

@@ -357,3 +357,32 @@ def test_a_release_manager_turns_marking_on_from_the_release_page(client, local_
     held.refresh_from_db()
     assert held.marking and held.license == newer
     assert AuditEvent.objects.filter(action="release.marking_enabled").count() == 1
+
+
+def test_a_published_files_variants_never_change(release):
+    from django.db import DatabaseError, transaction
+
+    variant = FileVariant.objects.filter(file__revision=release.main_revision).first()
+    for write in (
+        lambda: FileVariant.objects.filter(pk=variant.pk).update(sha256="0" * 64),
+        lambda: FileVariant.objects.filter(pk=variant.pk).delete(),
+        lambda: FileVariant.objects.create(file=variant.file, variant=9, size=1, sha256="0" * 64, storage_key="x"),
+    ):
+        with pytest.raises(DatabaseError, match="variant"), transaction.atomic():
+            write()
+
+
+def test_a_new_revision_keeps_the_marked_files_variants_and_each_persons_copy(client, people, release):
+    before = hashes(client, people["tokens"]["ada"])
+    first = release.main_revision
+    add_file(release, "generation_config.json", b"{}")
+    release.refresh_from_db()
+    assert release.main_revision != first
+    kept = FileVariant.objects.filter(file__revision=release.main_revision)
+    assert kept.count() == 8 and set(kept.values_list("sha256", flat=True)) == set(
+        FileVariant.objects.filter(file__revision=first).values_list("sha256", flat=True)
+    )
+    after = hashes(client, people["tokens"]["ada"])
+    assert {p: after[p] for p in SHARDS} == {p: before[p] for p in SHARDS}
+    old = get(client, f"/api/v1/models/{REPO}/manifest?revision={first.sha}", people["tokens"]["ada"]).json()
+    assert {e["path"]: e["sha256"] for e in old["files"]} == before
