@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from . import marking
 from .actors import Actor, rule_actor
@@ -24,6 +25,13 @@ WARN_SHARE = 0.10
 
 class CapacityExhausted(Exception):
     """Every codeword of the release is held: mark more files or more variants (a new revision)."""
+
+    @staticmethod
+    def detail() -> str:
+        return _(
+            "Every marked copy of this release is already held by someone; its release managers need to register "
+            "a revision with more marked files or variants. Try again later."
+        )
 
 
 def marked_files(release: ModelRelease) -> list[tuple[str, int]]:

@@ -308,6 +308,7 @@ def manifest_entries(
     revision: ReleaseRevision | None = None,
     pieces: bool = False,
     marks: Marks | None = None,
+    unsigned_marked: bool = False,
 ) -> tuple[list[dict], str]:
     """Entries for every file of a revision of the release (`main` unless one is named), signed unless
     urls=False, and their expiry as ISO 8601. `url` is on the first location of the default order; with mirrors
@@ -316,7 +317,7 @@ def manifest_entries(
     ttl = ttl or settings.SIGNED_URL_TTL
     expires_at = iso(url_expiry(ttl))
     files = revision.files if revision is not None else release.files
-    rows = personal_rows(manifest_rows(files, pieces=pieces), marks)
+    rows = personal_rows(manifest_rows(files, pieces=pieces), marks, hide=unsigned_marked)
     entries = [{"path": row[0], "size": row[1], "sha256": row[2]} for row in rows]
     if pieces:
         for entry, row in zip(entries, rows, strict=True):
@@ -324,10 +325,13 @@ def manifest_entries(
                 entry["pieces"] = pieces_entry(row[4], row[5])
     if not urls:
         return entries, expires_at
-    items = [(row[3], row[0].rsplit("/", 1)[-1]) for row in rows]
+    # Without a codeword (a stored batch of a marked release) a marked file's entry has no URL yet: the person's
+    # variant is signed when the batch is handed out (personal_entries).
+    signable = [(entry, row) for entry, row in zip(entries, rows, strict=True) if row[3] is not None]
+    items = [(row[3], row[0].rsplit("/", 1)[-1]) for _entry, row in signable]
     where = selectors.release_locations(release=release)
     signed = [location_storage(loc).signed_urls(items, ttl=ttl, base_url=base_url) for loc in where]
-    for i, entry in enumerate(entries):
+    for i, (entry, _row) in enumerate(signable):
         entry["url"] = signed[0][i]
         if len(where) > 1:
             entry["urls"] = [url_entry(loc, on_loc[i]) for loc, on_loc in zip(where, signed, strict=True)]
@@ -375,13 +379,11 @@ def manifest_rows(files, *, pieces: bool = False) -> list[tuple]:
 
 
 def batch_sign(grant: Grant) -> tuple[list[dict], datetime]:
-    """The signed URLs of a grant's batch (every file of its release) and when they expire: in a marked release,
-    the grant holder's variants (a lab member is served their own when the batch is handed out)."""
+    """The signed URLs of a grant's batch (every file of its release) and when they expire. A marked file's entry
+    is signed when the batch is handed out, as the variant of whoever downloads it (the grant's holder, or each
+    member of a lab)."""
     ttl = settings.GRANT_URL_TTL
-    marks = None
-    if grant.release.marking:
-        marks = codewords.person_marks(release=grant.release, user=grant.user, attempt=None)
-    entries, _ = manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl, marks=marks)
+    entries, _ = manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl, unsigned_marked=True)
     return entries, url_expiry(ttl)
 
 

@@ -386,3 +386,17 @@ def test_a_new_revision_keeps_the_marked_files_variants_and_each_persons_copy(cl
     assert {p: after[p] for p in SHARDS} == {p: before[p] for p in SHARDS}
     old = get(client, f"/api/v1/models/{REPO}/manifest?revision={first.sha}", people["tokens"]["ada"]).json()
     assert {e["path"]: e["sha256"] for e in old["files"]} == before
+
+
+def test_when_every_codeword_is_held_the_next_person_is_told_not_served(client, release, reviewer):
+    for _ in range(16):
+        codewords.codeword_assign(release=release, user=UserFactory())
+    late = UserFactory()
+    with pytest.raises(codewords.CapacityExhausted):
+        codewords.codeword_assign(release=release, user=late)
+    request = AccessRequestFactory(applicant=late, release=release)
+    services.request_approve(actor=session(reviewer), access_request=request)
+    services.grant_issue(request_id=request.pk)  # issued: a batch's marked files are signed when handed out
+    response = get(client, f"/api/v1/models/{REPO}/manifest", token_secret(late))
+    assert response.status_code == 503 and response.json()["code"] == "marking_capacity"
+    assert len(set(MarkingCodeword.objects.filter(release=release).values_list("fingerprint", flat=True))) == 16
