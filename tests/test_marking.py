@@ -400,3 +400,22 @@ def test_when_every_codeword_is_held_the_next_person_is_told_not_served(client, 
     response = get(client, f"/api/v1/models/{REPO}/manifest", token_secret(late))
     assert response.status_code == 503 and response.json()["code"] == "marking_capacity"
     assert len(set(MarkingCodeword.objects.filter(release=release).values_list("fingerprint", flat=True))) == 16
+
+
+def test_a_marked_download_pays_no_query_once_the_persons_facts_are_cached(people):
+    """The variant is computed from the codeword: after the first download, a person's next ones read nothing but
+    what any download reads (the token's bookkeeping and the event's insert)."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    api = Client()
+    ada = people["tokens"]["ada"]
+    manifest(api, ada)  # her first download records her codeword (a write: nothing is cached in that request)
+    for shard in SHARDS:  # the first of each reads the file, the person's facts and the variant once
+        assert get(api, f"/api/v1/models/{REPO}/files/{shard}", ada).status_code == 302
+    for shard in SHARDS:
+        with CaptureQueriesContext(connection) as later:
+            assert get(api, f"/api/v1/models/{REPO}/files/{shard}", ada).status_code == 302
+        reads = [q["sql"] for q in later.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+        assert reads == [], reads
