@@ -94,6 +94,7 @@ def test_a_gated_release_needs_a_license(local_storage, tmp_path):
         ("SIGNED_URL_TTL", "9999999", "between 1 and 604800"),
         ("STORAGE_BACKEND", "ftp", "STORAGE_BACKEND must be one of"),
         ("SECRET_KEY", "", "SECRET_KEY"),
+        ("MARKING_KEY", "too-short", "MARKING_KEY must be at least 32 characters"),
     ],
 )
 def test_bad_settings_fail_loudly(name, value, message):
