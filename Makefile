@@ -43,7 +43,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 # The suite runs on the real PostgreSQL and Redis of this machine (scripts/services starts them if down).
-TEST_ENV := SECRET_KEY=test-only-not-secret DATABASE_URL=$(TEST_DATABASE_URL) \
+TEST_ENV := SECRET_KEY=test-only-not-secret MARKING_KEY=test-only-marking-key-not-secret-0123456789 DATABASE_URL=$(TEST_DATABASE_URL) \
 	CACHE_URL=$(TEST_REDIS_URL)/$(word 1,$(TEST_REDIS_DBS)) THROTTLE_CACHE_URL=$(TEST_REDIS_URL)/$(word 2,$(TEST_REDIS_DBS)) \
 	CELERY_BROKER_URL=$(TEST_REDIS_URL)/$(word 3,$(TEST_REDIS_DBS)) \
 	EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend SECURE_COOKIES=0 SECURE_HSTS_SECONDS=0 SECURE_SSL_REDIRECT=0 \

@@ -350,3 +350,74 @@ RELEASE_FOOTPRINTS = {"opt-175b": OPT_175B_FOOTPRINT}
 
 def release_documents(name: str) -> list[dict]:
     return RELEASE_DOCUMENTS.get(name, [])
+
+
+# --- The marked demo release: real safetensors shards, a few MiB, F16 and BF16 -----------------------------------
+
+MARKED_REPO_ID = "demo/tiny-marked"
+MARKED_LICENSE_SLUG = "tiny-marked-research"
+MARKED_LICENSE_TEXT = """Tiny-Marked Research License 1.0
+
+Non-commercial research use only. Do not redistribute the weights.
+
+Each copy of these weights is marked: the portal serves every holder a copy that differs from everyone else's in
+a few low-order bits of a few weights, so that a copy found elsewhere can be traced to the account it was served
+to. The marks do not change what the model computes in any measurable way.
+"""
+MARKED_DEMO_FILES = {
+    # shard name -> tensors (name, dtype, shape); about 1 MiB per shard
+    "model-00001-of-00002.safetensors": [
+        ("embed.weight", "F16", (512, 256)),
+        ("layers.0.attn.weight", "F16", (256, 768)),
+        ("layers.0.norm.weight", "F32", (256,)),
+    ],
+    "model-00002-of-00002.safetensors": [
+        ("layers.1.attn.weight", "BF16", (256, 768)),
+        ("layers.1.mlp.weight", "BF16", (512, 256)),
+        ("layers.1.norm.weight", "F32", (256,)),
+    ],
+}
+
+
+def safetensors_bytes(tensors: list[tuple[str, str, tuple[int, ...], bytes]], metadata: dict | None = None) -> bytes:
+    """A safetensors file: an 8-byte little-endian header length, the JSON header (padded to 8 bytes), the data."""
+    import json
+    import struct
+
+    header, offset, blobs = {}, 0, []
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, data in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def write_marked_demo(root) -> None:
+    """Write the marked demo release's files under `root`: deterministic weights (normal, std 0.02) and a config."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20230224)
+    for shard, specs in MARKED_DEMO_FILES.items():
+        tensors = []
+        for name, dtype, shape in specs:
+            values = rng.normal(0.0, 0.02, size=shape).astype(np.float32)
+            if dtype == "F16":
+                data = values.astype("<f2").tobytes()
+            elif dtype == "BF16":  # the upper half of each float32, rounded to nearest even
+                bits = values.view("<u4").astype(np.uint64)
+                data = (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")).tobytes()
+            else:
+                data = values.astype("<f4").tobytes()
+            tensors.append((name, dtype, shape, data))
+        (root / shard).write_bytes(safetensors_bytes(tensors, {"format": "pt"}))
+    config = {"model_type": "tiny-marked", "hidden_size": 256, "num_hidden_layers": 2, "vocab_size": 512}
+    (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")

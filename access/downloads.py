@@ -17,17 +17,29 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.db.models import Value
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import manifests, metrics, selectors
+from . import codewords, manifests, metrics, selectors
 from .actors import Actor
 from .audit import audit
 from .gate import loader, messages, recorder
-from .gate.facts import GrantFacts, RequestFacts, SeatFacts
+from .gate.facts import GateInputs, GrantFacts, RequestFacts, SeatFacts
 from .gate.rule import AccessDecision, decide, may_read_document
-from .models import DownloadEvent, Grant, ModelFile, ModelRelease, ReleaseRevision, UrlBatch, User, split_pieces
+from .marking import Marks
+from .models import (
+    DownloadEvent,
+    FileVariant,
+    Grant,
+    ModelFile,
+    ModelRelease,
+    ReleaseRevision,
+    UrlBatch,
+    User,
+    split_pieces,
+)
 from .storage import Location, get_storage, locations
 
 RELAY_SALT = "access.downloads.relay"
@@ -44,6 +56,8 @@ class Verdict:
     detail: str = ""
     actor: Actor | None = None
     via: str = ""
+    # In a marked release, the person's codeword: which variant of each marked file they are served.
+    marks: Marks | None = None
 
     @property
     def allowed(self) -> bool:
@@ -82,17 +96,33 @@ def iso(dt: datetime) -> str:
 # --- Deciding ---------------------------------------------------------------------------------------------
 
 
-def access_state(*, user: User | None, release: ModelRelease, grant: Grant | None = None) -> Verdict:
+def _marks(inputs: GateInputs, release: ModelRelease, user: User | None, *, record: bool = True) -> Marks | None:
+    """The person's codeword in a marked release they may download (recorded on first use unless `record` is
+    off, for pages that only show). Computed from MARKING_KEY: no query once the loader has the attempt."""
+    if not inputs.release.marked or user is None or not user.is_authenticated:
+        return None
+    if inputs.codeword is None and not record:
+        return None
+    return codewords.person_marks(release=release, user=user, attempt=inputs.codeword)
+
+
+def access_state(
+    *, user: User | None, release: ModelRelease, grant: Grant | None = None, record_codeword: bool = False
+) -> Verdict:
     """Where the user stands, without auditing: what pages show."""
-    decision = decide(loader.inputs(user=user, release=release, grant=grant), timezone.now())
-    return Verdict(decision, release, messages.detail(decision, release))
+    inputs = loader.inputs(user=user, release=release, grant=grant)
+    decision = decide(inputs, timezone.now())
+    marks = _marks(inputs, release, user, record=record_codeword) if decision.allowed else None
+    return Verdict(decision, release, messages.detail(decision, release), marks=marks)
 
 
 def authorize(*, actor: Actor, release: ModelRelease, via: str, grant: Grant | None = None, path: str = "") -> Verdict:
-    """Decide a download for this actor on this channel. A refusal is audited with the code given."""
-    decision = decide(loader.inputs(user=actor.user, release=release, grant=grant), timezone.now())
+    """Decide a download for this actor on this channel. A refusal is audited with the code given. An allowed
+    download of a marked release carries the person's codeword, so every channel serves their variants."""
+    inputs = loader.inputs(user=actor.user, release=release, grant=grant)
+    decision = decide(inputs, timezone.now())
     if decision.allowed:
-        return Verdict(decision, release, actor=actor, via=via)
+        return Verdict(decision, release, actor=actor, via=via, marks=_marks(inputs, release, actor.user))
     metrics.REFUSALS.labels(decision.code, via).inc()
     audit(
         actor=actor,
@@ -152,13 +182,37 @@ def _record(verdict: Verdict, *, file: ModelFile | None = None, manifest_format:
     )
 
 
+@dataclass(frozen=True)
+class Served:
+    """The object a person is served for a file: the file itself, or in a marked release their variant of it."""
+
+    key: str
+    size: int
+    sha256: str
+    piece_size: int
+    pieces: str
+
+
+def served(verdict: Verdict, file: ModelFile) -> Served:
+    """What this verdict's person receives for the file. The variant is computed from their codeword; its record
+    comes from the loader's cache. A marked file's original is never served."""
+    if not file.mark_variants:
+        return Served(file.storage_key, file.size, file.sha256, file.piece_size, file.pieces)
+    if verdict.marks is None:
+        raise PermissionError("a marked file is served only as a person's variant")
+    row = loader.variant(file_id=file.pk, variant=verdict.marks.variant(file.path, file.mark_variants))
+    if row is None:
+        raise LookupError(f"{file} has no variant records")
+    return Served(row.storage_key, row.size, row.sha256, row.piece_size, row.pieces)
+
+
 def serve_file(
     verdict: Verdict, file: ModelFile, *, base_url: str | None = None, location: Location | None = None
 ) -> str:
     """Record the download, then sign a fresh URL for the file (on `location`, from
-    selectors.release_location; the primary storage by default)."""
+    selectors.release_location; the primary storage by default): the person's variant of a marked file."""
     _record(verdict, file=file)
-    return signed_file_url(file, base_url=base_url, location=location)
+    return signed_file_url(file, base_url=base_url, location=location, key=served(verdict, file).key)
 
 
 def serve_manifest(
@@ -178,12 +232,14 @@ def serve_manifest(
     pieces = fmt in manifests.WITH_PIECES
     if entries is None:
         entries, expires_at = manifest_entries(
-            release, base_url=base_url, urls=fmt != "sha256sum", revision=revision, pieces=pieces
+            release, base_url=base_url, urls=fmt != "sha256sum", revision=revision, pieces=pieces, marks=verdict.marks
         )
     else:
         expires_at = ""
         if pieces:
             entries = with_pieces(release, entries)
+        if release.marking:
+            entries = personal_entries(release, entries, marks=verdict.marks, base_url=base_url)
     if fmt == "metalink":
         primary = next(loc for loc in locations() if loc.primary)
         entries = [e if "urls" in e else {**e, "urls": [url_entry(primary, e["url"])]} for e in entries]
@@ -209,10 +265,19 @@ def location_storage(location: Location | None):
 
 
 def signed_file_url(
-    file: ModelFile, *, base_url: str | None = None, ttl: int | None = None, location: Location | None = None
+    file: ModelFile,
+    *,
+    base_url: str | None = None,
+    ttl: int | None = None,
+    location: Location | None = None,
+    key: str | None = None,
 ) -> str:
+    """A signed URL for the file's object (or `key`, a variant of it), named after the file."""
     return location_storage(location).signed_url(
-        file.storage_key, filename=file.path.rsplit("/", 1)[-1], ttl=ttl or settings.SIGNED_URL_TTL, base_url=base_url
+        key or file.storage_key,
+        filename=file.path.rsplit("/", 1)[-1],
+        ttl=ttl or settings.SIGNED_URL_TTL,
+        base_url=base_url,
     )
 
 
@@ -233,6 +298,36 @@ def with_pieces(release: ModelRelease, entries: list[dict]) -> list[dict]:
     return [{**e, "pieces": known[e["path"]]} if known.get(e["path"]) else e for e in entries]
 
 
+def personal_rows(rows: list[tuple], marks: Marks | None, *, hide: bool = False) -> list[tuple]:
+    """Manifest rows (path, size, sha256, storage_key, piece_size, pieces, pk, mark_variants) with each marked
+    file's replaced by the person's variant (one query for all of them). Without a codeword a marked file is
+    refused, or with `hide` listed without its object and hashes (what a page shows someone without access)."""
+    marked = [row for row in rows if row[7]]
+    if not marked:
+        return rows
+    if marks is None and hide:
+        return [(r[0], r[1], None, None, 0, "", r[6], r[7]) if r[7] else r for r in rows]
+    if marks is None:
+        raise PermissionError("a marked file is served only as a person's variant")
+    wanted = {row[6]: marks.variant(row[0], row[7]) for row in marked}
+    found = {
+        file_id: (size, sha256, key, piece_size, pieces)
+        for file_id, variant, size, sha256, key, piece_size, pieces in FileVariant.objects.filter(
+            file_id__in=list(wanted)
+        ).values_list("file_id", "variant", "size", "sha256", "storage_key", "piece_size", "pieces")
+        if wanted[file_id] == variant
+    }
+    if len(found) != len(wanted):
+        raise LookupError("a marked file has no variant records")
+    out = []
+    for row in rows:
+        if row[7]:
+            size, sha256, key, piece_size, pieces = found[row[6]]
+            row = (row[0], size, sha256, key, piece_size, pieces, row[6], row[7])
+        out.append(row)
+    return out
+
+
 def manifest_entries(
     release: ModelRelease,
     *,
@@ -241,15 +336,17 @@ def manifest_entries(
     urls: bool = True,
     revision: ReleaseRevision | None = None,
     pieces: bool = False,
+    marks: Marks | None = None,
+    unsigned_marked: bool = False,
 ) -> tuple[list[dict], str]:
     """Entries for every file of a revision of the release (`main` unless one is named), signed unless
     urls=False, and their expiry as ISO 8601. `url` is on the first location of the default order; with mirrors
-    enabled for the release, `urls` lists the file on every location. `pieces` adds the piece hashes."""
+    enabled for the release, `urls` lists the file on every location. `pieces` adds the piece hashes. In a
+    marked release each marked file is the person's variant (`marks`), with its own size, hashes and object."""
     ttl = ttl or settings.SIGNED_URL_TTL
     expires_at = iso(url_expiry(ttl))
     files = revision.files if revision is not None else release.files
-    columns = ["path", "size", "sha256", "storage_key"] + (["piece_size", "pieces"] if pieces else [])
-    rows = list(files.order_by("path").values_list(*columns))
+    rows = personal_rows(manifest_rows(files, pieces=pieces), marks, hide=unsigned_marked)
     entries = [{"path": row[0], "size": row[1], "sha256": row[2]} for row in rows]
     if pieces:
         for entry, row in zip(entries, rows, strict=True):
@@ -257,20 +354,65 @@ def manifest_entries(
                 entry["pieces"] = pieces_entry(row[4], row[5])
     if not urls:
         return entries, expires_at
-    items = [(row[3], row[0].rsplit("/", 1)[-1]) for row in rows]
+    # Without a codeword (a stored batch of a marked release) a marked file's entry has no URL yet: the person's
+    # variant is signed when the batch is handed out (personal_entries).
+    signable = [(entry, row) for entry, row in zip(entries, rows, strict=True) if row[3] is not None]
+    items = [(row[3], row[0].rsplit("/", 1)[-1]) for _entry, row in signable]
     where = selectors.release_locations(release=release)
     signed = [location_storage(loc).signed_urls(items, ttl=ttl, base_url=base_url) for loc in where]
-    for i, entry in enumerate(entries):
+    for i, (entry, _row) in enumerate(signable):
         entry["url"] = signed[0][i]
         if len(where) > 1:
             entry["urls"] = [url_entry(loc, on_loc[i]) for loc, on_loc in zip(where, signed, strict=True)]
     return entries, expires_at
 
 
-def batch_sign(grant: Grant) -> tuple[list[dict], datetime]:
-    """The signed URLs of a grant's batch (every file of its release) and when they expire."""
+def personal_entries(release: ModelRelease, entries: list[dict], *, marks: Marks | None, base_url: str) -> list[dict]:
+    """A stored batch's entries as this person receives them: each marked file of main replaced by their variant,
+    freshly signed (a lab's batch is shared by its members; each gets their own variants)."""
+    marked = {row[0]: row for row in manifest_rows(release.files.filter(mark_variants__gt=0), pieces=True)}
+    if not marked:
+        return entries
+    mine = {row[0]: row for row in personal_rows(list(marked.values()), marks)}
+    where = selectors.release_locations(release=release)
     ttl = settings.GRANT_URL_TTL
-    entries, _ = manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl)
+    out = []
+    for entry in entries:
+        row = mine.get(entry["path"])
+        if row is None:
+            out.append(entry)
+            continue
+        path, size, sha256, key, piece_size, pieces = row[:6]
+        filename = path.rsplit("/", 1)[-1]
+        signed = [location_storage(loc).signed_url(key, filename=filename, ttl=ttl, base_url=base_url) for loc in where]
+        entry = {**entry, "size": size, "sha256": sha256, "url": signed[0]}
+        entry.pop("urls", None)
+        if len(where) > 1:
+            entry["urls"] = [url_entry(loc, url) for loc, url in zip(where, signed, strict=True)]
+        if "pieces" in entry and piece_size:
+            entry["pieces"] = pieces_entry(piece_size, pieces)
+        out.append(entry)
+    return out
+
+
+MANIFEST_COLUMNS = ("path", "size", "sha256", "storage_key", "piece_size", "pieces", "pk", "mark_variants")
+
+
+def manifest_rows(files, *, pieces: bool = False) -> list[tuple]:
+    """The files' MANIFEST_COLUMNS in path order; without `pieces`, the piece hashes are left in the database
+    (992 shards of 10 GB carry 40 MB of them)."""
+    if pieces:
+        return list(files.order_by("path").values_list(*MANIFEST_COLUMNS))
+    columns = [name if name != "pieces" else "no_pieces" for name in MANIFEST_COLUMNS]
+    return list(files.annotate(no_pieces=Value("")).order_by("path").values_list(*columns))
+
+
+def batch_sign(grant: Grant) -> tuple[list[dict], datetime]:
+    """The signed URLs of a grant's batch (every file of its release) and when they expire. A marked file's entry
+    is signed when the batch is handed out, as the variant of whoever downloads it (the grant's holder, or each
+    member of a lab)."""
+    ttl = settings.GRANT_URL_TTL
+    entries, _ = manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl, unsigned_marked=True)
     return entries, url_expiry(ttl)
 
 

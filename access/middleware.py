@@ -49,6 +49,7 @@ class DependencyErrorMiddleware:
         from django.db import InterfaceError, OperationalError, close_old_connections
         from django.shortcuts import render
 
+        from .codewords import CapacityExhausted
         from .storage import StorageError
 
         if isinstance(exception, OperationalError | InterfaceError):
@@ -56,6 +57,8 @@ class DependencyErrorMiddleware:
             close_old_connections()
         elif isinstance(exception, StorageError):
             code, detail = "storage_unavailable", _("File storage is unavailable; try again shortly.")
+        elif isinstance(exception, CapacityExhausted):
+            code, detail = "marking_capacity", CapacityExhausted.detail()
         else:
             return None
         logger.warning("%s on %s: %s", code, request.path, exception)

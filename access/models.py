@@ -155,6 +155,9 @@ class ModelRelease(TimeStamped):
         validators=[MinValueValidator(REVIEW_DEADLINE_DAYS[0]), MaxValueValidator(REVIEW_DEADLINE_DAYS[1])],
         help_text=_("Days a flaw report may wait for triage before it is overdue."),
     )
+    # Revisions registered while this is on are marked: every holder receives their own variant of each marked
+    # weight file (access.marking). Turned on by a release manager (services.release_marking_enable).
+    marking = models.BooleanField(default=False, editable=False)
     transparency_public = models.BooleanField(
         default=False,
         help_text=_(
@@ -326,6 +329,9 @@ class ModelFile(TimeStamped):
     # before pieces were hashed (clients then verify the whole file only).
     piece_size = models.PositiveIntegerField(default=0)
     pieces = models.TextField(blank=True, default="")
+    # How many marked variants the file has (0: unmarked). A marked file's own record is the original, stored
+    # under access.marking.ORIGINALS_PREFIX and never signed; each person is served one of its FileVariants.
+    mark_variants = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["path"]
@@ -363,6 +369,89 @@ class ModelFile(TimeStamped):
 
 def split_pieces(joined: str) -> list[str]:
     return [joined[i : i + 64] for i in range(0, len(joined), 64)]
+
+
+# A variant never changes, and one of a published revision's file is never added or removed (a draft's may be).
+VARIANT_IMMUTABLE_SQL = """
+IF TG_OP = 'UPDATE' THEN
+    RAISE EXCEPTION 'file variant % cannot change', OLD.id;
+END IF;
+IF TG_OP = 'DELETE' AND EXISTS (
+    SELECT 1 FROM access_modelfile f JOIN access_releaserevision r ON r.id = f.revision_id
+    WHERE f.id = OLD.file_id AND r.published_at IS NOT NULL
+) THEN
+    RAISE EXCEPTION 'the variants of a published file cannot be removed (file %)', OLD.file_id;
+END IF;
+IF TG_OP = 'INSERT' AND EXISTS (
+    SELECT 1 FROM access_modelfile f JOIN access_releaserevision r ON r.id = f.revision_id
+    WHERE f.id = NEW.file_id AND r.published_at IS NOT NULL
+) THEN
+    RAISE EXCEPTION 'no variant can be added to a published file (file %)', NEW.file_id;
+END IF;
+IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+END IF;
+RETURN NEW;
+"""
+
+
+class FileVariant(models.Model):
+    """One marked variant of a file: its own object, size, SHA-256 and piece hashes. Never changed once written
+    (a database trigger refuses it); a file kept into a new revision has its variants copied with it."""
+
+    file = models.ForeignKey(ModelFile, on_delete=models.CASCADE, related_name="variants")
+    variant = models.PositiveSmallIntegerField()
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=1000)
+    piece_size = models.PositiveIntegerField(default=0)
+    pieces = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["file", "variant"]
+        constraints = [
+            models.UniqueConstraint(fields=["file", "variant"], name="file_variant_unique"),
+            models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="file_variant_sha256_hex"),
+        ]
+        indexes = [models.Index(fields=["storage_key"], name="file_variant_key_idx")]
+        triggers = [
+            pgtrigger.Trigger(
+                name="variant_immutable",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                func=VARIANT_IMMUTABLE_SQL,
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.file} variant {self.variant}"
+
+    @property
+    def piece_hashes(self) -> list[str]:
+        return split_pieces(self.pieces)
+
+
+class MarkingCodeword(models.Model):
+    """That a person holds a codeword in a marked release, and which attempt gave it (access.marking.marks_for
+    computes the codeword from MARKING_KEY). The codeword itself is never stored; its keyed fingerprint is, unique
+    in the release, so no two people share one. Never changed or removed: a codeword is never reused."""
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="codewords")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="codewords")
+    attempt = models.PositiveIntegerField(default=0)
+    fingerprint = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["release", "user"], name="codeword_release_user_unique"),
+            models.UniqueConstraint(fields=["release", "fingerprint"], name="codeword_release_fingerprint_unique"),
+        ]
+        triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self):
+        return f"codeword {self.fingerprint[:8]} in release {self.release_id}"
 
 
 class ReleaseMirror(TimeStamped):

@@ -33,6 +33,8 @@ from django.urls import get_script_prefix, reverse
 from django.utils.encoding import force_bytes
 
 CHUNK_SIZE = 1024 * 1024
+# Keys under this prefix (the unmarked originals of marked files) are stored but never signed or served.
+PRIVATE_PREFIX = "_originals/"
 
 
 class StorageError(Exception):
@@ -99,6 +101,13 @@ def content_disposition(filename: str) -> str:
     """An attachment header naming the file, safe for any characters (RFC 6266 / RFC 5987)."""
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_").replace("?", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def signable_key(key: str) -> str:
+    """A key a URL may be signed for: any valid key outside PRIVATE_PREFIX."""
+    if validate_key(key).startswith(PRIVATE_PREFIX):
+        raise ValueError(f"{PRIVATE_PREFIX} keys are never signed: {key!r}")
+    return key
 
 
 def validate_key(key: str) -> str:
@@ -227,6 +236,8 @@ class LocalStorage(Storage):
         return hmac.new(hmac_key or cls._hmac_key(), f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def verify(self, key: str, expires: int, signature: str, *, now: float | None = None) -> bool:
+        if key.startswith(PRIVATE_PREFIX):
+            return False
         # The signature comes from the URL, and compare_digest raises TypeError on non-ASCII text.
         if len(signature) != 64 or not set(signature) <= set("0123456789abcdef"):
             return False
@@ -245,7 +256,9 @@ class LocalStorage(Storage):
         path = _storage_path(get_script_prefix(), self.mirror)
         prefix = f"{(base_url or settings.SITE_URL).rstrip('/')}{path}{expires}/"
         hmac_key = self._hmac_key(self.mirror)
-        return [f"{prefix}{self.signature(key, expires, hmac_key)}/{quote(key, safe='/')}" for key, _ in items]
+        return [
+            f"{prefix}{self.signature(signable_key(key), expires, hmac_key)}/{quote(key, safe='/')}" for key, _ in items
+        ]
 
     def check(self):
         self.root.mkdir(parents=True, exist_ok=True)
@@ -402,6 +415,7 @@ class S3Storage(Storage):
             raise StorageError(str(exc)) from exc
 
     def signed_url(self, key, *, filename, ttl=None, base_url=None):
+        signable_key(key)
         ttl = ttl or settings.SIGNED_URL_TTL
         if self.cloudfront is not None:
             return self.cloudfront.sign([self._key(key)], ttl=ttl)[0]
@@ -424,7 +438,8 @@ class S3Storage(Storage):
     def signed_urls(self, items, *, ttl=None, base_url=None):
         if self.cloudfront is None:
             return super().signed_urls(items, ttl=ttl, base_url=base_url)
-        return self.cloudfront.sign([self._key(key) for key, _ in items], ttl=ttl or settings.SIGNED_URL_TTL)
+        keys = [self._key(signable_key(key)) for key, _ in items]
+        return self.cloudfront.sign(keys, ttl=ttl or settings.SIGNED_URL_TTL)
 
     def check(self):
         try:

@@ -144,6 +144,7 @@ urlpatterns = [
     ),
     re_path(rf"^manage/{REPO}/review$", manage.review_policy, name="manage-review-policy"),
     re_path(rf"^manage/{REPO}/rules$", manage.rules, name="manage-rules"),
+    re_path(rf"^manage/{REPO}/marking$", manage.marking_enable, name="manage-marking"),
     re_path(rf"^manage/{REPO}/license/versions$", manage.license_version, name="manage-license-version"),
     re_path(rf"^manage/{REPO}/questions/(?P<key>[a-z][a-z0-9_]*)$", manage.question_edit, name="manage-question"),
     re_path(

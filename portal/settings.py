@@ -222,6 +222,13 @@ PIECE_SIZE = env.int("PIECE_SIZE", default=16 * 1024 * 1024)
 if not 1024 <= PIECE_SIZE <= 1024**3:
     raise ImproperlyConfigured("PIECE_SIZE must be between 1024 bytes and 1 GiB.")
 
+# Marked copies: the secret that chooses which elements each variant flips and each person's codeword. Its own
+# secret (not derived from SECRET_KEY, which may be rotated): changing it makes every marked file's variants and every
+# codeword unreadable. Required only where marking is used (registering or serving a marked release).
+MARKING_KEY = env.str("MARKING_KEY", default="").strip()
+if MARKING_KEY and len(MARKING_KEY) < 32:
+    raise ImproperlyConfigured("MARKING_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+
 # Mirrors: more named storage locations holding copies of releases. The primary storage above is one more
 # location, always enabled; a mirror serves a release only once `verify_mirror` has checked its copy.
 MIRROR_NAME_RE = r"^[a-z][a-z0-9-]{0,31}$"

@@ -59,6 +59,16 @@ def _own_redis_databases() -> None:
 
 _own_redis_databases()
 
+# Marked releases need a marking key; `make test` sets one, and so does this for a bare pytest (subprocess servers
+# inherit the environment).
+TEST_MARKING_KEY = "test-only-marking-key-not-secret-0123456789"
+os.environ.setdefault("MARKING_KEY", TEST_MARKING_KEY)
+
+
+@pytest.fixture(autouse=True)
+def _marking_key(settings):
+    settings.MARKING_KEY = settings.MARKING_KEY or os.environ["MARKING_KEY"]
+
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):

@@ -22,11 +22,14 @@ def run(*args):
 def test_load_demo_catalog_loads_the_opt_family_idempotently(local_storage):
     output = run("load_demo_catalog", "--size", "64")
     assert "Demo catalog ready" in output
-    assert ModelRelease.objects.count() == 9
+    assert ModelRelease.objects.count() == 10
     assert set(ModelRelease.objects.filter(access="gated").values_list("repo_id", flat=True)) == {
         "facebook/opt-66b",
         "facebook/opt-175b",
+        "demo/tiny-marked",
     }
+    marked = ModelRelease.objects.get(repo_id="demo/tiny-marked")
+    assert marked.marking and marked.files.filter(mark_variants=4).count() == 2
     big = ModelRelease.objects.get(repo_id="facebook/opt-175b")
     assert sorted(big.files.values_list("path", flat=True)) == sorted(OPT_175B_SHARDS)
     assert len(OPT_175B_SHARDS) == 992
@@ -44,6 +47,7 @@ def test_load_demo_catalog_loads_the_opt_family_idempotently(local_storage):
     big.refresh_from_db()
     assert big.revision == revision
     assert ModelFile.objects.filter(release=big).count() == 992
+    assert "no new revision" in run("load_demo_catalog", "--only", "demo/tiny-marked")
 
 
 def test_load_demo_catalog_goes_through_s3(s3_storage, nanio):
@@ -96,6 +100,7 @@ def test_a_gated_release_needs_a_license(local_storage, tmp_path):
         ("SIGNED_URL_TTL", "9999999", "between 1 and 604800"),
         ("STORAGE_BACKEND", "ftp", "STORAGE_BACKEND must be one of"),
         ("SECRET_KEY", "", "SECRET_KEY"),
+        ("MARKING_KEY", "too-short", "MARKING_KEY must be at least 32 characters"),
     ],
 )
 def test_bad_settings_fail_loudly(name, value, message):

@@ -20,11 +20,13 @@ from access.models import (
     DocumentAcknowledgement,
     DocumentVersion,
     DownloadEvent,
+    FileVariant,
     Grant,
     Lab,
     LabMembership,
     LabSeat,
     License,
+    MarkingCodeword,
     ModelFile,
     ModelRelease,
     ReleaseDocument,
@@ -144,6 +146,14 @@ def writes(world) -> dict:
             "save": lambda: world["token"].save(),
             "update": lambda: ApiToken.objects.filter(pk=world["token"].pk).update(revoked_at=timezone.now()),
             "delete": lambda: ApiToken.objects.filter(pk=world["token"].pk).delete(),
+        },
+        FileVariant: {
+            "create": lambda: FileVariant.objects.create(
+                file=draft("marked.safetensors"), variant=0, size=1, sha256="b" * 64, storage_key="k/v0"
+            ),
+        },
+        MarkingCodeword: {
+            "create": lambda: MarkingCodeword.objects.create(release=release, user=alice, fingerprint="c" * 32),
         },
         Grant: {
             "save": lambda: grant.save(),

@@ -86,7 +86,8 @@ class ReleaseSerializer(serializers.Serializer):
 class FileSerializer(serializers.Serializer):
     path = serializers.CharField()
     size = serializers.IntegerField()
-    sha256 = serializers.CharField()
+    # In a marked release, the hash of the caller's own variant; null for someone who may not download it.
+    sha256 = serializers.CharField(allow_null=True)
 
 
 class WeightsSerializer(serializers.Serializer):
@@ -176,10 +177,16 @@ class ReleaseDetailApi(APIView):
         wanted = revision.pk if revision is not None else release.main_revision_id
         shown = next((r for r in revisions if r.pk == wanted), None)
         files = selectors.release_files(release=release, revision=revision)
-        if revision is not None:  # the totals annotated on the release are main's
-            release.file_count, release.total_size = shown.file_count, sum(f.size for f in files) or None
+        if release.marking:
+            # Each holder's marked files have their own hashes; a marked file's original hash is shown to nobody.
+            marks = downloads.access_state(user=request.user, release=release, record_codeword=True).marks
+            rows = downloads.personal_rows(downloads.manifest_rows(files), marks, hide=True)
+            files = [{"path": r[0], "size": r[1], "sha256": r[2]} for r in rows]
+            release.file_count = shown.file_count
+            release.total_size = sum(f["size"] if isinstance(f, dict) else f.size for f in files) or None
         release.revision_number = shown.number if shown else None
-        release.requirements = selectors.release_footprint(release=release, download_bytes=sum(f.size for f in files))
+        size = sum(f["size"] if isinstance(f, dict) else f.size for f in files)
+        release.requirements = selectors.release_footprint(release=release, download_bytes=size)
         release.shown_revision, release.shown_files, release.revision_list = (
             shown.sha if shown else release.revision,
             files,
@@ -223,10 +230,11 @@ class FileDownloadApi(APIView):
         except UnknownMirror:
             raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
         url = downloads.serve_file(decision, file, base_url=base_url(request), location=location)
+        what = downloads.served(decision, file)  # the person's variant of a marked file
         response = download_redirect(url)
         response["X-Mirror"] = location.name
-        response["X-Checksum-Sha256"] = file.sha256
-        response["X-File-Size"] = str(file.size)
+        response["X-Checksum-Sha256"] = what.sha256
+        response["X-File-Size"] = str(what.size)
         return response
 
 

@@ -7,6 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..codewords import CapacityExhausted
 from ..inputs import InputError
 from ..services import ServiceError
 from ..storage import StorageError
@@ -56,6 +57,8 @@ def exception_handler(exc, context):
         return response
     if isinstance(exc, InputError):
         return error_response(exc.code, str(exc), 400)
+    if isinstance(exc, CapacityExhausted):
+        return error_response("marking_capacity", CapacityExhausted.detail(), 503, {"Retry-After": "3600"})
     if isinstance(exc, StorageError):
         return error_response(
             "storage_unavailable", _("File storage is unavailable; try again shortly."), 503, {"Retry-After": "30"}

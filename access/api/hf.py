@@ -128,8 +128,13 @@ class ModelInfoApi(HfApiView):
         release = self.release(repo_id)
         rev = self.check_revision(release, revision)
         siblings = []
-        files = selectors.release_files(release=release, revision=rev.row)
-        for path, size, sha256 in files.values_list("path", "size", "sha256"):
+        marks = None
+        if release.marking:  # a holder sees their own variants' hashes; nobody else sees a marked file's
+            marks = downloads.access_state(user=request.user, release=release, record_codeword=True).marks
+        for path, size, sha256 in file_listing(release, rev, marks):
+            if sha256 is None:
+                siblings.append({"rfilename": path, "size": size})
+                continue
             blob_id, pointer_size = lfs_info(sha256, size)
             siblings.append(
                 {
@@ -164,10 +169,10 @@ class TreeApi(HfApiView):
     def get(self, request, repo_id, revision, path=None):
         release = self.release(repo_id)
         rev = self.check_revision(release, revision)
-        self.require_access(release)
+        decision = self.require_access(release)
         prefix = (path or "").strip("/")
         recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
-        entries = tree_entries(release, prefix=prefix, recursive=recursive, revision=rev)
+        entries = tree_entries(release, prefix=prefix, recursive=recursive, revision=rev, marks=decision.marks)
         if entries is None:
             raise entry_not_found(
                 rev.sha, _("No folder %(path)s in %(repo)s.") % {"path": prefix, "repo": release.repo_id}
@@ -181,15 +186,24 @@ class TreeApi(HfApiView):
         return response
 
 
+def file_listing(release: ModelRelease, revision: selectors.Revision, marks) -> list[tuple[str, int, str]]:
+    """(path, size, sha256) of a revision's files as this person receives them (their variants in a marked
+    release), so the client verifies what it downloads."""
+    files = selectors.release_files(release=release, revision=revision.row)
+    rows = downloads.personal_rows(downloads.manifest_rows(files), marks, hide=True)
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
 def tree_entries(
-    release: ModelRelease, *, prefix: str, recursive: bool, revision: selectors.Revision
+    release: ModelRelease, *, prefix: str, recursive: bool, revision: selectors.Revision, marks=None
 ) -> list[dict] | None:
     """Entries under prefix ("" for the root) sorted by path, or None when prefix is not a folder."""
     base = f"{prefix}/" if prefix else ""
     entries: dict[str, dict] = {}
     found = not prefix
-    files = selectors.release_files(release=release, revision=revision.row)
-    for path, size, sha256 in files.values_list("path", "size", "sha256"):
+    for path, size, sha256 in file_listing(release, revision, marks):
+        if sha256 is None:
+            continue  # never: the tree is listed only for people who may download
         if not path.startswith(base):
             continue
         found = True
@@ -235,7 +249,8 @@ class ResolveApi(HfApiView):
         response = download_redirect(url)
         response["X-Mirror"] = location.name
         response["X-Repo-Commit"] = rev.sha
-        response["X-Linked-Etag"] = f'"{file.sha256}"'
-        response["X-Linked-Size"] = str(file.size)
-        response["ETag"] = f'"{file.sha256}"'
+        what = downloads.served(decision, file)  # the person's variant of a marked file
+        response["X-Linked-Etag"] = f'"{what.sha256}"'
+        response["X-Linked-Size"] = str(what.size)
+        response["ETag"] = f'"{what.sha256}"'
         return response

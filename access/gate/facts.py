@@ -20,6 +20,8 @@ class ReleaseFacts:
     reviews_license_updates: bool
     # ISO codes of the countries the release refuses (holders from them too).
     restricted_countries: frozenset[str] = frozenset()
+    # Marked copies (access.marking): each person is served their own variant of each marked file.
+    marked: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,3 +135,6 @@ class GateInputs:
     # acknowledged (of those documents).
     documents: tuple[DocumentFacts, ...] = ()
     acknowledged: frozenset[int] = frozenset()
+    # In a marked release: the attempt number of the person's codeword (access.marking.marks_for), or None when
+    # they hold none yet. Not read by the rule: the channel serves the variant it names.
+    codeword: int | None = None

@@ -28,11 +28,13 @@ from ..models import (
     ApiToken,
     DocumentAcknowledgement,
     DocumentVersion,
+    FileVariant,
     Grant,
     Lab,
     LabMembership,
     LabSeat,
     License,
+    MarkingCodeword,
     ModelFile,
     ModelRelease,
     ReleaseDocument,
@@ -52,8 +54,9 @@ from .facts import (
     ViewerFacts,
 )
 
-GATE_MODELS = (AccessRequest, ApiToken, DocumentAcknowledgement, DocumentVersion, Grant, Lab, LabMembership, LabSeat,
-               License, ModelFile, ModelRelease, ReleaseDocument, ReleaseRevision, User)  # fmt: skip
+GATE_MODELS = (AccessRequest, ApiToken, DocumentAcknowledgement, DocumentVersion, FileVariant, Grant, Lab,
+               LabMembership, LabSeat, License, MarkingCodeword, ModelFile, ModelRelease, ReleaseDocument,
+               ReleaseRevision, User)  # fmt: skip
 GATE_TABLES = frozenset(
     [model._meta.db_table for model in GATE_MODELS]
     # Who is a reviewer (a group's permission) decides whether an unpublished release exists for them.
@@ -195,6 +198,18 @@ def main_file(*, repo_id: str, path: str, user=None) -> ModelFile | None:
     return file
 
 
+def variant(*, file_id: int, variant: int) -> FileVariant | None:
+    """A marked file's variant record (which object, size and hashes a person is served), kept under the version:
+    the person's variant is computed from their codeword, and its record read once per process."""
+    key = ("variant", file_id, variant)
+    found = cache.get(key)
+    if found is None:
+        found = FileVariant.objects.filter(file_id=file_id, variant=variant).first()
+        if found is not None:
+            cache.put(key, found)
+    return found
+
+
 def token(*, secret_hash: str) -> ApiToken | None:
     """The token with its user, cached until a token or an account changes anywhere."""
     key = ("token", secret_hash)
@@ -233,6 +248,15 @@ def stored_file(*, key: str, revision: str) -> tuple[int, str, str] | None:
         or files.filter(revision_id=F("release__main_revision_id")).values_list(*columns).first()
         or files.order_by("-revision__number").values_list(*columns).first()
     )
+    if found is None and "/marked/" in key:
+        # A marked file's variant: its own size and SHA-256, with the revision of the file it is a variant of.
+        variants = FileVariant.objects.filter(storage_key=key, file__revision__published_at__isnull=False)
+        columns = ("size", "sha256", "file__revision__sha")
+        found = (
+            (variants.filter(file__revision__sha=named).values_list(*columns).first() if named else None)
+            or variants.filter(file__revision_id=F("file__release__main_revision_id")).values_list(*columns).first()
+            or variants.order_by("-file__revision__number").values_list(*columns).first()
+        )
     if found is None:
         return None
     if found[2] == named:
@@ -257,6 +281,7 @@ def release_facts(found: ModelRelease) -> ReleaseFacts:
         license_version=found.license.version if found.license_id else "",
         reviews_license_updates=found.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW,
         restricted_countries=frozenset(found.restricted_countries or ()),
+        marked=found.marking,
     )
 
 
@@ -364,7 +389,15 @@ def _person(user: User, found: ModelRelease) -> GateInputs:
         requests=tuple(_request(r) for r in requests.order_by("-created_at", "-pk")[:HISTORY]),
         documents=documents,
         acknowledged=_acknowledged(user, documents),
+        codeword=_codeword(user, found),
     )
+
+
+def _codeword(user: User, found: ModelRelease) -> int | None:
+    """The attempt number of the person's codeword in a marked release (one query, only for marked releases)."""
+    if not found.marking:
+        return None
+    return MarkingCodeword.objects.filter(release=found, user=user).values_list("attempt", flat=True).first()
 
 
 def _viewer(user: User, found: ModelRelease) -> ViewerFacts:
@@ -390,6 +423,7 @@ def inputs(*, user, release: ModelRelease, grant: Grant | None = None) -> GateIn
                 named_grant_foreign=not labs,
                 documents=documents,
                 acknowledged=acknowledged,
+                codeword=_codeword(user, release),
             )
         return GateInputs(
             release=release_facts(release),
@@ -397,6 +431,7 @@ def inputs(*, user, release: ModelRelease, grant: Grant | None = None) -> GateIn
             named_grant=named,
             documents=documents,
             acknowledged=acknowledged,
+            codeword=_codeword(user, release),
         )
     key = ("person", user.pk, release.pk)
     found = cache.get(key)

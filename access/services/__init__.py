@@ -71,6 +71,7 @@ from .mirrors import mirror_compare, mirror_disable, mirror_verify
 from .releases import (
     release_create,
     release_file_key,
+    release_marking_enable,
     release_publish,
     release_refresh_revision,
     release_set_license,
@@ -205,6 +206,7 @@ __all__ = [
     "release_file_key",
     "release_manager_add",
     "release_manager_remove",
+    "release_marking_enable",
     "release_publish",
     "release_refresh_revision",
     "release_rules_set",

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..audit import audit
-from ..models import ModelFile, ModelRelease, ReleaseMirror
+from ..models import FileVariant, ModelFile, ModelRelease, ReleaseMirror
 from ..storage import ObjectNotFound, StorageError, get_storage
 from .base import Actor, ServiceError, clean, require_reviewer
 
@@ -35,22 +35,30 @@ def _mirror_name(mirror: str) -> str:
     return mirror
 
 
-def mirror_compare(*, file: ModelFile, mirror: str) -> dict | None:
-    """How the mirror's copy of a file differs from the record, or None when it is identical."""
+def mirror_compare(*, file: ModelFile | FileVariant, mirror: str, path: str = "") -> dict | None:
+    """How the mirror's copy of a file (or of a marked file's variant) differs from the record, or None when it
+    is identical. A marked file's original is never on a mirror: its variants are (mirror_verify checks them)."""
+    if isinstance(file, ModelFile) and file.mark_variants:
+        for variant in file.variants.order_by("variant"):
+            difference = mirror_compare(file=variant, mirror=mirror, path=f"{file.path}#{variant.variant}")
+            if difference is not None:
+                return difference
+        return None
+    path = path or file.path
     try:
         found = get_storage(mirror).hash_object(file.storage_key, piece_size=file.piece_size or None)
     except ObjectNotFound:
-        return {"path": file.path, "problem": "missing", "expected": file.size, "found": None}
+        return {"path": path, "problem": "missing", "expected": file.size, "found": None}
     except (StorageError, OSError) as exc:
-        return {"path": file.path, "problem": "unreadable", "expected": None, "found": str(exc)[:300]}
+        return {"path": path, "problem": "unreadable", "expected": None, "found": str(exc)[:300]}
     if found.size != file.size:
-        return {"path": file.path, "problem": "size", "expected": file.size, "found": found.size}
+        return {"path": path, "problem": "size", "expected": file.size, "found": found.size}
     if file.piece_size and "".join(found.pieces) != file.pieces:
         # Which pieces differ says more than one whole-file hash (one flipped bit, or a truncated upload).
         bad = [i for i, (a, b) in enumerate(zip(file.piece_hashes, found.pieces, strict=True)) if a != b]
-        return {"path": file.path, "problem": "pieces", "expected": None, "found": bad}
+        return {"path": path, "problem": "pieces", "expected": None, "found": bad}
     if found.sha256 != file.sha256:
-        return {"path": file.path, "problem": "sha256", "expected": file.sha256, "found": found.sha256}
+        return {"path": path, "problem": "sha256", "expected": file.sha256, "found": found.sha256}
     return None
 
 
@@ -72,7 +80,7 @@ def mirror_verify(
     for file in files:
         difference = mirror_compare(file=file, mirror=mirror)
         if difference is None:
-            checked += file.size
+            checked += file.size * (file.mark_variants or 1)
         else:
             differences.append(difference)
         if progress is not None:

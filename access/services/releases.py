@@ -11,9 +11,9 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import selectors
+from .. import marking, selectors
 from ..audit import audit
-from ..models import License, ModelFile, ModelRelease, ReleaseRevision
+from ..models import FileVariant, License, ModelFile, ModelRelease, ReleaseRevision
 from .base import Actor, ServiceError, clean, number, require_release_manager, require_reviewer
 from .licenses import license_update_notify
 
@@ -94,19 +94,27 @@ def release_upsert_file(
     storage_key: str,
     piece_size: int = 0,
     pieces: Sequence[str] = (),
+    variants: Sequence[tuple[str, int, str, int, Sequence[str]]] = (),
 ) -> bool:
     """Add a file to the release's next revision (its draft); returns True when it is new or differs from
     main, and audits it. Published revisions are never changed: `release_publish`
     makes the draft a new revision. Refuses a storage key that holds a published file with other contents.
 
     Piece hashes come from the same pass as sha256 and are stored with the file; a published file's pieces
-    never change under a client (a file published before pieces were hashed keeps none)."""
+    never change under a client (a file published before pieces were hashed keeps none).
+
+    `variants` marks the file (a marked release only): (storage key, size, sha256, piece size, pieces) of each
+    variant, in variant order; the file's own key is then the original's, under the private prefix."""
     require_release_manager(actor)
     if selectors.clean_file_path(path) is None:
         raise ServiceError(_("Invalid file path: %(path)s") % {"path": path}, "invalid_path")
     if piece_size and len(pieces) != -(-size // piece_size):
         raise ServiceError(_("The piece hashes do not cover the file."), "invalid_pieces")
     joined = "".join(pieces) if piece_size else ""
+    if variants and not release.marking:
+        raise ServiceError(_("Turn marking on for %(repo)s first.") % {"repo": release.repo_id}, "marking_off")
+    if variants and not marking.is_private(storage_key):
+        raise ServiceError(_("A marked file's original must be stored under the private prefix."), "invalid_key")
     current = release.files.filter(path=path).first()
     draft = ModelFile.objects.filter(release=release, revision__isnull=True, path=path)
     if current is not None and (current.size, current.sha256) == (size, sha256):
@@ -127,7 +135,7 @@ def release_upsert_file(
             % {"key": storage_key, "path": clash.path, "n": clash.revision.number},
             "storage_key_in_use",
         )
-    draft.update_or_create(
+    row, _created = draft.update_or_create(
         release=release,
         revision=None,
         path=path,
@@ -137,13 +145,29 @@ def release_upsert_file(
             "storage_key": storage_key,
             "piece_size": piece_size,
             "pieces": joined,
+            "mark_variants": len(variants),
         },
+    )
+    FileVariant.objects.filter(file=row).delete()  # a draft's; published files' variants never change
+    FileVariant.objects.bulk_create(
+        [
+            FileVariant(
+                file=row,
+                variant=number,
+                storage_key=key,
+                size=v_size,
+                sha256=v_sha,
+                piece_size=v_piece_size,
+                pieces="".join(v_pieces) if v_piece_size else "",
+            )
+            for number, (key, v_size, v_sha, v_piece_size, v_pieces) in enumerate(variants)
+        ]
     )
     audit(
         actor=actor,
         action="release.file_added" if current is None else "release.file_changed",
         target=release,
-        data={"path": path, "size": size, "sha256": sha256, "piece_size": piece_size},
+        data={"path": path, "size": size, "sha256": sha256, "piece_size": piece_size, "variants": len(variants)},
     )
     return True
 
@@ -177,7 +201,7 @@ def release_publish(*, actor: Actor, release: ModelRelease, notes: str = "") -> 
             sha=revision_sha(repo_id=locked.repo_id, parent=locked.revision if current else "", files=listing),
             notes=notes,
         )
-        ModelFile.objects.bulk_create(
+        copies = ModelFile.objects.bulk_create(
             [
                 ModelFile(
                     release=locked,
@@ -188,11 +212,30 @@ def release_publish(*, actor: Actor, release: ModelRelease, notes: str = "") -> 
                     storage_key=f.storage_key,
                     piece_size=f.piece_size,
                     pieces=f.pieces,
+                    mark_variants=f.mark_variants,
                     created_at=f.created_at,
                 )
                 for f in kept
             ],
             batch_size=1000,
+        )
+        # A marked file kept into the new revision keeps its variants: the same objects, so a person's copy and a
+        # resumed download stay the same across revisions.
+        kept_marked = {f.pk: copy for f, copy in zip(kept, copies, strict=True) if f.mark_variants}
+        FileVariant.objects.bulk_create(
+            [
+                FileVariant(
+                    file=kept_marked[v.file_id],
+                    variant=v.variant,
+                    size=v.size,
+                    sha256=v.sha256,
+                    storage_key=v.storage_key,
+                    piece_size=v.piece_size,
+                    pieces=v.pieces,
+                    created_at=v.created_at,
+                )
+                for v in FileVariant.objects.filter(file_id__in=list(kept_marked))
+            ]
         )
         ModelFile.objects.filter(pk__in=[f.pk for f in changed]).update(revision=revision)
         revision.published_at = timezone.now()
@@ -219,6 +262,51 @@ def release_refresh_revision(*, actor: Actor, release: ModelRelease, notes: str 
     """Publish whatever was registered since the last revision (see release_publish); returns the release."""
     release_publish(release=release, notes=notes, actor=actor)
     return release
+
+
+def release_marking_enable(*, actor: Actor, release: ModelRelease, license: License | None = None) -> ModelRelease:
+    """Turn marking on for a gated release whose weights are safetensors: the revisions registered from then on
+    are marked, each holder served their own variants. A release with holders needs a new license version that
+    says so (`license`, which holders then accept as for any new version); a new release's license says so from
+    its first version."""
+    require_release_manager(actor)
+    if not release.is_gated:
+        raise ServiceError(_("Only gated releases are marked: open copies name nobody."), "marking_open_release")
+    others = sorted(
+        path for path in release.files.values_list("path", flat=True) if path.lower().endswith(marking.OTHER_WEIGHTS)
+    )
+    if others:
+        raise ServiceError(
+            _("Marking reads safetensors weights only; convert these to safetensors first: %(paths)s.")
+            % {"paths": ", ".join(others[:10])},
+            "marking_not_safetensors",
+        )
+    marking.marking_key()  # fails loudly when MARKING_KEY is not set
+    has_holders = release.grants.active().exists()
+    if has_holders and (license is None or license.pk == release.license_id):
+        raise ServiceError(
+            _(
+                "%(repo)s has holders: turning marking on needs a new license version that says each copy is "
+                "marked; publish one and choose it here."
+            )
+            % {"repo": release.repo_id},
+            "marking_needs_license",
+            field="license",
+        )
+    with transaction.atomic():
+        if license is not None and license.pk != release.license_id:
+            release = release_update(actor=actor, release=release, changes={"license": license})
+        locked = ModelRelease.objects.select_for_update().get(pk=release.pk)
+        if not locked.marking:
+            locked.marking = True
+            locked.save(update_fields=["marking", "updated_at"])
+            audit(
+                actor=actor,
+                action="release.marking_enabled",
+                target=locked,
+                data={"license": _plain(locked.license) if locked.license_id else None},
+            )
+    return locked
 
 
 def release_update(*, actor: Actor, release: ModelRelease, changes: dict) -> ModelRelease:

@@ -14,8 +14,8 @@ from django.views import i18n
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
+from .. import codewords, downloads, selectors, services
 from .. import counts as counters
-from .. import downloads, selectors, services
 from ..durations import wait_estimate_text
 from ..http import actor_for, json_error, wants_json
 from ..listing import file_listing
@@ -60,6 +60,8 @@ def release_detail(request, repo_id):
         "may_report": services.may_report(request.user, release),
         "footprint": selectors.release_footprint(release=release, download_bytes=listing.size),
         "documents": selectors.release_documents(release=release),
+        "marking": codewords.MarkingStatus(release) if release.marking else None,
+        "manages": selectors.is_release_manager(request.user) if release.marking else False,
     }
     return render(request, "access/release_detail.html", context)
 

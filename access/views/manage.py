@@ -12,8 +12,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from .. import codewords, selectors, services
 from .. import rules as rules_logic
-from .. import selectors, services
 from ..decorators import recent_login_required
 from ..forms import (
     AccessRequestForm,
@@ -93,6 +93,11 @@ def _release_context(rel: ModelRelease, **extra) -> dict:
         "holders_on_old": license_update_holders(release=rel).count() if rel.is_gated else 0,
         "revisions": selectors.release_revisions(release=rel),
         "review_form": ReleaseReviewForm(instance=rel) if rel.is_gated else None,
+        "marking": codewords.MarkingStatus(rel) if rel.marking else None,
+        "marking_form": ReleaseLicenseForm(release=rel, initial={"license": rel.license_id})
+        if rel.is_gated and rel.license and not rel.marking
+        else None,
+        "has_holders": rel.grants.active().exists() if rel.is_gated and not rel.marking else False,
         **extra,
     }
 
@@ -197,6 +202,27 @@ def license_version(request, repo_id):
 
 # What the review form always sends; the flaw reports' settings are sent when they change.
 ORIGINAL_REVIEW_FIELDS = ("review_deadline_days", "transparency_public")
+
+
+@release_manager_required
+@recent_login_required
+@require_POST
+def marking_enable(request, repo_id):
+    """Turn marking on: the revisions registered from then on are marked (a release with holders moves to the new
+    license version chosen, which says so)."""
+    rel = _release(repo_id)
+    form = ReleaseLicenseForm(request.POST, release=rel)
+    form.is_valid()  # only the version is asked for here
+    chosen = form.cleaned_data.get("license")
+    try:
+        services.release_marking_enable(actor=actor_for(request), release=rel, license=chosen)
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, _("Marking is on. Register the next revision with register_release --mark to mark its weights.")
+        )
+    return redirect("manage-release", repo_id=rel.repo_id)
 
 
 @release_manager_required

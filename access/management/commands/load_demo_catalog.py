@@ -1,5 +1,8 @@
 import os
+import tempfile
+from pathlib import Path
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -79,6 +82,8 @@ class Command(BaseCommand):
             self._documents(release, actor)
             state = "created" if created else "up to date" if not added else "updated"
             self.stdout.write(f"{release.repo_id}: {len(paths)} files ({added} stored) — {state}")
+        if not only or catalog_data.MARKED_REPO_ID in only:
+            self._marked(actor)
         self._institution(actor)
         self._rules(actor, only)
         self.stdout.write(self.style.SUCCESS("Demo catalog ready."))
@@ -91,6 +96,31 @@ class Command(BaseCommand):
                 continue
             services.release_rules_set(actor=actor, release=release, rules=rules)
             self.stdout.write(f"{repo_id}: {len(rules)} decision rule(s)")
+
+    def _marked(self, actor):
+        """The marked demo release: real safetensors shards (F16, BF16 and F32 tensors), gated, both shards
+        marked in 4 variants each (16 codewords); registered as production registers a release."""
+        License.objects.get_or_create(
+            slug=catalog_data.MARKED_LICENSE_SLUG,
+            version="1.0",
+            defaults={"title": "Tiny-Marked Research License", "text": catalog_data.MARKED_LICENSE_TEXT},
+        )
+        with tempfile.TemporaryDirectory(prefix="tiny-marked-") as tmp:
+            catalog_data.write_marked_demo(tmp)
+            call_command(
+                "register_release",
+                catalog_data.MARKED_REPO_ID,
+                from_dir=Path(tmp),
+                access="gated",
+                license=catalog_data.MARKED_LICENSE_SLUG,
+                display_name="Tiny Marked",
+                parameters=522_752,
+                mark=2,
+                variants=4,
+                piece_size=DEMO_PIECE_SIZE * 64,
+                notes="Marked demo weights",
+                stdout=self.stdout,
+            )
 
     def _institution(self, actor):
         """Demo University, confirmed, with the demo OpenID Provider `make run` starts (created once; an

@@ -1,10 +1,11 @@
 import hashlib
+import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from access import selectors, services
+from access import marking, selectors, services
 from access.models import License, ModelRelease
 from access.storage import StorageError, get_storage
 
@@ -35,6 +36,19 @@ class Command(BaseCommand):
             help="bytes per hashed piece for new files (default: PIECE_SIZE, 16 MiB); a recorded file keeps its pieces",
         )
         parser.add_argument("--notes", default="", help="release notes of the revision this registration publishes")
+        parser.add_argument(
+            "--mark",
+            type=int,
+            default=0,
+            metavar="N",
+            help="mark the N largest .safetensors files (all of them when there are fewer): turns marking on for "
+            "the release (a release with holders needs a new --license version) and writes --variants variants of "
+            "each; needs --from-dir and MARKING_KEY",
+        )
+        parser.add_argument("--variants", type=int, default=marking.DEFAULT_VARIANTS, help="variants per marked file")
+        parser.add_argument(
+            "--elements", type=int, default=marking.DEFAULT_ELEMENTS, help="elements each variant flips (K)"
+        )
 
     def handle(
         self,
@@ -49,6 +63,9 @@ class Command(BaseCommand):
         rehash,
         piece_size,
         notes,
+        mark=0,
+        variants=marking.DEFAULT_VARIANTS,
+        elements=marking.DEFAULT_ELEMENTS,
         **o,
     ):
         if "/" not in repo_id or repo_id.count("/") != 1:
@@ -60,6 +77,13 @@ class Command(BaseCommand):
             license_obj = License.objects.filter(slug=license).order_by("-created_at").first()
             if license_obj is None:
                 raise CommandError(f"no license with slug {license!r}")
+        if mark:
+            if not from_dir:
+                raise CommandError("--mark needs --from-dir (marking reads the files locally)")
+            if not 2 <= variants <= marking.MAX_VARIANTS:
+                raise CommandError(f"--variants must be between 2 and {marking.MAX_VARIANTS}")
+            if not 1 <= elements <= 100_000:
+                raise CommandError("--elements must be between 1 and 100000")
         actor = services.command_actor("register_release")
         release = ModelRelease.objects.filter(repo_id=repo_id).first()
         try:
@@ -90,7 +114,13 @@ class Command(BaseCommand):
                     )
                     if value is not None
                 }
+                if mark and not release.marking:
+                    # The new license version (if any) goes with turning marking on: holders learn why.
+                    release = services.release_marking_enable(actor=actor, release=release, license=license_obj)
+                    changes.pop("license", None)
                 release = services.release_update(actor=actor, release=release, changes=changes)
+            if mark and not release.marking:
+                release = services.release_marking_enable(actor=actor, release=release)
         except services.ServiceError as exc:
             raise CommandError(str(exc)) from exc
         known = {f.path: f for f in release.files.all()}
@@ -106,6 +136,7 @@ class Command(BaseCommand):
                 ]
             except StorageError as exc:
                 raise CommandError(f"cannot list {from_prefix!r}: {exc}") from exc
+        to_mark = self._to_mark(entries, mark) if mark else set()
         added = skipped = 0
         for i, (path, size, source) in enumerate(entries, 1):
             if selectors.clean_file_path(path) is None:
@@ -122,11 +153,14 @@ class Command(BaseCommand):
                     continue
                 # A published revision's object is never overwritten: changed bytes get a key of their own.
                 key = services.release_file_key(release=release, path=path)
+                if path in to_mark:
+                    key = marking.ORIGINALS_PREFIX + key  # the original: stored, never signed
                 with open(source, "rb") as f:
                     digest = storage.save(key, f, piece_size=piece_size)
             else:
                 key = source
                 digest = storage.hash_object(key, piece_size=piece_size)
+            marked = self._mark(release, path, source, digest, variants, elements) if path in to_mark else ()
             try:
                 with transaction.atomic():
                     changed = services.release_upsert_file(
@@ -138,6 +172,7 @@ class Command(BaseCommand):
                         actor=actor,
                         piece_size=digest.piece_size,
                         pieces=digest.pieces,
+                        variants=marked,
                     )
             except services.ServiceError as exc:
                 raise CommandError(str(exc)) from exc
@@ -148,6 +183,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"[{i}/{len(entries)}] {path} {digest.size} bytes sha256={digest.sha256} "
                 f"({len(digest.pieces)} pieces of {digest.piece_size})"
+                + (f", {len(marked)} variants" if marked else "")
             )
         try:
             revision = services.release_publish(release=release, notes=notes, actor=actor)
@@ -160,6 +196,36 @@ class Command(BaseCommand):
                 f"{release.revision}"
             )
         )
+
+    @staticmethod
+    def _to_mark(entries, count: int) -> set[str]:
+        """The `count` largest safetensors files (by size, then path); refuses other weight formats."""
+        others = [path for path, _size, _source in entries if path.lower().endswith(marking.OTHER_WEIGHTS)]
+        if others:
+            raise CommandError(f"marking reads safetensors weights only; convert these first: {', '.join(others[:10])}")
+        weights = [(size, path) for path, size, _source in entries if path.endswith(marking.SUFFIX)]
+        if not weights:
+            raise CommandError("--mark: no .safetensors file to mark")
+        return {path for _size, path in sorted(weights, key=lambda w: (-w[0], w[1]))[:count]}
+
+    def _mark(self, release, path, source, digest, variants, elements):
+        """Write the variants of a file, store each under its own key; (key, size, sha256, piece size, pieces)."""
+        storage = get_storage()
+        with tempfile.TemporaryDirectory(prefix="mark-") as tmp:
+            outputs = [Path(tmp) / f"{v}" for v in range(variants)]
+            try:
+                digests = marking.mark_file(source, outputs, original=digest, elements=elements)
+            except marking.MarkingError as exc:
+                raise CommandError(f"{path}: {exc}") from exc
+            stored = []
+            for v, (out, found) in enumerate(zip(outputs, digests, strict=True)):
+                key = marking.variant_key(repo_id=release.repo_id, sha256=digest.sha256, variant=v, path=path)
+                with open(out, "rb") as f:
+                    written = storage.save(key, f, piece_size=digest.piece_size)
+                if (written.sha256, written.pieces) != (found.sha256, found.pieces):
+                    raise CommandError(f"{path}: variant {v} was stored with other contents")
+                stored.append((key, found.size, found.sha256, found.piece_size, found.pieces))
+        return stored
 
     @staticmethod
     def _hash(path: Path) -> tuple[int, str]:

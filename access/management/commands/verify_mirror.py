@@ -8,8 +8,8 @@ class Command(BaseCommand):
     help = (
         "Verify a mirror's copy of a release (every file present, with the recorded size, SHA-256 and piece "
         "hashes) and enable the mirror for the release when nothing differs; otherwise it stays disabled and the "
-        "files that differ are listed. Streams the whole release from the mirror once. --disable stops a mirror "
-        "serving the release."
+        "files that differ are listed. Streams the whole release from the mirror once; a marked file's variants are "
+        "checked, never its original. --disable stops a mirror serving the release."
     )
 
     def add_arguments(self, parser):
