@@ -1099,6 +1099,21 @@ class DownloadDay(models.Model):
         return f"{self.day} {self.release_id or 'all'}: {self.files} files"
 
 
+class DownloadVisitors(models.Model):
+    """How many distinct anonymous addresses downloaded from a release on one UTC day: Redis's HyperLogLog
+    estimate, copied by the counts' flush (access.counts). The addresses themselves are never stored."""
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    addresses = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["release", "day"], name="download_visitors_release_day")]
+
+    def __str__(self):
+        return f"{self.release_id} {self.day}: {self.addresses} addresses"
+
+
 class DownloadCountBatch(models.Model):
     """A Redis counter hash already added to DownloadCount: a flush that dies before deleting the hash, and runs
     again, adds nothing twice."""
