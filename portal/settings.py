@@ -415,6 +415,8 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_FILE_PATH = VAR_DIR / "mail"
+# access.devmail's file, which `make run` prints on its console (the workers' emails too).
+DEV_MAIL_LOG = Path(env.str("DEV_MAIL_LOG", default=str(VAR_DIR / "mail.log")))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Model access portal <noreply@localhost>")
 
 # --- Accounts (django-allauth) ------------------------------------------------------------------------
