@@ -195,7 +195,8 @@ def run_dev_run(tmp_path, env):
         "gunicorn": 'if [ "$1" = demo_idp.wsgi ]; then echo "gunicorn $*"; env | grep -E "^(DEMO_IDP|OIDC)_" | sort; '
         "echo $$ >var/demo-idp.pid; exec sleep 30; fi; "
         # The demo institution's pid file is written after its lines: waiting for it waits for them all.
-        'env | grep -E "(CACHE_URL|^OIDC_.*|^DEMO_IDP_.*|^CONTACT_EMAIL|^EMAIL_BACKEND)=" | sort; for i in $(seq 300); do '
+        'env | grep -E "(CACHE_URL|^OIDC_.*|^DEMO_IDP_.*|^CONTACT_EMAIL|^EMAIL_BACKEND)=" | sort; '
+        "for i in $(seq 300); do "
         '[ "$(cat var/celery*.log 2>/dev/null | grep -c "^celery ")" -ge 2 ] && [ -s var/demo-idp.pid ] '
         '&& [ "$(grep -c Subject "$DEV_MAIL_LOG")" -ge 2 ] '
         "&& break; sleep 0.1; done; exit 0",
