@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from pypinyin import Style, lazy_pinyin
+from pypinyin import Style, lazy_pinyin, load_phrases_dict
 
 from . import questions as q
 from . import selectors
@@ -17,6 +17,8 @@ from .text import clean_text
 INTENDED_USE_MIN = 100
 # What each kind of field takes in a JSON body (anything else is a string or null).
 JSON_TYPES = {forms.BooleanField: (bool,), forms.MultipleChoiceField: (list,)}
+# Country names whose characters pypinyin reads otherwise on their own (泊 pō, 勒 lēi).
+load_phrases_dict({"尼泊尔": [["ní"], ["bó"], ["ěr"]], "加勒比": [["jiā"], ["lè"], ["bǐ"]]})
 
 
 def pinyin_order(choices) -> list:

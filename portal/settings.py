@@ -191,6 +191,17 @@ AUTHENTICATION_BACKENDS = [
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+# Country names django-countries' Chinese catalog gets wrong or outdated (尼珀尔, 塔吉克斯斯坦, two 美属萨摩亚群岛,
+# 斯威士兰, 马其顿, the Comoros' full title): the same English names, translated in the portal's own catalog.
+COUNTRIES_OVERRIDE = {
+    "AS": _("American Samoa"),
+    "KM": _("Comoros"),
+    "MK": _("North Macedonia"),
+    "NP": _("Nepal"),
+    "SZ": _("Eswatini"),
+    "TJ": _("Tajikistan"),
+    "WS": _("Samoa"),
+}
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True

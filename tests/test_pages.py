@@ -377,3 +377,27 @@ def test_the_verification_page_resends_the_link_through_sign_in(client, settings
     assert again["Location"] == "/accounts/confirm-email/"
     assert [m.to for m in mail.outbox] == [["new@uni.example"]] * 2
     assert mail.outbox[1].body.startswith("Hello from Model access portal!")
+
+
+def test_chinese_readers_get_current_country_names_in_pinyin_order(client, alice, release):
+    client.force_login(alice)
+    body = client.get(f"/models/{REPO}/apply", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    select = re.search(r'<select name="country".*?</select>', body, re.S).group(0)
+    names = dict(re.findall(r'<option value="([A-Z]{2})"[^>]*>([^<]+)</option>', select))
+    assert {code: names[code] for code in ("NP", "TJ", "AS", "WS", "MK", "SZ", "KM")} == {
+        "NP": "尼泊尔",
+        "TJ": "塔吉克斯坦",
+        "AS": "美属萨摩亚",
+        "WS": "萨摩亚",
+        "MK": "北马其顿",
+        "SZ": "埃斯瓦蒂尼",
+        "KM": "科摩罗",
+    }
+    assert len(set(names.values())) == len(names)  # no two countries share a name
+    order = list(names.values())
+    # Sorted by the corrected names: ni bo'er before ni jialagua, ai siwatini after ai sai'ebiya.
+    assert order.index("尼泊尔") < order.index("尼加拉瓜")
+    assert order.index("埃塞俄比亚") < order.index("埃斯瓦蒂尼") < order.index("爱尔兰")
+    english = client.get(f"/models/{REPO}/apply").content.decode()
+    for name in ("Nepal", "Tajikistan", "American Samoa", "Samoa", "North Macedonia", "Eswatini", "Comoros"):
+        assert f">{name}</option>" in english

@@ -5,7 +5,7 @@ from django import template
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, pgettext
 
 from .. import commands
 from ..durations import age_days, duration_text, seen_text
@@ -34,6 +34,12 @@ def utc(value):
     if not isinstance(value, datetime):
         return ""
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+@register.simple_tag
+def colon():
+    """{% colon %} after a label: ": " in English, the full-width "：" in Chinese."""
+    return pgettext("after a label", ": ")
 
 
 @register.filter
