@@ -227,6 +227,10 @@ class DecisionForm(forms.Form):
         queryset=ReasonTemplate.objects.all(), required=False, label=_("Or use a saved reason")
     )
 
+    def __init__(self, *args, language: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.language = language  # the applicant's: a saved reason is given in it
+
     def clean(self):
         data = super().clean()
         reason = clean_text(data.get("reason") or "", multiline=True)
@@ -234,7 +238,7 @@ class DecisionForm(forms.Form):
         if template is not None and template.kind != data.get("action"):
             self.add_error("template", _("That saved reason is for another action."))
         elif not reason and template is not None:
-            reason = template.text
+            reason = template.text_in(self.language)
         if data.get("action") in ("reject", "request_info") and not reason:
             self.add_error("reason", _("Give a reason; the applicant will see it."))
         data["reason"] = reason

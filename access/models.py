@@ -603,6 +603,9 @@ class ReasonTemplate(TimeStamped):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     title = models.CharField(max_length=100)
     text = models.TextField()
+    text_zh_hans = models.TextField(
+        blank=True, help_text=_("The text in Simplified Chinese; applicants who read Chinese get it when set")
+    )
 
     class Meta:
         ordering = ["kind", "title"]
@@ -610,6 +613,12 @@ class ReasonTemplate(TimeStamped):
 
     def __str__(self):
         return f"{self.get_kind_display()}: {self.title}"
+
+    def text_in(self, language: str) -> str:
+        """The reason in the applicant's language where it has one."""
+        if (language or "").startswith("zh") and self.text_zh_hans:
+            return self.text_zh_hans
+        return self.text
 
 
 class GrantQuerySet(models.QuerySet):

@@ -189,7 +189,8 @@ def detail(request, public_id):
     if access_request is None:
         raise Http404
     q = _queue_reference(request)
-    form = DecisionForm(request.POST or None)
+    language = access_request.applicant.language or settings.LANGUAGE_CODE
+    form = DecisionForm(request.POST or None, language=language)
     if request.method == "POST" and form.is_valid():
         if _decide(request, access_request, form) and request.POST.get("next"):
             following = _next_in_queue(access_request, q)
@@ -202,7 +203,7 @@ def detail(request, public_id):
         "r": access_request,
         "form": form,
         "failed": form.data.get("action") if form.is_bound else None,
-        "actions": _decision_actions(),
+        "actions": _decision_actions(language),
         "q": q,
         "history": AccessRequest.objects.filter(applicant=access_request.applicant)
         .exclude(pk=access_request.pk)
@@ -239,10 +240,12 @@ def _detail_url(access_request: AccessRequest, q: str) -> str:
     return reverse("review-detail", kwargs={"public_id": access_request.public_id}) + "?" + urlencode({"q": q})
 
 
-def _decision_actions() -> list[dict]:
-    """The decision page's three forms, each with the saved reasons of its own action."""
+def _decision_actions(language: str) -> list[dict]:
+    """The decision page's three forms, each with the saved reasons of its own action, in the applicant's
+    language where a reason has a text in it."""
     reasons = {kind: [] for kind in ReasonTemplate.Kind.values}
     for template in ReasonTemplate.objects.order_by("title"):
+        template.shown_text = template.text_in(language)
         reasons[template.kind].append(template)
     forms = [
         ("approve", _("Approve"), _("Approve and open next"), _("Note to the applicant (optional)"), "btn-primary"),
