@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.db.models import Count, F, Min, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import paths, stats
 from .gate import loader
@@ -138,10 +139,20 @@ def rejection_cooldown_ends(*, user: User, release: ModelRelease, lab: Lab | Non
         .order_by("-decided_at")
         .first()
     )
-    if last is None or last.decided_at is None:
+    ends = reapply_from(last) if last is not None else None
+    return ends if ends is not None and ends > timezone.now() else None
+
+
+def reapply_from(access_request: AccessRequest) -> datetime | None:
+    """When the applicant of a rejected request may apply again (the end of REJECTION_COOLDOWN_DAYS)."""
+    if access_request.status != AccessRequest.Status.REJECTED or access_request.decided_at is None:
         return None
-    ends = last.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
-    return ends if ends > timezone.now() else None
+    return access_request.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
+
+
+def reapply_text(ends: datetime) -> str:
+    """The one wording of the cool-down's end, everywhere (pages, emails, refusals): a date and time in UTC."""
+    return _("You may apply again from %(date)s.") % {"date": f"{ends.astimezone(UTC):%Y-%m-%d %H:%M} UTC"}
 
 
 def apply_url(release: ModelRelease) -> str:

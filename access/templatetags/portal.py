@@ -36,6 +36,14 @@ def utc(value):
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
+@register.filter
+def reapply(value):
+    """{{ ends|reapply }}: "You may apply again from 2026-12-07 14:03 UTC." (access.selectors.reapply_text)."""
+    from ..selectors import reapply_text
+
+    return reapply_text(value) if isinstance(value, datetime) else ""
+
+
 @register.simple_tag
 def colon():
     """{% colon %} after a label: ": " in English, the full-width "：" in Chinese."""
