@@ -22,6 +22,7 @@ from .models import (
     Lab,
     LabMembership,
     LabSeat,
+    License,
     ModelFile,
     ModelRelease,
     ReleaseMirror,
@@ -54,6 +55,14 @@ def release_get(*, repo_id: str, user: User | None = None, with_totals: bool = F
     if with_totals:
         return release_list(user=user).filter(repo_id=repo_id).first()
     return loader.release(repo_id=repo_id, user=user)
+
+
+def license_versions(*, slug: str, user: User | None = None) -> list[License]:
+    """Every version of a license, newest first, when a release the reader may see is under one of them (the
+    `License` rows are the only source of its text); empty otherwise."""
+    versions = list(License.objects.filter(slug=slug).order_by("-published_at", "-pk"))
+    releases = release_list(user=user).filter(license__in=versions)
+    return versions if releases.exists() else []
 
 
 def release_files(*, release: ModelRelease, revision: ReleaseRevision | None = None) -> QuerySet[ModelFile]:

@@ -401,3 +401,45 @@ def test_chinese_readers_get_current_country_names_in_pinyin_order(client, alice
     english = client.get(f"/models/{REPO}/apply").content.decode()
     for name in ("Nepal", "Tajikistan", "American Samoa", "Samoa", "North Macedonia", "Eswatini", "Comoros"):
         assert f">{name}</option>" in english
+
+
+def test_a_signed_out_visitor_reads_a_releases_license_on_its_own_versioned_page(client, release):
+    from access.models import License
+
+    old = release.license
+    new = License.objects.create(
+        slug=old.slug,
+        version="2.0",
+        title=old.title,
+        text="Use for non-commercial research only.\n\nLab members accept it personally.",
+        summary_of_changes="Lab members are named.",
+        summary_of_changes_zh_hans="写明了实验室成员。",
+    )
+    release.license = new
+    release.save()
+    page = client.get(f"/models/{REPO}").content.decode()
+    link = re.search(r'<a id="license-link" href="([^"]+)">', page).group(1)
+    assert link == f"/licenses/{old.slug}/v2.0/"
+    body = client.get(link).content.decode()
+    assert "Lab members accept it personally." in body and "Lab members are named." in body
+    assert f'href="/licenses/{old.slug}/v1.0/"' in body  # every version, each on its page
+    assert "写明了实验室成员。" in client.get(link, HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    earlier = client.get(f"/licenses/{old.slug}/v1.0/").content.decode()
+    assert old.text in earlier and 'id="latest-version"' in earlier
+    assert client.get(f"/licenses/{old.slug}/").content.decode().count("Lab members accept it personally.") == 1
+    # An open release shows its license too; a license no visible release is under has no page.
+    opened = ReleaseFactory(repo_id="facebook/opt-125m", access="open", license=new)
+    assert f'href="/licenses/{old.slug}/v2.0/"' in client.get(f"/models/{opened.repo_id}").content.decode()
+    License.objects.create(slug="draft", version="1", title="Draft", text="Not yet.")
+    assert client.get("/licenses/draft/v1/").status_code == 404
+    assert client.get(f"/licenses/{old.slug}/v9/").status_code == 404
+
+
+def test_the_demo_catalog_puts_the_open_models_under_their_license(local_storage):
+    from django.core.management import call_command
+
+    from access.models import ModelRelease
+
+    call_command("load_demo_catalog", "--only", "facebook/opt-125m", "--size", "1")
+    licenses = dict(ModelRelease.objects.values_list("repo_id", "license__slug"))
+    assert licenses == {"facebook/opt-125m": "opt-175b-noncommercial"}

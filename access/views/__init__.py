@@ -61,6 +61,23 @@ def release_detail(request, repo_id):
     return render(request, "access/release_detail.html", context)
 
 
+@require_safe
+def license_detail(request, slug, version=None):
+    """A license's text, one version per page with the summary of its changes; readable signed out."""
+    versions = selectors.license_versions(slug=slug, user=request.user)
+    shown = next((v for v in versions if version is None or v.version == version), None)
+    if shown is None:
+        raise Http404
+    context = {
+        "license": shown,
+        "versions": versions,
+        "latest": versions[0],
+        "summary_of_changes": shown.summary_in(translation.get_language()),
+        "releases": selectors.release_list(user=request.user).filter(license=shown),
+    }
+    return render(request, "access/license.html", context)
+
+
 @require_POST
 def set_language(request):
     response = i18n.set_language(request)
