@@ -258,7 +258,12 @@ def token_lookup(*, secret_hash: str) -> ApiToken | None:
 
 
 def user_requests(*, user: User) -> QuerySet[AccessRequest]:
-    return AccessRequest.objects.filter(applicant=user).select_related("release").order_by("-created_at")
+    return (
+        AccessRequest.objects.filter(applicant=user)
+        .select_related("release", "lab")
+        .prefetch_related("covered_members")
+        .order_by("-created_at")
+    )
 
 
 def user_request_get(*, user: User, public_id: str) -> AccessRequest | None:
@@ -372,6 +377,15 @@ def admin_labs(*, user) -> list[Lab]:
     if user is None or not user.is_authenticated:
         return []
     return [m.lab for m in user_labs(user=user) if m.role in (LabMembership.Role.OWNER, LabMembership.Role.ADMIN)]
+
+
+def labs_that_may_apply(*, user, release: ModelRelease) -> list[Lab]:
+    """The labs this user may apply for that hold no active grant of the release yet."""
+    labs = admin_labs(user=user)
+    if not labs:
+        return []
+    holding = set(Grant.objects.active().filter(release=release, lab__in=labs).values_list("lab_id", flat=True))
+    return [lab for lab in labs if lab.pk not in holding]
 
 
 # A delivery whose time came this long ago and that no webhook worker has taken: nothing consumes the webhooks

@@ -56,7 +56,7 @@ def release_detail(request, repo_id):
             if waiting
             else ""
         ),
-        "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
+        "admin_labs": selectors.labs_that_may_apply(user=request.user, release=release) if release.is_gated else [],
     }
     return render(request, "access/release_detail.html", context)
 

@@ -197,11 +197,20 @@ def tokens(request):
         "new_secret": new_secret,
         "tokens": request.user.api_tokens.order_by("-created_at"),
         # The new token goes straight into the commands for what the user may download.
-        "granted": [g.release for g in selectors.user_grants(user=request.user) if g.is_active] if new_secret else [],
+        "granted": _downloadable_releases(request.user) if new_secret else [],
     }
     response = render(request, "access/tokens.html", context, status=400 if form.is_bound else 200)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _downloadable_releases(user) -> list:
+    """The releases the user's own grants and their seats on lab grants let them download, each once."""
+    releases = {g.release_id: g.release for g in selectors.user_grants(user=user) if g.is_active}
+    for grant, seat in selectors.member_lab_grants(user=user):
+        if grant.is_active and seat is not None and seat.status == seat.Status.ACTIVE:
+            releases.setdefault(grant.release_id, grant.release)
+    return list(releases.values())
 
 
 @login_required
