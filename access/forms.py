@@ -86,6 +86,9 @@ class AccessRequestForm(forms.ModelForm):
         self.fields["intended_use"].help_text = gettext("At least %(n)d characters: what you will study, and how.") % {
             "n": INTENDED_USE_MIN
         }
+        # Counted as the applicant types (static/js/portal.js), against the same minimum clean() holds.
+        self.fields["intended_use"].count_min = INTENDED_USE_MIN
+        self.fields["intended_use"].widget.attrs["data-count-min"] = INTENDED_USE_MIN
         self.api = api
         if questions is None:
             questions = selectors.release_questions(release=release) if release is not None else []

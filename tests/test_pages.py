@@ -443,3 +443,23 @@ def test_the_demo_catalog_puts_the_open_models_under_their_license(local_storage
     call_command("load_demo_catalog", "--only", "facebook/opt-125m", "--size", "1")
     licenses = dict(ModelRelease.objects.values_list("repo_id", "license__slug"))
     assert licenses == {"facebook/opt-125m": "opt-175b-noncommercial"}
+
+
+def test_every_form_sent_back_with_errors_starts_with_a_summary_linking_each_field(client, alice, release):
+    client.force_login(alice)
+    body = client.post(f"/models/{REPO}/apply", {"intended_use": "Too short."}).content.decode()
+    summary = re.search(
+        r'<div class="error-summary" id="error-summary" role="alert" tabindex="-1".*?</div>', body, re.S
+    )
+    assert summary, body
+    links = re.findall(r'<a href="#([^"]+)">', summary.group(0))
+    assert {"id_full_name", "id_intended_use", "id_accept_license"} <= set(links)
+    for target in links:
+        assert f'id="{target}"' in body
+    assert body.index('id="error-summary"') < body.index('id="id_full_name"')
+    # The intended use is counted against its minimum as it is typed.
+    assert 'data-count-min="100"' in body and 'id="id_intended_use_count"' in body
+    # allauth's forms too.
+    client.logout()
+    login = client.post("/accounts/login/", {"login": "nobody@uni.example", "password": "wrong"}).content.decode()
+    assert 'id="error-summary"' in login
