@@ -50,6 +50,7 @@ urlpatterns = [
     path("grants/<str:public_id>/status", grants.grant_batch_status, name="grant-batch-status"),
     path("grants/<str:public_id>/batch.<str:fmt>", grants.grant_batch_download, name="grant-batch-download"),
     path("grants/<str:public_id>/refresh", grants.grant_refresh, name="grant-refresh"),
+    path("grants/<str:public_id>/files/<path:path>", grants.grant_file, name="grant-file"),
     path("grants/<str:public_id>/renew", grants.grant_renew, name="grant-renew"),
     path("grants/<str:public_id>/license", grants.grant_license, name="grant-license"),
     path("tokens/", grants.tokens, name="tokens"),

@@ -463,3 +463,26 @@ def test_every_form_sent_back_with_errors_starts_with_a_summary_linking_each_fie
     client.logout()
     login = client.post("/accounts/login/", {"login": "nobody@uni.example", "password": "wrong"}).content.decode()
     assert 'id="error-summary"' in login
+
+
+def test_each_file_on_the_grant_page_downloads_through_the_gate_when_clicked(client, alice, bob, reviewer, release):
+    from access.models import DownloadEvent
+
+    grant = grant_for(alice, release, reviewer)
+    client.force_login(alice)
+    page = client.get(f"/grants/{grant.public_id}/").content.decode()
+    link = f"/grants/{grant.public_id}/files/config.json"
+    assert f'href="{link}" download' in page
+    assert not DownloadEvent.objects.exists()  # showing the page records and signs nothing
+    response = client.get(link)
+    assert response.status_code == 302 and "/storage/" in response["Location"]
+    (event,) = DownloadEvent.objects.all()
+    assert (event.user, event.via, event.file.path, event.grant) == (alice, "web", "config.json", grant)
+    services.grant_revoke(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), grant=grant, reason="Ended."
+    )
+    refused = client.get(link)
+    assert refused.status_code == 302 and refused["Location"] == f"/grants/{grant.public_id}/"
+    assert DownloadEvent.objects.count() == 1
+    client.force_login(bob)
+    assert client.get(link).status_code == 404

@@ -1,9 +1,11 @@
+import re
 from datetime import UTC, datetime
 from textwrap import dedent
 
 from django import template
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext, pgettext
 
@@ -34,6 +36,19 @@ def utc(value):
     if not isinstance(value, datetime):
         return ""
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+_BREAK_AFTER = re.compile(r"([/_\-@])")
+_BREAK_BEFORE = re.compile(r"(?<!^)(\.)")
+
+
+@register.filter
+def breakable(value):
+    """A path, release id or email address that may break at its separators on a narrow screen (<wbr> after
+    / _ - @ and before a dot) rather than anywhere."""
+    text = _BREAK_AFTER.sub("\\1\x00", escape(str(value or "")))
+    text = _BREAK_BEFORE.sub("\x00\\1", text)
+    return mark_safe(text.replace("\x00", "<wbr>"))  # escaped above; <wbr> is ours
 
 
 @register.filter

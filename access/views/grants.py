@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from .. import downloads, manifests, selectors, services
 from ..decorators import recently_authenticated
 from ..forms import LicenseAcceptForm, TokenForm
-from ..http import actor_for, base_url
+from ..http import actor_for, base_url, download_redirect
 from ..listing import file_listing
 from ..models import ApiToken, DownloadEvent, UrlBatch
 
@@ -52,10 +52,30 @@ def grant_detail(request, public_id):
         "batch": downloads.current_batch(grant) if active else None,
         "pending_batch": grant.batches.filter(status=UrlBatch.Status.PENDING).first() if active else None,
         "listing": file_listing(grant.release.files.all()),
+        # Each file links to grant_file, which asks the gate when clicked: nothing is signed for the page.
+        "file_grant": grant if active else None,
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
     }
     return render(request, "access/grant_detail.html", context)
+
+
+@login_required
+@require_safe
+def grant_file(request, public_id, path):
+    """One file of the grant's release, from its link on the grant page: the gate decides now, the download is
+    recorded, then the browser is sent to a fresh signed URL (as the relay URLs of wget lists do)."""
+    grant = _own_grant(request, public_id)
+    file = grant.release.files.filter(path=path).first()
+    if file is None:
+        raise Http404
+    decision = downloads.authorize(
+        actor=actor_for(request), release=grant.release, via=DownloadEvent.Via.WEB, grant=grant, path=path
+    )
+    if not decision.allowed:
+        messages.error(request, decision.detail)
+        return redirect("grant-detail", public_id=public_id)
+    return download_redirect(downloads.serve_file(decision, file, base_url=base_url(request)))
 
 
 @login_required
