@@ -321,9 +321,15 @@ def review_queue(
 TYPICAL_WAIT_DAYS = 90
 
 
+def typical_wait_forget(release_id: int) -> None:
+    """Drop a release's kept typical wait (a decision was just recorded)."""
+    django_cache.delete(f"typical-wait:{release_id}")
+
+
 def typical_wait(release: ModelRelease) -> timedelta | None:
     """The median time from application to decision for this release over the last 90 days (None without
-    decisions). Kept for five minutes: pending applicants ask on every refused download."""
+    decisions). Kept for five minutes, or until the release's next decision: pending applicants ask on every
+    refused download."""
     key = f"typical-wait:{release.pk}"
     cached = django_cache.get(key)
     if cached is None:

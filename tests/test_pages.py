@@ -16,6 +16,7 @@ from access import services
 from access.listing import file_listing, natural_key
 from access.markdown import TAGS, render_markdown
 from access.models import AccessRequest, ApiToken, Grant
+from tests.factories import ANSWERS as SUBMIT_ANSWERS
 from tests.factories import AccessRequestFactory, ReleaseFactory, add_file, grant_for
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +95,8 @@ def test_a_long_file_list_is_collapsed_behind_its_count_and_size(client, release
         add_file(release, f"pytorch_model-{i + 1:05d}-of-00030.bin", b"w" * 100)
     body = client.get(f"/models/{REPO}").content.decode()
     assert re.search(r'<details id="file-list">', body)  # closed
-    assert "pytorch_model-*-of-00030.bin" in body
+    # The group's name, which may break at its separators on a phone.
+    assert "pytorch_model-<wbr>*-<wbr>of-<wbr>00030<wbr>.bin" in body
     assert "31 files" in body and 'id="total-size"' in body
 
 
@@ -292,10 +294,7 @@ def test_pages_and_emails_name_the_portal_by_site_name(client, alice, release, s
     assert "<title>Example Lab Weights</title>" in body
     client.post("/accounts/password/reset/", {"email": alice.email})
     (reset,) = mail.outbox
-    assert (
-        reset.body.startswith("Hello from Example Lab Weights!")
-        and "Thank you for using Example Lab Weights" in reset.body
-    )
+    assert reset.body.startswith("Hello,") and "— Example Lab Weights" in reset.body
 
 
 def test_the_default_site_name_follows_the_language(client):
@@ -376,7 +375,7 @@ def test_the_verification_page_resends_the_link_through_sign_in(client, settings
     again = client.post("/accounts/login/", {"login": "new@uni.example", "password": password})
     assert again["Location"] == "/accounts/confirm-email/"
     assert [m.to for m in mail.outbox] == [["new@uni.example"]] * 2
-    assert mail.outbox[1].body.startswith("Hello from Model access portal!")
+    assert mail.outbox[1].body.startswith("Hello,") and "— Model access portal" in mail.outbox[1].body
 
 
 def test_chinese_readers_get_current_country_names_in_pinyin_order(client, alice, release):
@@ -486,3 +485,65 @@ def test_each_file_on_the_grant_page_downloads_through_the_gate_when_clicked(cli
     assert DownloadEvent.objects.count() == 1
     client.force_login(bob)
     assert client.get(link).status_code == 404
+
+
+def test_small_things_a_newcomer_trips_over(client, alice, bob, reviewer, release, django_capture_on_commit_callbacks):
+    from access.models import Lab
+
+    # Submitted: the page promises an email once, and the last change was "just now".
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        request = services.request_submit(
+            actor=services.Actor(user=alice, credential="session"),
+            release=release,
+            data={**SUBMIT_ANSWERS, "noncommercial_attested": True},
+            license_accepted=True,
+        )
+    page = client.get(f"/requests/{request.public_id}/").content.decode()
+    assert sentence_text(page).count("email") <= 1 + sentence_text(page).count("Email")
+    assert "just now" in client.get("/requests/").content.decode()
+    assert "0 minutes ago" not in client.get("/requests/").content.decode()
+    # Every email opens with a capital after its greeting.
+    for message in mail.outbox:
+        parts = message.body.split("\n\n")
+        first = parts[1] if parts[0].startswith("Hello") else parts[0]
+        assert first[:1].isupper(), message.body
+    # The typical wait counts a decision at once; the decided request no longer "waits".
+    assert "no typical wait" in sentence_text(client.get(f"/requests/{request.public_id}/").content.decode())
+    other = AccessRequestFactory(applicant=bob, release=release)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.request_approve(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=request
+        )
+    client.force_login(bob)
+    assert 'id="typical-wait" data-seconds=""' not in client.get(f"/requests/{other.public_id}/").content.decode()
+    client.force_login(reviewer)
+    approved = client.get("/review/?status=approved").content.decode()
+    assert "waiting under a day" not in approved and "decided " in approved
+    # allauth's emails in the portal's own words; reviewers land on the queue after signing in.
+    client.logout()
+    mail.outbox.clear()
+    client.post("/accounts/password/reset/", {"email": alice.email})
+    (reset,) = mail.outbox
+    assert "Someone, probably you" in reset.body and "You're receiving" not in reset.body
+    assert reset.subject == "[Model access] Reset your password"
+    signed_in = client.post("/accounts/login/", {"login": reviewer.email, "password": "correct horse battery staple"})
+    assert signed_in["Location"] == "/review/"
+    # The reviewer's grant list marks a lab grant and its members.
+    lab = services.lab_create(actor=services.Actor(user=bob), name="Vision Lab")
+    lab_request = AccessRequestFactory(applicant=bob, release=release, lab=lab, all_members=True)
+    services.request_approve(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True), access_request=lab_request
+    )
+    services.grant_issue(request_id=lab_request.pk)
+    assert Lab.objects.count() == 1
+    grants = client.get("/review/grants/").content.decode()
+    assert 'class="lab-grant"' in grants and "Lab: Vision Lab" in grants and "1 member:" in grants
+    # An invitation's sign-up link fills in the invited address.
+    client.logout()
+    _invitation, token = services.lab_invite(actor=services.Actor(user=bob), lab=lab, email="zoe@uni.example")
+    invitation = client.get(f"/labs/invitations/{token}/").content.decode()
+    signup = re.search(r'id="invitation-signup" href="([^"]+)"', invitation).group(1).replace("&amp;", "&")
+    assert 'value="zoe@uni.example"' in client.get(signup).content.decode()
+    # The API docs page leads back to the portal.
+    assert '<a href="/" id="back-to-portal">' in client.get("/api/docs").content.decode()

@@ -10,7 +10,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext, pgettext
 
 from .. import commands
-from ..durations import age_days, duration_text, seen_text
+from ..durations import age_days, ago_text, duration_text, seen_text
 from ..identities import describe
 from ..markdown import render_markdown
 from ..oidc import configured_providers
@@ -107,6 +107,12 @@ def waiting(created_at):
 def sign_in_providers():
     """The OpenID Providers configured for sign-in: [{id, name, kind, issuer}]."""
     return configured_providers()
+
+
+@register.filter
+def ago(value):
+    """A datetime → "just now", "5 minutes ago"."""
+    return ago_text(value)
 
 
 @register.filter

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import EmptyPage, Paginator
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Prefetch, Q
 from django.http import Http404, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -34,6 +34,7 @@ from ..models import (
     AuditEvent,
     DownloadEvent,
     Grant,
+    LabSeat,
     ModelRelease,
     ReasonTemplate,
     RequestAttachment,
@@ -713,7 +714,11 @@ EXPORTERS = {"requests": _request_rows, "grants": _grant_rows, "audit": _audit_r
 @require_safe
 def grants(request):
     """Every grant; `?license=old` lists those whose holders have not accepted their release's current license."""
-    queryset = Grant.objects.select_related("user", "release", "license", "release__license").order_by("-issued_at")
+    queryset = (
+        Grant.objects.select_related("user", "release", "license", "release__license", "lab")
+        .prefetch_related(Prefetch("seats", queryset=LabSeat.objects.select_related("user").order_by("user__email")))
+        .order_by("-issued_at")
+    )
     old = request.GET.get("license") == "old"
     if old:
         queryset = queryset.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).exclude(
