@@ -96,7 +96,8 @@ def test_a_long_file_list_is_collapsed_behind_its_count_and_size(client, release
     body = client.get(f"/models/{REPO}").content.decode()
     assert re.search(r'<details id="file-list">', body)  # closed
     # The group's name, which may break at its separators on a phone.
-    assert "pytorch_model-<wbr>*-<wbr>of-<wbr>00030<wbr>.bin" in body
+    assert "pytorch_model-*-of-00030.bin" in body.replace("<wbr>", "")
+    assert "pytorch_<wbr>model-<wbr>" in body
     assert "31 files" in body and 'id="total-size"' in body
 
 
