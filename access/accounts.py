@@ -56,6 +56,14 @@ class AccountAdapter(DefaultAccountAdapter):
         with translation.override(emails.language_of(email)):
             super().send_mail(template_prefix, email, {"current_site": site, **context})
 
+    def get_login_redirect_url(self, request):
+        """Reviewers land on the queue, their work; everyone else where allauth sends them (the catalog)."""
+        from . import selectors
+
+        if selectors.is_reviewer(request.user):
+            return reverse("review-queue")
+        return super().get_login_redirect_url(request)
+
     def save_user(self, request, user, form, commit=True):
         user.language = supported_language(translation.get_language()) or settings.LANGUAGE_CODE
         return super().save_user(request, user, form, commit=commit)

@@ -22,7 +22,7 @@ class AccessConfig(AppConfig):
     verbose_name = "Model access"
 
     def ready(self):
-        from . import logs, metrics  # noqa: F401  (connect their Celery signal handlers)
+        from . import checks, logs, metrics  # noqa: F401  (register the checks; connect Celery signal handlers)
         from .api import schema  # noqa: F401  (registers the OpenAPI description of token auth)
 
         post_migrate.connect(_ensure_reviewers_group, sender=self)

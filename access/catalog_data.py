@@ -117,7 +117,8 @@ OPT-175B NON-COMMERCIAL RESEARCH LICENSE (demo text written for this portal)
    results may be published.
 
 3. No redistribution. You may not share, sell, sublicense or otherwise make the Materials available to
-   anyone else. Colleagues at your institution must apply for their own access.
+   anyone else. Colleagues at your institution apply for their own access, unless a lab grant covers
+   them: each covered member accepts this license personally and is bound by it as you are.
 
 4. Responsible use. You will not use the Materials to harm people, to generate disinformation, to
    surveil or to discriminate, nor in violation of any law. You will report to the licensor any

@@ -10,6 +10,12 @@ Every minute beat moves the hashes into `DownloadCount`: a hash is renamed to a 
 on in a fresh hash), added in one transaction that also records the batch's name, then deleted, so a flush that
 dies at any point and runs again counts nothing twice. What Redis holds between flushes (at most a minute of
 counts) is lost only if Redis itself loses data.
+
+What a release page shows is downloads that mean something: one per person (signed in or by token) or anonymous
+address, per release and day, whatever the tool and however many files. People are counted from their download
+events; anonymous addresses are never stored: each process adds them to a Redis HyperLogLog per release and UTC
+day with the same send (one PFADD per key in the pipeline), and the flush copies each day's estimate
+(PFCOUNT, about 1% off) into `DownloadVisitors`, replacing the last one, so flushing again changes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from .models import DownloadCount, DownloadCountBatch, DownloadDay, DownloadEvent, ModelFile, ModelRelease
+from .models import (
+    DownloadCount,
+    DownloadCountBatch,
+    DownloadDay,
+    DownloadEvent,
+    DownloadVisitors,
+    ModelFile,
+    ModelRelease,
+)
 from .redisconn import redis_key, shared_redis
 from .taskbase import portal_task
 
@@ -36,6 +50,9 @@ log = logging.getLogger(__name__)
 
 LIVE = "downloads:live:"
 BATCH = "downloads:batch:"
+VISITORS = "downloads:visitors:"
+# A day's HyperLogLog outlives its day long enough for the flushes after midnight to copy its last estimate.
+VISITORS_TTL = 3 * 86400
 
 
 def _hour(now: datetime | None = None) -> str:
@@ -50,20 +67,25 @@ class _Pending:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.counts: dict[tuple[str, int], int] = {}
+        self.addresses: dict[tuple[str, int], set[str]] = {}  # (UTC day, release id) -> anonymous addresses
         self.failing = False  # the last send failed: callers log rows until one succeeds
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="download-counts", daemon=True)
         self.thread.start()
 
-    def add(self, file_id: int) -> None:
-        key = (_hour(), file_id)
+    def add(self, file_id: int, release_id: int | None = None, ip: str | None = None) -> None:
+        hour = _hour()
+        key = (hour, file_id)
         with self.lock:
             self.counts[key] = self.counts.get(key, 0) + 1
+            if release_id is not None and ip:
+                self.addresses.setdefault((hour[:8], release_id), set()).add(ip)
 
     def send(self) -> None:
         with self.lock:
             counts, self.counts = self.counts, {}
-        if not counts:
+            addresses, self.addresses = self.addresses, {}
+        if not counts and not addresses:
             return
         client = shared_redis()
         try:
@@ -72,11 +94,14 @@ class _Pending:
             with client.pipeline(transaction=False) as pipe:
                 for (hour, file_id), n in counts.items():
                     pipe.execute_command("HINCRBY", redis_key(LIVE + hour), file_id, n)
+                _add_addresses(pipe, addresses)
                 pipe.execute()
         except redis.RedisError as exc:
             with self.lock:  # kept for the next send; newer counts of the same key are added on top
                 for key, n in counts.items():
                     self.counts[key] = self.counts.get(key, 0) + n
+                for key, ips in addresses.items():
+                    self.addresses.setdefault(key, set()).update(ips)
             if not self.failing:
                 log.warning("counted downloads not sent to Redis (%d kept): %s", sum(counts.values()), exc)
             self.failing = True
@@ -86,6 +111,13 @@ class _Pending:
     def _run(self) -> None:
         while not self.wake.wait(self.interval):
             self.send()
+
+
+def _add_addresses(pipe, addresses: dict[tuple[str, int], set[str]]) -> None:
+    for (day, release_id), ips in addresses.items():
+        key = redis_key(f"{VISITORS}{day}:{release_id}")
+        pipe.execute_command("PFADD", key, *ips)
+        pipe.execute_command("EXPIRE", key, VISITORS_TTL)
 
 
 _pending: _Pending | None = None
@@ -113,8 +145,9 @@ def send_pending() -> None:
 atexit.register(send_pending)
 
 
-def count_open_download(file_id: int) -> bool:
-    """Count one anonymous download; False when there is no Redis to count in (the caller records a row)."""
+def count_open_download(file_id: int, release_id: int | None = None, ip: str | None = None) -> bool:
+    """Count one anonymous download (and its address among the release's visitors of the day); False when there
+    is no Redis to count in (the caller records a row)."""
     client = shared_redis()
     if client is None:
         return False
@@ -122,10 +155,15 @@ def count_open_download(file_id: int) -> bool:
         pending = _buffer()
         if pending.failing:
             return False
-        pending.add(file_id)
+        pending.add(file_id, release_id, ip)
         return True
+    hour = _hour()
     try:
-        client.execute_command("HINCRBY", redis_key(LIVE + _hour()), file_id, 1)
+        with client.pipeline(transaction=False) as pipe:
+            pipe.execute_command("HINCRBY", redis_key(LIVE + hour), file_id, 1)
+            if release_id is not None and ip:
+                _add_addresses(pipe, {(hour[:8], release_id): {ip}})
+            pipe.execute()
     except redis.RedisError:
         return False
     return True
@@ -150,7 +188,30 @@ def download_counts_flush() -> int:
     for raw in list(client.scan_iter(match=redis_key(BATCH + "*"))):
         batch = raw.decode()
         added += _flush_batch(client, batch, batch.removeprefix(prefix).removeprefix(BATCH).split(":")[0])
+    _flush_visitors(client, prefix)
     return added
+
+
+def _flush_visitors(client, prefix: str) -> None:
+    """Copy each release's and day's estimate of anonymous addresses into DownloadVisitors (replacing it)."""
+    keys = [raw.decode() for raw in client.scan_iter(match=redis_key(VISITORS + "*"))]
+    if not keys:
+        return
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.execute_command("PFCOUNT", key)
+        estimates = pipe.execute()
+    rows = {}
+    for key, n in zip(keys, estimates, strict=True):
+        day, release_id = key.removeprefix(prefix).removeprefix(VISITORS).split(":")
+        rows[(datetime.strptime(day, "%Y%m%d").date(), int(release_id))] = int(n)
+    known = set(ModelRelease.objects.filter(pk__in={r for _, r in rows}).values_list("pk", flat=True))
+    DownloadVisitors.objects.bulk_create(
+        [DownloadVisitors(day=day, release_id=r, addresses=n) for (day, r), n in rows.items() if r in known],
+        update_conflicts=True,
+        unique_fields=["release", "day"],
+        update_fields=["addresses"],
+    )
 
 
 def _flush_batch(client, batch: str, hour: str) -> int:
@@ -180,11 +241,18 @@ def download_counts_flush_task() -> int:
 
 
 def release_downloads(*, release: ModelRelease, days: int = 30) -> int:
-    """Downloads of a release's files over the last `days`: recorded ones and counted ones."""
-    since = timezone.now() - timedelta(days=days)
-    recorded = DownloadEvent.objects.filter(release=release, file__isnull=False, created_at__gte=since).count()
-    counted = DownloadCount.objects.filter(file__release=release, hour__gte=since).aggregate(n=Sum("count"))["n"]
-    return recorded + (counted or 0)
+    """Downloads of a release over the last `days` UTC days (today included), one per person or anonymous address
+    and day, whatever the channel or the number of files: people from their events, anonymous addresses from the
+    day's estimate (and from the rows logged while Redis did not answer)."""
+    first = datetime.now(UTC).date() - timedelta(days=days - 1)
+    since = datetime.combine(first, time.min, tzinfo=UTC)
+    events = DownloadEvent.objects.filter(release=release, created_at__gte=since).annotate(
+        day=TruncDate("created_at", tzinfo=UTC)
+    )
+    people = events.filter(user__isnull=False).values("day", "user_id").distinct().count()
+    logged = events.filter(user__isnull=True, ip__isnull=False).values("day", "ip").distinct().count()
+    counted = DownloadVisitors.objects.filter(release=release, day__gte=first).aggregate(n=Sum("addresses"))["n"]
+    return people + logged + (counted or 0)
 
 
 def _day_range(start: date, end: date) -> tuple[datetime, datetime]:

@@ -37,6 +37,18 @@ def seen_text(value: datetime | None, now: datetime | None = None) -> str:
     return ngettext("%(n)d day ago", "%(n)d days ago", days) % {"n": days}
 
 
+def ago_text(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, for a change: "just now" under a minute, else Django's "3 hours, 2 minutes" + " ago"."""
+    from django.utils.timesince import timesince
+
+    if value is None:
+        return ""
+    now = now or timezone.now()
+    if (now - value).total_seconds() < 60:
+        return _("just now")
+    return _("%(time)s ago") % {"time": timesince(value, now)}
+
+
 def age_days(value: timedelta) -> int:
     return max(int(value.total_seconds() // 86400), 0)
 

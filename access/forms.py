@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from pypinyin import Style, lazy_pinyin
+from pypinyin import Style, lazy_pinyin, load_phrases_dict
 
 from . import questions as q
 from . import selectors
@@ -30,6 +30,8 @@ from .text import clean_text
 INTENDED_USE_MIN = 100
 # What each kind of field takes in a JSON body (anything else is a string or null).
 JSON_TYPES = {forms.BooleanField: (bool,), forms.MultipleChoiceField: (list,)}
+# Country names whose characters pypinyin reads otherwise on their own (泊 pō, 勒 lēi).
+load_phrases_dict({"尼泊尔": [["ní"], ["bó"], ["ěr"]], "加勒比": [["jiā"], ["lè"], ["bǐ"]]})
 
 
 def pinyin_order(choices) -> list:
@@ -108,6 +110,9 @@ class AccessRequestForm(forms.ModelForm):
         self.fields["intended_use"].help_text = gettext("At least %(n)d characters: what you will study, and how.") % {
             "n": INTENDED_USE_MIN
         }
+        # Counted as the applicant types (static/js/portal.js), against the same minimum clean() holds.
+        self.fields["intended_use"].count_min = INTENDED_USE_MIN
+        self.fields["intended_use"].widget.attrs["data-count-min"] = INTENDED_USE_MIN
         self.api = api
         if questions is None:
             questions = selectors.release_questions(release=release) if release is not None else []
@@ -249,6 +254,10 @@ class DecisionForm(forms.Form):
         queryset=ReasonTemplate.objects.all(), required=False, label=_("Or use a saved reason")
     )
 
+    def __init__(self, *args, language: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.language = language  # the applicant's: a saved reason is given in it
+
     def clean(self):
         data = super().clean()
         reason = clean_text(data.get("reason") or "", multiline=True)
@@ -256,7 +265,7 @@ class DecisionForm(forms.Form):
         if template is not None and template.kind != data.get("action"):
             self.add_error("template", _("That saved reason is for another action."))
         elif not reason and template is not None:
-            reason = template.text
+            reason = template.text_in(self.language)
         if data.get("action") in ("reject", "request_info") and not reason:
             self.add_error("reason", _("Give a reason; the applicant will see it."))
         data["reason"] = reason

@@ -751,6 +751,9 @@ class ReasonTemplate(TimeStamped):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     title = models.CharField(max_length=100)
     text = models.TextField()
+    text_zh_hans = models.TextField(
+        blank=True, help_text=_("The text in Simplified Chinese; applicants who read Chinese get it when set")
+    )
 
     class Meta:
         ordering = ["kind", "title"]
@@ -758,6 +761,12 @@ class ReasonTemplate(TimeStamped):
 
     def __str__(self):
         return f"{self.get_kind_display()}: {self.title}"
+
+    def text_in(self, language: str) -> str:
+        """The reason in the applicant's language where it has one."""
+        if (language or "").startswith("zh") and self.text_zh_hans:
+            return self.text_zh_hans
+        return self.text
 
 
 class GrantQuerySet(models.QuerySet):
@@ -1262,6 +1271,21 @@ class DownloadDay(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.release_id or 'all'}: {self.files} files"
+
+
+class DownloadVisitors(models.Model):
+    """How many distinct anonymous addresses downloaded from a release on one UTC day: Redis's HyperLogLog
+    estimate, copied by the counts' flush (access.counts). The addresses themselves are never stored."""
+
+    release = models.ForeignKey(ModelRelease, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    addresses = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["release", "day"], name="download_visitors_release_day")]
+
+    def __str__(self):
+        return f"{self.release_id} {self.day}: {self.addresses} addresses"
 
 
 class DownloadCountBatch(models.Model):

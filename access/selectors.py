@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.db.models import Count, F, Min, Prefetch, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import footprint, paths, stats
 from .gate import loader
@@ -23,6 +24,7 @@ from .models import (
     Lab,
     LabMembership,
     LabSeat,
+    License,
     ModelFile,
     ModelRelease,
     ReleaseDocument,
@@ -56,6 +58,14 @@ def release_get(*, repo_id: str, user: User | None = None, with_totals: bool = F
     if with_totals:
         return release_list(user=user).filter(repo_id=repo_id).first()
     return loader.release(repo_id=repo_id, user=user)
+
+
+def license_versions(*, slug: str, user: User | None = None) -> list[License]:
+    """Every version of a license, newest first, when a release the reader may see is under one of them (the
+    `License` rows are the only source of its text); empty otherwise."""
+    versions = list(License.objects.filter(slug=slug).order_by("-published_at", "-pk"))
+    releases = release_list(user=user).filter(license__in=versions)
+    return versions if releases.exists() else []
 
 
 def release_files(*, release: ModelRelease, revision: ReleaseRevision | None = None) -> QuerySet[ModelFile]:
@@ -141,10 +151,20 @@ def rejection_cooldown_ends(*, user: User, release: ModelRelease, lab: Lab | Non
         .order_by("-decided_at")
         .first()
     )
-    if last is None or last.decided_at is None:
+    ends = reapply_from(last) if last is not None else None
+    return ends if ends is not None and ends > timezone.now() else None
+
+
+def reapply_from(access_request: AccessRequest) -> datetime | None:
+    """When the applicant of a rejected request may apply again (the end of REJECTION_COOLDOWN_DAYS)."""
+    if access_request.status != AccessRequest.Status.REJECTED or access_request.decided_at is None:
         return None
-    ends = last.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
-    return ends if ends > timezone.now() else None
+    return access_request.decided_at + timedelta(days=settings.REJECTION_COOLDOWN_DAYS)
+
+
+def reapply_text(ends: datetime) -> str:
+    """The one wording of the cool-down's end, everywhere (pages, emails, refusals): a date and time in UTC."""
+    return _("You may apply again from %(date)s.") % {"date": f"{ends.astimezone(UTC):%Y-%m-%d %H:%M} UTC"}
 
 
 def apply_url(release: ModelRelease) -> str:
@@ -246,7 +266,12 @@ def token_lookup(*, secret_hash: str) -> ApiToken | None:
 
 
 def user_requests(*, user: User) -> QuerySet[AccessRequest]:
-    return AccessRequest.objects.filter(applicant=user).select_related("release").order_by("-created_at")
+    return (
+        AccessRequest.objects.filter(applicant=user)
+        .select_related("release", "lab")
+        .prefetch_related("covered_members")
+        .order_by("-created_at")
+    )
 
 
 def user_request_get(*, user: User, public_id: str) -> AccessRequest | None:
@@ -304,9 +329,15 @@ def review_queue(
 TYPICAL_WAIT_DAYS = 90
 
 
+def typical_wait_forget(release_id: int) -> None:
+    """Drop a release's kept typical wait (a decision was just recorded)."""
+    django_cache.delete(f"typical-wait:{release_id}")
+
+
 def typical_wait(release: ModelRelease) -> timedelta | None:
     """The median time from application to decision for this release over the last 90 days (None without
-    decisions). Kept for five minutes: pending applicants ask on every refused download."""
+    decisions). Kept for five minutes, or until the release's next decision: pending applicants ask on every
+    refused download."""
     key = f"typical-wait:{release.pk}"
     cached = django_cache.get(key)
     if cached is None:
@@ -360,6 +391,15 @@ def admin_labs(*, user) -> list[Lab]:
     if user is None or not user.is_authenticated:
         return []
     return [m.lab for m in user_labs(user=user) if m.role in (LabMembership.Role.OWNER, LabMembership.Role.ADMIN)]
+
+
+def labs_that_may_apply(*, user, release: ModelRelease) -> list[Lab]:
+    """The labs this user may apply for that hold no active grant of the release yet."""
+    labs = admin_labs(user=user)
+    if not labs:
+        return []
+    holding = set(Grant.objects.active().filter(release=release, lab__in=labs).values_list("lab_id", flat=True))
+    return [lab for lab in labs if lab.pk not in holding]
 
 
 # A delivery whose time came this long ago and that no webhook worker has taken: nothing consumes the webhooks

@@ -191,6 +191,17 @@ AUTHENTICATION_BACKENDS = [
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+# Country names django-countries' Chinese catalog gets wrong or outdated (尼珀尔, 塔吉克斯斯坦, two 美属萨摩亚群岛,
+# 斯威士兰, 马其顿, the Comoros' full title): the same English names, translated in the portal's own catalog.
+COUNTRIES_OVERRIDE = {
+    "AS": _("American Samoa"),
+    "KM": _("Comoros"),
+    "MK": _("North Macedonia"),
+    "NP": _("Nepal"),
+    "SZ": _("Eswatini"),
+    "TJ": _("Tajikistan"),
+    "WS": _("Samoa"),
+}
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -430,6 +441,8 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_FILE_PATH = VAR_DIR / "mail"
+# access.devmail's file, which `make run` prints on its console (the workers' emails too).
+DEV_MAIL_LOG = Path(env.str("DEV_MAIL_LOG", default=str(VAR_DIR / "mail.log")))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Model access portal <noreply@localhost>")
 
 # --- Accounts (django-allauth) ------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_it_redirects_an_open_file_to_a_signed_url_and_records_it(api, open_rele
     assert counted.count == 1 and counted.hour.minute == 0
     assert counters.release_downloads(release=open_release) == 1
     page = api.get("/models/facebook/opt-125m/").content.decode()
-    assert "1 download in the last 30 days" in page
+    assert "1 download in the last 30 days, one per person or address a day" in page
 
 
 def test_counted_downloads_are_added_once_even_if_a_flush_is_repeated(api, open_release):
@@ -79,7 +79,10 @@ def test_counted_downloads_are_added_once_even_if_a_flush_is_repeated(api, open_
     client.hset(batch, mapping={str(f.pk): 1 for f in open_release.files.all()})  # as if the delete never ran
     assert counters.download_counts_flush() == 2  # read again, but the batch is known: nothing is added
     assert sum(DownloadCount.objects.values_list("count", flat=True)) == 4
-    assert not list(client.scan_iter(match=redis_key("downloads:*")))
+    assert not list(client.scan_iter(match=redis_key(counters.LIVE + "*")))
+    assert not list(client.scan_iter(match=redis_key(counters.BATCH + "*")))
+    # The day's anonymous addresses stay (as a HyperLogLog) until the day is over.
+    assert list(client.scan_iter(match=redis_key(counters.VISITORS + "*")))
 
 
 def test_without_redis_an_anonymous_download_is_logged_as_a_row(api, open_release, settings):

@@ -327,6 +327,19 @@ def test_full_download_verifies_and_writes_sha256sums(backend, tmp_path):
     assert "0 downloaded, 5 skipped (already verified), 0 failed" in again.stdout
 
 
+def test_it_prints_one_progress_line_and_a_line_per_file_only_with_verbose(backend, tmp_path):
+    result = run_client(backend, tmp_path / "quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    progress = [line for line in result.stdout.splitlines() if " progress: " in line]
+    assert len(progress) == 1, result.stdout
+    assert re.search(r"progress: 5/5 files  \S+ \S+ / \S+ \S+  \S+ \S+/s  ETA \S+$", progress[0]), progress
+    assert not re.search(r" (start|done|skip) ", result.stdout), result.stdout
+    verbose = run_client(backend, tmp_path / "loud", "--verbose")
+    assert verbose.returncode == 0, verbose.stdout + verbose.stderr
+    for path in backend.files:
+        assert f"start {path} (" in verbose.stdout and f"done {path} (sha256 verified)" in verbose.stdout
+
+
 def test_resume_after_killed_download(backend, tmp_path):
     target = tmp_path / "opt"
     name = "checkpoint_last-model_part-0-shard0.pt"

@@ -1,6 +1,7 @@
 """Simplified Chinese: the catalog is complete, and browsers asking for Chinese get it."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,44 @@ def test_other_browsers_keep_english(client):
     assert '<html lang="en">' in body
     assert "Model releases" in body
     assert "模型发布" not in body
+
+
+GLOSSARY = Path(settings.BASE_DIR) / "docs" / "glossary.md"
+
+
+def glossary() -> dict[str, str]:
+    rows = [line.split("|")[1:3] for line in GLOSSARY.read_text().splitlines() if line.startswith("| ")]
+    return {english.strip(): chinese.strip() for english, chinese in rows[1:]}
+
+
+def test_a_release_is_called_by_the_glossarys_one_term_everywhere():
+    term = glossary()["release"]
+    assert term == "发布版本"
+    wrong = []
+    for entry in po_entries(PO)[1:]:
+        english = re.sub(r"<code>.*?</code>|release[- ]managers?", "", entry["msgid"], flags=re.I)
+        if not re.search(r"\breleases?\b|\brelease's\b", english, re.I):
+            continue
+        chinese = entry["msgstr"][0]
+        # 版本 alone is a license's version ("this version"), never a release.
+        alone = "此版本" in chinese and "version" not in english.lower()
+        if term not in chinese or alone or "受限版本" in chinese or "开放版本" in chinese:
+            wrong.append((entry["msgid"], chinese))
+    assert wrong == []
+
+
+def test_chinese_punctuation_is_full_width():
+    cjk = "\u4e00-\u9fff"
+    half = re.compile(rf"[{cjk}][:,;?!()]|[:,;?!()][{cjk}]")
+    wrong = [s for entry in po_entries(PO)[1:] for s in entry["msgstr"] if half.search(s)]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(("language", "shown"), [("en", "Status: "), ("zh-hans", "状态：")])
+def test_a_label_is_followed_by_the_colon_of_its_language(language, shown):
+    from django.template import Context, Template
+    from django.utils import translation
+
+    with translation.override(language):
+        text = Template('{% load i18n portal %}{% translate "Status" %}{% colon %}').render(Context())
+    assert text == shown

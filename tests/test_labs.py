@@ -555,7 +555,8 @@ def test_an_admin_renews_the_lab_grant_from_the_lab_page_and_members_see_its_sta
     response = client.post(f"/labs/grants/{grant.public_id}/renew")
     renewal = lab.access_requests.get(renewal_of=grant)
     assert response.url == f"/requests/{renewal.public_id}/" and renewal.status == "pending"
-    assert f"?lab={lab.public_id}" in client.get("/models/facebook/opt-175b").content.decode()
+    # The lab holds an active grant: the release page offers no second request for it.
+    assert f"?lab={lab.public_id}" not in client.get("/models/facebook/opt-175b").content.decode()
 
 
 # --- Review rules that hold for labs as for individuals --------------------------------------------------
@@ -708,3 +709,41 @@ def test_applying_asks_the_download_gate_whether_the_applicant_has_access(lab, r
     response = api(token_secret(holder)).post("/api/v1/access-requests", body, format="json")
     assert response.status_code == 400 and response.json()["code"] == "license_update"
     assert "/accept" in response.json()["detail"] or "2.0" in response.json()["detail"]
+
+
+def test_lab_pages_and_emails_agree_with_each_other(client, lab, release, reviewer, django_capture_on_commit_callbacks):
+    lab, people = lab
+    owner, member = people["owner"], people["member"]
+    response = apply_for_lab(owner, lab, release, members=[member_id(lab, member)])
+    access_request = lab.access_requests.get(public_id=response.json()["id"])
+    # The owner's request page and My requests say it is the lab's and whom it covers.
+    client.force_login(owner)
+    detail = client.get(f"/requests/{access_request.public_id}/").content.decode()
+    assert "Lab request for Language Lab, covering 1 member: max@gmail.example" in detail
+    assert "Lab request for Language Lab, covering 1 member" in client.get("/requests/").content.decode()
+    page = client.get(f"/models/{release.repo_id}").content.decode()
+    assert "Request access for Language Lab" in page
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.request_approve(
+            actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+            access_request=access_request,
+        )
+    grant = Grant.objects.get(request=access_request)
+    # One approval email to the owner, linking the lab grant's page; the member hears from the lab.
+    to_owner = [m for m in mail.outbox if m.to == [owner.email]]
+    assert len(to_owner) == 1, [m.subject for m in to_owner]
+    assert f"/labs/grants/{grant.public_id}/" in to_owner[0].body
+    assert [m.to for m in mail.outbox if "has access to" in m.subject] == [[member.email]]
+    # Once the lab holds an active grant, the release page no longer offers to request access for it.
+    assert "Request access for Language Lab" not in client.get(f"/models/{release.repo_id}").content.decode()
+    # The member's page says to accept the license below, not an API message with a URL of its own.
+    client.force_login(member)
+    mine = client.get(f"/labs/grants/{grant.public_id}/").content.decode()
+    shown = re.search(r'<p class="alert alert-info" id="access-detail"[^>]*>(.*?)</p>', mine, re.S).group(1)
+    assert "Accept the license below" in shown and "/labs/grants/" not in shown
+    # Once accepted, a new token's page gives the member the ready command for the release.
+    assert accept(token_secret(member), grant).json()["seat"] == "active"
+    client.post("/tokens/", {"name": "laptop"})
+    tokens_page = client.get("/tokens/").content.decode()
+    assert 'id="token-commands"' in tokens_page and "download.py facebook/opt-175b" in tokens_page

@@ -7,18 +7,20 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 import redis
 import requests
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from access import counts as counters
 from access.gate import loader as decision_cache
-from access.models import DownloadCount, DownloadEvent
+from access.models import DownloadCount, DownloadEvent, DownloadVisitors
 from access.redisconn import redis_key, shared_redis
-from tests.factories import ReleaseFactory, add_file
+from tests.factories import ReleaseFactory, add_file, token_secret
 from tests.support.processes import WebServer
 
 FILE = "/api/v1/models/facebook/opt-125m/files/pytorch_model.bin"
@@ -151,3 +153,83 @@ def test_a_killed_web_process_loses_at_most_its_last_interval(web_env, tmp_path)
     finally:
         web.stop()
     assert counters.download_counts_flush() == 4
+
+
+@pytest.fixture
+def two_files(open_release):
+    add_file(open_release, "config.json", b"{}")
+    return open_release
+
+
+@pytest.mark.django_db
+def test_an_address_counts_once_a_day_however_many_files_it_fetches(two_files, buffered):
+    counters.download_counts_flush()
+    shared_redis().delete(*shared_redis().keys(redis_key(counters.VISITORS + "*")) or ["none"])
+    api = APIClient(REMOTE_ADDR="198.51.100.7")
+    for _ in range(3):
+        assert api.get(FILE).status_code == 302
+        assert api.get("/api/v1/models/facebook/opt-125m/files/config.json").status_code == 302
+    assert api.head("/facebook/opt-125m/resolve/main/config.json").status_code in (200, 302)
+    APIClient(REMOTE_ADDR="203.0.113.9").get(FILE)
+    assert counters.download_counts_flush() >= 8  # the dashboard keeps every file
+    assert counters.release_downloads(release=two_files) == 2
+    # The addresses are not stored, only their number; flushing again changes nothing.
+    visitors = DownloadVisitors.objects.get(release=two_files)
+    assert visitors.addresses == 2 and not hasattr(visitors, "ip")
+    assert counters.download_counts_flush() == 0
+    assert counters.release_downloads(release=two_files) == 2
+    page = APIClient().get("/models/facebook/opt-125m/").content.decode()
+    assert "2 downloads in the last 30 days, one per person or address a day" in page
+
+
+@pytest.mark.django_db
+def test_the_addresses_go_with_the_counts_in_one_send(two_files, buffered, monkeypatch):
+    """The redirect itself makes no Redis call: the address waits in the process with its count."""
+    counters.download_counts_flush()
+    calls = []
+    original = redis.Redis.execute_command
+
+    def watched(self, *args, **kwargs):
+        calls.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", watched)
+    APIClient(REMOTE_ADDR="198.51.100.8").get(FILE)
+    assert not {"HINCRBY", "PFADD"} & set(calls)
+    monkeypatch.undo()
+    assert counters._pending.addresses
+    counters.send_pending()
+    assert counters.download_counts_flush() == 1
+    assert counters.release_downloads(release=two_files) == 1
+
+
+@pytest.mark.django_db
+def test_a_person_counts_once_a_day_whatever_the_channel(two_files, alice, buffered):
+    counters.download_counts_flush()
+    api = APIClient(REMOTE_ADDR="198.51.100.9")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_secret(alice)}")
+    assert api.get("/api/v1/models/facebook/opt-125m/manifest?format=json").status_code == 200
+    assert api.get(FILE).status_code == 302
+    assert api.get("/api/v1/models/facebook/opt-125m/files/config.json").status_code == 302
+    assert api.get("/facebook/opt-125m/resolve/main/config.json").status_code == 302
+    assert DownloadEvent.objects.filter(user=alice).count() == 4
+    counters.download_counts_flush()
+    assert counters.release_downloads(release=two_files) == 1
+    # A day earlier is another download; a month ago is outside the window.
+    for days in (1, 31):
+        DownloadEvent.objects.create(
+            release=two_files, user=alice, via="api", created_at=timezone.now() - timedelta(days=days)
+        )
+    assert counters.release_downloads(release=two_files) == 2
+
+
+@pytest.mark.django_db
+def test_rows_logged_while_redis_is_away_count_one_per_address(two_files, buffered, monkeypatch):
+    counters.download_counts_flush()
+    monkeypatch.setattr(counters, "count_open_download", lambda *a: False)
+    monkeypatch.setattr("access.gate.recorder.count_open_download", lambda *a: False)
+    api = APIClient(REMOTE_ADDR="198.51.100.10")
+    api.get(FILE)
+    api.get("/api/v1/models/facebook/opt-125m/files/config.json")
+    assert DownloadEvent.objects.filter(user=None).count() == 2
+    assert counters.release_downloads(release=two_files) == 1

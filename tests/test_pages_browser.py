@@ -191,6 +191,7 @@ def visit_every_page(*, browser, live_server, shots, people, lang):
             expect(page.locator("#file-list")).not_to_have_attribute("open", "")
             expect(page.locator("#files-title")).to_contain_text("992")
         check_page(page, shots, "/models/facebook/opt-125m", f"{viewport}-open-release")
+        check_page(page, shots, "/licenses/opt-175b-noncommercial/v1.0/", f"{viewport}-license")
         check_page(page, shots, "/downloading", f"{viewport}-downloading")
         check_page(page, shots, "/help", f"{viewport}-help")
         check_page(page, shots, "/accounts/login/", f"{viewport}-sign-in")

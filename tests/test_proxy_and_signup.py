@@ -188,14 +188,17 @@ def run_dev_run(tmp_path, env):
     bin_dir.mkdir(parents=True)
     stubs = {
         "python": "exit 0",
-        "celery": 'echo "celery $*"; exec sleep 30',
+        # The worker sends an email as access.devmail does: dev-run prints it on its console.
+        "celery": 'echo "Subject: sent by the worker $$" >>"$DEV_MAIL_LOG"; echo "celery $*"; exec sleep 30',
         # The portal's is started last: give the workers and the demo institution a moment to write their command
         # lines before everything stops.
         "gunicorn": 'if [ "$1" = demo_idp.wsgi ]; then echo "gunicorn $*"; env | grep -E "^(DEMO_IDP|OIDC)_" | sort; '
         "echo $$ >var/demo-idp.pid; exec sleep 30; fi; "
         # The demo institution's pid file is written after its lines: waiting for it waits for them all.
-        'env | grep -E "(CACHE_URL|^OIDC_.*|^DEMO_IDP_.*)=" | sort; for i in $(seq 300); do '
+        'env | grep -E "(CACHE_URL|^OIDC_.*|^DEMO_IDP_.*|^CONTACT_EMAIL|^EMAIL_BACKEND)=" | sort; '
+        "for i in $(seq 300); do "
         '[ "$(cat var/celery*.log 2>/dev/null | grep -c "^celery ")" -ge 2 ] && [ -s var/demo-idp.pid ] '
+        '&& [ "$(grep -c Subject "$DEV_MAIL_LOG")" -ge 2 ] '
         "&& break; sleep 0.1; done; exit 0",
     }
     for name, body in stubs.items():
@@ -230,6 +233,15 @@ def test_make_run_counts_limits_in_redis_when_it_answers(tmp_path, redis_port_63
     assert "CACHE_URL=redis://127.0.0.1:6379/1\n" in out
     assert "THROTTLE_CACHE_URL=redis://127.0.0.1:6379/2\n" in out
     assert "Cache (rate limits): redis://127.0.0.1:6379/1" in out
+
+
+def test_make_run_prints_every_email_on_its_console_and_gives_a_contact_address(tmp_path, redis_port_6379):
+    out = run_dev_run(tmp_path, {})
+    assert "CONTACT_EMAIL=reviewers@demo.localhost\n" in out
+    assert "EMAIL_BACKEND=access.devmail.EmailBackend\n" in out
+    # Both workers' emails (their stdout is their log file) come out on the console.
+    assert out.count("Subject: sent by the worker") == 2, out
+    assert "sent by the worker" not in "".join(p.read_text() for p in (tmp_path / "var").glob("celery*.log"))
 
 
 def test_make_run_keeps_a_cache_given_to_it(tmp_path: Path, redis_port_6379):

@@ -1,7 +1,7 @@
 """Access requests: the form's rules, every transition and every refused one, the reviewer's tools."""
 
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.core import mail
@@ -224,3 +224,34 @@ def test_the_daily_digest_lists_new_requests(release, reviewer, settings):
     assert reviewer_digest() == 1
     assert reviewer_digest() == 0  # once a day
     assert "2 new access requests" in mail.outbox[-1].subject
+
+
+def test_a_rejected_applicant_is_told_the_same_date_everywhere_in_utc(
+    client, alice, release, reviewer, settings, django_capture_on_commit_callbacks
+):
+    settings.REJECTION_COOLDOWN_DAYS = 30
+    request = submit(alice, release)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.request_reject(actor=actor(reviewer), access_request=request, reason="Too vague.")
+    request.refresh_from_db()
+    ends = request.decided_at + timedelta(days=30)
+    when = f"{ends.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    sentence = f"You may apply again from {when}."
+    (email,) = mail.outbox
+    assert sentence in email.body and sentence in email.alternatives[0][0]
+    with pytest.raises(services.ServiceError) as exc:
+        submit(alice, release)
+    assert sentence in str(exc.value)
+    client.force_login(alice)
+    page = client.get(f"/requests/{request.public_id}/").content.decode()
+    assert sentence in page
+    assert sentence in client.get("/models/facebook/opt-175b/").content.decode()
+    # During the cool-down the apply page says so instead of showing a form refused on submit.
+    apply = client.get("/models/facebook/opt-175b/apply").content.decode()
+    assert sentence in apply and 'id="apply-form"' not in apply and 'href="/help#contact"' in apply
+    # In Chinese: the same date and time, the same one sentence.
+    alice.language = "zh-hans"
+    alice.save(update_fields=["language"])
+    chinese = client.get("/models/facebook/opt-175b/apply", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
+    assert f"您可以从 {when} 起重新申请。" in chinese

@@ -597,3 +597,18 @@ def test_the_admin_sets_the_deadline_through_the_release_service(client, world):
     )
     a.refresh_from_db()
     assert a.review_deadline_days == 3
+
+
+def test_a_saved_reason_is_given_in_the_applicants_language(client, reviewer, world):
+    template = ReasonTemplate.objects.create(
+        kind="reject", title="Commercial", text="Commercial use is not allowed.", text_zh_hans="不允许商业用途。"
+    )
+    r4, r5 = world.requests["r4"], world.requests["r5"]
+    type(r4.applicant).objects.filter(pk=r4.applicant_id).update(language="zh-hans")
+    login_recently(client, reviewer)
+    page = client.get(f"/review/requests/{r4.public_id}/").content.decode()
+    assert 'data-text="不允许商业用途。"' in page
+    client.post(f"/review/requests/{r4.public_id}/", {"action": "reject", "reason": "", "template": template.pk})
+    client.post(f"/review/requests/{r5.public_id}/", {"action": "reject", "reason": "", "template": template.pk})
+    assert AccessRequest.objects.get(pk=r4.pk).decision_reason == "不允许商业用途。"
+    assert AccessRequest.objects.get(pk=r5.pk).decision_reason == "Commercial use is not allowed."

@@ -246,3 +246,25 @@ def test_two_uploads_at_once_to_two_requests_cannot_both_slip_under_the_daily_by
     )
     assert statuses == [201, 429]
     assert RequestAttachment.objects.filter(request__applicant=alice).count() == 2
+
+
+def test_on_a_needs_information_request_the_question_and_answer_come_before_the_upload_panel(
+    client, release, alice, reviewer
+):
+    api = api_for(alice)
+    request_id = draft(api)
+    assert upload(api, request_id).status_code == 201
+    assert api.post(f"/api/v1/access-requests/{request_id}/submit").status_code == 200
+    access_request = AccessRequest.objects.get(public_id=request_id)
+    services.request_ask_info(
+        actor=services.Actor(user=reviewer, credential="session", reauthenticated=True),
+        access_request=access_request,
+        question="Which committee approved the study?",
+    )
+    client.force_login(alice)
+    page = client.get(f"/requests/{request_id}/").content.decode()
+    question, answer = page.index('id="info-request"'), page.index("Send answer")
+    panel = page.index('id="attachments-upload"')
+    assert question < answer < panel
+    assert page.count('id="attachments-upload"') == 1
+    assert '<h2 id="attachments-title">Files for the questions of the request form</h2>' in page

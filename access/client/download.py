@@ -423,10 +423,12 @@ class Portal:
 
 
 class Progress:
-    """Counters plus output: one refreshing line on a terminal, plain log lines otherwise."""
+    """Counters plus output: one progress line (files, bytes, rate, ETA), refreshed in place on a terminal and
+    logged when it changed (every `interval`, and once at the end) otherwise. Per-file lines (start, done, skip,
+    resume) only with `verbose`; retries, warnings and errors always."""
 
-    def __init__(self, tty: bool, interval: float = 5.0):
-        self.tty, self.interval = tty, (0.5 if tty else interval)
+    def __init__(self, tty: bool, interval: float = 5.0, verbose: bool = False):
+        self.tty, self.interval, self.verbose = tty, (0.5 if tty else interval), verbose
         self.lock = threading.Lock()
         self.files_total = self.bytes_total = 0
         self.downloaded = self.skipped = self.failed = 0
@@ -451,8 +453,8 @@ class Progress:
             self._draw()
 
     def info(self, message: str) -> None:
-        """Per-file chatter: only in plain-log mode."""
-        if not self.tty:
+        """Per-file chatter: only with --verbose."""
+        if self.verbose:
             self.log(message)
 
     def _clear(self) -> None:
@@ -489,11 +491,14 @@ class Progress:
                 if self.tty:
                     self._draw()
                     continue
-                report = (self.downloaded, self.skipped, self.failed, self.bytes_done)
-                line = self.status_line()
-                if report != self._last_report:
-                    self._last_report = report
-                    print(time.strftime("%H:%M:%S ") + "progress: " + line, flush=True)
+                self._report()
+
+    def _report(self) -> None:
+        report = (self.downloaded, self.skipped, self.failed, self.bytes_done)
+        line = self.status_line()
+        if report != self._last_report:
+            self._last_report = report
+            print(time.strftime("%H:%M:%S ") + "progress: " + line, flush=True)
 
     def start(self, files_total: int, bytes_total: int) -> None:
         self.files_total, self.bytes_total = files_total, bytes_total
@@ -501,10 +506,13 @@ class Progress:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        started = self._thread.is_alive()
+        if started:
             self._thread.join()
         with self.lock:
             self._clear()
+            if started and not self.tty:
+                self._report()
 
     # -- counters
     def advance(self, done: int, transferred: int = 0, mirror: str = "") -> None:
@@ -1066,6 +1074,9 @@ def parse_args(argv: list | None) -> argparse.Namespace:
         default=env_float("PORTAL_DOWNLOAD_BACKOFF", 1.0),
         help="first retry delay in seconds, doubled each time (default: $PORTAL_DOWNLOAD_BACKOFF or 1)",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="a line per file (start, done, skip, resume) besides the progress line"
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if not REPO_ID_RE.match(args.repo_id) or ".." in args.repo_id:
@@ -1155,7 +1166,7 @@ def print_summary(progress: Progress, root: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     abort = threading.Event()
-    progress = Progress(tty=sys.stdout.isatty())
+    progress = Progress(tty=sys.stdout.isatty(), verbose=args.verbose)
     backoff = Backoff(args.backoff, args.retries, abort)
     opener = build_opener()
     if args.token and origin(args.portal)[0] == "http" and origin(args.portal)[1] not in ("localhost", "127.0.0.1"):

@@ -2,7 +2,8 @@
 that knows how. A `DownloadEvent` row is committed before the response is sent — on PostgreSQL sharing a commit
 with concurrent requests of the process (access.gate.groupcommit), or inserted alone through a prepared
 statement — with the revision actually served. Anonymous downloads of an open release's files are counted per
-file and hour instead (access.counts), or get a row when there is no Redis to count in."""
+file and hour instead, their addresses among the release's visitors of the day (access.counts), or get a row when
+there is no Redis to count in."""
 
 from __future__ import annotations
 
@@ -47,7 +48,12 @@ def record(
 ) -> None:
     """Record one allowed download (a file, or a manifest when `file_id` is None) of `revision_id`."""
     metrics.DOWNLOADS.labels(via, release.repo_id).inc()
-    if user_id is None and file_id is not None and not release.is_gated and count_open_download(file_id):
+    if (
+        user_id is None
+        and file_id is not None
+        and not release.is_gated
+        and count_open_download(file_id, release.pk, ip)
+    ):
         return
     params = [
         when or timezone.now(),

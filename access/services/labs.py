@@ -436,6 +436,8 @@ def seats_for_new_grant(grant: Grant, access_request: AccessRequest) -> None:
         elif user_id in covered:
             LabSeat.objects.get_or_create(grant=grant, user_id=user_id, defaults={"status": Seat.LICENSE_PENDING})
     for membership in LabMembership.objects.current().filter(lab=grant.lab).select_related("user"):
+        if membership.user_id == access_request.applicant_id:
+            continue  # the applicant hears of the approval once, from the grant's own email
         if access_request.all_members or membership.user_id in covered:
             lab_notify.enqueue(
                 f"lab-grant:{grant.pk}:{membership.user_id}",

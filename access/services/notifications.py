@@ -37,7 +37,13 @@ def request_notify(event_id: int) -> bool:
         dedupe_key=f"event:{event.pk}",
         template=NOTICES[event.action],
         to=access_request.email,
-        context={"request": access_request, "release": access_request.release, "event": event, "grant": grant},
+        context={
+            "request": access_request,
+            "release": access_request.release,
+            "event": event,
+            "grant": grant,
+            "reapply_after": selectors.reapply_from(access_request),
+        },
     )
 
 

@@ -289,8 +289,7 @@ def _require_cooled_down(*, user: User, release: ModelRelease, lab: Lab | None =
     ends = selectors.rejection_cooldown_ends(user=user, release=release, lab=lab)
     if ends is not None:
         raise ServiceError(
-            _("Your last request was rejected; you can apply again after %(date)s (UTC).")
-            % {"date": f"{ends:%Y-%m-%d}"},
+            _("Your last request was rejected.") + " " + selectors.reapply_text(ends),
             "cooldown",
         )
 

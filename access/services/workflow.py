@@ -3,10 +3,12 @@ each of them checks the actor's role before it calls `transition`."""
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .. import selectors
 from ..audit import audit
 from ..models import AccessRequest, AuditEvent
 from .base import Actor, InvalidTransition
@@ -69,6 +71,9 @@ def transition(
         locked.reviewer, locked.decision_reason, locked.decided_at = actor.user, reason, timezone.now()
         update += ["reviewer", "decision_reason", "decided_at"]
     locked.save(update_fields=update)
+    if locked.decided_at is not None and action in ("approve", "reject", "close"):
+        # The release's typical wait counts this decision from now on, not once its cache entry has expired.
+        transaction.on_commit(lambda: selectors.typical_wait_forget(locked.release_id))
     return audit(
         actor=actor,
         action=f"request.{action}",

@@ -1,14 +1,16 @@
+import re
 from datetime import UTC, datetime
 from textwrap import dedent
 
 from django import template
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, pgettext
 
 from .. import commands, footprint
-from ..durations import age_days, duration_text, seen_text
+from ..durations import age_days, ago_text, duration_text, seen_text
 from ..identities import describe
 from ..markdown import render_markdown
 from ..oidc import configured_providers
@@ -34,6 +36,33 @@ def utc(value):
     if not isinstance(value, datetime):
         return ""
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+_BREAK_AFTER = re.compile(r"([/_\-@])")
+_BREAK_BEFORE = re.compile(r"(?<!^)(\.)")
+
+
+@register.filter
+def breakable(value):
+    """A path, release id or email address that may break at its separators on a narrow screen (<wbr> after
+    / _ - @ and before a dot) rather than anywhere."""
+    text = _BREAK_AFTER.sub("\\1\x00", escape(str(value or "")))
+    text = _BREAK_BEFORE.sub("\x00\\1", text)
+    return mark_safe(text.replace("\x00", "<wbr>"))  # escaped above; <wbr> is ours
+
+
+@register.filter
+def reapply(value):
+    """{{ ends|reapply }}: "You may apply again from 2026-12-07 14:03 UTC." (access.selectors.reapply_text)."""
+    from ..selectors import reapply_text
+
+    return reapply_text(value) if isinstance(value, datetime) else ""
+
+
+@register.simple_tag
+def colon():
+    """{% colon %} after a label: ": " in English, the full-width "：" in Chinese."""
+    return pgettext("after a label", ": ")
 
 
 @register.filter
@@ -78,6 +107,12 @@ def waiting(created_at):
 def sign_in_providers():
     """The OpenID Providers configured for sign-in: [{id, name, kind, issuer}]."""
     return configured_providers()
+
+
+@register.filter
+def ago(value):
+    """A datetime → "just now", "5 minutes ago"."""
+    return ago_text(value)
 
 
 @register.filter

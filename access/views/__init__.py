@@ -56,7 +56,7 @@ def release_detail(request, repo_id):
             if waiting
             else ""
         ),
-        "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
+        "admin_labs": selectors.labs_that_may_apply(user=request.user, release=release) if release.is_gated else [],
         "may_report": services.may_report(request.user, release),
         "footprint": selectors.release_footprint(release=release, download_bytes=listing.size),
         "documents": selectors.release_documents(release=release),
@@ -64,6 +64,23 @@ def release_detail(request, repo_id):
         "manages": selectors.is_release_manager(request.user) if release.marking else False,
     }
     return render(request, "access/release_detail.html", context)
+
+
+@require_safe
+def license_detail(request, slug, version=None):
+    """A license's text, one version per page with the summary of its changes; readable signed out."""
+    versions = selectors.license_versions(slug=slug, user=request.user)
+    shown = next((v for v in versions if version is None or v.version == version), None)
+    if shown is None:
+        raise Http404
+    context = {
+        "license": shown,
+        "versions": versions,
+        "latest": versions[0],
+        "summary_of_changes": shown.summary_in(translation.get_language()),
+        "releases": selectors.release_list(user=request.user).filter(license=shown),
+    }
+    return render(request, "access/license.html", context)
 
 
 @require_POST

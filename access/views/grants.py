@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from .. import downloads, manifests, selectors, services
 from ..decorators import recently_authenticated
 from ..forms import LicenseAcceptForm, TokenForm
-from ..http import actor_for, base_url
+from ..http import actor_for, base_url, download_redirect
 from ..listing import file_listing
 from ..models import ApiToken, DownloadEvent, UrlBatch
 from ..services.reverification import reverify_due
@@ -53,6 +53,8 @@ def grant_detail(request, public_id):
         "batch": downloads.current_batch(grant) if active else None,
         "pending_batch": grant.batches.filter(status=UrlBatch.Status.PENDING).first() if active else None,
         "listing": file_listing(grant.release.files.all()),
+        # Each file links to grant_file, which asks the gate when clicked: nothing is signed for the page.
+        "file_grant": grant if active else None,
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
         "reverify_due": reverify_due(grant),
@@ -62,6 +64,24 @@ def grant_detail(request, public_id):
         and grant.request.register_withdrawn_at is None,
     }
     return render(request, "access/grant_detail.html", context)
+
+
+@login_required
+@require_safe
+def grant_file(request, public_id, path):
+    """One file of the grant's release, from its link on the grant page: the gate decides now, the download is
+    recorded, then the browser is sent to a fresh signed URL (as the relay URLs of wget lists do)."""
+    grant = _own_grant(request, public_id)
+    file = grant.release.files.filter(path=path).first()
+    if file is None:
+        raise Http404
+    decision = downloads.authorize(
+        actor=actor_for(request), release=grant.release, via=DownloadEvent.Via.WEB, grant=grant, path=path
+    )
+    if not decision.allowed:
+        messages.error(request, decision.detail)
+        return redirect("grant-detail", public_id=public_id)
+    return download_redirect(downloads.serve_file(decision, file, base_url=base_url(request)))
 
 
 @login_required
@@ -187,11 +207,20 @@ def tokens(request):
         "new_secret": new_secret,
         "tokens": request.user.api_tokens.order_by("-created_at"),
         # The new token goes straight into the commands for what the user may download.
-        "granted": [g.release for g in selectors.user_grants(user=request.user) if g.is_active] if new_secret else [],
+        "granted": _downloadable_releases(request.user) if new_secret else [],
     }
     response = render(request, "access/tokens.html", context, status=400 if form.is_bound else 200)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _downloadable_releases(user) -> list:
+    """The releases the user's own grants and their seats on lab grants let them download, each once."""
+    releases = {g.release_id: g.release for g in selectors.user_grants(user=user) if g.is_active}
+    for grant, seat in selectors.member_lab_grants(user=user):
+        if grant.is_active and seat is not None and seat.status == seat.Status.ACTIVE:
+            releases.setdefault(grant.release_id, grant.release)
+    return list(releases.values())
 
 
 @login_required

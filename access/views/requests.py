@@ -59,6 +59,11 @@ def apply(request, repo_id):
     if (decision.allowed or decision.code == "acknowledge_documents") and lab is None:
         messages.info(request, _("You already have access to this release."))
         return redirect("release-detail", repo_id=release.repo_id)
+    reapply_after = selectors.rejection_cooldown_ends(user=request.user, release=release, lab=lab)
+    if reapply_after is not None:  # said here, instead of a form refused on submit
+        return render(
+            request, "access/apply_cooldown.html", {"release": release, "lab": lab, "reapply_after": reapply_after}
+        )
     facts = verified_facts(request.user)
     prefill = application_prefill(facts)
     form = AccessRequestForm(
@@ -165,6 +170,11 @@ def request_detail(request, public_id):
             "mib_per_day": settings.UPLOAD_MAX_BYTES_PER_USER_DAY // 2**20,
         },
         "position": selectors.queue_position(access_request),
+        "reapply_after": selectors.rejection_cooldown_ends(
+            user=request.user, release=access_request.release, lab=access_request.lab
+        )
+        if access_request.status == AccessRequest.Status.REJECTED
+        else None,
         "closes_on": selectors.needs_info_closes_on(access_request),
         "typical_wait": selectors.typical_wait(access_request.release) if access_request.status == "pending" else None,
     }

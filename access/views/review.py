@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import EmptyPage, Paginator
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Prefetch, Q
 from django.http import Http404, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -34,6 +34,7 @@ from ..models import (
     AuditEvent,
     DownloadEvent,
     Grant,
+    LabSeat,
     ModelRelease,
     ReasonTemplate,
     RequestAttachment,
@@ -189,7 +190,8 @@ def detail(request, public_id):
     if access_request is None:
         raise Http404
     q = _queue_reference(request)
-    form = DecisionForm(request.POST or None)
+    language = access_request.applicant.language or settings.LANGUAGE_CODE
+    form = DecisionForm(request.POST or None, language=language)
     if request.method == "POST" and form.is_valid():
         if _decide(request, access_request, form) and request.POST.get("next"):
             following = _next_in_queue(access_request, q)
@@ -202,7 +204,7 @@ def detail(request, public_id):
         "r": access_request,
         "form": form,
         "failed": form.data.get("action") if form.is_bound else None,
-        "actions": _decision_actions(),
+        "actions": _decision_actions(language),
         "q": q,
         "history": AccessRequest.objects.filter(applicant=access_request.applicant)
         .exclude(pk=access_request.pk)
@@ -243,10 +245,12 @@ def _detail_url(access_request: AccessRequest, q: str) -> str:
     return reverse("review-detail", kwargs={"public_id": access_request.public_id}) + "?" + urlencode({"q": q})
 
 
-def _decision_actions() -> list[dict]:
-    """The decision page's three forms, each with the saved reasons of its own action."""
+def _decision_actions(language: str) -> list[dict]:
+    """The decision page's three forms, each with the saved reasons of its own action, in the applicant's
+    language where a reason has a text in it."""
     reasons = {kind: [] for kind in ReasonTemplate.Kind.values}
     for template in ReasonTemplate.objects.order_by("title"):
+        template.shown_text = template.text_in(language)
         reasons[template.kind].append(template)
     forms = [
         ("approve", _("Approve"), _("Approve and open next"), _("Note to the applicant (optional)"), "btn-primary"),
@@ -716,7 +720,11 @@ EXPORTERS = {"requests": _request_rows, "grants": _grant_rows, "audit": _audit_r
 @require_safe
 def grants(request):
     """Every grant; `?license=old` lists those whose holders have not accepted their release's current license."""
-    queryset = Grant.objects.select_related("user", "release", "license", "release__license").order_by("-issued_at")
+    queryset = (
+        Grant.objects.select_related("user", "release", "license", "release__license", "lab")
+        .prefetch_related(Prefetch("seats", queryset=LabSeat.objects.select_related("user").order_by("user__email")))
+        .order_by("-issued_at")
+    )
     old = request.GET.get("license") == "old"
     if old:
         queryset = queryset.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).exclude(

@@ -113,6 +113,37 @@
   window.addEventListener("resize", focusableScrollers);
   document.querySelectorAll("details").forEach(function (d) { d.addEventListener("toggle", focusableScrollers); });
 
+  // A form sent back with errors: focus its summary (GOV.UK's error-summary pattern), whose links focus their field.
+  var summary = document.getElementById("error-summary");
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest("a[href^='#']");
+      var field = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!field) { return; }
+      event.preventDefault();
+      field.focus();
+      var box = field.closest(".field") || field;
+      box.scrollIntoView({ block: "start" });
+    });
+  }
+
+  // Text with a minimum length: its characters are counted as they are typed.
+  document.querySelectorAll("textarea[data-count-min]").forEach(function (area) {
+    var counter = document.getElementById(area.id + "_count");
+    if (!counter) { return; }
+    var min = parseInt(area.dataset.countMin, 10);
+    counter.hidden = false;
+    var update = function () {
+      var n = area.value.trim().length;
+      counter.textContent = counter.dataset.template.replace("{n}", n) + (n < min ? " · " + counter.dataset.short : "");
+      counter.classList.toggle("short", n < min);
+      counter.dataset.count = String(n);
+    };
+    area.addEventListener("input", update);
+    update();
+  });
+
   // A grant page with a batch being issued polls until it is ready, then reloads.
   var progress = document.getElementById("batch-progress");
   if (progress) {

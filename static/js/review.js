@@ -27,6 +27,7 @@
     var rows = Array.prototype.slice.call(table.tBodies[0].rows).filter(function (r) { return !r.hasAttribute("data-empty"); });
     var labels = rows.map(function (r) { return r.cells[0].textContent.trim(); });
     var axes = {};
+    var fractional = {};  // axes of measures (days, GB); every other value axis counts, in whole numbers
     var datasets = [];
     heads.forEach(function (th, i) {
       var key = th.getAttribute("data-series");
@@ -34,6 +35,7 @@
       var type = th.getAttribute("data-type") || kind;
       var axis = th.getAttribute("data-axis") || "y";
       axes[axis] = th.getAttribute("data-axis-title") || axes[axis] || "";
+      if (th.hasAttribute("data-fractional")) { fractional[axis] = true; }
       datasets.push({
         label: th.textContent.trim(),
         type: type,
@@ -63,11 +65,16 @@
         beginAtZero: true, stacked: stacked, grace: "8%",
         position: axis === "y1" ? "right" : (horizontal ? "bottom" : "left"),
         grid: { drawOnChartArea: axis !== "y1" },
-        title: { display: !!axes[axis], text: axes[axis] }
+        title: { display: !!axes[axis], text: axes[axis] },
+        ticks: fractional[axis] ? {} : { precision: 0 }
       };
     });
-    scales[horizontal ? "y" : "x"] = { stacked: stacked, ticks: { autoSkip: true, maxRotation: 0 } };
-    if (!scales[valueAxis]) { scales[valueAxis] = { beginAtZero: true, stacked: stacked }; }
+    // Category labels (dates, months, releases) never overlap: skipped with room between them, never rotated.
+    scales[horizontal ? "y" : "x"] = {
+      stacked: stacked,
+      ticks: { autoSkip: true, autoSkipPadding: 16, maxRotation: 0, minRotation: 0 }
+    };
+    if (!scales[valueAxis]) { scales[valueAxis] = { beginAtZero: true, stacked: stacked, ticks: { precision: 0 } }; }
     var canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", table.getAttribute("data-chart-label") || "");

@@ -40,7 +40,8 @@ class Command(BaseCommand):
         for row in catalog_data.releases():
             if only and row["repo_id"] not in only:
                 continue
-            fields = {**row, "license": license_obj if row["access"] == "gated" else None}
+            # The open OPT models are under the same license: shown on their page, it gates nothing.
+            fields = {**row, "license": license_obj}
             release = ModelRelease.objects.filter(repo_id=row["repo_id"]).first()
             created = release is None
             if created:
