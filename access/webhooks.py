@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 from standardwebhooks import Webhook
 
 from . import emails, metrics
-from .models import AccessRequest, AuditEvent, Grant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import AccessRequest, AuditEvent, Grant, LibraryCard, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .taskbase import portal_task
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,9 @@ EVENTS = {
     # A holder accepted a new license version, or a lab member accepted the license for the lab's grant.
     "grant.license_accepted": "grant.license_accepted",
     "lab.license_accepted": "grant.license_accepted",
+    # A signing official vouched for a researcher, or the card ended (revoked, or the affiliation was lost).
+    "library_card.issued": "library_card.issued",
+    "library_card.revoked": "library_card.revoked",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -102,6 +105,7 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     if event_type is None:
         return []
     grant = target if isinstance(target, Grant) else None
+    card = target if isinstance(target, LibraryCard) else None
     access_request = access_request or (target if isinstance(target, AccessRequest) else None)
     release_id = grant.release_id if grant else access_request.release_id if access_request else None
     endpoints = WebhookEndpoint.objects.filter(active=True).filter(Q(release__isnull=True) | Q(release_id=release_id))
@@ -110,7 +114,7 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     for endpoint in endpoints:
         if endpoint.events and event_type not in endpoint.events:
             continue
-        payload = payload or build_payload(event, event_type, grant=grant, access_request=access_request)
+        payload = payload or build_payload(event, event_type, grant=grant, access_request=access_request, card=card)
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint,
             audit_event=event,
@@ -124,8 +128,19 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     return created
 
 
-def build_payload(event: AuditEvent, event_type: str, *, grant, access_request) -> dict:
+def build_payload(event: AuditEvent, event_type: str, *, grant, access_request, card=None) -> dict:
     data: dict = {}
+    if card is not None:
+        data["library_card"] = {
+            "id": card.public_id,
+            "institution": card.institution.ror_id,
+            "all_releases": card.all_releases,
+            "releases": sorted(r.repo_id for r in card.releases.all()),
+            "issued_at": iso(card.issued_at),
+            "expires_at": iso(card.expires_at),
+            "revoked_at": iso(card.revoked_at) if card.revoked_at else None,
+            "ending": card.ending or None,
+        }
     if access_request is not None:
         data["access_request"] = {
             "id": access_request.public_id,

@@ -30,6 +30,7 @@ from ..models import (
     Lab,
     LabMembership,
     LabSeat,
+    LibraryCard,
     License,
     ModelFile,
     ModelRelease,
@@ -39,8 +40,8 @@ from ..models import (
 from . import cache
 from .facts import GateInputs, GrantFacts, LabAccess, LabFacts, ReleaseFacts, RequestFacts, SeatFacts, ViewerFacts
 
-GATE_MODELS = (AccessRequest, ApiToken, Grant, Lab, LabMembership, LabSeat, License, ModelFile, ModelRelease,
-               ReleaseRevision, User)  # fmt: skip
+GATE_MODELS = (AccessRequest, ApiToken, Grant, Lab, LabMembership, LabSeat, LibraryCard, License, ModelFile,
+               ModelRelease, ReleaseRevision, User)  # fmt: skip
 GATE_TABLES = frozenset(
     [model._meta.db_table for model in GATE_MODELS]
     # Who is a reviewer (a group's permission) decides whether an unpublished release exists for them.
@@ -269,6 +270,10 @@ def _grant(grant: Grant) -> GrantFacts:
         suspended=grant.suspended_at is not None,
         affiliation=grant.affiliation,
         affiliation_institution_id=grant.affiliation_institution_id,
+        # Read with the grant (select_related): a card's dates are cached like the grant's own.
+        card_id=grant.card_id,
+        card_expires_at=grant.card.expires_at if grant.card_id else None,
+        card_revoked=grant.card.revoked_at is not None if grant.card_id else False,
     )
 
 
@@ -297,7 +302,7 @@ def _labs(user: User, found: ModelRelease, only: Grant | None = None) -> tuple[L
     user's seat. Two queries."""
     grants = Grant.objects.filter(
         release=found, lab__memberships__user=user, lab__memberships__left_at__isnull=True
-    ).select_related("lab")
+    ).select_related("lab", "card")
     if only is not None:
         grants = grants.filter(pk=only.pk)
     grants = list(grants.order_by("-issued_at")[:LAB_GRANTS])
@@ -308,7 +313,11 @@ def _labs(user: User, found: ModelRelease, only: Grant | None = None) -> tuple[L
 
 
 def _person(user: User, found: ModelRelease) -> GateInputs:
-    grants = Grant.objects.filter(user=user, release=found, lab__isnull=True).order_by("-issued_at", "-pk")
+    grants = (
+        Grant.objects.filter(user=user, release=found, lab__isnull=True)
+        .select_related("card")
+        .order_by("-issued_at", "-pk")
+    )
     requests = AccessRequest.objects.filter(applicant=user, release=found, lab__isnull=True)
     return GateInputs(
         release=release_facts(found),

@@ -19,6 +19,7 @@ from .base import (
     rule_actor,
     task_actor,
 )
+from .cards import card_issue, card_revoke, cards_reaffirm, official_appoint, official_end
 from .grants import (
     batch_fill,
     grant_issue,
@@ -117,6 +118,9 @@ __all__ = [
     "UploadTooLarge",
     "audit",
     "batch_fill",
+    "card_issue",
+    "card_revoke",
+    "cards_reaffirm",
     "can_manage_webhooks",
     "command_actor",
     "email_verified",
@@ -149,6 +153,8 @@ __all__ = [
     "mirror_disable",
     "mirror_verify",
     "needs_info_sweep",
+    "official_appoint",
+    "official_end",
     "question_create",
     "question_retire",
     "question_update",
