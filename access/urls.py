@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import account, dashboard, grants, labs, manage, metrics, requests, review, webhooks
+from .views import account, dashboard, grants, labs, manage, metrics, officials, requests, review, webhooks
 
 
 class MirrorConverter:
@@ -54,6 +54,14 @@ urlpatterns = [
     # The account's linked identities and verified facts
     path("account/identities/", account.identities, name="account-identities"),
     path("account/identities/<str:public_id>/unlink", account.identity_unlink, name="account-identity-unlink"),
+    path("account/cards/", officials.library_cards, name="library-cards"),
+    # Signing officials
+    path("official/", officials.official_home, name="official-home"),
+    path("official/<str:ror_id>/", officials.official_institution, name="official-institution"),
+    path("official/<str:ror_id>/cards", officials.official_card_issue, name="official-card-issue"),
+    path(
+        "official/<str:ror_id>/cards/<str:public_id>/revoke", officials.official_card_revoke, name="official-card-revoke"
+    ),
     # Labs
     path("labs/", labs.labs, name="labs"),
     path("labs/invitations/<str:token>/", labs.lab_invitation, name="lab-invitation"),
