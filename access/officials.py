@@ -104,7 +104,9 @@ def official_researchers(institution: Institution, *, official: User, key: str |
     )
     for card in cards:
         by_user[card.user_id].cards.append(card)
-    grants = Grant.objects.filter(user_id__in=by_user, lab__isnull=True).select_related("release").order_by("-issued_at")
+    grants = (
+        Grant.objects.filter(user_id__in=by_user, lab__isnull=True).select_related("release").order_by("-issued_at")
+    )
     for grant in grants:
         by_user[grant.user_id].grants.append(grant)
     return sorted(found, key=lambda r: (r.name.casefold(), r.user.pk))
@@ -127,6 +129,8 @@ def my_cards(user) -> list[LibraryCard]:
 
 def institution_card(institution: Institution, public_id: str) -> LibraryCard | None:
     """A card the institution issued, by its id (another institution's card does not exist for its officials)."""
-    return LibraryCard.objects.select_related("institution", "user").filter(
-        institution=institution, public_id=public_id
-    ).first()
+    return (
+        LibraryCard.objects.select_related("institution", "user")
+        .filter(institution=institution, public_id=public_id)
+        .first()
+    )

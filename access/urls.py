@@ -60,7 +60,9 @@ urlpatterns = [
     path("official/<str:ror_id>/", officials.official_institution, name="official-institution"),
     path("official/<str:ror_id>/cards", officials.official_card_issue, name="official-card-issue"),
     path(
-        "official/<str:ror_id>/cards/<str:public_id>/revoke", officials.official_card_revoke, name="official-card-revoke"
+        "official/<str:ror_id>/cards/<str:public_id>/revoke",
+        officials.official_card_revoke,
+        name="official-card-revoke",
     ),
     # Labs
     path("labs/", labs.labs, name="labs"),
