@@ -268,9 +268,8 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
     - a named grant (its page, its batch) is the only one that counts, and only the person's own or their lab's;
     - a grant that rested on a library card also needs the card neither revoked nor expired;
     - otherwise a refusal says what the person holds now that stands in the way (a restricted country; a library
-      card revoked, then expired; an affiliation to verify again; a license to accept again, possibly waiting for a reviewer; a place on the
-      lab's grant to accept, to wait for, or refused), else what
-      their past says (a request under review; whichever is newer of an ended grant and a rejection; an ended
+      card revoked, then expired; an affiliation to verify again; a license to accept again, possibly waiting
+      for a reviewer; a place on the lab's grant to accept, to wait for, or refused), else what their past says (a request under review; whichever is newer of an ended grant and a rejection; an ended
       lab grant), else that they may apply."""
     if not published and viewer != "reviewer":
         return "not_found", None, False
