@@ -269,7 +269,8 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
     - a grant that rested on a library card also needs the card neither revoked nor expired;
     - otherwise a refusal says what the person holds now that stands in the way (a restricted country; a library
       card revoked, then expired; an affiliation to verify again; a license to accept again, possibly waiting
-      for a reviewer; a place on the lab's grant to accept, to wait for, or refused), else what their past says (a request under review; whichever is newer of an ended grant and a rejection; an ended
+      for a reviewer; a place on the lab's grant to accept, to wait for, or refused), else what their past says
+      (a request under review; whichever is newer of an ended grant and a rejection; an ended
       lab grant), else that they may apply."""
     if not published and viewer != "reviewer":
         return "not_found", None, False
