@@ -22,6 +22,7 @@ from access.models import (
     Lab,
     LabMembership,
     LabSeat,
+    LibraryCard,
     License,
     ModelFile,
     ModelRelease,
@@ -146,6 +147,9 @@ def writes(world) -> dict:
         },
         License: {
             "create": lambda: License.objects.create(slug="x", version="9", title="X", text="X"),
+        },
+        LibraryCard: {
+            "update": lambda: LibraryCard.objects.filter(user=alice).update(revoked_at=timezone.now()),
         },
         ModelFile: {
             "create": lambda: draft("new.bin"),
