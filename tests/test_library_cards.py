@@ -329,3 +329,18 @@ def test_only_staff_appoint_officials(sam, university):
             actor=services.Actor(user=sam, credential="session", reauthenticated=True), institution=university, user=sam
         )
     assert not SigningOfficial.objects.exists()
+
+
+def test_the_card_endpoints_are_in_the_openapi_schema(client):
+    schema = client.get("/api/schema", HTTP_ACCEPT="application/json").json()
+    paths = schema["paths"]
+    for path in (
+        "/api/v1/library-cards",
+        "/api/v1/institutions/{ror_id}/researchers",
+        "/api/v1/institutions/{ror_id}/library-cards",
+        "/api/v1/institutions/{ror_id}/library-cards/{public_id}/revoke",
+        "/api/v1/institutions/{ror_id}/officials",
+    ):
+        assert any(p.rstrip("/") == path for p in paths), path
+    rules = schema["components"]["schemas"]["Conditions"]["properties"]
+    assert "library_card" in rules
