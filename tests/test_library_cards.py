@@ -344,3 +344,19 @@ def test_the_card_endpoints_are_in_the_openapi_schema(client):
         assert any(p.rstrip("/") == path for p in paths), path
     rules = schema["components"]["schemas"]["Conditions"]["properties"]
     assert "library_card" in rules
+
+
+def test_staff_appoint_and_end_through_the_admin_site(client, university, sam, staff):
+    login_recently(client, staff)
+    response = client.post("/admin/access/signingofficial/add/", {"institution": university.pk, "user": sam.pk})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    official = SigningOfficial.objects.get()
+    assert (official.user, official.appointed_by) == (sam, staff)
+    assert AuditEvent.objects.get(action="official.appointed").credential == f"admin:{staff.email}"
+    response = client.post(
+        "/admin/access/signingofficial/",
+        {"action": "end_appointments", "_selected_action": [official.pk]},
+    )
+    assert response.status_code == 302
+    official.refresh_from_db()
+    assert official.ended_at is not None and AuditEvent.objects.filter(action="official.ended").exists()

@@ -43,8 +43,16 @@ def signed_in(browser, live_server, demo, email: str, password: str, lang: str):
     return page
 
 
+def open_menu(page) -> None:
+    """At phone width the navigation (and the language menu) is behind the menu button."""
+    toggle = page.locator(".menu-toggle")
+    if toggle.is_visible() and toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+
+
 def choose_language(page, lang: str) -> None:
     if page.locator("html").get_attribute("lang") != lang:
+        open_menu(page)
         with page.expect_navigation():
             page.locator("form.lang select[name=language]").select_option(lang)
 
@@ -75,7 +83,9 @@ def test_an_official_issues_and_revokes_a_card_on_her_pages_in_both_languages_at
 
     page = official_page
     for lang in LOCALES:
+        page.goto("/")
         choose_language(page, lang)
+        open_menu(page)
         page.get_by_role("link", name=TEXT[lang]["nav"]).first.click()
         page.wait_for_url(re.compile(r"/official/0demoun01/$"))
         student = page.locator(f"section.researcher[data-email='{STUDENT}']")
