@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from access import downloads, services
+from access.gate import cache, loader
 from access.models import AuditEvent, Grant, LibraryCard, SigningOfficial, User, WebhookDelivery, WebhookEndpoint
 from tests.factories import ANSWERS as FORM_ANSWERS
 from tests.factories import LicenseFactory, ReleaseFactory, UserFactory, add_file, grant_for, token_secret
@@ -268,7 +269,7 @@ def test_no_card_for_an_account_without_a_verified_affiliation_there(olive, univ
 
 
 def test_an_expired_card_approves_nothing_and_ends_the_access_that_rested_on_it(
-    client, olive, sam, gated, monkeypatch, django_capture_on_commit_callbacks
+    client, olive, sam, gated, monkeypatch, rf, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
     key = researchers(client)["Sam Student"]["id"]
     assert issue(client, key, days=30).status_code == 201
@@ -277,8 +278,17 @@ def test_an_expired_card_approves_nothing_and_ends_the_access_that_rested_on_it(
             actor=services.Actor(user=sam, credential="session"), release=gated, data=ANSWERS, license_accepted=True
         )
     assert downloads.access_state(user=sam, release=gated).allowed
+    decisions = []
+
+    def download(request):
+        decisions.append(downloads.decide(loader.inputs(user=sam, release=gated), timezone.now()))
+
+    cache.RequestScope(download)(rf.get("/"))  # the web process reads the card's date with the grant, and keeps it
     later = timezone.now() + timedelta(days=31)
     monkeypatch.setattr(timezone, "now", lambda: later)
+    with django_assert_num_queries(0):
+        cache.RequestScope(download)(rf.get("/"))
+    assert [d.code for d in decisions] == ["granted", "card_expired"]
     refused = downloads.access_state(user=sam, release=gated)
     assert refused.code == "card_expired" and "Test University" in refused.detail and OLIVE in refused.detail
     # A new request is no longer approved by the rule: it waits for a reviewer.
