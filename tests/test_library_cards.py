@@ -186,9 +186,16 @@ def test_an_official_vouches_and_a_rule_approves_then_revoking_the_card_stops_th
     assert "Left the programme." in refused.detail and OLIVE in refused.detail  # whom to ask
     assert WebhookDelivery.objects.filter(event_type="library_card.revoked").exists()
     assert [m for m in mail.outbox if m.to == [SAM]][-1].subject != issued.subject
-    # The official's page shows the revoked card; the student's page shows who issued it.
+    # The grant's page (the web channel) says the same, and asks no new URL batch.
     sam_client = APIClient()
     sam_client.force_login(sam)
+    grant_page = sam_client.get(f"/grants/{grant.public_id}/").content.decode()
+    assert "Left the programme." in grant_page
+    with pytest.raises(services.ServiceError):
+        services.grant_refresh_links(
+            actor=services.Actor(user=sam, credential="session"), grant=Grant.objects.get(pk=grant.pk)
+        )
+    # The student's page shows the card and who issued it.
     cards_page = sam_client.get("/account/cards/").content.decode()
     assert "Olive Official" in cards_page
 
