@@ -377,3 +377,22 @@ def test_staff_appoint_and_end_through_the_admin_site(client, university, sam, s
     assert response.status_code == 302
     official.refresh_from_db()
     assert official.ended_at is not None and AuditEvent.objects.filter(action="official.ended").exists()
+
+
+def test_make_run_appoints_the_demo_official_once_she_has_signed_in(client, idp, settings, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.DEV_MODE, settings.VAR_DIR = True, tmp_path
+    demo = services.institution_create(
+        actor=OPERATOR, ror_id="0demoun01", name="Demo University", email_domains=["uni.example"], issuers=[idp.issuer]
+    )
+    services.institution_confirm(actor=OPERATOR, institution=demo)
+    out = StringIO()
+    call_command("dev_bootstrap", stdout=out)
+    assert f"sign in as {OLIVE}" in out.getvalue() and not SigningOfficial.objects.exists()
+    signed_in(client, idp, OLIVE, affiliations=("staff@uni.example",), name="Olive Official")
+    call_command("dev_bootstrap", stdout=StringIO())
+    call_command("dev_bootstrap", stdout=StringIO())
+    assert SigningOfficial.objects.get().user.email == OLIVE
