@@ -1296,6 +1296,7 @@ class LibraryCard(TimeStamped):
     class Ending(models.TextChoices):
         REVOKED = "revoked", _("Revoked by a signing official")
         LEFT = "left", _("The institution no longer asserts the affiliation")
+        UNLINKED = "unlinked", _("The identity it was bound to was unlinked")
 
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="library_cards")

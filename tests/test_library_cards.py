@@ -396,3 +396,17 @@ def test_make_run_appoints_the_demo_official_once_she_has_signed_in(client, idp,
     call_command("dev_bootstrap", stdout=StringIO())
     call_command("dev_bootstrap", stdout=StringIO())
     assert SigningOfficial.objects.get().user.email == OLIVE
+
+
+def test_unlinking_the_identity_a_card_is_bound_to_ends_the_card(client, olive, sam):
+    card = services.card_issue(
+        actor=services.Actor(user=olive, credential="session", reauthenticated=True),
+        institution=olive.official_roles.get().institution,
+        researcher=sam,
+    )
+    sam.set_password("a long enough password 1")
+    sam.save()
+    identity = sam.verified_identities.get()
+    services.identity_unlink(actor=services.Actor(user=sam, credential="session"), identity=identity)
+    card.refresh_from_db()
+    assert card.revoked_at is not None and card.ending == LibraryCard.Ending.UNLINKED

@@ -302,6 +302,25 @@ def cards_reaffirm(*, actor: Actor, identity: VerifiedIdentity) -> int:
     return ended
 
 
+def cards_unbind(*, actor: Actor, identity: VerifiedIdentity) -> int:
+    """The identity a card is bound to is being unlinked from its account: its valid cards end with it (called
+    by access.services.identities.identity_unlink inside its transaction)."""
+    ended = 0
+    cards = LibraryCard.objects.valid().filter(
+        user_id=identity.user_id, issuer=identity.issuer, subject=identity.subject
+    )
+    for card in cards.select_related("institution"):
+        _end(
+            actor,
+            card,
+            LibraryCard.Ending.UNLINKED,
+            _("The identity the card was bound to was unlinked from the account."),
+            data={"identity": identity.public_id},
+        )
+        ended += 1
+    return ended
+
+
 # --- emails -------------------------------------------------------------------------------------------------
 
 
