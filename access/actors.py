@@ -29,6 +29,9 @@ class Actor:
     ip: str | None = None
     token: ApiToken | None = None
     reauthenticated: bool = False
+    # (provider, uid) of the session's sign-ins through an OpenID Provider within REAUTHENTICATION_TIMEOUT: a
+    # signing official's fresh sign-in with their institution counts as a recent password for their decisions.
+    fresh_sign_ins: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_trusted(self) -> bool:

@@ -23,6 +23,7 @@ from .models import (
     Grant,
     Institution,
     InstitutionIdentifier,
+    LibraryCard,
     License,
     ModelFile,
     ModelRelease,
@@ -33,6 +34,7 @@ from .models import (
     ReleaseMirror,
     ReleaseRevision,
     RequestAttachment,
+    SigningOfficial,
     UrlBatch,
     User,
     VerifiedIdentity,
@@ -578,6 +580,58 @@ class VerifiedIdentityAdmin(ReadOnlyAdmin):
     list_display = ["user", "provider", "institution", "orcid", "last_seen_at"]
     list_filter = ["provider"]
     search_fields = ["user__email", "subject", "orcid"]
+
+
+class SigningOfficialAdminForm(forms.ModelForm):
+    class Meta:
+        model = SigningOfficial
+        fields = ["institution", "user"]
+
+
+@admin.register(SigningOfficial)
+class SigningOfficialAdmin(ServiceErrorsAdmin):
+    """Signing officials are appointed (add) and their appointment ended (the action) through the service:
+    administrators only, audited, emailed."""
+
+    form = SigningOfficialAdminForm
+    list_display = ["user", "institution", "created_at", "appointed_by", "ended_at"]
+    list_filter = ["institution"]
+    search_fields = ["user__email", "institution__name", "institution__ror_id"]
+    autocomplete_fields = ["user"]
+    actions = ["end_appointments"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["institution", "user", "appointed_by", "ended_at", "ended_by"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        official = services.official_appoint(
+            actor=admin_actor(request), institution=form.cleaned_data["institution"], user=form.cleaned_data["user"]
+        )
+        obj.pk = official.pk
+        obj._state.adding = False
+
+    @admin.action(description=_("End the chosen appointments"))
+    def end_appointments(self, request, queryset):
+        for official in queryset.filter(ended_at__isnull=True):
+            try:
+                services.official_end(actor=admin_actor(request), official=official)
+            except services.ServiceError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+
+
+@admin.register(LibraryCard)
+class LibraryCardAdmin(ReadOnlyAdmin):
+    """Cards are issued and revoked by the institution's signing officials (access.services.cards)."""
+
+    list_display = ["user", "institution", "issued_by", "issued_at", "expires_at", "all_releases", "revoked_at"]
+    list_filter = ["institution"]
+    search_fields = ["user__email", "public_id"]
 
 
 # Links to providers are made by signing in and removed by their owner (access.services.identities); providers

@@ -222,6 +222,9 @@ DEMO_INSTITUTION = {
     "name": "Demo University",
     "domain": "uni.example",
     "issuer": "http://127.0.0.1:8001/o",
+    # Demo University's signing official (a person of the demo provider): `make run` appoints her once she has
+    # signed in through it (an appointment needs her account, which her first sign-in creates).
+    "official": "olive.official@uni.example",
 }
 
 # The demo's decision rules (`make run`): verified faculty of Demo University get OPT-175B in seconds; everyone

@@ -1,5 +1,6 @@
 from django.conf import settings
 
+from .officials import official_institutions
 from .selectors import is_release_manager, is_reviewer, pending_count
 from .services.webhooks import can_manage_webhooks
 from .site import site_name
@@ -13,6 +14,8 @@ def portal(request):
         # Lazy: only pages that render the navigation count, and only for reviewers.
         "pending_count": pending_count if reviewer else None,
         "is_release_manager": is_release_manager(user),
+        # Lazy: one query, only on pages that render the navigation.
+        "is_official": (lambda: bool(official_institutions(user))) if user is not None else False,
         "can_manage_webhooks": can_manage_webhooks(user),
         "site_name": site_name(),
         "contact_email": settings.CONTACT_EMAIL,

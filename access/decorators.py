@@ -16,6 +16,19 @@ def recently_authenticated(request) -> bool:
     return bool(records) and time.time() - records[-1]["at"] < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT
 
 
+def recent_provider_sign_ins(request) -> tuple[tuple[str, str], ...]:
+    """(provider, uid) of this session's sign-ins through an OpenID Provider within
+    ACCOUNT_REAUTHENTICATION_TIMEOUT (what a signing official's decisions accept instead of a password)."""
+    if not request.user.is_authenticated:
+        return ()
+    now = time.time()
+    return tuple(
+        (str(r.get("provider", "")), str(r.get("uid", "")))
+        for r in get_authentication_records(request, request.user)
+        if r.get("method") == "socialaccount" and now - r.get("at", 0) < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT
+    )
+
+
 def recent_login_required(view):
     """Changes (POST) need a password entered within ACCOUNT_REAUTHENTICATION_TIMEOUT: a sign-in or allauth's
     reauthentication page, which this sends the user to. Reading (GET) does not."""

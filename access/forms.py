@@ -635,6 +635,7 @@ class DecisionRuleForm(forms.Form):
         label=_("Verified email domain"), required=False, help_text=_("Separated by spaces; verified.")
     )
     orcid = forms.BooleanField(label=_("ORCID iD linked"), required=False)
+    library_card = forms.BooleanField(label=_("Valid library card"), required=False)
     organization_types = forms.MultipleChoiceField(
         label=_("Organization type (declared)"),
         required=False,
@@ -660,6 +661,8 @@ class DecisionRuleForm(forms.Form):
                 conditions[name] = list(data[name])
         if data["orcid"]:
             conditions["orcid"] = True
+        if data["library_card"]:
+            conditions["library_card"] = True
         return {"action": data["action"], "conditions": conditions, "note": data["note"]}
 
 

@@ -7,7 +7,7 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpResponseRedirect, JsonResponse
 
-from .decorators import recently_authenticated
+from .decorators import recent_provider_sign_ins, recently_authenticated
 from .models import ApiToken
 from .services.base import Actor
 
@@ -70,6 +70,7 @@ def actor_for(request) -> Actor:
         ip=client_ip(request),
         token=token,
         reauthenticated=credential == "session" and recently_authenticated(request),
+        fresh_sign_ins=recent_provider_sign_ins(request) if credential == "session" else (),
     )
 
 

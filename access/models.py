@@ -811,6 +811,10 @@ class Grant(TimeStamped):
     reverify_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
     # When the holder (or, for a lab, its owner or an admin) closed the access themselves; it expired then.
     closed_at = models.DateTimeField(null=True, blank=True)
+    # A grant a rule approved on a library card lasts while the card does (the gate reads its dates).
+    card = models.ForeignKey(
+        "LibraryCard", on_delete=models.PROTECT, null=True, blank=True, related_name="grants", editable=False
+    )
 
     objects = GrantQuerySet.as_manager()
 
@@ -1749,3 +1753,86 @@ class DocumentAcknowledgement(models.Model):
 
     def __str__(self):
         return f"{self.user_id} acknowledged {self.version_id}"
+
+
+class SigningOfficial(TimeStamped):
+    """A person portal staff appointed to vouch for an institution's researchers: they see the researchers with
+    a verified affiliation there and issue them library cards (access.services.cards). An appointment that ends
+    is kept (ended_at) for the record; one current appointment per person and institution."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="officials")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="official_roles")
+    appointed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["institution", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["institution", "user"], condition=Q(ended_at__isnull=True), name="official_one_current"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.user} ({self.institution})"
+
+
+class LibraryCardQuerySet(models.QuerySet):
+    def valid(self, now=None):
+        """The one definition of a valid card: not revoked, not expired."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+class LibraryCard(TimeStamped):
+    """An institution's signing official vouches for one of its researchers for a while (LIBRARY_CARD_DAYS): a
+    fact the decision rules read ("valid library card"). Bound to the researcher's account and to the provider
+    identity (issuer + subject) their affiliation was verified through; for every gated release or chosen ones.
+    Grants approved on a card last while it does (the gate refuses `card_revoked` / `card_expired`)."""
+
+    class Ending(models.TextChoices):
+        REVOKED = "revoked", _("Revoked by a signing official")
+        LEFT = "left", _("The institution no longer asserts the affiliation")
+        UNLINKED = "unlinked", _("The identity it was bound to was unlinked")
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="library_cards")
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="library_cards")
+    issuer = models.CharField(max_length=500, editable=False)
+    subject = models.CharField(max_length=255, editable=False)
+    affiliation = models.CharField(max_length=300, blank=True, editable=False)
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    all_releases = models.BooleanField(default=True)
+    releases = models.ManyToManyField(ModelRelease, blank=True, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+    ending = models.CharField(max_length=10, choices=Ending.choices, blank=True)
+
+    objects = LibraryCardQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        indexes = [models.Index(fields=["user", "expires_at"], name="card_lookup_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("issued_at")), name="card_expires_after_issue")
+        ]
+
+    def __str__(self):
+        return f"{self.user} ({self.institution})"
+
+    @property
+    def is_valid(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+    def covers(self, release) -> bool:
+        return self.all_releases or any(r.pk == release.pk for r in self.releases.all())

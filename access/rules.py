@@ -9,15 +9,16 @@ reviewer.
 Each condition is one entry of CONDITIONS: whether it is verified (an *approve* rule needs at least one verified
 condition: declared facts alone would be a blind approval), how its value is cleaned, and how it is matched
 against the applicant's facts (`ApplicantFacts`). Matching returns the facts it used, which the audit, the
-applicant's decision text and the grant record. A new kind of fact (a library card, from the signing-officials
-work) is one more field of ApplicantFacts, read by `applicant_facts`, and one more entry here.
+applicant's decision text and the grant record. A new kind of fact is one more field of ApplicantFacts, read by
+`applicant_facts`, and one more entry here (as the library card a signing official issued is).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 
 from allauth.account.models import EmailAddress
 from django.utils.translation import gettext as _
@@ -26,7 +27,7 @@ from django_countries import countries as COUNTRIES
 
 from .claims import AFFILIATION_KINDS
 from .identities import AFFILIATION, KIND_LABELS, VerifiedAffiliation, verified_facts
-from .models import AccessQuestion, AccessRequest, DecisionRule, User
+from .models import AccessQuestion, AccessRequest, DecisionRule, LibraryCard, User
 
 PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 ROR_RE = re.compile(r"^0[a-z0-9]{6}[0-9]{2}$")
@@ -52,8 +53,17 @@ class ApplicantFacts:
     orcid: str = ""
     organization_type: str = ""
     country: str = ""
-    # Reserved for valid library cards (signing officials): none are read yet.
-    cards: tuple = field(default=())
+    # Valid library cards covering the release, bound to an identity the account still holds.
+    cards: tuple[CardFact, ...] = ()
+
+
+@dataclass(frozen=True)
+class CardFact:
+    pk: int
+    public_id: str
+    institution: str
+    institution_id: int
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,22 @@ def _orcid(facts: ApplicantFacts, value) -> list | None:
     return [{"kind": "orcid", "value": facts.orcid}] if facts.orcid else None
 
 
+def _card(facts: ApplicantFacts, value) -> list | None:
+    if not facts.cards:
+        return None
+    card = facts.cards[0]
+    return [
+        {
+            "kind": "library_card",
+            "card_id": card.pk,
+            "value": card.public_id,
+            "institution": card.institution,
+            "institution_id": card.institution_id,
+            "expires_at": card.expires_at.isoformat(),
+        }
+    ]
+
+
 CONDITIONS: dict[str, Condition] = {
     "providers": Condition(
         gettext_lazy("Signed in through"),
@@ -164,6 +190,7 @@ CONDITIONS: dict[str, Condition] = {
         holds=_emails,
     ),
     "orcid": Condition(gettext_lazy("ORCID iD linked"), True, _clean_true, holds=_orcid),
+    "library_card": Condition(gettext_lazy("Valid library card"), True, _clean_true, holds=_card),
     "organization_types": Condition(
         gettext_lazy("Organization type (declared)"),
         False,
@@ -250,6 +277,25 @@ def applicant_facts(user: User, access_request: AccessRequest) -> ApplicantFacts
         orcid=verified.orcid,
         organization_type=access_request.organization_type,
         country=str(access_request.country or "").upper(),
+        cards=valid_cards(user, access_request.release, identities=verified.identities),
+    )
+
+
+def valid_cards(user: User, release, *, identities) -> tuple[CardFact, ...]:
+    """The account's valid library cards that cover the release and are bound to an identity it still holds
+    (newest first)."""
+    held = {(i.issuer, i.subject) for i in identities}
+    cards = (
+        LibraryCard.objects.valid()
+        .filter(user=user)
+        .select_related("institution")
+        .prefetch_related("releases")
+        .order_by("-issued_at", "-id")
+    )
+    return tuple(
+        CardFact(c.pk, c.public_id, c.institution.name, c.institution_id, c.expires_at)
+        for c in cards
+        if (c.issuer, c.subject) in held and c.covers(release)
     )
 
 
@@ -282,6 +328,8 @@ def explain(facts) -> str:
             parts.append(_("your address %(value)s is verified") % {"value": fact["value"]})
         elif fact["kind"] == "orcid":
             parts.append(_("your ORCID iD %(value)s is linked") % {"value": fact["value"]})
+        elif fact["kind"] == "library_card":
+            parts.append(_("you hold a library card from %(institution)s") % {"institution": fact["institution"]})
     return "; ".join(parts)
 
 

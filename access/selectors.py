@@ -295,8 +295,15 @@ def is_release_manager(user) -> bool:
 
 
 def holds_powers(user) -> bool:
-    """Staff, superusers, reviewers and release managers: accounts never linked to an identity automatically."""
-    return bool(user.is_staff or user.is_superuser or is_reviewer(user) or is_release_manager(user))
+    """Staff, superusers, reviewers, release managers and signing officials: accounts never linked to an identity
+    automatically."""
+    return bool(
+        user.is_staff
+        or user.is_superuser
+        or is_reviewer(user)
+        or is_release_manager(user)
+        or user.official_roles.filter(ended_at__isnull=True).exists()
+    )
 
 
 def review_queue(

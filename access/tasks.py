@@ -3,6 +3,8 @@ names them all so the worker registers them and callers have one place to find t
 
 from .counts import download_counts_flush_task as download_counts_flush
 from .counts import download_days_rollup_task as download_days_rollup
+from .services.cards import card_notify as library_card_notify
+from .services.cards import official_notify
 from .services.documents import document_acknowledge_notify
 from .services.flaws import flaw_report_notify
 from .services.grants import batch_sign_task as batch_sign
@@ -31,7 +33,9 @@ __all__ = [
     "grants_expire",
     "grants_reconcile",
     "lab_notify",
+    "library_card_notify",
     "needs_info_sweep",
+    "official_notify",
     "request_notify",
     "reverify_sweep",
     "reviewer_digest",

@@ -11,6 +11,7 @@ from .views import (
     labs,
     manage,
     metrics,
+    officials,
     requests,
     review,
     stewardship,
@@ -103,6 +104,16 @@ urlpatterns = [
     # The account's linked identities and verified facts
     path("account/identities/", account.identities, name="account-identities"),
     path("account/identities/<str:public_id>/unlink", account.identity_unlink, name="account-identity-unlink"),
+    path("account/cards/", officials.library_cards, name="library-cards"),
+    # Signing officials
+    path("official/", officials.official_home, name="official-home"),
+    path("official/<str:ror_id>/", officials.official_institution, name="official-institution"),
+    path("official/<str:ror_id>/cards", officials.official_card_issue, name="official-card-issue"),
+    path(
+        "official/<str:ror_id>/cards/<str:public_id>/revoke",
+        officials.official_card_revoke,
+        name="official-card-revoke",
+    ),
     # Labs
     path("labs/", labs.labs, name="labs"),
     path("labs/invitations/<str:token>/", labs.lab_invitation, name="lab-invitation"),

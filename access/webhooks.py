@@ -50,6 +50,7 @@ from .models import (
     AuditEvent,
     FlawReport,
     Grant,
+    LibraryCard,
     ReleaseDocument,
     WebhookAttempt,
     WebhookDelivery,
@@ -100,6 +101,9 @@ EVENTS = {
     "document.updated": "release_document.changed",
     "document.attached": "release_document.changed",
     "document.acknowledged": "release_document.acknowledged",
+    # A signing official vouched for a researcher, or the card ended (revoked, or the affiliation was lost).
+    "library_card.issued": "library_card.issued",
+    "library_card.revoked": "library_card.revoked",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -132,6 +136,7 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     if event_type is None:
         return []
     grant = target if isinstance(target, Grant) else None
+    card = target if isinstance(target, LibraryCard) else None
     access_request = access_request or (target if isinstance(target, AccessRequest) else None)
     flaw_report = target if isinstance(target, FlawReport) else None
     document = target if isinstance(target, ReleaseDocument) else None
@@ -150,6 +155,7 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
             access_request=access_request,
             flaw_report=flaw_report,
             document=document,
+            card=card,
         )
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint,
@@ -165,7 +171,7 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
 
 
 def build_payload(
-    event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None, document=None
+    event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None, document=None, card=None
 ) -> dict:
     data: dict = {}
     if flaw_report is not None:
@@ -188,6 +194,17 @@ def build_payload(
             "acknowledge_required": document.acknowledge_required,
             "version": event.data.get("version"),
             "sha256": event.data.get("sha256"),
+        }
+    if card is not None:
+        data["library_card"] = {
+            "id": card.public_id,
+            "institution": card.institution.ror_id,
+            "all_releases": card.all_releases,
+            "releases": sorted(r.repo_id for r in card.releases.all()),
+            "issued_at": iso(card.issued_at),
+            "expires_at": iso(card.expires_at),
+            "revoked_at": iso(card.revoked_at) if card.revoked_at else None,
+            "ending": card.ending or None,
         }
     if access_request is not None:
         data["access_request"] = {

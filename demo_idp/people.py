@@ -26,6 +26,12 @@ DEMO_PEOPLE = [
         "name": "Sam Student",
         "affiliations": [f"student@{DOMAIN}", f"member@{DOMAIN}"],
     },
+    # The portal's staff appoint her a signing official of Demo University once she has signed in.
+    {
+        "email": f"olive.official@{DOMAIN}",
+        "name": "Olive Official",
+        "affiliations": [f"staff@{DOMAIN}", f"member@{DOMAIN}", f"employee@{DOMAIN}"],
+    },
 ]
 
 

@@ -369,6 +369,10 @@ AFFILIATION_MAX_AGE_DAYS = env.int("AFFILIATION_MAX_AGE_DAYS", default=180)
 AFFILIATION_REVERIFY_WARNING_DAYS = 14
 if not 15 <= AFFILIATION_MAX_AGE_DAYS <= 3650:
     raise ImproperlyConfigured("AFFILIATION_MAX_AGE_DAYS must be between 15 and 3650 days.")
+# How long a library card a signing official issues is valid (the official may choose a shorter time).
+LIBRARY_CARD_DAYS = env.int("LIBRARY_CARD_DAYS", default=365)
+if not 1 <= LIBRARY_CARD_DAYS <= 3650:
+    raise ImproperlyConfigured("LIBRARY_CARD_DAYS must be between 1 and 3650 days.")
 # Download events of concurrent requests share one commit (access.groupcommit); PostgreSQL only.
 DOWNLOAD_EVENT_GROUP_COMMIT = env.bool("DOWNLOAD_EVENT_GROUP_COMMIT", default=True)
 # Anonymous downloads of open releases are added up in each web process and sent to Redis this often (seconds);

@@ -150,7 +150,7 @@ def test_the_first_rule_that_matches_decides_and_no_match_goes_to_a_reviewer():
     [
         ({"action": "approve", "conditions": {"countries": ["NL"]}}, "invalid_rule"),  # declared facts only
         ({"action": "approve", "conditions": {}}, "invalid_rule"),
-        ({"action": "approve", "conditions": {"library_card": True}}, "invalid_rule"),  # not yet a condition
+        ({"action": "approve", "conditions": {"library_card": "yes"}}, "invalid_rule"),  # true or left out
         ({"action": "approve", "conditions": {"affiliation_kinds": ["dean"]}}, "invalid_rule"),
         ({"action": "refuse", "conditions": {"countries": ["NL"]}}, "invalid_rule"),  # NL is not restricted
         ({"action": "delete", "conditions": {}}, "invalid_rule"),

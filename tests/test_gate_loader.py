@@ -25,6 +25,7 @@ from access.models import (
     Lab,
     LabMembership,
     LabSeat,
+    LibraryCard,
     License,
     MarkingCodeword,
     ModelFile,
@@ -173,6 +174,9 @@ def writes(world) -> dict:
         },
         License: {
             "create": lambda: License.objects.create(slug="x", version="9", title="X", text="X"),
+        },
+        LibraryCard: {
+            "update": lambda: LibraryCard.objects.filter(user=alice).update(revoked_at=timezone.now()),
         },
         ModelFile: {
             "create": lambda: draft("new.bin"),

@@ -66,7 +66,9 @@ def grant(
     country="",
     reverify_by=None,
     suspended=False,
+    card=None,
 ):
+    """`card`: None (the grant rested on no library card), "valid", "revoked" or "expired"."""
     return GrantFacts(
         pk=pk,
         public_id=f"{pk:032x}",
@@ -83,6 +85,9 @@ def grant(
         reverify_by=None if reverify_by is None else NOW + reverify_by * DAY,
         suspended=suspended,
         affiliation="faculty@uni.example" if reverify_by is not None else "",
+        card_id=None if card is None else 70,
+        card_expires_at=None if card is None else NOW + (-2 if card == "expired" else 200) * DAY,
+        card_revoked=card == "revoked",
     )
 
 
@@ -129,6 +134,24 @@ OWN = {
     ),
     "stale_old_license": (
         (grant(1, reverify_by=-1, license=OLD),),
+        (request(1001, "approved", created=-101, license=OLD),),
+    ),
+    # A grant resting on a library card: valid, revoked by an official, or expired (before the grant would).
+    "card_valid": ((grant(1, card="valid"),), (request(1001, "approved", created=-101),)),
+    "card_revoked": ((grant(1, card="revoked"),), (request(1001, "approved", created=-101),)),
+    "card_expired": ((grant(1, card="expired"),), (request(1001, "approved", created=-101),)),
+    # A revoked card and a stale affiliation: the card wins; a restricted country wins over the card; an expired
+    # card outranks an old license.
+    "card_revoked_and_stale": (
+        (grant(1, card="revoked", reverify_by=-1),),
+        (request(1001, "approved", created=-101),),
+    ),
+    "restricted_and_card_revoked": (
+        (grant(1, country="XR", card="revoked"),),
+        (request(1001, "approved", created=-101),),
+    ),
+    "card_expired_old_license": (
+        (grant(1, card="expired", license=OLD),),
         (request(1001, "approved", created=-101, license=OLD),),
     ),
 }
@@ -265,10 +288,11 @@ def _oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tup
       maximum age and not suspended, and accepted on the current license version, or an active seat, accepted
       on the current version, on an active lab grant; their own grant counts first;
     - a named grant (its page, its batch) is the only one that counts, and only the person's own or their lab's;
-    - otherwise a refusal says what the person holds now that stands in the way (a restricted country; an
-      affiliation to verify again; a license to accept again, possibly waiting for a reviewer; a place on the
-      lab's grant to accept, to wait for, or refused), else what
-      their past says (a request under review; whichever is newer of an ended grant and a rejection; an ended
+    - a grant that rested on a library card also needs the card neither revoked nor expired;
+    - otherwise a refusal says what the person holds now that stands in the way (a restricted country; a library
+      card revoked, then expired; an affiliation to verify again; a license to accept again, possibly waiting
+      for a reviewer; a place on the lab's grant to accept, to wait for, or refused), else what their past says
+      (a request under review; whichever is newer of an ended grant and a rejection; an ended
       lab grant), else that they may apply."""
     if not published and viewer != "reviewer":
         return "not_found", None, False
@@ -288,6 +312,11 @@ def _oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tup
         "affiliation_stale": "reverify",
         "affiliation_suspended": "reverify",
         "stale_old_license": "reverify",
+        "card_revoked": "card_revoked",
+        "card_expired": "card_expired",
+        "card_revoked_and_stale": "card_revoked",
+        "restricted_and_card_revoked": "country_restricted",
+        "card_expired_old_license": "card_expired",
     }.get(own)
     if named == "own":
         g = grants[0]
@@ -301,7 +330,7 @@ def _oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tup
         if lab in ("grant_revoked", "grant_expired"):
             return lab.removeprefix("grant_"), 50, False
         return ("granted", 50, False) if lab == "active" else (LAB_REFUSAL[lab], 50, False)
-    if own in ("active", "old_and_current", "allowed_country", "affiliation_seen"):
+    if own in ("active", "old_and_current", "allowed_country", "affiliation_seen", "card_valid"):
         return "granted", grants[0].pk, False
     if lab == "active":
         return "granted", 50, False

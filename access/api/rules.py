@@ -37,6 +37,9 @@ class Conditions(serializers.Serializer):
         child=serializers.CharField(), required=False, help_text="a verified address on one of these; verified"
     )
     orcid = serializers.BooleanField(required=False, help_text="an ORCID iD is linked; verified")
+    library_card = serializers.BooleanField(
+        required=False, help_text="a valid library card from a signing official covers the release; verified"
+    )
     organization_types = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="as the request declares it; not verified"
     )

@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, documents, flaws, labs, requests, rules, stats, stewardship
+from . import catalog, documents, flaws, labs, officials, requests, rules, stats, stewardship
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -125,6 +125,32 @@ urlpatterns = [
         r"^v1/review/grants/(?P<public_id>[0-9a-f]{32})/progress-reports/?$",
         stewardship.ReviewGrantReportsApi.as_view(),
         name="api-review-grant-reports",
+    ),
+    re_path(r"^v1/library-cards/?$", officials.MyCardsApi.as_view(), name="api-library-cards"),
+    re_path(
+        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/researchers/?$",
+        officials.ResearchersApi.as_view(),
+        name="api-institution-researchers",
+    ),
+    re_path(
+        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/library-cards/?$",
+        officials.InstitutionCardsApi.as_view(),
+        name="api-institution-cards",
+    ),
+    re_path(
+        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/library-cards/(?P<public_id>[0-9a-f]{32})/revoke/?$",
+        officials.CardRevokeApi.as_view(),
+        name="api-institution-card-revoke",
+    ),
+    re_path(
+        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/officials/?$",
+        officials.OfficialsApi.as_view(),
+        name="api-institution-officials",
+    ),
+    re_path(
+        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/officials/(?P<public_id>[0-9a-f]{32})/end/?$",
+        officials.OfficialEndApi.as_view(),
+        name="api-institution-official-end",
     ),
     re_path(r"^v1/labs/?$", labs.LabListApi.as_view(), name="api-labs"),
     re_path(r"^v1/labs/(?P<public_id>[0-9a-f]{32})/?$", labs.LabDetailApi.as_view(), name="api-lab"),

@@ -55,12 +55,15 @@ class GrantFacts:
     # The country its request declared.
     country: str = ""
     # A grant resting on a verified affiliation: when it must be seen again by (the time it was last seen plus
-    # AFFILIATION_MAX_AGE_DAYS, computed by the loader), and whether a sign-in stopped asserting it. A library
-    # card's validity, when grants rest on cards, comes in the same way: a date and a flag.
+    # AFFILIATION_MAX_AGE_DAYS, computed by the loader), and whether a sign-in stopped asserting it.
     reverify_by: datetime | None = None
     suspended: bool = False
     affiliation: str = ""
     affiliation_institution_id: int | None = None
+    # A grant a rule approved on a library card: the card, when it expires and whether it was revoked.
+    card_id: int | None = None
+    card_expires_at: datetime | None = None
+    card_revoked: bool = False
 
     @property
     def lab_id(self) -> int | None:

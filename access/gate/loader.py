@@ -33,6 +33,7 @@ from ..models import (
     Lab,
     LabMembership,
     LabSeat,
+    LibraryCard,
     License,
     MarkingCodeword,
     ModelFile,
@@ -55,7 +56,7 @@ from .facts import (
 )
 
 GATE_MODELS = (AccessRequest, ApiToken, DocumentAcknowledgement, DocumentVersion, FileVariant, Grant, Lab,
-               LabMembership, LabSeat, License, MarkingCodeword, ModelFile, ModelRelease, ReleaseDocument,
+               LabMembership, LabSeat, LibraryCard, License, MarkingCodeword, ModelFile, ModelRelease, ReleaseDocument,
                ReleaseRevision, User)  # fmt: skip
 GATE_TABLES = frozenset(
     [model._meta.db_table for model in GATE_MODELS]
@@ -307,6 +308,10 @@ def _grant(grant: Grant) -> GrantFacts:
         suspended=grant.suspended_at is not None,
         affiliation=grant.affiliation,
         affiliation_institution_id=grant.affiliation_institution_id,
+        # Read with the grant (select_related): a card's dates are cached like the grant's own.
+        card_id=grant.card_id,
+        card_expires_at=grant.card.expires_at if grant.card_id else None,
+        card_revoked=grant.card.revoked_at is not None if grant.card_id else False,
     )
 
 
@@ -335,7 +340,7 @@ def _labs(user: User, found: ModelRelease, only: Grant | None = None) -> tuple[L
     user's seat. Two queries."""
     grants = Grant.objects.filter(
         release=found, lab__memberships__user=user, lab__memberships__left_at__isnull=True
-    ).select_related("lab")
+    ).select_related("lab", "card")
     if only is not None:
         grants = grants.filter(pk=only.pk)
     grants = list(grants.order_by("-issued_at")[:LAB_GRANTS])
@@ -378,7 +383,11 @@ def _acknowledged(user: User, documents: tuple[DocumentFacts, ...]) -> frozenset
 
 
 def _person(user: User, found: ModelRelease) -> GateInputs:
-    grants = Grant.objects.filter(user=user, release=found, lab__isnull=True).order_by("-issued_at", "-pk")
+    grants = (
+        Grant.objects.filter(user=user, release=found, lab__isnull=True)
+        .select_related("card")
+        .order_by("-issued_at", "-pk")
+    )
     requests = AccessRequest.objects.filter(applicant=user, release=found, lab__isnull=True)
     documents = _documents(found) if found.is_gated else ()
     return GateInputs(

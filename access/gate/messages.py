@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from .. import selectors
 from ..durations import wait_estimate_text
-from ..models import Institution, ModelRelease
+from ..models import Institution, LibraryCard, ModelRelease, SigningOfficial
 from . import rule
 from .rule import AccessDecision
 
@@ -31,6 +31,8 @@ def detail(decision: AccessDecision, release: ModelRelease) -> str:
             "repo": repo,
             "country": grant.country if grant is not None else "",
         }
+    if code in (rule.CARD_REVOKED, rule.CARD_EXPIRED):
+        return _card(decision, release)
     if code == rule.REVERIFY:
         return _reverify(decision, release)
     if code == rule.LICENSE_UPDATE:
@@ -88,6 +90,42 @@ def detail(decision: AccessDecision, release: ModelRelease) -> str:
         "repo": repo,
         "url": selectors.apply_url(release),
     }
+
+
+def whom_to_ask(institution) -> str:
+    """The signing officials of an institution, as a refusal names them (name and address)."""
+    officials = SigningOfficial.objects.filter(institution=institution, ended_at__isnull=True).select_related("user")
+    names = [f"{o.user.get_full_name() or o.user.email} <{o.user.email}>" for o in officials[:3]]
+    return ", ".join(names) or _("the portal's staff")
+
+
+def _card(decision: AccessDecision, release: ModelRelease) -> str:
+    card = LibraryCard.objects.select_related("institution").filter(pk=decision.grant.card_id).first()
+    institution = card.institution if card else None
+    values = {
+        "repo": release.repo_id,
+        "institution": institution.name if institution else "",
+        "officials": whom_to_ask(institution) if institution else _("the portal's staff"),
+        "url": selectors.apply_url(release),
+    }
+    if decision.code == rule.CARD_REVOKED:
+        values["reason"] = (card.revoke_reason if card else "") or _("no reason given")
+        return (
+            _(
+                "Your access to %(repo)s rested on a library card from %(institution)s, which was revoked: "
+                "%(reason)s. Ask a signing official of %(institution)s (%(officials)s) for a new card, or apply "
+                "again at %(url)s."
+            )
+            % values
+        )
+    values["date"] = f"{card.expires_at:%Y-%m-%d}" if card else ""
+    return (
+        _(
+            "Your access to %(repo)s rested on a library card from %(institution)s, which expired on %(date)s (UTC). "
+            "Ask a signing official of %(institution)s (%(officials)s) for a new card, or apply again at %(url)s."
+        )
+        % values
+    )
 
 
 def _reverify(decision: AccessDecision, release: ModelRelease) -> str:

@@ -8,8 +8,9 @@ The rule: an unpublished release does not exist except for reviewers; an open re
 one for an active account whose own grant is active (issued, not expired, not revoked) and on the release's
 current license version, or who holds an active seat, on the current version, on an active lab grant of a lab
 they belong to. Either suffices. When the caller names a grant (its page, its batch), only that grant counts.
-A grant of one's own also needs its declared country not among the release's restricted countries, and, when it
-rested on a verified affiliation, that affiliation seen again in time and not suspended by a later sign-in.
+A grant of one's own also needs its declared country not among the release's restricted countries; when it
+rested on a library card, that card neither revoked nor expired; and, when it rested on a verified affiliation,
+that affiliation seen again in time and not suspended by a later sign-in.
 A person so allowed who has not acknowledged the current version of every document the release asks holders to
 acknowledge is refused with `acknowledge_documents`, naming them, until they do (a new version asks again).
 """
@@ -47,11 +48,12 @@ GATED = "gated"
 # (the release, the revision asked for), then the account, then the conditions on a grant or seat the person
 # holds now (the most final first: what they cannot fix themselves before what they can), then what is left
 # of the past (an open request; the newest of an ended grant and a rejection; an ended lab grant), and last the
-# plain "apply". A restricted country (the holder cannot change it) comes before a verified affiliation to be
-# seen again (a sign-in fixes it), which comes before a license to accept. Documents to acknowledge before
+# plain "apply". A restricted country (the holder cannot change it) comes before a library card revoked (a
+# signing official's decision), then one expired (the official may issue a new one), then a verified
+# affiliation to be seen again (a sign-in fixes it), then a license to accept. Documents to acknowledge before
 # downloading only ever stand between an otherwise allowed person and the files, so they rank after everything
 # held that the person must still obtain. Codes the gate does not produce yet keep their place here for the facts
-# that will bring them: a withdrawn revision, a library card revoked or expired.
+# that will bring them: a withdrawn revision.
 ORDER = (
     NOT_FOUND,
     REVISION_WITHDRAWN,
@@ -190,11 +192,16 @@ def _named(inputs: GateInputs, now: datetime) -> AccessDecision:
 
 
 def _own(grant: GrantFacts, inputs: GateInputs, now: datetime) -> AccessDecision:
-    """An active grant of the person's own: from a country the release does not restrict, its affiliation (when
-    it rested on one) seen in time and not suspended, and on the current license version."""
+    """An active grant of the person's own: from a country the release does not restrict, its library card (when
+    it rested on one) neither revoked nor expired, its affiliation (when it rested on one) seen in time and not
+    suspended, and on the current license version."""
     release = inputs.release
     if grant.country and grant.country in release.restricted_countries:
         return AccessDecision.about_grant(COUNTRY_RESTRICTED, grant)
+    if grant.card_id is not None and grant.card_revoked:
+        return AccessDecision.about_grant(CARD_REVOKED, grant)
+    if grant.card_id is not None and grant.card_expires_at is not None and grant.card_expires_at <= now:
+        return AccessDecision.about_grant(CARD_EXPIRED, grant)
     if grant.suspended or (grant.reverify_by is not None and grant.reverify_by <= now):
         return AccessDecision.about_grant(REVERIFY, grant)
     if grant.license_id != release.license_id:

@@ -19,6 +19,7 @@ from .base import (
     rule_actor,
     task_actor,
 )
+from .cards import card_issue, card_revoke, cards_reaffirm, official_appoint, official_end
 from .documents import TEMPLATES as DOCUMENT_TEMPLATES
 from .documents import (
     document_acknowledge,
@@ -149,6 +150,9 @@ __all__ = [
     "batch_fill",
     "can_manage_webhooks",
     "can_triage",
+    "card_issue",
+    "card_revoke",
+    "cards_reaffirm",
     "closeout_file",
     "closeouts_remind",
     "command_actor",
@@ -195,6 +199,8 @@ __all__ = [
     "mirror_disable",
     "mirror_verify",
     "needs_info_sweep",
+    "official_appoint",
+    "official_end",
     "parse_dois",
     "progress_report_file",
     "question_create",

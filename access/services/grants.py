@@ -85,15 +85,18 @@ def _license_reviewed(access_request: AccessRequest) -> Grant | None:
 
 
 def _rested_on(access_request: AccessRequest) -> dict:
-    """What a grant approved by a decision rule rests on: the verified facts the rule used and, when one was a
-    provider's affiliation, that affiliation and when it was seen (re-verification counts from then)."""
+    """What a grant approved by a decision rule rests on: the verified facts the rule used; when one was a
+    library card, the card (the grant lasts while it does); when one was a provider's affiliation, that
+    affiliation and when it was seen (re-verification counts from then)."""
     facts = list(access_request.rule_facts or [])
+    card = next((f for f in facts if f.get("kind") == "library_card"), None)
+    rested = {"rested_on": facts, **({"card_id": card["card_id"]} if card else {})}
     affiliation = next((f for f in facts if f.get("kind") == "affiliation" and f.get("provider")), None)
     if affiliation is None:
-        return {"rested_on": facts}
+        return rested
     seen = affiliation.get("seen_at")
     return {
-        "rested_on": facts,
+        **rested,
         "affiliation": affiliation["value"],
         "affiliation_institution_id": affiliation["institution_id"],
         "affiliation_seen_at": datetime.fromisoformat(seen) if seen else timezone.now(),

@@ -25,6 +25,7 @@ from .. import domains as domains_rule
 from ..audit import audit
 from ..models import Institution, InstitutionIdentifier, User, VerifiedIdentity
 from .base import Actor, Forbidden, NotFound, ServiceError, _is_superuser, clean, require_role
+from .cards import cards_unbind
 from .labs import DOMAIN_RE, ROR_RE
 from .reverification import grants_reaffirm
 
@@ -346,4 +347,5 @@ def identity_unlink(*, actor: Actor, identity: VerifiedIdentity) -> None:
             )
         data = {"provider": identity.provider, "issuer": identity.issuer, "subject": identity.subject}
         audit(actor=actor, action="identity.unlinked", target=identity, data=data)
+        cards_unbind(actor=actor, identity=identity)
         identity.account.delete()  # the identity goes with its link

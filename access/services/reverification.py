@@ -20,6 +20,7 @@ from ..audit import audit
 from ..models import Grant, VerifiedIdentity
 from ..taskbase import portal_task
 from .base import Actor, require_portal, task_actor
+from .cards import cards_reaffirm
 from .reviewers import reviewers
 
 REMINDER = task_actor("reverify_sweep")
@@ -35,7 +36,9 @@ def reverify_due(grant: Grant) -> datetime | None:
 def grants_reaffirm(*, actor: Actor, identity: VerifiedIdentity) -> dict:
     """After a sign-in recorded `identity`: every active grant of its account that rested on an affiliation at
     the identity's institution is seen again (the provider asserted it) or suspended (it did not). Called by
-    access.services.identities.identity_record inside its transaction, with the signing-in person as actor."""
+    access.services.identities.identity_record inside its transaction, with the signing-in person as actor.
+    Library cards bound to the identity whose affiliation it no longer asserts end here too."""
+    cards_reaffirm(actor=actor, identity=identity)
     if identity.institution_id is None:
         return {"seen": 0, "suspended": 0}
     now = timezone.now()

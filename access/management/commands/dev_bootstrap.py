@@ -3,8 +3,8 @@ import secrets
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from access import services
-from access.models import User
+from access import catalog_data, services
+from access.models import Institution, SigningOfficial, User, VerifiedIdentity
 
 DEV_REVIEWER = "reviewer@localhost"
 
@@ -30,3 +30,25 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Reviewer sign-in: {DEV_REVIEWER} / {path.read_text().strip()}  (stored in {path})")
         )
+        self._demo_official()
+
+    def _demo_official(self):
+        """Appoint Demo University's demo official once she has signed in through it (her first sign-in creates
+        her account); until then, say how."""
+        demo = catalog_data.DEMO_INSTITUTION
+        institution = Institution.objects.filter(ror_id=demo["ror_id"], confirmed_at__isnull=False).first()
+        if institution is None:
+            return
+        identity = VerifiedIdentity.objects.filter(user__email=demo["official"], institution=institution).first()
+        if identity is None:
+            self.stdout.write(
+                f"Signing official: sign in as {demo['official']} with {institution.name}, then run `make run` again"
+            )
+            return
+        # Once: an appointment an administrator ended later stays ended.
+        if not SigningOfficial.objects.filter(institution=institution, user=identity.user).exists():
+            services.official_appoint(
+                actor=services.command_actor("dev_bootstrap"), institution=institution, user=identity.user
+            )
+        if SigningOfficial.objects.filter(institution=institution, user=identity.user, ended_at=None).exists():
+            self.stdout.write(f"Signing official of {institution.name}: {demo['official']} (/official/)")
