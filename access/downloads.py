@@ -141,7 +141,8 @@ def serve_manifest(
     revision: ReleaseRevision | None = None,
 ) -> tuple[list[dict], str]:
     """Record the manifest download, then sign every file of the revision (`main` unless one is named), or hand
-    out the grant batch's `entries`. wget lists get relay URLs where storage URLs carry a query string (wget
+    out the grant batch's `entries` (then `revision` is the one the batch signed, which main may have left since:
+    the download is recorded against it). wget lists get relay URLs where storage URLs carry a query string (wget
     would save it as part of the file name); a relay URL names its file, so of that revision."""
     release = verdict.release
     files = revision.files if revision is not None else release.files
@@ -154,7 +155,7 @@ def serve_manifest(
     else:
         expires_at = ""
         if pieces:
-            entries = with_pieces(release, entries)
+            entries = with_pieces(files, entries)
     if fmt == "metalink":
         primary = next(loc for loc in locations() if loc.primary)
         entries = [e if "urls" in e else {**e, "urls": [url_entry(primary, e["url"])]} for e in entries]
@@ -195,11 +196,11 @@ def pieces_entry(piece_size: int, pieces: str) -> dict | None:
     return {"length": piece_size, "sha256": split_pieces(pieces)} if piece_size else None
 
 
-def with_pieces(release: ModelRelease, entries: list[dict]) -> list[dict]:
-    """Entries (a grant's stored batch) with each file's piece hashes, which batches do not store."""
+def with_pieces(files, entries: list[dict]) -> list[dict]:
+    """Entries (a grant's stored batch) with each file's piece hashes (of the revision the batch signed), which
+    batches do not store."""
     known = {
-        path: pieces_entry(size, joined)
-        for path, size, joined in release.files.values_list("path", "piece_size", "pieces")
+        path: pieces_entry(size, joined) for path, size, joined in files.values_list("path", "piece_size", "pieces")
     }
     return [{**e, "pieces": known[e["path"]]} if known.get(e["path"]) else e for e in entries]
 
@@ -238,11 +239,21 @@ def manifest_entries(
     return entries, expires_at
 
 
-def batch_sign(grant: Grant) -> tuple[list[dict], datetime]:
-    """The signed URLs of a grant's batch (every file of its release) and when they expire."""
+def batch_sign(grant: Grant) -> tuple[list[dict], datetime, str]:
+    """The signed URLs of a grant's batch (every file of its release's `main`), when they expire, and the id of
+    the revision signed (read with it, so a batch never names a revision other than the one it signs)."""
     ttl = settings.GRANT_URL_TTL
-    entries, _ = manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl)
-    return entries, url_expiry(ttl)
+    release = ModelRelease.objects.select_related("main_revision").get(pk=grant.release_id)
+    revision = release.main_revision
+    entries, _ = manifest_entries(release, base_url=settings.SITE_URL, ttl=ttl, revision=revision)
+    return entries, url_expiry(ttl), revision.sha if revision is not None else release.revision
+
+
+def batch_revision(batch: UrlBatch) -> ReleaseRevision | None:
+    """The revision a grant's batch signed (None for a batch signed before revisions were named)."""
+    if not batch.revision:
+        return None
+    return ReleaseRevision.objects.filter(release_id=batch.grant.release_id, sha=batch.revision).first()
 
 
 def current_batch(grant: Grant) -> UrlBatch | None:

@@ -123,7 +123,11 @@ def grant_batch_download(request, public_id, fmt):
     if batch is None:
         messages.error(request, decision.detail or _("No download links are ready yet."))
         return redirect("grant-detail", public_id=public_id)
-    entries, _expires = downloads.serve_manifest(decision, fmt=fmt, base_url=base_url(request), entries=batch.urls)
+    # Recorded against the revision the batch signed: main may have moved on since it was issued.
+    signed = downloads.batch_revision(batch)
+    entries, _expires = downloads.serve_manifest(
+        decision, fmt=fmt, base_url=base_url(request), entries=batch.urls, revision=signed
+    )
     body = manifests.render(
         fmt,
         repo_id=grant.release.repo_id,
