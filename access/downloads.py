@@ -82,15 +82,29 @@ def iso(dt: datetime) -> str:
 # --- Deciding ---------------------------------------------------------------------------------------------
 
 
-def access_state(*, user: User | None, release: ModelRelease, grant: Grant | None = None) -> Verdict:
+def access_state(
+    *, user: User | None, release: ModelRelease, grant: Grant | None = None, revision_id: int | None = None
+) -> Verdict:
     """Where the user stands, without auditing: what pages show."""
-    decision = decide(loader.inputs(user=user, release=release, grant=grant), timezone.now())
+    decision = decide(loader.inputs(user=user, release=release, grant=grant, revision_id=revision_id), timezone.now())
     return Verdict(decision, release, messages.detail(decision, release))
 
 
-def authorize(*, actor: Actor, release: ModelRelease, via: str, grant: Grant | None = None, path: str = "") -> Verdict:
-    """Decide a download for this actor on this channel. A refusal is audited with the code given."""
-    decision = decide(loader.inputs(user=actor.user, release=release, grant=grant), timezone.now())
+def authorize(
+    *,
+    actor: Actor,
+    release: ModelRelease,
+    via: str,
+    grant: Grant | None = None,
+    path: str = "",
+    revision_id: int | None = None,
+) -> Verdict:
+    """Decide a download for this actor on this channel, of `revision_id` (main when None). A refusal is audited
+    with the code given."""
+    if revision_id is None:
+        revision_id = release.main_revision_id
+    inputs = loader.inputs(user=actor.user, release=release, grant=grant, revision_id=revision_id)
+    decision = decide(inputs, timezone.now())
     if decision.allowed:
         return Verdict(decision, release, actor=actor, via=via)
     metrics.REFUSALS.labels(decision.code, via).inc()

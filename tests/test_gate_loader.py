@@ -26,6 +26,7 @@ from access.models import (
     ModelFile,
     ModelRelease,
     ReleaseRevision,
+    RevisionWithdrawal,
     User,
 )
 from access.redisconn import redis_key, shared_redis
@@ -157,6 +158,11 @@ def writes(world) -> dict:
         },
         ReleaseRevision: {
             "update": lambda: ReleaseRevision.objects.filter(pk=release.main_revision_id).update(notes="Notes."),
+        },
+        RevisionWithdrawal: {
+            "create": lambda: RevisionWithdrawal.objects.create(
+                revision_id=release.main_revision_id, withdrawn_by=alice
+            ),
         },
         User: {
             "update": lambda: User.objects.filter(pk=alice.pk).update(is_active=False),

@@ -177,7 +177,13 @@ def history(state: str) -> tuple[RequestFacts, ...]:
     }[state]
 
 
-def build(published, gated, review_mode, viewer, own, lab, past, named) -> GateInputs | None:
+# The revision a call asks for: main, an older one still served, or a withdrawn one (with the revision to use).
+REVISIONS = ("main", "older", "withdrawn")
+MAIN_REVISION, OLDER_REVISION, WITHDRAWN_REVISION = 300, 301, 302
+FIXED_SHA = "b" * 40
+
+
+def build(published, gated, review_mode, viewer, own, lab, past, named, revision="main") -> GateInputs | None:
     grants, own_requests = OWN[own]
     labs = lab_access(lab)
     requests = tuple(sorted(own_requests + history(past), key=lambda r: r.created_at, reverse=True))
@@ -210,7 +216,9 @@ def build(published, gated, review_mode, viewer, own, lab, past, named) -> GateI
             license_version="2.0",
             reviews_license_updates=review_mode,
             restricted_countries=RESTRICTED,
+            withdrawn=((WITHDRAWN_REVISION, FIXED_SHA),),
         ),
+        revision_id={"main": MAIN_REVISION, "older": OLDER_REVISION, "withdrawn": WITHDRAWN_REVISION}[revision],
         viewer=None
         if viewer == "anonymous"
         else ViewerFacts(pk=ME, active=viewer != "inactive", sees_unpublished=viewer == "reviewer" and not published),
@@ -234,10 +242,13 @@ LAB_REFUSAL = {
 }
 
 
-def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tuple[str, int | None, bool]:
+def oracle(
+    published, gated, review_mode, viewer, own, lab, past, named, revision="main"
+) -> tuple[str, int | None, bool]:
     """(code, the pk of the grant it names or allows through, awaiting review), from the rules:
 
-    - an unpublished release exists only for reviewers; an open one is for anyone;
+    - an unpublished release exists only for reviewers; a withdrawn revision of one that exists is for nobody,
+      whatever they hold; an open one is for anyone;
     - a gated one needs a signed-in, active account, and then either the person's own grant, active, from a
       country the release does not restrict, with the verified affiliation it rested on (if any) seen within its
       maximum age and not suspended, and accepted on the current license version, or an active seat, accepted
@@ -250,6 +261,8 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
       lab grant), else that they may apply."""
     if not published and viewer != "reviewer":
         return "not_found", None, False
+    if revision == "withdrawn":
+        return "revision_withdrawn", None, False
     if not gated:
         return "open", None, False
     if viewer == "anonymous":
@@ -301,7 +314,7 @@ def oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tupl
     return "gated", None, False
 
 
-AXES = ([True, False], [True, False], [True, False], VIEWERS, list(OWN), LABS, HISTORY, NAMED)
+AXES = ([True, False], [True, False], [True, False], VIEWERS, list(OWN), LABS, HISTORY, NAMED, REVISIONS)
 
 
 def test_every_combination_meets_the_oracle():
@@ -314,14 +327,15 @@ def test_every_combination_meets_the_oracle():
         decision = rule.decide(inputs, NOW)
         code, grant_pk, waiting = oracle(*state)
         got = (decision.code, decision.grant.pk if decision.grant else None, decision.awaiting_review)
-        if code in ("pending", "rejected", "gated", "not_found", "open", "not_authenticated", "account_inactive"):
+        if code in ("pending", "rejected", "gated", "not_found", "open", "not_authenticated", "account_inactive",
+                    "revision_withdrawn"):  # fmt: skip
             got = (got[0], grant_pk, got[2])  # these name no grant the oracle follows
         checked += 1
         if got != (code, grant_pk, waiting):
             mismatches += 1
             if len(report) < 20:
                 report.append(f"{state}: expected {(code, grant_pk, waiting)}, got {got}")
-    assert checked > 50_000
+    assert checked > 150_000
     assert not mismatches, f"{mismatches} of {checked}:\n" + "\n".join(report)
 
 
@@ -387,3 +401,15 @@ def test_among_held_refusals_the_earliest_in_the_order_wins():
     inputs = replace(build(True, True, False, "active", "none", "none", "none", "none"), labs=lab_grants)
     assert rule.decide(inputs, NOW).code == "lab_seat_rejected"
     assert rule.decide(replace(inputs, labs=lab_grants[:2]), NOW).code == "lab_license_pending"
+
+
+def test_a_withdrawn_revision_names_the_revision_to_use_and_wins_over_everything_but_a_missing_release():
+    for viewer in ("anonymous", "inactive", "active", "reviewer"):
+        decision = rule.decide(build(True, True, False, viewer, "active", "active", "none", "none", "withdrawn"), NOW)
+        assert (decision.code, decision.use_instead, decision.status) == ("revision_withdrawn", FIXED_SHA, 403)
+    hidden = rule.decide(build(False, True, False, "active", "active", "none", "none", "none", "withdrawn"), NOW)
+    assert hidden.code == "not_found"
+    assert rule.decide(
+        build(True, False, False, "anonymous", "none", "none", "none", "none", "withdrawn"), NOW
+    ).code == ("revision_withdrawn")
+    assert rule.decide(build(True, True, False, "active", "active", "none", "none", "none", "older"), NOW).allowed

@@ -43,9 +43,12 @@ def revision_or_404(request, release) -> ReleaseRevision | None:
         ) from None
 
 
-def require_access(request, release, *, via: str, path: str = "") -> downloads.Verdict:
-    """The gate's decision for this call, or its refusal as the API's JSON error."""
-    decision = downloads.authorize(actor=actor_for(request), release=release, via=via, path=path)
+def require_access(request, release, *, via: str, path: str = "", revision_id: int | None = None) -> downloads.Verdict:
+    """The gate's decision for this call (of `revision_id`, main when None), or its refusal as the API's JSON
+    error."""
+    decision = downloads.authorize(
+        actor=actor_for(request), release=release, via=via, path=path, revision_id=revision_id
+    )
     if not decision.allowed:
         raise ApiError(decision.detail, decision.code, decision.status)
     return decision
@@ -157,7 +160,9 @@ class FileDownloadApi(APIView):
             get_release_or_404(request, repo_id)  # says which of the two is unknown
             raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
         release = file.release
-        decision = require_access(request, release, via=DownloadEvent.Via.API, path=file.path)
+        decision = require_access(
+            request, release, via=DownloadEvent.Via.API, path=file.path, revision_id=file.revision_id
+        )
         try:
             location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
         except UnknownMirror:
@@ -190,7 +195,9 @@ class ManifestApi(APIView):
             )
         release = get_release_or_404(request, repo_id)
         revision = revision_or_404(request, release)
-        decision = require_access(request, release, via=DownloadEvent.Via.MANIFEST)
+        decision = require_access(
+            request, release, via=DownloadEvent.Via.MANIFEST, revision_id=revision.pk if revision else None
+        )
         entries, expires_at = downloads.serve_manifest(decision, fmt=fmt, base_url=base_url(request), revision=revision)
         sha = revision.sha if revision is not None else release.revision
         body = manifests.render(fmt, repo_id=release.repo_id, revision=sha, expires_at=expires_at, entries=entries)

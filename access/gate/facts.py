@@ -20,6 +20,8 @@ class ReleaseFacts:
     reviews_license_updates: bool
     # ISO codes of the countries the release refuses (holders from them too).
     restricted_countries: frozenset[str] = frozenset()
+    # Withdrawn revisions: (revision id, the 40-hex id of the revision to use instead, or "").
+    withdrawn: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,5 @@ class GateInputs:
     named_grant: GrantFacts | None = None
     # Set when the named grant is a lab grant the person is not a current member of: it does not exist for them.
     named_grant_foreign: bool = field(default=False)
+    # The revision the call would serve (its id), when known: a withdrawn one is refused to everyone.
+    revision_id: int | None = None

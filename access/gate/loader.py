@@ -17,6 +17,7 @@ tokens; the person's facts are kept whatever they say (a refusal is a fact like 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -34,13 +35,14 @@ from ..models import (
     ModelFile,
     ModelRelease,
     ReleaseRevision,
+    RevisionWithdrawal,
     User,
 )
 from . import cache
 from .facts import GateInputs, GrantFacts, LabAccess, LabFacts, ReleaseFacts, RequestFacts, SeatFacts, ViewerFacts
 
 GATE_MODELS = (AccessRequest, ApiToken, Grant, Lab, LabMembership, LabSeat, License, ModelFile, ModelRelease,
-               ReleaseRevision, User)  # fmt: skip
+               ReleaseRevision, RevisionWithdrawal, User)  # fmt: skip
 GATE_TABLES = frozenset(
     [model._meta.db_table for model in GATE_MODELS]
     # Who is a reviewer (a group's permission) decides whether an unpublished release exists for them.
@@ -234,6 +236,22 @@ def stored_file(*, key: str, revision: str) -> tuple[int, str, str] | None:
 # --- The person's facts -------------------------------------------------------------------------------------
 
 
+def withdrawn(found: ModelRelease) -> tuple[tuple[int, str], ...]:
+    """The release's withdrawn revisions with the revision to use instead of each, cached: read on every download
+    of the release, written almost never."""
+    key = ("withdrawn", found.pk)
+    rows = cache.get(key)
+    if rows is None:
+        rows = tuple(
+            (revision_id, sha or "")
+            for revision_id, sha in RevisionWithdrawal.objects.filter(revision__release_id=found.pk)
+            .order_by("pk")
+            .values_list("revision_id", "use_instead__sha")
+        )
+        cache.put(key, rows)
+    return rows
+
+
 def release_facts(found: ModelRelease) -> ReleaseFacts:
     return ReleaseFacts(
         pk=found.pk,
@@ -244,6 +262,7 @@ def release_facts(found: ModelRelease) -> ReleaseFacts:
         license_version=found.license.version if found.license_id else "",
         reviews_license_updates=found.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW,
         restricted_countries=frozenset(found.restricted_countries or ()),
+        withdrawn=withdrawn(found),
     )
 
 
@@ -323,9 +342,16 @@ def _viewer(user: User, found: ModelRelease) -> ViewerFacts:
     return ViewerFacts(pk=user.pk, active=user.is_active, sees_unpublished=not found.published and _reviewer(user))
 
 
-def inputs(*, user, release: ModelRelease, grant: Grant | None = None) -> GateInputs:
+def inputs(*, user, release: ModelRelease, grant: Grant | None = None, revision_id: int | None = None) -> GateInputs:
     """The facts for this person (or nobody) and release; `grant` when the caller names one (its page, its
-    batch), which only that grant may then allow."""
+    batch), which only that grant may then allow; `revision_id` the revision the call would serve."""
+    found = _inputs(user=user, release=release, grant=grant)
+    if revision_id is not None and found.release.withdrawn:
+        return replace(found, revision_id=revision_id)  # only then does the rule look at it
+    return found
+
+
+def _inputs(*, user, release: ModelRelease, grant: Grant | None) -> GateInputs:
     if user is None or not user.is_authenticated:
         return GateInputs(release=release_facts(release))
     if grant is not None:

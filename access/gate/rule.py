@@ -4,7 +4,8 @@
 loader (access.gate.loader) gathers the facts; access.downloads.authorize audits and renders what a refusal says
 (access.gate.messages); the recorder (access.gate.recorder) writes the download.
 
-The rule: an unpublished release does not exist except for reviewers; an open release is for anyone; a gated
+The rule: an unpublished release does not exist except for reviewers; a withdrawn revision is for nobody (the
+refusal names the revision to use instead); an open release is for anyone; a gated
 one for an active account whose own grant is active (issued, not expired, not revoked) and on the release's
 current license version, or who holds an active seat, on the current version, on an active lab grant of a lab
 they belong to. Either suffices. When the caller names a grant (its page, its batch), only that grant counts.
@@ -47,9 +48,10 @@ GATED = "gated"
 # of the past (an open request; the newest of an ended grant and a rejection; an ended lab grant), and last the
 # plain "apply". A restricted country (the holder cannot change it) comes before a verified affiliation to be
 # seen again (a sign-in fixes it), which comes before a license to accept. Codes the gate does not produce yet
-# keep their place here for the facts that will bring them: a withdrawn revision, a library card revoked or
+# keep their place here for the facts that will bring them: a library card revoked or
 # expired, documents to acknowledge before downloading (which only ever stands between an allowed person and
-# the files).
+# the files). A withdrawn revision is refused to everyone, holders and reviewers alike, right after a release that
+# does not exist: it says which revision to use instead, and nothing the person holds changes that.
 ORDER = (
     NOT_FOUND,
     REVISION_WITHDRAWN,
@@ -85,6 +87,8 @@ class AccessDecision:
     request: RequestFacts | None = None
     # license_update only: the holder accepted the new version and a reviewer has yet to approve it.
     awaiting_review: bool = False
+    # revision_withdrawn only: the 40-hex id of the revision to use instead ("" when there is none).
+    use_instead: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -109,6 +113,10 @@ class AccessDecision:
         return cls(code)
 
     @classmethod
+    def withdrawn(cls, use_instead: str) -> AccessDecision:
+        return cls(REVISION_WITHDRAWN, use_instead=use_instead)
+
+    @classmethod
     def about_grant(cls, code: str, grant: GrantFacts, *, awaiting_review: bool = False) -> AccessDecision:
         assert code in RANK, code
         return cls(code, grant=grant, awaiting_review=awaiting_review)
@@ -129,6 +137,10 @@ def decide(inputs: GateInputs, now: datetime) -> AccessDecision:
     release, viewer = inputs.release, inputs.viewer
     if not release.published and not (viewer is not None and viewer.active and viewer.sees_unpublished):
         return AccessDecision.refused(NOT_FOUND)
+    if inputs.revision_id is not None:
+        for revision_id, use_instead in release.withdrawn:
+            if revision_id == inputs.revision_id:
+                return AccessDecision.withdrawn(use_instead)
     if not release.gated:
         return AccessDecision.open()
     if viewer is None:

@@ -116,15 +116,20 @@ def grant_batch_download(request, public_id, fmt):
     grant = _own_grant(request, public_id)
     if fmt not in manifests.FORMATS:
         raise Http404
+    # Decided and recorded for the revision the batch signed: main may have moved on since it was issued.
+    batch = downloads.current_batch(grant)
+    signed = downloads.batch_revision(batch) if batch is not None else None
     decision = downloads.authorize(
-        actor=actor_for(request), release=grant.release, via=DownloadEvent.Via.WEB, grant=grant, path=f"batch.{fmt}"
+        actor=actor_for(request),
+        release=grant.release,
+        via=DownloadEvent.Via.WEB,
+        grant=grant,
+        path=f"batch.{fmt}",
+        revision_id=signed.pk if signed else None,
     )
-    batch = downloads.current_batch(grant) if decision.allowed else None
-    if batch is None:
+    if batch is None or not decision.allowed:
         messages.error(request, decision.detail or _("No download links are ready yet."))
         return redirect("grant-detail", public_id=public_id)
-    # Recorded against the revision the batch signed: main may have moved on since it was issued.
-    signed = downloads.batch_revision(batch)
     entries, _expires = downloads.serve_manifest(
         decision, fmt=fmt, base_url=base_url(request), entries=batch.urls, revision=signed
     )
