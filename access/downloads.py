@@ -27,7 +27,17 @@ from .audit import audit
 from .gate import loader, messages, recorder
 from .gate.facts import GrantFacts, RequestFacts, SeatFacts
 from .gate.rule import AccessDecision, decide
-from .models import DownloadEvent, Grant, ModelFile, ModelRelease, ReleaseRevision, UrlBatch, User, split_pieces
+from .models import (
+    AdvisoryRecipient,
+    DownloadEvent,
+    Grant,
+    ModelFile,
+    ModelRelease,
+    ReleaseRevision,
+    UrlBatch,
+    User,
+    split_pieces,
+)
 from .storage import Location, get_storage, locations
 
 RELAY_SALT = "access.downloads.relay"
@@ -278,6 +288,47 @@ def current_batch(grant: Grant) -> UrlBatch | None:
         .order_by("-created_at")
         .first()
     )
+
+
+# --- Advisories on what is served ---------------------------------------------------------------------------
+
+
+def advisories_for(verdict: Verdict, revision_id: int | None, *, acknowledged: bool = False) -> list[dict]:
+    """The published advisories on the revision served that the caller may see (public ones; under embargo, for
+    a holder the gate just allowed or an account told), as [{id, severity, title, url, acknowledged}]. No query
+    unless the revision has some (and then `acknowledged` asks one)."""
+    revision_id = revision_id or verdict.release.main_revision_id
+    found = [a for a in loader.advisories(verdict.release) if revision_id in a.revision_ids]
+    if not found:
+        return []
+    now = timezone.now()
+    user = verdict.actor.user if verdict.actor is not None else None
+    signed_in = user is not None and user.is_authenticated
+    embargoed = [a.pk for a in found if a.embargo_until is not None and a.embargo_until > now]
+    told: dict = {}
+    if signed_in and (embargoed or acknowledged):
+        rows = AdvisoryRecipient.objects.filter(user=user, advisory_id__in=[a.pk for a in found])
+        told = dict(rows.values_list("advisory_id", "acknowledged_at"))
+    holder = verdict.decision.code == "granted"
+    shown = [a for a in found if a.pk not in embargoed or holder or a.pk in told]
+    base = settings.SITE_URL.rstrip("/")
+    return [
+        {
+            "id": a.identifier,
+            "severity": a.severity,
+            "title": a.title,
+            "url": base + reverse("advisory-detail", kwargs={"public_id": a.public_id}),
+            "acknowledged": bool(told.get(a.pk)),
+        }
+        for a in shown
+    ]
+
+
+def with_advisories(response, advisories: list[dict]):
+    """Name the advisories on the revision served in the response's X-Advisories header (when there are any)."""
+    if advisories:
+        response["X-Advisories"] = ", ".join(a["id"] for a in advisories)
+    return response
 
 
 # --- Relay URLs -------------------------------------------------------------------------------------------

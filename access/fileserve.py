@@ -170,4 +170,4 @@ def download_relay(request, ticket: str, path: str):
         return json_error("unknown_mirror", downloads.unknown_mirror_detail(), 400)
     response = download_redirect(downloads.serve_file(decision, file, base_url=base_url(request), location=location))
     response["X-Mirror"] = location.name
-    return response
+    return downloads.with_advisories(response, downloads.advisories_for(decision, file.revision_id))

@@ -3,6 +3,7 @@ names them all so the worker registers them and callers have one place to find t
 
 from .counts import download_counts_flush_task as download_counts_flush
 from .counts import download_days_rollup_task as download_days_rollup
+from .services.advisories import advisory_notify, advisory_reminders
 from .services.flaws import flaw_report_notify
 from .services.grants import batch_sign_task as batch_sign
 from .services.grants import grant_issue_task as grant_issue
@@ -16,6 +17,8 @@ from .services.reverification import reverify_sweep_task as reverify_sweep
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
+    "advisory_notify",
+    "advisory_reminders",
     "batch_sign",
     "download_counts_flush",
     "download_days_rollup",

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
-from .views import account, dashboard, flaws, grants, labs, manage, metrics, requests, review, webhooks
+from .views import account, advisories, dashboard, flaws, grants, labs, manage, metrics, requests, review, webhooks
 
 
 class MirrorConverter:
@@ -28,6 +28,8 @@ urlpatterns = [
     re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
     re_path(rf"^models/{REPO}/transparency/?$", dashboard.transparency, name="release-transparency"),
     re_path(rf"^models/{REPO}/flaw-reports/new/?$", flaws.report_new, name="flaw-report-new"),
+    re_path(rf"^models/{REPO}/advisories\.atom$", advisories.release_advisories_atom, name="release-advisories-atom"),
+    path("advisories/<str:public_id>/", advisories.advisory_detail, name="advisory-detail"),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("help", views.help_page, name="help"),

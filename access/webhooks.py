@@ -45,7 +45,16 @@ from django.utils.translation import gettext as _
 from standardwebhooks import Webhook
 
 from . import emails, metrics
-from .models import AccessRequest, AuditEvent, FlawReport, Grant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import (
+    AccessRequest,
+    Advisory,
+    AuditEvent,
+    FlawReport,
+    Grant,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .taskbase import portal_task
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,8 @@ EVENTS = {
     "flaw_report.duplicate": "flaw_report.duplicate",
     "flaw_report.resolved": "flaw_report.resolved",
     "flaw_report.reopened": "flaw_report.reopened",
+    # Advisories: publication (access.services.advisories).
+    "advisory.published": "advisory.published",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -114,6 +125,8 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     flaw_report = target if isinstance(target, FlawReport) else None
     release_id = grant.release_id if grant else access_request.release_id if access_request else None
     release_id = flaw_report.release_id if flaw_report else release_id
+    advisory = target if isinstance(target, Advisory) else None
+    release_id = advisory.release_id if advisory else release_id
     endpoints = WebhookEndpoint.objects.filter(active=True).filter(Q(release__isnull=True) | Q(release_id=release_id))
     created = []
     payload = None
@@ -121,7 +134,7 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
         if endpoint.events and event_type not in endpoint.events:
             continue
         payload = payload or build_payload(
-            event, event_type, grant=grant, access_request=access_request, flaw_report=flaw_report
+            event, event_type, grant=grant, access_request=access_request, flaw_report=flaw_report, advisory=advisory
         )
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint,
@@ -136,8 +149,20 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     return created
 
 
-def build_payload(event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None) -> dict:
+def build_payload(
+    event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None, advisory=None
+) -> dict:
     data: dict = {}
+    if advisory is not None:
+        data["advisory"] = {
+            "id": advisory.identifier,
+            "public_id": advisory.public_id,
+            "release": advisory.release.repo_id,
+            "severity": advisory.severity,
+            "affected_revisions": sorted(advisory.affected_revisions.values_list("sha", flat=True)),
+            "fixed_revision": advisory.fixed_revision.sha if advisory.fixed_revision_id else None,
+            "embargo_until": iso(advisory.embargo_until) if advisory.embargo_until else None,
+        }
     if flaw_report is not None:
         data["flaw_report"] = {
             "id": flaw_report.public_id,

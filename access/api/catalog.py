@@ -168,7 +168,9 @@ class FileDownloadApi(APIView):
         except UnknownMirror:
             raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
         url = downloads.serve_file(decision, file, base_url=base_url(request), location=location)
-        response = download_redirect(url)
+        response = downloads.with_advisories(
+            download_redirect(url), downloads.advisories_for(decision, file.revision_id)
+        )
         response["X-Mirror"] = location.name
         response["X-Checksum-Sha256"] = file.sha256
         response["X-File-Size"] = str(file.size)
@@ -200,8 +202,11 @@ class ManifestApi(APIView):
         )
         entries, expires_at = downloads.serve_manifest(decision, fmt=fmt, base_url=base_url(request), revision=revision)
         sha = revision.sha if revision is not None else release.revision
-        body = manifests.render(fmt, repo_id=release.repo_id, revision=sha, expires_at=expires_at, entries=entries)
-        response = HttpResponse(body, content_type=manifests.FORMATS[fmt])
+        advisories = downloads.advisories_for(decision, revision.pk if revision else None, acknowledged=True)
+        body = manifests.render(
+            fmt, repo_id=release.repo_id, revision=sha, expires_at=expires_at, entries=entries, advisories=advisories
+        )
+        response = downloads.with_advisories(HttpResponse(body, content_type=manifests.FORMATS[fmt]), advisories)
         response["Cache-Control"] = "no-store"
         response["X-Revision"] = sha
         if fmt != "json":

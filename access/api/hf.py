@@ -234,7 +234,9 @@ class ResolveApi(HfApiView):
             # The client follows a same-origin redirect and reads X-Repo-Commit from the storage response; a file
             # unchanged between revisions is one object, so the storage view is told which revision was asked for.
             url += "?" + urlencode({"revision": rev.sha})
-        response = download_redirect(url)
+        response = downloads.with_advisories(
+            download_redirect(url), downloads.advisories_for(decision, file.revision_id)
+        )
         response["X-Mirror"] = location.name
         response["X-Repo-Commit"] = rev.sha
         response["X-Linked-Etag"] = f'"{file.sha256}"'

@@ -105,6 +105,19 @@ class LabAccess:
 
 
 @dataclass(frozen=True)
+class AdvisoryFacts:
+    """A published advisory as download responses name it (not an input of the rule)."""
+
+    pk: int
+    public_id: str
+    identifier: str
+    severity: str
+    title: str
+    revision_ids: frozenset[int]
+    embargo_until: datetime | None
+
+
+@dataclass(frozen=True)
 class GateInputs:
     """Everything the rule reads for one person (or nobody) and one release."""
 

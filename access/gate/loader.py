@@ -26,6 +26,7 @@ from django.db.models import F
 from .. import paths
 from ..models import (
     AccessRequest,
+    Advisory,
     ApiToken,
     Grant,
     Lab,
@@ -39,15 +40,27 @@ from ..models import (
     User,
 )
 from . import cache
-from .facts import GateInputs, GrantFacts, LabAccess, LabFacts, ReleaseFacts, RequestFacts, SeatFacts, ViewerFacts
+from .facts import (
+    AdvisoryFacts,
+    GateInputs,
+    GrantFacts,
+    LabAccess,
+    LabFacts,
+    ReleaseFacts,
+    RequestFacts,
+    SeatFacts,
+    ViewerFacts,
+)
 
-GATE_MODELS = (AccessRequest, ApiToken, Grant, Lab, LabMembership, LabSeat, License, ModelFile, ModelRelease,
+GATE_MODELS = (AccessRequest, Advisory, ApiToken, Grant, Lab, LabMembership, LabSeat, License, ModelFile, ModelRelease,
                ReleaseRevision, RevisionWithdrawal, User)  # fmt: skip
 GATE_TABLES = frozenset(
     [model._meta.db_table for model in GATE_MODELS]
     # Who is a reviewer (a group's permission) decides whether an unpublished release exists for them.
     + [User.groups.through._meta.db_table, User.user_permissions.through._meta.db_table]
     + ["auth_group", "auth_group_permissions", "auth_permission", "django_content_type"]
+    # Which revisions an advisory affects: what every download response names (X-Advisories).
+    + [Advisory.affected_revisions.through._meta.db_table]
 )
 # Columns the gate never reads: an UPDATE setting only these keeps every process's cache.
 BOOKKEEPING = frozenset(
@@ -247,6 +260,33 @@ def withdrawn(found: ModelRelease) -> tuple[tuple[int, str], ...]:
             for revision_id, sha in RevisionWithdrawal.objects.filter(revision__release_id=found.pk)
             .order_by("pk")
             .values_list("revision_id", "use_instead__sha")
+        )
+        cache.put(key, rows)
+    return rows
+
+
+def advisories(found: ModelRelease) -> tuple[AdvisoryFacts, ...]:
+    """The release's published advisories (newest first), cached: every download response names those on the
+    revision it serves, and they change almost never."""
+    key = ("advisories", found.pk)
+    rows = cache.get(key)
+    if rows is None:
+        published = Advisory.objects.filter(release_id=found.pk, status=Advisory.Status.PUBLISHED)
+        affected = {}
+        through = Advisory.affected_revisions.through.objects.filter(advisory__in=published)
+        for advisory_id, revision_id in through.values_list("advisory_id", "releaserevision_id"):
+            affected.setdefault(advisory_id, set()).add(revision_id)
+        rows = tuple(
+            AdvisoryFacts(
+                pk=a.pk,
+                public_id=a.public_id,
+                identifier=a.identifier,
+                severity=a.severity,
+                title=a.title,
+                revision_ids=frozenset(affected.get(a.pk, ())),
+                embargo_until=a.embargo_until,
+            )
+            for a in published.order_by("-published_at", "-pk")
         )
         cache.put(key, rows)
     return rows

@@ -19,6 +19,7 @@ from .. import downloads, selectors, services
 from ..durations import wait_estimate_text
 from ..http import actor_for, json_error, wants_json
 from ..listing import file_listing
+from ..services import advisories as advisory_service
 from ..storage import get_storage
 
 CLIENT_SCRIPT = Path(__file__).resolve().parent.parent / "client" / "download.py"
@@ -58,6 +59,8 @@ def release_detail(request, repo_id):
         ),
         "admin_labs": selectors.admin_labs(user=request.user) if release.is_gated else [],
         "may_report": services.may_report(request.user, release),
+        "advisories": advisory_service.visible(request.user, release),
+        "advisory_banners": advisory_service.banners(request.user, release),
     }
     return render(request, "access/release_detail.html", context)
 

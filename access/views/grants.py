@@ -18,6 +18,7 @@ from ..forms import LicenseAcceptForm, TokenForm
 from ..http import actor_for, base_url
 from ..listing import file_listing
 from ..models import ApiToken, DownloadEvent, UrlBatch
+from ..services import advisories
 from ..services.reverification import reverify_due
 
 
@@ -56,6 +57,7 @@ def grant_detail(request, public_id):
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
         "renewal": grant.renewals.order_by("-created_at").first(),
         "reverify_due": reverify_due(grant),
+        "advisory_banners": advisories.banners(request.user, grant.release),
     }
     return render(request, "access/grant_detail.html", context)
 
@@ -133,14 +135,16 @@ def grant_batch_download(request, public_id, fmt):
     entries, _expires = downloads.serve_manifest(
         decision, fmt=fmt, base_url=base_url(request), entries=batch.urls, revision=signed
     )
+    advisories = downloads.advisories_for(decision, signed.pk if signed else None, acknowledged=True)
     body = manifests.render(
         fmt,
         repo_id=grant.release.repo_id,
         revision=batch.revision or grant.release.revision,
         expires_at=downloads.iso(batch.expires_at),
         entries=entries,
+        advisories=advisories,
     )
-    response = HttpResponse(body, content_type=manifests.FORMATS[fmt])
+    response = downloads.with_advisories(HttpResponse(body, content_type=manifests.FORMATS[fmt]), advisories)
     response["Content-Disposition"] = f'attachment; filename="{grant.release.name}-{manifests.FILENAMES[fmt]}"'
     response["Cache-Control"] = "no-store"
     return response
