@@ -15,6 +15,7 @@ from access import services
 from access.gate import cache, loader
 from access.models import (
     AccessRequest,
+    Advisory,
     ApiToken,
     AuditEvent,
     DownloadEvent,
@@ -123,6 +124,11 @@ def writes(world) -> dict:
                 [AccessRequestFactory.build(applicant=UserFactory(), release=release)]
             ),
             "bulk_update": lambda: AccessRequest.objects.bulk_update([world["request"]], ["decision_reason"]),
+        },
+        Advisory: {
+            "create": lambda: Advisory.objects.create(
+                release=release, severity="low", title="T", summary="S", created_by=alice
+            ),
         },
         ApiToken: {
             "save": lambda: world["token"].save(),
