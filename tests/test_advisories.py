@@ -373,3 +373,51 @@ def test_concurrent_publications_get_distinct_numbers(local_storage, tmp_path, r
     numbers = sorted(Advisory.objects.values_list("number", flat=True))
     assert numbers == [1, 2, 3, 4, 5, 6]
     assert len(set(Advisory.objects.values_list("identifier", flat=True))) == 6
+
+
+def test_download_py_prints_unacknowledged_advisories_acknowledges_and_stops_on_a_withdrawn_revision(
+    capsys, monkeypatch
+):
+    from access.client import download
+
+    manifest = download.parse_manifest(
+        {
+            "repo_id": REPO,
+            "revision": "a" * 40,
+            "files": [],
+            "advisories": [
+                {
+                    "id": "ADV-2026-0001",
+                    "severity": "high",
+                    "title": "Leaks\x1b[2J",
+                    "url": "https://p/a",
+                    "acknowledged": False,
+                },
+                {"id": "ADV-2026-0002", "severity": "low", "title": "Old", "url": "https://p/b", "acknowledged": True},
+                {"id": "nonsense", "title": "skipped"},
+            ],
+        },
+        REPO,
+    )
+    assert [a["id"] for a in manifest.advisories] == ["ADV-2026-0001", "ADV-2026-0002"]
+
+    class Portal:
+        acknowledged: list = []
+
+        def acknowledge(self, advisory_id):
+            self.acknowledged.append(advisory_id)
+
+    portal = Portal()
+    download.show_advisories(portal, manifest, acknowledge=False)
+    out = capsys.readouterr().out
+    assert "ADVISORY ADV-2026-0001 (high): Leaks" in out and "--acknowledge" in out and "ADV-2026-0002" not in out
+    assert "\x1b" not in out
+    download.show_advisories(portal, manifest, acknowledge=True)
+    assert portal.acknowledged == ["ADV-2026-0001"] and "acknowledged." in capsys.readouterr().out
+
+    def withdrawn(args):
+        raise download.Withdrawn("the portal refused (HTTP 403, revision_withdrawn): use revision " + "b" * 40)
+
+    monkeypatch.setattr(download, "run", withdrawn)
+    assert download.main([REPO]) == download.EXIT_WITHDRAWN == 3
+    assert "b" * 40 in capsys.readouterr().err
