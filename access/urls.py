@@ -103,6 +103,12 @@ urlpatterns = [
     re_path(rf"^manage/{REPO}/license$", manage.license_move, name="manage-license"),
     re_path(rf"^manage/{REPO}/review$", manage.review_policy, name="manage-review-policy"),
     re_path(rf"^manage/{REPO}/rules$", manage.rules, name="manage-rules"),
+    re_path(rf"^manage/{REPO}/advisories$", advisories.manage_advisories, name="manage-advisories"),
+    re_path(
+        rf"^manage/{REPO}/advisories/(?P<public_id>[0-9a-f]{{32}})$",
+        advisories.manage_advisory,
+        name="manage-advisory",
+    ),
     re_path(rf"^manage/{REPO}/license/versions$", manage.license_version, name="manage-license-version"),
     re_path(rf"^manage/{REPO}/questions/(?P<key>[a-z][a-z0-9_]*)$", manage.question_edit, name="manage-question"),
     re_path(

@@ -421,3 +421,34 @@ def test_download_py_prints_unacknowledged_advisories_acknowledges_and_stops_on_
     monkeypatch.setattr(download, "run", withdrawn)
     assert download.main([REPO]) == download.EXIT_WITHDRAWN == 3
     assert "b" * 40 in capsys.readouterr().err
+
+
+def test_release_managers_draft_edit_publish_update_and_withdraw_on_the_web(world):
+    rita = login_recently(Client(), world["rita"])
+    form = {
+        "affected_revisions": [world["a"].sha],
+        "fixed_revision": world["b"].sha,
+        "severity": "critical",
+        "title": "Leaks addresses",
+        "summary": "Revision A leaks addresses.",
+    }
+    created = rita.post(f"/manage/{REPO}/advisories", form)
+    advisory = Advisory.objects.get()
+    assert created.status_code == 302 and advisory.status == "draft" and advisory.fixed_revision == world["b"]
+    page = f"/manage/{REPO}/advisories/{advisory.public_id}"
+    bad = rita.post(page, {**form, "do": "save", "fixed_revision": world["a"].sha})
+    assert bad.status_code == 200 and "cannot be one of the affected" in bad.content.decode()
+    with world["commit"](execute=True):
+        assert rita.post(page, {"do": "publish"}).status_code == 302
+    advisory.refresh_from_db()
+    assert advisory.identifier.startswith("ADV-") and advisory.recipients.count() == 3
+    rita.post(page, {"do": "update", "body": "Verified fixed in B."})
+    assert advisory.updates.get().body == "Verified fixed in B."
+    with world["commit"](execute=True):
+        rita.post(page, {"do": "withdraw"})
+    assert world["a"].withdrawal.use_instead == world["b"]
+    # Nobody else has these pages.
+    ann = Client()
+    ann.force_login(world["people"]["ann"])
+    assert ann.get(f"/manage/{REPO}/advisories").status_code == 404
+    assert ann.post(page, {"do": "publish"}).status_code == 404

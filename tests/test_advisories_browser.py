@@ -1,7 +1,8 @@
-"""An advisory in a real browser: a holder who fetched the affected revision sees the banner on the release page,
-reads the advisory and acknowledges it (English, 1280 px); a holder who never fetched it sees the banner on their
-grant page on a phone in Simplified Chinese (390 px); a reviewer reads the acknowledgement counts on the advisory's
-page on a phone. Every page is checked with axe and for sideways scrolling."""
+"""An advisory in a real browser: a release manager drafts and publishes it in the editor, and a holder who fetched
+the affected revision sees the banner on the release page, reads the advisory and acknowledges it (English, 1280
+px); a holder who never fetched it sees the banner on their grant page on a phone in Simplified Chinese (390 px); a
+reviewer reads the acknowledgement counts on the advisory's page on a phone. Every page is checked with axe and for
+sideways scrolling."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
 from access import services
-from access.models import AdvisoryRecipient
+from access.models import Advisory, AdvisoryRecipient
 from tests.factories import UserFactory, grant_for, token_secret
 from tests.test_browser import REPO, opt_175b  # noqa: F401
 from tests.test_pages_browser import check_page, check_shown, context_for, sign_in
@@ -42,19 +43,22 @@ def test_an_advisory_reaches_its_holders_pages_in_both_languages_and_on_a_phone(
     assert api.get(f"/api/v1/models/{REPO}/manifest").status_code == 200
     rita = UserFactory(email="rm-rita@portal.example")
     services.release_manager_add(actor=services.command_actor("tests"), user=rita)
-    as_rita = services.Actor(user=rita, credential="session", reauthenticated=True)
-    advisory = services.advisory_create(
-        actor=as_rita,
-        release=opt_175b,
-        data={
-            "affected_revisions": [opt_175b.revision],
-            "severity": "high",
-            "title": "Memorised addresses in greedy decoding",
-            "summary": "Greedy decoding reproduces street addresses from the training set.",
-            "mitigation": "Sample with temperature 0.7 or above until a fixed revision is published.",
-        },
-    )
-    advisory = services.advisory_publish(actor=as_rita, advisory=advisory)
+
+    # Rita drafts the advisory in the editor and publishes it (desktop, English).
+    editor = context_for(browser, live_server, lang="en", viewport="desktop").new_page()
+    sign_in(editor, rita.email)
+    check_page(editor, shots, f"/manage/{REPO}/advisories", "desktop-en-editor")
+    editor.locator("#id_affected_revisions_0").check()
+    editor.locator("#id_severity").select_option("high")
+    editor.locator("#id_title").fill("Memorised addresses in greedy decoding")
+    editor.locator("#id_summary").fill("Greedy decoding reproduces street addresses from the training set.")
+    editor.locator("#id_mitigation").fill("Sample with temperature 0.7 or above until a fixed revision is published.")
+    editor.locator("#advisory-form button[type=submit]").click()
+    expect(editor.locator("#advisory-status")).to_have_attribute("data-status", "draft")
+    check_shown(editor, shots, "draft", "desktop-en-draft")
+    editor.locator("#publish").click()
+    expect(editor.locator("#advisory-status")).to_have_attribute("data-status", "published")
+    advisory = Advisory.objects.get()
     assert list(AdvisoryRecipient.objects.values_list("user__email", flat=True)) == [alice.email]
 
     # Alice (who fetched it) sees the banner, reads the advisory and acknowledges it: desktop, English.
