@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_safe
 
 from .. import selectors
@@ -97,16 +97,18 @@ class AdvisoryForm(forms.Form):
     """A draft's fields; the advisories service cleans and checks them again."""
 
     affected_revisions = forms.MultipleChoiceField(
-        label=_lazy("Affected revisions"), widget=forms.CheckboxSelectMultiple
+        label=gettext_lazy("Affected revisions"), widget=forms.CheckboxSelectMultiple
     )
-    fixed_revision = forms.ChoiceField(label=_lazy("Fixed in revision"), required=False)
-    severity = forms.ChoiceField(label=_lazy("Severity"), choices=Advisory.Severity.choices)
-    title = forms.CharField(label=_lazy("Title"), max_length=200)
-    summary = forms.CharField(label=_lazy("Summary"), widget=forms.Textarea)
-    mitigation = forms.CharField(label=_lazy("What to do"), widget=forms.Textarea, required=False)
-    credit = forms.CharField(label=_lazy("Credit"), max_length=200, required=False)
+    fixed_revision = forms.ChoiceField(label=gettext_lazy("Fixed in revision"), required=False)
+    severity = forms.ChoiceField(label=gettext_lazy("Severity"), choices=Advisory.Severity.choices)
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=200)
+    summary = forms.CharField(label=gettext_lazy("Summary"), widget=forms.Textarea)
+    mitigation = forms.CharField(label=gettext_lazy("What to do"), widget=forms.Textarea, required=False)
+    credit = forms.CharField(label=gettext_lazy("Credit"), max_length=200, required=False)
     embargo_until = forms.DateTimeField(
-        label=_lazy("Embargo until (UTC)"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        label=gettext_lazy("Embargo until (UTC)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
 
     def __init__(self, *args, release, **kwargs):
