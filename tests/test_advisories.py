@@ -452,3 +452,62 @@ def test_release_managers_draft_edit_publish_update_and_withdraw_on_the_web(worl
     ann.force_login(world["people"]["ann"])
     assert ann.get(f"/manage/{REPO}/advisories").status_code == 404
     assert ann.post(page, {"do": "publish"}).status_code == 404
+
+
+def test_the_attack_matrix_of_advisories(world):
+    """Every role against every advisory endpoint, on an embargoed published advisory and a draft: who may read,
+    acknowledge (only for themselves), write, publish and withdraw."""
+    later = (timezone.now() + timedelta(days=5)).isoformat()
+    embargoed = publish(world, draft(world, embargo_until=later)["public_id"])["public_id"]
+    drafted = draft(world, title="Second")["public_id"]
+    stranger = UserFactory(email="mallory@else.example")
+    roles = {
+        "anonymous": APIClient(),
+        "stranger": bearer(stranger),
+        "told": bearer(world["people"]["ann"]),
+        "holder_not_told": bearer(world["people"]["eve"]),
+        "reviewer": as_user(world["reviewer"]),
+        "manager": as_user(world["rita"]),
+    }
+    body = {"affected_revisions": [world["a"].sha], "severity": "low", "title": "T", "summary": "S"}
+    cases = [
+        # (method, url, body, {role: status})
+        ("get", f"/api/v1/advisories/{embargoed}", None, {
+            "anonymous": 404, "stranger": 404, "told": 200, "holder_not_told": 200, "reviewer": 200, "manager": 200,
+        }),
+        ("get", f"/api/v1/advisories/{drafted}", None, {
+            "anonymous": 404, "stranger": 404, "told": 404, "holder_not_told": 404, "reviewer": 200, "manager": 200,
+        }),
+        ("post", f"/api/v1/advisories/{embargoed}/acknowledge", None, {
+            "anonymous": 401, "stranger": 404, "told": 200, "holder_not_told": 200, "reviewer": 403, "manager": 403,
+        }),
+        ("patch", f"/api/v1/review/advisories/{drafted}", {"title": "Changed"}, {
+            "anonymous": 401, "stranger": 403, "told": 403, "holder_not_told": 403, "reviewer": 403, "manager": 200,
+        }),
+        ("post", "/api/v1/review/advisories", {"repo_id": REPO, **body}, {
+            "anonymous": 401, "stranger": 403, "told": 403, "holder_not_told": 403, "reviewer": 403, "manager": 201,
+        }),
+        ("post", f"/api/v1/review/advisories/{embargoed}/withdraw-revision", {"revision": world["b"].sha}, {
+            "anonymous": 401, "stranger": 403, "told": 403, "holder_not_told": 403, "reviewer": 403, "manager": 400,
+        }),
+    ]  # fmt: skip
+    failures = []
+    for method, url, data, expected in cases:
+        for role, status in expected.items():
+            response = (
+                getattr(roles[role], method)(url, data, format="json") if data else getattr(roles[role], method)(url)
+            )
+            if response.status_code != status:
+                failures.append(f"{role} {method} {url}: {response.status_code}, expected {status}")
+    assert not failures, "\n".join(failures)
+    # Publishing needs manage_release: nobody else published the draft.
+    for role in ("told", "reviewer", "stranger"):
+        assert roles[role].post(f"/api/v1/review/advisories/{drafted}/publish").status_code in (403, 404)
+    assert Advisory.objects.get(public_id=drafted).status == "draft"
+    # Acknowledging is always for oneself: the told holder's acknowledgement is theirs alone.
+    assert set(
+        AdvisoryRecipient.objects.filter(acknowledged_at__isnull=False).values_list("user__email", flat=True)
+    ) == {
+        "ann@uni.example",
+        "eve@uni.example",
+    }
