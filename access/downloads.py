@@ -30,6 +30,7 @@ from .gate.facts import GateInputs, GrantFacts, RequestFacts, SeatFacts
 from .gate.rule import AccessDecision, decide, may_read_document
 from .marking import Marks
 from .models import (
+    AdvisoryRecipient,
     DownloadEvent,
     FileVariant,
     Grant,
@@ -107,19 +108,35 @@ def _marks(inputs: GateInputs, release: ModelRelease, user: User | None, *, reco
 
 
 def access_state(
-    *, user: User | None, release: ModelRelease, grant: Grant | None = None, record_codeword: bool = False
+    *,
+    user: User | None,
+    release: ModelRelease,
+    grant: Grant | None = None,
+    record_codeword: bool = False,
+    revision_id: int | None = None,
 ) -> Verdict:
     """Where the user stands, without auditing: what pages show."""
-    inputs = loader.inputs(user=user, release=release, grant=grant)
+    inputs = loader.inputs(user=user, release=release, grant=grant, revision_id=revision_id)
     decision = decide(inputs, timezone.now())
     marks = _marks(inputs, release, user, record=record_codeword) if decision.allowed else None
     return Verdict(decision, release, messages.detail(decision, release), marks=marks)
 
 
-def authorize(*, actor: Actor, release: ModelRelease, via: str, grant: Grant | None = None, path: str = "") -> Verdict:
-    """Decide a download for this actor on this channel. A refusal is audited with the code given. An allowed
-    download of a marked release carries the person's codeword, so every channel serves their variants."""
-    inputs = loader.inputs(user=actor.user, release=release, grant=grant)
+def authorize(
+    *,
+    actor: Actor,
+    release: ModelRelease,
+    via: str,
+    grant: Grant | None = None,
+    path: str = "",
+    revision_id: int | None = None,
+) -> Verdict:
+    """Decide a download for this actor on this channel, of `revision_id` (main when None). A refusal is audited
+    with the code given. An allowed download of a marked release carries the person's codeword, so every channel
+    serves their variants."""
+    if revision_id is None:
+        revision_id = release.main_revision_id
+    inputs = loader.inputs(user=actor.user, release=release, grant=grant, revision_id=revision_id)
     decision = decide(inputs, timezone.now())
     if decision.allowed:
         return Verdict(decision, release, actor=actor, via=via, marks=_marks(inputs, release, actor.user))
@@ -237,7 +254,7 @@ def serve_manifest(
     else:
         expires_at = ""
         if pieces:
-            entries = with_pieces(release, entries)
+            entries = with_pieces(files, entries)
         if release.marking:
             entries = personal_entries(release, entries, marks=verdict.marks, base_url=base_url)
     if fmt == "metalink":
@@ -289,11 +306,11 @@ def pieces_entry(piece_size: int, pieces: str) -> dict | None:
     return {"length": piece_size, "sha256": split_pieces(pieces)} if piece_size else None
 
 
-def with_pieces(release: ModelRelease, entries: list[dict]) -> list[dict]:
-    """Entries (a grant's stored batch) with each file's piece hashes, which batches do not store."""
+def with_pieces(files, entries: list[dict]) -> list[dict]:
+    """Entries (a grant's stored batch) with each file's piece hashes (of the revision the batch signed), which
+    batches do not store."""
     known = {
-        path: pieces_entry(size, joined)
-        for path, size, joined in release.files.values_list("path", "piece_size", "pieces")
+        path: pieces_entry(size, joined) for path, size, joined in files.values_list("path", "piece_size", "pieces")
     }
     return [{**e, "pieces": known[e["path"]]} if known.get(e["path"]) else e for e in entries]
 
@@ -407,13 +424,23 @@ def manifest_rows(files, *, pieces: bool = False) -> list[tuple]:
     return list(files.annotate(no_pieces=Value("")).order_by("path").values_list(*columns))
 
 
-def batch_sign(grant: Grant) -> tuple[list[dict], datetime]:
-    """The signed URLs of a grant's batch (every file of its release) and when they expire. A marked file's entry
-    is signed when the batch is handed out, as the variant of whoever downloads it (the grant's holder, or each
-    member of a lab)."""
+def batch_sign(grant: Grant) -> tuple[list[dict], datetime, str]:
+    """The signed URLs of a grant's batch (every file of its release's `main`), when they expire, and the id of
+    the revision signed (read with it, so a batch never names a revision other than the one it signs). A marked
+    file's entry is signed when the batch is handed out, as the variant of whoever downloads it (the grant's
+    holder, or each member of a lab)."""
     ttl = settings.GRANT_URL_TTL
-    entries, _ = manifest_entries(grant.release, base_url=settings.SITE_URL, ttl=ttl, unsigned_marked=True)
-    return entries, url_expiry(ttl)
+    release = ModelRelease.objects.select_related("main_revision").get(pk=grant.release_id)
+    revision = release.main_revision
+    entries, _ = manifest_entries(release, base_url=settings.SITE_URL, ttl=ttl, revision=revision, unsigned_marked=True)
+    return entries, url_expiry(ttl), revision.sha if revision is not None else release.revision
+
+
+def batch_revision(batch: UrlBatch) -> ReleaseRevision | None:
+    """The revision a grant's batch signed (None for a batch signed before revisions were named)."""
+    if not batch.revision:
+        return None
+    return ReleaseRevision.objects.filter(release_id=batch.grant.release_id, sha=batch.revision).first()
 
 
 def current_batch(grant: Grant) -> UrlBatch | None:
@@ -442,3 +469,44 @@ def relay_open(ticket: str, *, max_age: int | timedelta) -> tuple[int, int | Non
     except (signing.BadSignature, ValueError, TypeError):
         return None
     return int(file_id), (int(user_id) or None)
+
+
+# --- Advisories on what is served ---------------------------------------------------------------------------
+
+
+def advisories_for(verdict: Verdict, revision_id: int | None, *, acknowledged: bool = False) -> list[dict]:
+    """The published advisories on the revision served that the caller may see (public ones; under embargo, for
+    a holder the gate just allowed or an account told), as [{id, severity, title, url, acknowledged}]. No query
+    unless the revision has some (and then `acknowledged` asks one)."""
+    revision_id = revision_id or verdict.release.main_revision_id
+    found = [a for a in loader.advisories(verdict.release) if revision_id in a.revision_ids]
+    if not found:
+        return []
+    now = timezone.now()
+    user = verdict.actor.user if verdict.actor is not None else None
+    signed_in = user is not None and user.is_authenticated
+    embargoed = [a.pk for a in found if a.embargo_until is not None and a.embargo_until > now]
+    told: dict = {}
+    if signed_in and (embargoed or acknowledged):
+        rows = AdvisoryRecipient.objects.filter(user=user, advisory_id__in=[a.pk for a in found])
+        told = dict(rows.values_list("advisory_id", "acknowledged_at"))
+    holder = verdict.decision.code == "granted"
+    shown = [a for a in found if a.pk not in embargoed or holder or a.pk in told]
+    base = settings.SITE_URL.rstrip("/")
+    return [
+        {
+            "id": a.identifier,
+            "severity": a.severity,
+            "title": a.title,
+            "url": base + reverse("advisory-detail", kwargs={"public_id": a.public_id}),
+            "acknowledged": bool(told.get(a.pk)),
+        }
+        for a in shown
+    ]
+
+
+def with_advisories(response, advisories: list[dict]):
+    """Name the advisories on the revision served in the response's X-Advisories header (when there are any)."""
+    if advisories:
+        response["X-Advisories"] = ", ".join(a["id"] for a in advisories)
+    return response

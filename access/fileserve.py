@@ -159,7 +159,9 @@ def download_relay(request, ticket: str, path: str):
         return json_error("not_found", _("Not found."), 404)
     user = User.objects.filter(pk=user_id).first() if user_id else None
     actor = Actor(user=user, credential="relay", ip=client_ip(request))
-    decision = downloads.authorize(actor=actor, release=file.release, via=DownloadEvent.Via.RELAY, path=file.path)
+    decision = downloads.authorize(
+        actor=actor, release=file.release, via=DownloadEvent.Via.RELAY, path=file.path, revision_id=file.revision_id
+    )
     if not decision.allowed:
         return json_error(decision.code, decision.detail, decision.status)
     try:
@@ -168,4 +170,4 @@ def download_relay(request, ticket: str, path: str):
         return json_error("unknown_mirror", downloads.unknown_mirror_detail(), 400)
     response = download_redirect(downloads.serve_file(decision, file, base_url=base_url(request), location=location))
     response["X-Mirror"] = location.name
-    return response
+    return downloads.with_advisories(response, downloads.advisories_for(decision, file.revision_id))

@@ -1836,3 +1836,123 @@ class LibraryCard(TimeStamped):
 
     def covers(self, release) -> bool:
         return self.all_releases or any(r.pk == release.pk for r in self.releases.all())
+
+
+class AdvisoryNumber(models.Model):
+    """The last advisory number given in a year: `ADV-YYYY-NNNN` counts per year, and one UPSERT on this row
+    (access.services.advisories) gives each publication its own number however many publish at once."""
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.year}: {self.last}"
+
+
+class Advisory(TimeStamped):
+    """What a release's managers tell the holders of affected revisions about a flaw: drafted, then published
+    (numbered then), then updated with dated notes. Its states move only through access.services.advisories."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        PUBLISHED = "published", _("Published")
+
+    Severity = FlawReport.Severity
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    release = models.ForeignKey(ModelRelease, on_delete=models.PROTECT, related_name="advisories")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    year = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    number = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    identifier = models.CharField(max_length=20, blank=True, editable=False, help_text=_("ADV-YYYY-NNNN"))
+    affected_revisions = models.ManyToManyField(ReleaseRevision, related_name="advisories")
+    reports = models.ManyToManyField(FlawReport, blank=True, related_name="advisories")
+    severity = models.CharField(max_length=10, choices=FlawReport.Severity.choices)
+    title = models.CharField(max_length=200)
+    summary = models.TextField()
+    mitigation = models.TextField(blank=True)
+    fixed_revision = models.ForeignKey(
+        ReleaseRevision, on_delete=models.PROTECT, null=True, blank=True, related_name="fixes"
+    )
+    credit = models.CharField(max_length=200, blank=True)
+    embargo_until = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    published_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-published_at", "-created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["year", "number"], condition=Q(number__isnull=False), name="advisory_year_number_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(number__isnull=False, published_at__isnull=False),
+                name="advisory_published_numbered",
+            ),
+        ]
+
+    def __str__(self):
+        return self.identifier or f"{self.release.repo_id}: {self.title} (draft)"
+
+    @property
+    def published(self) -> bool:
+        return self.status == self.Status.PUBLISHED
+
+    def public(self, now=None) -> bool:
+        """Published and past its embargo: anyone may see it."""
+        now = now or timezone.now()
+        return self.published and (self.embargo_until is None or self.embargo_until <= now)
+
+
+class AdvisoryUpdate(models.Model):
+    """A dated note added to a published advisory (published advisories are otherwise not edited)."""
+
+    advisory = models.ForeignKey(Advisory, on_delete=models.CASCADE, related_name="updates")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.advisory} update {self.created_at:%Y-%m-%d}"
+
+
+class AdvisoryRecipient(models.Model):
+    """An account told of an advisory because it downloaded an affected revision (its own `DownloadEvent`),
+    fixed when the advisory is published; it acknowledges once and is reminded until it does."""
+
+    advisory = models.ForeignKey(Advisory, on_delete=models.CASCADE, related_name="recipients")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="advisories_told")
+    created_at = models.DateTimeField(default=timezone.now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["advisory", "user"], name="advisory_recipient_unique")]
+
+    def __str__(self):
+        return f"{self.advisory} → {self.user_id}"
+
+
+class RevisionWithdrawal(models.Model):
+    """A published revision withdrawn (recorded beside it: the revision itself stays immutable). The gate refuses
+    it on every channel with `revision_withdrawn`, naming the fixed revision."""
+
+    revision = models.OneToOneField(ReleaseRevision, on_delete=models.PROTECT, related_name="withdrawal")
+    advisory = models.ForeignKey(Advisory, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    use_instead = models.ForeignKey(ReleaseRevision, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    withdrawn_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.revision} withdrawn"

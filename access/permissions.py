@@ -27,4 +27,15 @@ class IsTriager(BasePermission):
         return (is_reviewer(user) or is_release_manager(user)) and (token is None or token.can_review)
 
 
-__all__ = ["IsAuthenticated", "IsReviewer", "IsTriager"]
+class IsReleaseManager(BasePermission):
+    """Release managers (manage_release), through a session or a token created with reviewer access. The services
+    check the same again, with the fresh-password rule."""
+
+    message = "Only release managers may do this."
+
+    def has_permission(self, request, view):
+        token = request_token(request)
+        return is_release_manager(request.user) and (token is None or token.can_review)
+
+
+__all__ = ["IsAuthenticated", "IsReleaseManager", "IsReviewer", "IsTriager"]

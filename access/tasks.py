@@ -3,6 +3,7 @@ names them all so the worker registers them and callers have one place to find t
 
 from .counts import download_counts_flush_task as download_counts_flush
 from .counts import download_days_rollup_task as download_days_rollup
+from .services.advisories import advisory_notify, advisory_reminders
 from .services.cards import card_notify as library_card_notify
 from .services.cards import official_notify
 from .services.documents import document_acknowledge_notify
@@ -21,6 +22,8 @@ from .services.stewardship import closeouts_remind_task as closeouts_remind
 from .webhooks import webhook_deliver, webhooks_sweep
 
 __all__ = [
+    "advisory_notify",
+    "advisory_reminders",
     "batch_sign",
     "closeout_notify",
     "closeouts_remind",

@@ -4,6 +4,7 @@ from . import fileserve, views
 from .api import hf, hf_review
 from .views import (
     account,
+    advisories,
     dashboard,
     documents,
     flaws,
@@ -59,6 +60,8 @@ urlpatterns = [
     ),
     path("licenses/<slug:slug>/", views.license_detail, name="license-latest"),
     path("licenses/<slug:slug>/v<str:version>/", views.license_detail, name="license-detail"),
+    re_path(rf"^models/{REPO}/advisories\.atom$", advisories.release_advisories_atom, name="release-advisories-atom"),
+    path("advisories/<str:public_id>/", advisories.advisory_detail, name="advisory-detail"),
     path("download.py", views.download_script, name="download-script"),
     path("downloading", views.downloading, name="downloading"),
     path("help", views.help_page, name="help"),
@@ -159,6 +162,12 @@ urlpatterns = [
     re_path(rf"^manage/{REPO}/review$", manage.review_policy, name="manage-review-policy"),
     re_path(rf"^manage/{REPO}/rules$", manage.rules, name="manage-rules"),
     re_path(rf"^manage/{REPO}/marking$", manage.marking_enable, name="manage-marking"),
+    re_path(rf"^manage/{REPO}/advisories$", advisories.manage_advisories, name="manage-advisories"),
+    re_path(
+        rf"^manage/{REPO}/advisories/(?P<public_id>[0-9a-f]{{32}})$",
+        advisories.manage_advisory,
+        name="manage-advisory",
+    ),
     re_path(rf"^manage/{REPO}/license/versions$", manage.license_version, name="manage-license-version"),
     re_path(rf"^manage/{REPO}/questions/(?P<key>[a-z][a-z0-9_]*)$", manage.question_edit, name="manage-question"),
     re_path(

@@ -47,6 +47,7 @@ from standardwebhooks import Webhook
 from . import emails, metrics
 from .models import (
     AccessRequest,
+    Advisory,
     AuditEvent,
     FlawReport,
     Grant,
@@ -104,6 +105,8 @@ EVENTS = {
     # A signing official vouched for a researcher, or the card ended (revoked, or the affiliation was lost).
     "library_card.issued": "library_card.issued",
     "library_card.revoked": "library_card.revoked",
+    # Advisories: publication (access.services.advisories).
+    "advisory.published": "advisory.published",
 }
 EVENT_TYPES = sorted(set(EVENTS.values()))
 # How long a worker holds a claimed delivery before the sweep may try it again (it died mid-send).
@@ -142,6 +145,8 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
     document = target if isinstance(target, ReleaseDocument) else None
     release_id = grant.release_id if grant else access_request.release_id if access_request else None
     release_id = flaw_report.release_id if flaw_report else document.release_id if document else release_id
+    advisory = target if isinstance(target, Advisory) else None
+    release_id = advisory.release_id if advisory else release_id
     endpoints = WebhookEndpoint.objects.filter(active=True).filter(Q(release__isnull=True) | Q(release_id=release_id))
     created = []
     payload = None
@@ -156,6 +161,7 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
             flaw_report=flaw_report,
             document=document,
             card=card,
+            advisory=advisory,
         )
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint,
@@ -171,9 +177,27 @@ def dispatch(event: AuditEvent, *, target=None, access_request: AccessRequest | 
 
 
 def build_payload(
-    event: AuditEvent, event_type: str, *, grant, access_request, flaw_report=None, document=None, card=None
+    event: AuditEvent,
+    event_type: str,
+    *,
+    grant,
+    access_request,
+    flaw_report=None,
+    document=None,
+    card=None,
+    advisory=None,
 ) -> dict:
     data: dict = {}
+    if advisory is not None:
+        data["advisory"] = {
+            "id": advisory.identifier,
+            "public_id": advisory.public_id,
+            "release": advisory.release.repo_id,
+            "severity": advisory.severity,
+            "affected_revisions": sorted(advisory.affected_revisions.values_list("sha", flat=True)),
+            "fixed_revision": advisory.fixed_revision.sha if advisory.fixed_revision_id else None,
+            "embargo_until": iso(advisory.embargo_until) if advisory.embargo_until else None,
+        }
     if flaw_report is not None:
         data["flaw_report"] = {
             "id": flaw_report.public_id,

@@ -383,6 +383,10 @@ LAB_INVITATION_DAYS = env.int("LAB_INVITATION_DAYS", default=7)
 # A request waiting on its applicant's answer is reminded once after this many days, then closed this many
 # days after the reminder.
 NEEDS_INFO_REMINDER_DAYS = env.int("NEEDS_INFO_REMINDER_DAYS", default=30)
+# Accounts told of an advisory and not acknowledging it are reminded once, this many days after its email.
+ADVISORY_REMINDER_DAYS = env.int("ADVISORY_REMINDER_DAYS", default=14)
+if not 1 <= ADVISORY_REMINDER_DAYS <= 365:
+    raise ImproperlyConfigured("ADVISORY_REMINDER_DAYS must be between 1 and 365 days.")
 NEEDS_INFO_CLOSE_DAYS = env.int("NEEDS_INFO_CLOSE_DAYS", default=14)
 for _name in ("NEEDS_INFO_REMINDER_DAYS", "NEEDS_INFO_CLOSE_DAYS"):
     if not 1 <= globals()[_name] <= 3650:
@@ -427,6 +431,7 @@ CELERY_BEAT_SCHEDULE = {
     "needs-info-reminders": {"task": "access.tasks.needs_info_sweep", "schedule": crontab(hour=6, minute=30)},
     "reverify-reminders": {"task": "access.tasks.reverify_sweep", "schedule": crontab(hour=6, minute=45)},
     "closeout-reminders": {"task": "access.tasks.closeouts_remind", "schedule": crontab(hour=6, minute=45)},
+    "advisory-reminders": {"task": "access.tasks.advisory_reminders", "schedule": crontab(hour=6, minute=50)},
     "flush-download-counts": {"task": "access.tasks.download_counts_flush", "schedule": 60.0},
     "sum-download-days": {"task": "access.tasks.download_days_rollup", "schedule": crontab(minute=5)},
     "sweep-webhooks": {"task": "access.tasks.webhooks_sweep", "schedule": 60.0},

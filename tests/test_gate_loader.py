@@ -15,6 +15,7 @@ from access import services
 from access.gate import cache, loader
 from access.models import (
     AccessRequest,
+    Advisory,
     ApiToken,
     AuditEvent,
     DocumentAcknowledgement,
@@ -32,6 +33,7 @@ from access.models import (
     ModelRelease,
     ReleaseDocument,
     ReleaseRevision,
+    RevisionWithdrawal,
     User,
 )
 from access.redisconn import redis_key, shared_redis
@@ -143,6 +145,11 @@ def writes(world) -> dict:
         DocumentAcknowledgement: {
             "create": lambda: DocumentAcknowledgement.objects.create(version=version, user=alice),
         },
+        Advisory: {
+            "create": lambda: Advisory.objects.create(
+                release=release, severity="low", title="T", summary="S", created_by=alice
+            ),
+        },
         ApiToken: {
             "save": lambda: world["token"].save(),
             "update": lambda: ApiToken.objects.filter(pk=world["token"].pk).update(revoked_at=timezone.now()),
@@ -188,6 +195,11 @@ def writes(world) -> dict:
         },
         ReleaseRevision: {
             "update": lambda: ReleaseRevision.objects.filter(pk=release.main_revision_id).update(notes="Notes."),
+        },
+        RevisionWithdrawal: {
+            "create": lambda: RevisionWithdrawal.objects.create(
+                revision_id=release.main_revision_id, withdrawn_by=alice
+            ),
         },
         User: {
             "update": lambda: User.objects.filter(pk=alice.pk).update(is_active=False),

@@ -210,7 +210,15 @@ def history(state: str) -> tuple[RequestFacts, ...]:
     }[state]
 
 
-def build(published, gated, review_mode, viewer, own, lab, past, named, documents="none") -> GateInputs | None:
+# The revision a call asks for: main, an older one still served, or a withdrawn one (with the revision to use).
+REVISIONS = ("main", "older", "withdrawn")
+MAIN_REVISION, OLDER_REVISION, WITHDRAWN_REVISION = 300, 301, 302
+FIXED_SHA = "b" * 40
+
+
+def build(
+    published, gated, review_mode, viewer, own, lab, past, named, documents="none", revision="main"
+) -> GateInputs | None:
     grants, own_requests = OWN[own]
     labs = lab_access(lab)
     requests = tuple(sorted(own_requests + history(past), key=lambda r: r.created_at, reverse=True))
@@ -243,7 +251,9 @@ def build(published, gated, review_mode, viewer, own, lab, past, named, document
             license_version="2.0",
             reviews_license_updates=review_mode,
             restricted_countries=RESTRICTED,
+            withdrawn=((WITHDRAWN_REVISION, FIXED_SHA),),
         ),
+        revision_id={"main": MAIN_REVISION, "older": OLDER_REVISION, "withdrawn": WITHDRAWN_REVISION}[revision],
         viewer=None
         if viewer == "anonymous"
         else ViewerFacts(pk=ME, active=viewer != "inactive", sees_unpublished=viewer == "reviewer" and not published),
@@ -269,20 +279,25 @@ LAB_REFUSAL = {
 }
 
 
-def oracle(published, gated, review_mode, viewer, own, lab, past, named, documents) -> tuple[str, int | None, bool]:
+def oracle(
+    published, gated, review_mode, viewer, own, lab, past, named, documents="none", revision="main"
+) -> tuple[str, int | None, bool]:
     """The rules below, then: whoever they allow on a gated release who has not acknowledged the current version
     of every document the release asks to be acknowledged is refused with acknowledge_documents, about the same
     grant, until they do."""
-    code, grant_pk, waiting = _oracle(published, gated, review_mode, viewer, own, lab, past, named)
+    code, grant_pk, waiting = _oracle(published, gated, review_mode, viewer, own, lab, past, named, revision)
     if code == "granted" and documents == "new_version":
         return "acknowledge_documents", grant_pk, False
     return code, grant_pk, waiting
 
 
-def _oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tuple[str, int | None, bool]:
+def _oracle(
+    published, gated, review_mode, viewer, own, lab, past, named, revision="main"
+) -> tuple[str, int | None, bool]:
     """(code, the pk of the grant it names or allows through, awaiting review), from the rules:
 
-    - an unpublished release exists only for reviewers; an open one is for anyone;
+    - an unpublished release exists only for reviewers; a withdrawn revision of one that exists is for nobody,
+      whatever they hold; an open one is for anyone;
     - a gated one needs a signed-in, active account, and then either the person's own grant, active, from a
       country the release does not restrict, with the verified affiliation it rested on (if any) seen within its
       maximum age and not suspended, and accepted on the current license version, or an active seat, accepted
@@ -296,6 +311,8 @@ def _oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tup
       lab grant), else that they may apply."""
     if not published and viewer != "reviewer":
         return "not_found", None, False
+    if revision == "withdrawn":
+        return "revision_withdrawn", None, False
     if not gated:
         return "open", None, False
     if viewer == "anonymous":
@@ -352,38 +369,37 @@ def _oracle(published, gated, review_mode, viewer, own, lab, past, named) -> tup
     return "gated", None, False
 
 
-# "none" (no documents) decides as "acknowledged" does, and every other test builds with it: two values suffice.
-AXES = (
-    [True, False],
-    [True, False],
-    [True, False],
-    VIEWERS,
-    list(OWN),
-    LABS,
-    HISTORY,
-    NAMED,
-    ["acknowledged", "new_version"],
-)
+# Documents and the revision asked for: "none" (no documents) decides as "acknowledged" does, and every other test
+# builds with it. Every state meets main with its documents acknowledged; the other pairs (a document to
+# acknowledge, an older revision, a withdrawn one) act after or before everything a grant holds, so they meet the
+# grant states that differ in kind (none, allowed, a license to accept, ended) rather than every one of them.
+EXTRA = [("acknowledged", "main")]
+OTHER_EXTRA = [("new_version", "main"), ("acknowledged", "older"), ("new_version", "withdrawn")]
+CORE_OWN = ["none", "active", "old_license", "revoked"]
+AXES = ([True, False], [True, False], [True, False], VIEWERS, list(OWN), LABS, HISTORY, NAMED, EXTRA)
+OTHER_AXES = ([True, False], [True, False], [True, False], VIEWERS, CORE_OWN, LABS, HISTORY, NAMED, OTHER_EXTRA)
 
 
 def test_every_combination_meets_the_oracle():
     checked = mismatches = 0
     report = []
-    for state in itertools.product(*AXES):
+    for *state, (documents, revision) in itertools.chain(itertools.product(*AXES), itertools.product(*OTHER_AXES)):
+        state = (*state, documents, revision)
         inputs = build(*state)
         if inputs is None:
             continue
         decision = rule.decide(inputs, NOW)
         code, grant_pk, waiting = oracle(*state)
         got = (decision.code, decision.grant.pk if decision.grant else None, decision.awaiting_review)
-        if code in ("pending", "rejected", "gated", "not_found", "open", "not_authenticated", "account_inactive"):
+        if code in ("pending", "rejected", "gated", "not_found", "open", "not_authenticated", "account_inactive",
+                    "revision_withdrawn"):  # fmt: skip
             got = (got[0], grant_pk, got[2])  # these name no grant the oracle follows
         checked += 1
         if got != (code, grant_pk, waiting):
             mismatches += 1
             if len(report) < 20:
                 report.append(f"{state}: expected {(code, grant_pk, waiting)}, got {got}")
-    assert checked > 100_000
+    assert checked > 200_000
     assert not mismatches, f"{mismatches} of {checked}:\n" + "\n".join(report)
 
 
@@ -486,3 +502,21 @@ def test_documents_never_stand_in_front_of_anything_but_an_allowed_download():
 def test_who_reads_a_document(code, holders_only, readable):
     decision = rule.AccessDecision(code)
     assert rule.may_read_document(decision, holders_only=holders_only) is readable
+
+
+def test_a_withdrawn_revision_names_the_revision_to_use_and_wins_over_everything_but_a_missing_release():
+    for viewer in ("anonymous", "inactive", "active", "reviewer"):
+        decision = rule.decide(
+            build(True, True, False, viewer, "active", "active", "none", "none", revision="withdrawn"), NOW
+        )
+        assert (decision.code, decision.use_instead, decision.status) == ("revision_withdrawn", FIXED_SHA, 403)
+    hidden = rule.decide(
+        build(False, True, False, "active", "active", "none", "none", "none", revision="withdrawn"), NOW
+    )
+    assert hidden.code == "not_found"
+    assert rule.decide(
+        build(True, False, False, "anonymous", "none", "none", "none", "none", revision="withdrawn"), NOW
+    ).code == ("revision_withdrawn")
+    assert rule.decide(
+        build(True, True, False, "active", "active", "none", "none", "none", revision="older"), NOW
+    ).allowed

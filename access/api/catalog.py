@@ -49,9 +49,12 @@ def revision_or_404(request, release) -> ReleaseRevision | None:
         ) from None
 
 
-def require_access(request, release, *, via: str, path: str = "") -> downloads.Verdict:
-    """The gate's decision for this call, or its refusal as the API's JSON error."""
-    decision = downloads.authorize(actor=actor_for(request), release=release, via=via, path=path)
+def require_access(request, release, *, via: str, path: str = "", revision_id: int | None = None) -> downloads.Verdict:
+    """The gate's decision for this call (of `revision_id`, main when None), or its refusal as the API's JSON
+    error."""
+    decision = downloads.authorize(
+        actor=actor_for(request), release=release, via=via, path=path, revision_id=revision_id
+    )
     if not decision.allowed:
         raise ApiError(decision.detail, decision.code, decision.status)
     return decision
@@ -224,14 +227,18 @@ class FileDownloadApi(APIView):
             get_release_or_404(request, repo_id)  # says which of the two is unknown
             raise ApiError(_("No file %(path)s in %(repo)s.") % {"path": path, "repo": repo_id}, "not_found", 404)
         release = file.release
-        decision = require_access(request, release, via=DownloadEvent.Via.API, path=file.path)
+        decision = require_access(
+            request, release, via=DownloadEvent.Via.API, path=file.path, revision_id=file.revision_id
+        )
         try:
             location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
         except UnknownMirror:
             raise ApiError(downloads.unknown_mirror_detail(), "unknown_mirror", 400) from None
         url = downloads.serve_file(decision, file, base_url=base_url(request), location=location)
         what = downloads.served(decision, file)  # the person's variant of a marked file
-        response = download_redirect(url)
+        response = downloads.with_advisories(
+            download_redirect(url), downloads.advisories_for(decision, file.revision_id)
+        )
         response["X-Mirror"] = location.name
         response["X-Checksum-Sha256"] = what.sha256
         response["X-File-Size"] = str(what.size)
@@ -258,11 +265,16 @@ class ManifestApi(APIView):
             )
         release = get_release_or_404(request, repo_id)
         revision = revision_or_404(request, release)
-        decision = require_access(request, release, via=DownloadEvent.Via.MANIFEST)
+        decision = require_access(
+            request, release, via=DownloadEvent.Via.MANIFEST, revision_id=revision.pk if revision else None
+        )
         entries, expires_at = downloads.serve_manifest(decision, fmt=fmt, base_url=base_url(request), revision=revision)
         sha = revision.sha if revision is not None else release.revision
-        body = manifests.render(fmt, repo_id=release.repo_id, revision=sha, expires_at=expires_at, entries=entries)
-        response = HttpResponse(body, content_type=manifests.FORMATS[fmt])
+        advisories = downloads.advisories_for(decision, revision.pk if revision else None, acknowledged=True)
+        body = manifests.render(
+            fmt, repo_id=release.repo_id, revision=sha, expires_at=expires_at, entries=entries, advisories=advisories
+        )
+        response = downloads.with_advisories(HttpResponse(body, content_type=manifests.FORMATS[fmt]), advisories)
         response["Cache-Control"] = "no-store"
         response["X-Revision"] = sha
         if fmt != "json":

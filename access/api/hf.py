@@ -112,9 +112,11 @@ class HfApiView(APIView):
                 "RevisionNotFound",
             ) from None
 
-    def require_access(self, release: ModelRelease, path: str = "") -> downloads.Verdict:
+    def require_access(
+        self, release: ModelRelease, path: str = "", revision_id: int | None = None
+    ) -> downloads.Verdict:
         decision = downloads.authorize(
-            actor=actor_for(self.request), release=release, via=DownloadEvent.Via.HF, path=path
+            actor=actor_for(self.request), release=release, via=DownloadEvent.Via.HF, path=path, revision_id=revision_id
         )
         if not decision.allowed:
             raise hf_error(decision.detail, decision.code, decision.status, "GatedRepo")
@@ -169,7 +171,7 @@ class TreeApi(HfApiView):
     def get(self, request, repo_id, revision, path=None):
         release = self.release(repo_id)
         rev = self.check_revision(release, revision)
-        decision = self.require_access(release)
+        decision = self.require_access(release, revision_id=rev.row.pk if rev.row else None)
         prefix = (path or "").strip("/")
         recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
         entries = tree_entries(release, prefix=prefix, recursive=recursive, revision=rev, marks=decision.marks)
@@ -236,7 +238,7 @@ class ResolveApi(HfApiView):
         file = selectors.release_file_get(release=release, path=path, revision=rev.row)
         if file is None:
             raise entry_not_found(rev.sha, _("No file %(path)s in %(repo)s.") % {"path": path, "repo": release.repo_id})
-        decision = self.require_access(release, path=file.path)
+        decision = self.require_access(release, path=file.path, revision_id=file.revision_id)
         try:
             location = selectors.release_location(release=release, preferred=request.query_params.get("mirror"))
         except UnknownMirror:
@@ -246,7 +248,9 @@ class ResolveApi(HfApiView):
             # The client follows a same-origin redirect and reads X-Repo-Commit from the storage response; a file
             # unchanged between revisions is one object, so the storage view is told which revision was asked for.
             url += "?" + urlencode({"revision": rev.sha})
-        response = download_redirect(url)
+        response = downloads.with_advisories(
+            download_redirect(url), downloads.advisories_for(decision, file.revision_id)
+        )
         response["X-Mirror"] = location.name
         response["X-Repo-Commit"] = rev.sha
         what = downloads.served(decision, file)  # the person's variant of a marked file

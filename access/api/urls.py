@@ -2,9 +2,11 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, documents, flaws, labs, officials, requests, rules, stats, stewardship
+from . import advisories, catalog, documents, flaws, labs, officials, requests, rules, stats, stewardship
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
+# An advisory by its URL id or, once published, its ADV-YYYY-NNNN id.
+ADVISORY = r"(?P<public_id>[0-9a-f]{32}|ADV-[0-9]{4}-[0-9]{4,6})"
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
 
 urlpatterns = [
@@ -30,6 +32,29 @@ urlpatterns = [
     ),
     re_path(rf"^v1/models/{REPO}/access-form/?$", requests.AccessFormApi.as_view(), name="api-model-access-form"),
     re_path(rf"^v1/models/{REPO}/rules/?$", rules.ReleaseRulesApi.as_view(), name="api-model-rules"),
+    re_path(
+        rf"^v1/models/{REPO}/advisories/?$", advisories.ReleaseAdvisoriesApi.as_view(), name="api-model-advisories"
+    ),
+    re_path(rf"^v1/advisories/{ADVISORY}/?$", advisories.AdvisoryApi.as_view(), name="api-advisory"),
+    re_path(
+        rf"^v1/advisories/{ADVISORY}/acknowledge/?$",
+        advisories.AdvisoryAcknowledgeApi.as_view(),
+        name="api-advisory-acknowledge",
+    ),
+    re_path(r"^v1/review/advisories/?$", advisories.ReviewAdvisoriesApi.as_view(), name="api-review-advisories"),
+    re_path(
+        rf"^v1/review/advisories/{ADVISORY}/?$", advisories.ReviewAdvisoryApi.as_view(), name="api-review-advisory"
+    ),
+    re_path(
+        rf"^v1/review/advisories/{ADVISORY}/publish/?$",
+        advisories.ReviewAdvisoryPublishApi.as_view(),
+        name="api-review-advisory-publish",
+    ),
+    re_path(
+        rf"^v1/review/advisories/{ADVISORY}/withdraw-revision/?$",
+        advisories.ReviewAdvisoryWithdrawApi.as_view(),
+        name="api-review-advisory-withdraw",
+    ),
     re_path(
         rf"^v1/models/{REPO}/flaw-reports/?$", flaws.ReleaseFlawReportsApi.as_view(), name="api-model-flaw-reports"
     ),

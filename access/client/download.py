@@ -24,7 +24,8 @@ portal publishes a new one meanwhile, so the folder never mixes files of two rev
 the next run updates to the latest revision. --revision picks one (its id, or main).
 Your token is only ever sent to the portal, never to the storage servers.
 
-Exit status: 0 every selected file is verified, 1 some files failed, 2 usage error or the portal refused.
+Exit status: 0 every selected file is verified, 1 some files failed, 2 usage error or the portal refused, 3 the
+revision asked for was withdrawn (the message names the one to use).
 The summary ends with a `transferred_bytes=<N>` line (bytes downloaded by this run).
 """
 
@@ -54,7 +55,7 @@ __version__ = "1.1.0"
 
 CHUNK_SIZE = 1024 * 1024
 DEFAULT_PORTAL = "http://127.0.0.1:8000"
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_WITHDRAWN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_RETRY_AFTER = 600.0  # never sleep longer than this on one Retry-After
 MAX_URL_REFRESHES = 2  # fresh manifests per file, without progress in between, when storage keeps answering 403
@@ -68,6 +69,7 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 REVISION_RE = re.compile(r"^(main|[0-9a-f]{40})$")
+ADVISORY_ID_RE = re.compile(r"^ADV-[0-9]{4}-[0-9]{4,6}$")
 CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 REFUSAL_HINTS = {
     "not_authenticated": "This release is gated: pass --token or set PORTAL_TOKEN.",
@@ -80,6 +82,7 @@ REFUSAL_HINTS = {
     "license_update": "Accept the new license version in the portal (the message says where), then run again.",
     "acknowledge_documents": "Read and acknowledge the documents the message names in the portal, then run again.",
     "revision_not_found": "Pass --revision main to download the latest revision instead.",
+    "revision_withdrawn": "Download the revision the message names with --revision, or --revision main.",
     "not_found": "Check the model id (e.g. facebook/opt-175b) and --portal.",
 }
 
@@ -98,6 +101,10 @@ class Failure(Exception):
 
 class Refused(Failure):
     """The portal refused or answered nonsense: the whole run stops with exit status 2."""
+
+
+class Withdrawn(Refused):
+    """The revision asked for was withdrawn: the run stops with exit status 3."""
 
 
 class DownloadError(Failure):
@@ -261,8 +268,27 @@ class FileEntry:
 
 
 class Manifest:
-    def __init__(self, repo_id: str, revision: str, expires_at: str, files: list):
+    def __init__(self, repo_id: str, revision: str, expires_at: str, files: list, advisories=None):
         self.repo_id, self.revision, self.expires_at, self.files = repo_id, revision, expires_at, files
+        self.advisories = advisories or []
+
+
+def parse_advisories(items: object) -> list:
+    """[{id, severity, title, url, acknowledged}] on the revision served; anything malformed is skipped (it only
+    informs)."""
+    found = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and ADVISORY_ID_RE.match(item["id"]):
+            found.append(
+                {
+                    "id": item["id"],
+                    "severity": str(item.get("severity") or ""),
+                    "title": str(item.get("title") or ""),
+                    "url": str(item.get("url") or "") if is_http_url(item.get("url")) else "",
+                    "acknowledged": item.get("acknowledged") is True,
+                }
+            )
+    return found
 
 
 def parse_manifest(data: object, repo_id: str) -> Manifest:
@@ -293,7 +319,11 @@ def parse_manifest(data: object, repo_id: str) -> Manifest:
             FileEntry(path, size, digest.lower(), url, parse_sources(item.get("urls"), path, url), piece_length, pieces)
         )
     return Manifest(
-        str(data.get("repo_id") or repo_id), str(data.get("revision") or "?"), str(data.get("expires_at") or ""), files
+        str(data.get("repo_id") or repo_id),
+        str(data.get("revision") or "?"),
+        str(data.get("expires_at") or ""),
+        files,
+        parse_advisories(data.get("advisories")),
     )
 
 
@@ -387,8 +417,15 @@ class Portal:
                 self.progress.log(f"manifest: {exc}; retrying in {delay:.1f}s")
                 self.backoff.sleep(delay)
 
-    def _get_json(self, url: str) -> object:
-        request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+    def acknowledge(self, advisory_id: str) -> None:
+        """Record that this token's account acknowledged the advisory (once; again changes nothing)."""
+        url = f"{self.base_url}/api/v1/advisories/{urllib.parse.quote(advisory_id)}/acknowledge"
+        self._get_json(url, method="POST")
+
+    def _get_json(self, url: str, method: str = "GET") -> object:
+        request = urllib.request.Request(
+            url, headers={"Accept": "application/json", "User-Agent": USER_AGENT}, method=method
+        )
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -416,7 +453,7 @@ class Portal:
             return Transient(f"portal answered HTTP {status}" + (f" ({detail})" if detail else ""), retry_after)
         message = f"the portal refused (HTTP {status}{', ' + code if code else ''}): {detail}"
         hint = REFUSAL_HINTS.get(code)
-        return Refused(message, hint or "")
+        return (Withdrawn if code == "revision_withdrawn" else Refused)(message, hint or "")
 
 
 # ---------------------------------------------------------------------------------------------------- progress
@@ -1042,7 +1079,8 @@ def parse_args(argv: list | None) -> argparse.Namespace:
             "  PORTAL_TOKEN=... python3 download.py facebook/opt-175b --dir ./opt-175b\n"
             "  python3 download.py facebook/opt-175b --include '*.json' --include 'checkpoint_*shard0.pt'\n\n"
             "Run the same command again to resume; verified files are skipped.\n"
-            "Exit status: 0 all files verified, 1 some failed, 2 usage error or the portal refused."
+            "Exit status: 0 all files verified, 1 some failed, 2 usage error or the portal refused,\n"
+            "3 the revision asked for was withdrawn."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -1065,6 +1103,11 @@ def parse_args(argv: list | None) -> argparse.Namespace:
         action="append",
         metavar="GLOB",
         help="only files whose path matches this glob ('*' also matches '/'); repeatable",
+    )
+    parser.add_argument(
+        "--acknowledge",
+        action="store_true",
+        help="record that you read the advisories on the revision downloaded (they are printed either way)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait to connect or for data (60)")
     parser.add_argument("--retries", type=int, default=8, help="retries per request on 429/5xx/timeouts (8)")
@@ -1164,6 +1207,28 @@ def print_summary(progress: Progress, root: str) -> None:
     sys.stdout.flush()
 
 
+def show_advisories(portal: Portal, manifest: Manifest, *, acknowledge: bool) -> None:
+    """Print the advisories on this revision not yet acknowledged, before anything is downloaded; with
+    --acknowledge, record the acknowledgement. Neither changes the exit status."""
+    for advisory in manifest.advisories:
+        if advisory["acknowledged"]:
+            continue
+        print(
+            f"ADVISORY {shown(advisory['id'])} ({shown(advisory['severity'])}): {shown(advisory['title'])}\n"
+            f"  read it: {shown(advisory['url'])}",
+            flush=True,
+        )
+        if acknowledge:
+            try:
+                portal.acknowledge(advisory["id"])
+            except (Failure, Transient) as exc:
+                print(f"  could not record your acknowledgement: {shown(exc)}", file=sys.stderr, flush=True)
+            else:
+                print("  acknowledged.", flush=True)
+        else:
+            print("  (run again with --acknowledge to record that you read it)", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     abort = threading.Event()
     progress = Progress(tty=sys.stdout.isatty(), verbose=args.verbose)
@@ -1185,6 +1250,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = portal.manifest(args.repo_id, revision)
     if state.get("complete") and state["revision"] != manifest.revision:
         print(f"Updating from revision {state['revision']} to {shown(manifest.revision)}.", flush=True)
+    show_advisories(portal, manifest, acknowledge=args.acknowledge)
     selected = select(manifest.files, args.include)
     if not selected:
         raise Refused(f"no files selected: the manifest lists {len(manifest.files)}, none match --include")
@@ -1232,6 +1298,8 @@ def main(argv: list | None = None) -> int:
         print(f"error: {shown(exc)}", file=sys.stderr)
         if exc.hint:
             print(exc.hint, file=sys.stderr)
+        if isinstance(exc, Withdrawn):
+            return EXIT_WITHDRAWN
         return EXIT_REFUSED if isinstance(exc, Refused) else EXIT_FAILED
     except Aborted:
         return EXIT_INTERRUPTED

@@ -22,6 +22,8 @@ class ReleaseFacts:
     restricted_countries: frozenset[str] = frozenset()
     # Marked copies (access.marking): each person is served their own variant of each marked file.
     marked: bool = False
+    # Withdrawn revisions: (revision id, the 40-hex id of the revision to use instead, or "").
+    withdrawn: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,19 @@ class DocumentFacts:
 
 
 @dataclass(frozen=True)
+class AdvisoryFacts:
+    """A published advisory as download responses name it (not an input of the rule)."""
+
+    pk: int
+    public_id: str
+    identifier: str
+    severity: str
+    title: str
+    revision_ids: frozenset[int]
+    embargo_until: datetime | None
+
+
+@dataclass(frozen=True)
 class GateInputs:
     """Everything the rule reads for one person (or nobody) and one release."""
 
@@ -141,3 +156,5 @@ class GateInputs:
     # In a marked release: the attempt number of the person's codeword (access.marking.marks_for), or None when
     # they hold none yet. Not read by the rule: the channel serves the variant it names.
     codeword: int | None = None
+    # The revision the call would serve (its id), when known: a withdrawn one is refused to everyone.
+    revision_id: int | None = None

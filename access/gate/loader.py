@@ -17,6 +17,7 @@ tokens; the person's facts are kept whatever they say (a refusal is a fact like 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from django.db.models import F
 from .. import paths
 from ..models import (
     AccessRequest,
+    Advisory,
     ApiToken,
     DocumentAcknowledgement,
     DocumentVersion,
@@ -40,10 +42,12 @@ from ..models import (
     ModelRelease,
     ReleaseDocument,
     ReleaseRevision,
+    RevisionWithdrawal,
     User,
 )
 from . import cache
 from .facts import (
+    AdvisoryFacts,
     DocumentFacts,
     GateInputs,
     GrantFacts,
@@ -55,14 +59,16 @@ from .facts import (
     ViewerFacts,
 )
 
-GATE_MODELS = (AccessRequest, ApiToken, DocumentAcknowledgement, DocumentVersion, FileVariant, Grant, Lab,
-               LabMembership, LabSeat, LibraryCard, License, MarkingCodeword, ModelFile, ModelRelease, ReleaseDocument,
-               ReleaseRevision, User)  # fmt: skip
+GATE_MODELS = (AccessRequest, Advisory, ApiToken, DocumentAcknowledgement, DocumentVersion, FileVariant, Grant,
+               Lab, LabMembership, LabSeat, LibraryCard, License, MarkingCodeword, ModelFile, ModelRelease,
+               ReleaseDocument, ReleaseRevision, RevisionWithdrawal, User)  # fmt: skip
 GATE_TABLES = frozenset(
     [model._meta.db_table for model in GATE_MODELS]
     # Who is a reviewer (a group's permission) decides whether an unpublished release exists for them.
     + [User.groups.through._meta.db_table, User.user_permissions.through._meta.db_table]
     + ["auth_group", "auth_group_permissions", "auth_permission", "django_content_type"]
+    # Which revisions an advisory affects: what every download response names (X-Advisories).
+    + [Advisory.affected_revisions.through._meta.db_table]
 )
 # Columns the gate never reads: an UPDATE setting only these keeps every process's cache.
 BOOKKEEPING = frozenset(
@@ -272,6 +278,49 @@ def stored_file(*, key: str, revision: str) -> tuple[int, str, str] | None:
 # --- The person's facts -------------------------------------------------------------------------------------
 
 
+def withdrawn(found: ModelRelease) -> tuple[tuple[int, str], ...]:
+    """The release's withdrawn revisions with the revision to use instead of each, cached: read on every download
+    of the release, written almost never."""
+    key = ("withdrawn", found.pk)
+    rows = cache.get(key)
+    if rows is None:
+        rows = tuple(
+            (revision_id, sha or "")
+            for revision_id, sha in RevisionWithdrawal.objects.filter(revision__release_id=found.pk)
+            .order_by("pk")
+            .values_list("revision_id", "use_instead__sha")
+        )
+        cache.put(key, rows)
+    return rows
+
+
+def advisories(found: ModelRelease) -> tuple[AdvisoryFacts, ...]:
+    """The release's published advisories (newest first), cached: every download response names those on the
+    revision it serves, and they change almost never."""
+    key = ("advisories", found.pk)
+    rows = cache.get(key)
+    if rows is None:
+        published = Advisory.objects.filter(release_id=found.pk, status=Advisory.Status.PUBLISHED)
+        affected = {}
+        through = Advisory.affected_revisions.through.objects.filter(advisory__in=published)
+        for advisory_id, revision_id in through.values_list("advisory_id", "releaserevision_id"):
+            affected.setdefault(advisory_id, set()).add(revision_id)
+        rows = tuple(
+            AdvisoryFacts(
+                pk=a.pk,
+                public_id=a.public_id,
+                identifier=a.identifier,
+                severity=a.severity,
+                title=a.title,
+                revision_ids=frozenset(affected.get(a.pk, ())),
+                embargo_until=a.embargo_until,
+            )
+            for a in published.order_by("-published_at", "-pk")
+        )
+        cache.put(key, rows)
+    return rows
+
+
 def release_facts(found: ModelRelease) -> ReleaseFacts:
     return ReleaseFacts(
         pk=found.pk,
@@ -283,6 +332,7 @@ def release_facts(found: ModelRelease) -> ReleaseFacts:
         reviews_license_updates=found.license_update_mode == ModelRelease.LicenseUpdateMode.REVIEW,
         restricted_countries=frozenset(found.restricted_countries or ()),
         marked=found.marking,
+        withdrawn=withdrawn(found),
     )
 
 
@@ -413,9 +463,16 @@ def _viewer(user: User, found: ModelRelease) -> ViewerFacts:
     return ViewerFacts(pk=user.pk, active=user.is_active, sees_unpublished=not found.published and _reviewer(user))
 
 
-def inputs(*, user, release: ModelRelease, grant: Grant | None = None) -> GateInputs:
+def inputs(*, user, release: ModelRelease, grant: Grant | None = None, revision_id: int | None = None) -> GateInputs:
     """The facts for this person (or nobody) and release; `grant` when the caller names one (its page, its
-    batch), which only that grant may then allow."""
+    batch), which only that grant may then allow; `revision_id` the revision the call would serve."""
+    found = _inputs(user=user, release=release, grant=grant)
+    if revision_id is not None and found.release.withdrawn:
+        return replace(found, revision_id=revision_id)  # only then does the rule look at it
+    return found
+
+
+def _inputs(*, user, release: ModelRelease, grant: Grant | None) -> GateInputs:
     if user is None or not user.is_authenticated:
         return GateInputs(release=release_facts(release))
     if grant is not None:

@@ -20,6 +20,15 @@ def detail(decision: AccessDecision, release: ModelRelease) -> str:
     repo = release.repo_id
     if code == rule.NOT_FOUND:
         return _("No release named %(repo)s.") % {"repo": repo}
+    if code == rule.REVISION_WITHDRAWN:
+        if decision.use_instead:
+            return _("This revision of %(repo)s was withdrawn; use revision %(revision)s instead.") % {
+                "repo": repo,
+                "revision": decision.use_instead,
+            }
+        return _("This revision of %(repo)s was withdrawn; the release has no revision to use instead yet.") % {
+            "repo": repo
+        }
     if code == rule.NOT_AUTHENTICATED:
         return _(
             "%(repo)s is gated. Sign in or send 'Authorization: Bearer <token>'; to get access, apply at %(url)s."

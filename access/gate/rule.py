@@ -4,7 +4,8 @@
 loader (access.gate.loader) gathers the facts; access.downloads.authorize audits and renders what a refusal says
 (access.gate.messages); the recorder (access.gate.recorder) writes the download.
 
-The rule: an unpublished release does not exist except for reviewers; an open release is for anyone; a gated
+The rule: an unpublished release does not exist except for reviewers; a withdrawn revision is for nobody (the
+refusal names the revision to use instead); an open release is for anyone; a gated
 one for an active account whose own grant is active (issued, not expired, not revoked) and on the release's
 current license version, or who holds an active seat, on the current version, on an active lab grant of a lab
 they belong to. Either suffices. When the caller names a grant (its page, its batch), only that grant counts.
@@ -52,8 +53,9 @@ GATED = "gated"
 # signing official's decision), then one expired (the official may issue a new one), then a verified
 # affiliation to be seen again (a sign-in fixes it), then a license to accept. Documents to acknowledge before
 # downloading only ever stand between an otherwise allowed person and the files, so they rank after everything
-# held that the person must still obtain. Codes the gate does not produce yet keep their place here for the facts
-# that will bring them: a withdrawn revision.
+# held that the person must still obtain. A withdrawn revision is refused to everyone, holders and reviewers
+# alike, right after a release that does not exist: it says which revision to use instead, and nothing the person
+# holds changes that.
 ORDER = (
     NOT_FOUND,
     REVISION_WITHDRAWN,
@@ -91,6 +93,8 @@ class AccessDecision:
     awaiting_review: bool = False
     # acknowledge_documents only: the documents to acknowledge (current versions).
     documents: tuple[DocumentFacts, ...] = ()
+    # revision_withdrawn only: the 40-hex id of the revision to use instead ("" when there is none).
+    use_instead: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -113,6 +117,10 @@ class AccessDecision:
         """A refusal about nothing the person holds (not found, sign in, disabled, apply)."""
         assert code in RANK, code
         return cls(code)
+
+    @classmethod
+    def withdrawn(cls, use_instead: str) -> AccessDecision:
+        return cls(REVISION_WITHDRAWN, use_instead=use_instead)
 
     @classmethod
     def about_grant(cls, code: str, grant: GrantFacts, *, awaiting_review: bool = False) -> AccessDecision:
@@ -159,6 +167,10 @@ def _decide(inputs: GateInputs, now: datetime) -> AccessDecision:
     release, viewer = inputs.release, inputs.viewer
     if not release.published and not (viewer is not None and viewer.active and viewer.sees_unpublished):
         return AccessDecision.refused(NOT_FOUND)
+    if inputs.revision_id is not None:
+        for revision_id, use_instead in release.withdrawn:
+            if revision_id == inputs.revision_id:
+                return AccessDecision.withdrawn(use_instead)
     if not release.gated:
         return AccessDecision.open()
     if viewer is None:

@@ -5,6 +5,14 @@ from ..audit import audit
 from ..taskbase import Enqueued
 from .accessforms import question_create, question_retire, question_update
 from .accounts import supported_language, user_set_language
+from .advisories import (
+    advisory_acknowledge,
+    advisory_add_update,
+    advisory_create,
+    advisory_publish,
+    advisory_update,
+    revision_withdraw,
+)
 from .base import (
     Actor,
     Forbidden,
@@ -146,6 +154,11 @@ __all__ = [
     "TokenError",
     "UploadLimit",
     "UploadTooLarge",
+    "advisory_acknowledge",
+    "advisory_add_update",
+    "advisory_create",
+    "advisory_publish",
+    "advisory_update",
     "audit",
     "batch_fill",
     "can_manage_webhooks",
@@ -242,6 +255,7 @@ __all__ = [
     "reviewer_add",
     "reviewer_remove",
     "reviewers",
+    "revision_withdraw",
     "rule_actor",
     "supported_language",
     "task_actor",

@@ -138,20 +138,16 @@ def _issue(access_request: AccessRequest) -> Grant:
     if grant.lab_id is not None:
         return grant  # members download with their own tokens; each download is recorded for its member
     if not grant.batches.filter(status=UrlBatch.Status.READY).exists():
-        urls, expires_at = downloads.batch_sign(grant)
+        urls, expires_at, signed = downloads.batch_sign(grant)
         batch = UrlBatch.objects.create(
-            grant=grant,
-            status=UrlBatch.Status.READY,
-            urls=urls,
-            expires_at=expires_at,
-            revision=grant.release.revision,
+            grant=grant, status=UrlBatch.Status.READY, urls=urls, expires_at=expires_at, revision=signed
         )
         audit(
             actor=ISSUER,
             action="grant.batch_signed",
             target=batch,
             access_request=access_request,
-            data={"grant": grant.public_id, "files": len(urls), "revision": grant.release.revision},
+            data={"grant": grant.public_id, "files": len(urls), "revision": signed},
         )
     return grant
 
@@ -199,8 +195,8 @@ def batch_fill(*, batch_id: int) -> UrlBatch | None:
                 data={"grant": batch.grant.public_id, "code": decision.code},
             )
             return batch
-        batch.urls, batch.expires_at = downloads.batch_sign(batch.grant)
-        batch.status, batch.revision = UrlBatch.Status.READY, batch.grant.release.revision
+        batch.urls, batch.expires_at, batch.revision = downloads.batch_sign(batch.grant)
+        batch.status = UrlBatch.Status.READY
         batch.save(update_fields=["urls", "expires_at", "status", "revision", "updated_at"])
         audit(
             actor=BATCHER,

@@ -19,6 +19,7 @@ from .. import counts as counters
 from ..durations import wait_estimate_text
 from ..http import actor_for, json_error, wants_json
 from ..listing import file_listing
+from ..services import advisories as advisory_service
 from ..storage import get_storage
 
 CLIENT_SCRIPT = Path(__file__).resolve().parent.parent / "client" / "download.py"
@@ -62,6 +63,8 @@ def release_detail(request, repo_id):
         "documents": selectors.release_documents(release=release),
         "marking": codewords.MarkingStatus(release) if release.marking else None,
         "manages": selectors.is_release_manager(request.user) if release.marking else False,
+        "advisories": advisory_service.visible(request.user, release),
+        "advisory_banners": advisory_service.banners(request.user, release),
     }
     return render(request, "access/release_detail.html", context)
 

@@ -18,6 +18,7 @@ from ..forms import LicenseAcceptForm, TokenForm
 from ..http import actor_for, base_url, download_redirect
 from ..listing import file_listing
 from ..models import ApiToken, DownloadEvent, UrlBatch
+from ..services import advisories
 from ..services.reverification import reverify_due
 
 
@@ -62,6 +63,7 @@ def grant_detail(request, public_id):
         "in_register": grant.release.public_register
         and grant.request.register_consent
         and grant.request.register_withdrawn_at is None,
+        "advisory_banners": advisories.banners(request.user, grant.release),
     }
     return render(request, "access/grant_detail.html", context)
 
@@ -140,22 +142,33 @@ def grant_batch_download(request, public_id, fmt):
     grant = _own_grant(request, public_id)
     if fmt not in manifests.FORMATS:
         raise Http404
+    # Decided and recorded for the revision the batch signed: main may have moved on since it was issued.
+    batch = downloads.current_batch(grant)
+    signed = downloads.batch_revision(batch) if batch is not None else None
     decision = downloads.authorize(
-        actor=actor_for(request), release=grant.release, via=DownloadEvent.Via.WEB, grant=grant, path=f"batch.{fmt}"
+        actor=actor_for(request),
+        release=grant.release,
+        via=DownloadEvent.Via.WEB,
+        grant=grant,
+        path=f"batch.{fmt}",
+        revision_id=signed.pk if signed else None,
     )
-    batch = downloads.current_batch(grant) if decision.allowed else None
-    if batch is None:
+    if batch is None or not decision.allowed:
         messages.error(request, decision.detail or _("No download links are ready yet."))
         return redirect("grant-detail", public_id=public_id)
-    entries, _expires = downloads.serve_manifest(decision, fmt=fmt, base_url=base_url(request), entries=batch.urls)
+    entries, _expires = downloads.serve_manifest(
+        decision, fmt=fmt, base_url=base_url(request), entries=batch.urls, revision=signed
+    )
+    advisories = downloads.advisories_for(decision, signed.pk if signed else None, acknowledged=True)
     body = manifests.render(
         fmt,
         repo_id=grant.release.repo_id,
         revision=batch.revision or grant.release.revision,
         expires_at=downloads.iso(batch.expires_at),
         entries=entries,
+        advisories=advisories,
     )
-    response = HttpResponse(body, content_type=manifests.FORMATS[fmt])
+    response = downloads.with_advisories(HttpResponse(body, content_type=manifests.FORMATS[fmt]), advisories)
     response["Content-Disposition"] = f'attachment; filename="{grant.release.name}-{manifests.FILENAMES[fmt]}"'
     response["Cache-Control"] = "no-store"
     return response
