@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from access import catalog_data, codewords, marking, services, tracing
 from access.models import AuditEvent, License, ModelRelease
 from access.storage import get_storage
-from tests.factories import ReleaseFactory, UserFactory, add_file, grant_for
+from tests.factories import ReleaseFactory, UserFactory, add_file, grant_for, token_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -185,12 +185,13 @@ def test_the_demo_release_cannot_name_anyone_and_says_what_it_observed(local_sto
     assert result["closest"] == {"agree": 2, "observed": 2, "chance": 1 / 16, "any_innocent": 1 / 16}
 
 
-def test_only_release_managers_trace_and_every_trace_is_audited_by_fingerprint(twelve, tmp_path):
+def test_only_release_managers_trace_and_every_trace_is_audited_by_fingerprint(twelve, tmp_path, reviewer):
     release, people = twelve
     sums = tmp_path / "SHA256SUMS"
     copy = copy_of(release, people["dan"], tmp_path / "dan")
     sums.write_text("".join(f"{tracing.hash_file(p)}  {p.name}\n" for p in sorted(copy.iterdir())))
-    for who in (session(UserFactory()), session(people["ada"]), services.Actor(user=people["ada"], credential="token")):
+    strangers = (session(UserFactory()), session(people["ada"]), session(reviewer))  # a reviewer who manages nothing
+    for who in (*strangers, services.Actor(user=people["ada"], credential="token")):
         with pytest.raises(services.Forbidden):
             services.copy_trace(actor=who, hashes=services.manifest_entries(sums.read_text()))
     assert not AuditEvent.objects.filter(action="marking.traced").exists()
@@ -238,3 +239,45 @@ def test_the_tail_is_the_exact_binomial():
     assert tracing.upper_tail([0.25] * 12, 12) == pytest.approx(4.0**-12)
     assert tracing.upper_tail([0.5] * 4, 2) == pytest.approx(11 / 16)
     assert tracing.upper_tail([0.5, 0.25], 0) == 1.0
+
+
+@pytest.fixture
+def manager(db):
+    """A reviewer who also manages releases (a reviewer token needs reviewer powers)."""
+    user = UserFactory(email="mia@portal.example")
+    services.reviewer_add(actor=services.command_actor("add_reviewer"), user=user)
+    return services.release_manager_add(actor=services.command_actor("add_release_manager"), user=user)
+
+
+def post(client, token, body):
+    return client.post(
+        "/api/v1/review/traces", json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+
+
+def test_the_api_traces_names_and_hashes_or_a_manifest_for_release_managers_only(client, twelve, tmp_path, manager):
+    release, people = twelve
+    copy = copy_of(release, people["ben"], tmp_path / "ben")
+    files = [{"name": p.name, "sha256": tracing.hash_file(p)} for p in sorted(copy.iterdir())]
+    review = token_secret(manager, review=True)
+    body = post(client, review, {"files": files}).json()
+    assert body["status"] == "match" and [c["user"] for c in body["candidates"]] == ["ben@uni.example"]
+    sums = "".join(f"{f['sha256']}  {f['name']}\n" for f in files)
+    assert post(client, review, {"manifest": sums}).json()["fingerprint"] == body["fingerprint"]
+    assert AuditEvent.objects.filter(action="marking.traced", actor=manager).count() == 2
+    # refusals: a token without reviewer access, a holder, nobody
+    assert post(client, token_secret(manager), {"files": files}).json()["code"] == "token_scope"
+    assert post(client, token_secret(people["ada"]), {"files": files}).json()["code"] == "permission_denied"
+    assert client.post("/api/v1/review/traces", {"files": files}, content_type="application/json").status_code == 401
+    # hostile input: clear 4xx, stable codes
+    for bad, code in [
+        ({"files": [{"name": "a", "sha256": "nothex"}]}, "invalid"),
+        ({"manifest": "garbage"}, "trace_bad_manifest"),
+        ({}, "trace_empty"),
+        ([1, 2], "invalid"),
+        ({"files": [{"name": "a", "sha256": "a" * 64}] * 10_001}, "trace_too_many"),
+    ]:
+        response = post(client, review, bad)
+        assert response.status_code == 400 and response.json()["code"] == code, (bad, response.json())
+    schema = client.get("/api/schema", HTTP_ACCEPT="application/json").content.decode()
+    assert "/api/v1/review/traces" in schema and "review_traces_create" in schema

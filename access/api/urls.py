@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import catalog, documents, flaws, labs, requests, rules, stats, stewardship
+from . import catalog, documents, flaws, labs, requests, rules, stats, stewardship, traces
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
@@ -154,6 +154,7 @@ urlpatterns = [
         labs.ReviewLabSeatRejectApi.as_view(),
         name="api-review-seat-reject",
     ),
+    re_path(r"^v1/review/traces/?$", traces.TraceApi.as_view(), name="api-review-traces"),
     re_path(r"^v1/review/stats/?$", stats.ReviewStatsApi.as_view(), name="api-review-stats"),
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(
