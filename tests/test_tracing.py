@@ -281,3 +281,33 @@ def test_the_api_traces_names_and_hashes_or_a_manifest_for_release_managers_only
         assert response.status_code == 400 and response.json()["code"] == code, (bad, response.json())
     schema = client.get("/api/schema", HTTP_ACCEPT="application/json").content.decode()
     assert "/api/v1/review/traces" in schema and "review_traces_create" in schema
+
+
+def test_the_reviewer_page_traces_uploaded_resaved_files_for_release_managers_only(client, twelve, tmp_path, manager):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.support.auth import login_recently
+
+    release, people = twelve
+    copy = copy_of(release, people["ada"], tmp_path / "ada")
+    # re-saved with other metadata: no hash matches, read by values
+    uploads = []
+    for path in sorted(copy.glob("*.safetensors")):
+        _length, found = marking.read_header(path)
+        data = path.read_bytes()
+        size = {t.name: marking.FLOATS[t.dtype][0] for t in found}
+        tensors = [(t.name, t.dtype, t.shape, data[t.start : t.start + t.count * size[t.name]]) for t in found]
+        blob = catalog_data.safetensors_bytes(tensors, {"note": "re-saved"})
+        uploads.append(SimpleUploadedFile(f"renamed-{path.name}", blob))
+    login_recently(client, people["ben"])
+    assert client.get("/review/traces/").status_code in (302, 404)
+    login_recently(client, manager)
+    assert "trace-form" in client.get("/review/traces/").content.decode()
+    page = client.post("/review/traces/", {"files": uploads, "hashes": ""})
+    body = page.content.decode()
+    assert page.status_code == 200 and "ada@uni.example" in body and "trace-candidates" in body, body
+    assert "values" in body
+    bad = client.post("/review/traces/", {"hashes": "garbage"})
+    assert bad.status_code == 400 and "trace-error" in bad.content.decode()
+    event = AuditEvent.objects.filter(action="marking.traced").latest("id")
+    assert event.data["source"] == "page" and event.data["named"] == ["ada@uni.example"]
