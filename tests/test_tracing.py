@@ -311,3 +311,29 @@ def test_the_reviewer_page_traces_uploaded_resaved_files_for_release_managers_on
     assert bad.status_code == 400 and "trace-error" in bad.content.decode()
     event = AuditEvent.objects.filter(action="marking.traced").latest("id")
     assert event.data["source"] == "page" and event.data["named"] == ["ada@uni.example"]
+
+
+def test_a_lab_members_copy_names_them_with_their_seat_even_after_it_ends(twelve, tmp_path, reviewer):
+    from tests.factories import AccessRequestFactory
+
+    release, _people = twelve
+    pi, max_ = UserFactory(email="pi@uni.example"), UserFactory(email="max@uni.example")
+    lab = services.lab_create(actor=session(pi), name="Tracing Lab")
+    _invitation, secret = services.lab_invite(actor=session(pi), lab=lab, email=max_.email)
+    services.lab_invitation_accept(actor=session(max_), token=secret)
+    request = AccessRequestFactory(applicant=pi, release=release, lab=lab, all_members=True)
+    services.request_approve(actor=session(reviewer), access_request=request)
+    grant = services.grant_issue(request_id=request.pk)
+    services.lab_seat_accept(
+        actor=session(max_),
+        grant=grant,
+        version=release.license.version,
+        accept_license=True,
+        noncommercial_attested=True,
+    )
+    codewords.codeword_assign(release=release, user=max_)
+    copy = copy_of(release, max_, tmp_path / "max")
+    services.grant_revoke(actor=session(reviewer), grant=grant, reason="ended")
+    result = trace_dir(copy)
+    assert [c["user"] for c in result["candidates"]] == ["max@uni.example"]
+    assert [s["lab"] for s in result["candidates"][0]["seats"]] == ["Tracing Lab"]
