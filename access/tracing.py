@@ -418,7 +418,7 @@ def parse_manifest(text: str) -> list[tuple[str, str]]:
     if text.startswith(("{", "[")):
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadInput("not valid JSON", "trace_bad_manifest") from None
         entries = data.get("files") if isinstance(data, dict) else data
         if not isinstance(entries, list):

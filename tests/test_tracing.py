@@ -212,6 +212,8 @@ def test_only_release_managers_trace_and_every_trace_is_audited_by_fingerprint(t
         ("not a manifest", "trace_bad_manifest"),
         ("{bad json", "trace_bad_manifest"),
         ('{"files": [{"path": 1}]}', "trace_bad_manifest"),
+        ("[" * 100_000, "trace_bad_manifest"),
+        ('{"files": [{"path": "a", "sha256": "00"}]}', "trace_bad_hash"),
         ("", "trace_empty"),
     ],
 )
