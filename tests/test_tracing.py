@@ -32,19 +32,19 @@ def tensor(seed: int, count: int = 2048) -> bytes:
     return values.astype("<f2").tobytes() if seed % 2 else values.astype("<f4").tobytes()
 
 
-def write_release(root: Path, files: int) -> None:
+def write_release(root: Path, files: int, seed: int = 0) -> None:
     root.mkdir()
     for i in range(files):
         dtype = "F16" if i % 2 else "F32"
-        blob = tensor(i, 2048)
+        blob = tensor(seed + i, 2048)
         tensors = [(f"layers.{i}.weight", dtype, (32, 64), blob), (f"layers.{i}.bias", "F32", (4,), b"\0" * 16)]
         (root / f"model-{i:05d}.safetensors").write_bytes(catalog_data.safetensors_bytes(tensors, {"format": "pt"}))
     (root / "config.json").write_text('{"hidden_size": 64}')
 
 
-def register(tmp_path, repo_id: str, files: int, variants: int) -> ModelRelease:
+def register(tmp_path, repo_id: str, files: int, variants: int, seed: int = 0) -> ModelRelease:
     source = tmp_path / repo_id.replace("/", "-")
-    write_release(source, files)
+    write_release(source, files, seed)
     License.objects.get_or_create(slug="marked", version="1", defaults={"title": "M", "text": "Copies are marked."})
     call_command(
         "register_release",
@@ -339,3 +339,14 @@ def test_a_lab_members_copy_names_them_with_their_seat_even_after_it_ends(twelve
     result = trace_dir(copy)
     assert [c["user"] for c in result["candidates"]] == ["max@uni.example"]
     assert [s["lab"] for s in result["candidates"][0]["seats"]] == ["Tracing Lab"]
+
+
+def test_another_releases_copy_names_only_that_releases_holder(twelve, tmp_path):
+    release, people = twelve
+    other = register(tmp_path, "lab/other", 12, 4, seed=1000)
+    zed = holder(other, "zed")
+    result = trace_dir(copy_of(other, zed, tmp_path / "zed"))
+    assert (result["release"], [c["user"] for c in result["candidates"]]) == ("lab/other", ["zed@uni.example"])
+    assert result["holders"] == 1
+    mine = trace_dir(copy_of(release, people["ada"], tmp_path / "ada"))
+    assert (mine["release"], [c["user"] for c in mine["candidates"]]) == ("lab/twelve", ["ada@uni.example"])
