@@ -16,6 +16,7 @@ from .views import (
     requests,
     review,
     stewardship,
+    traces,
     webhooks,
 )
 
@@ -139,6 +140,7 @@ urlpatterns = [
     path("review/requests/<str:public_id>/", review.detail, name="review-detail"),
     path("review/attachments/<str:public_id>", review.attachment, name="review-attachment"),
     path("review/close-outs/", stewardship.review_closeouts, name="review-closeouts"),
+    path("review/traces/", traces.review_trace, name="review-trace"),
     path("review/grants/", review.grants, name="review-grants"),
     path("review/grants/<str:public_id>/", review.grant_detail, name="review-grant"),
     path("review/lab-seats/<str:public_id>/decide", labs.review_seat_decide, name="review-seat-decide"),

@@ -2,7 +2,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import advisories, catalog, documents, flaws, labs, officials, requests, rules, stats, stewardship
+from . import advisories, catalog, documents, flaws, labs, officials, requests, rules, stats, stewardship, traces
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 # An advisory by its URL id or, once published, its ADV-YYYY-NNNN id.
@@ -205,6 +205,7 @@ urlpatterns = [
         labs.ReviewLabSeatRejectApi.as_view(),
         name="api-review-seat-reject",
     ),
+    re_path(r"^v1/review/traces/?$", traces.TraceApi.as_view(), name="api-review-traces"),
     re_path(r"^v1/review/stats/?$", stats.ReviewStatsApi.as_view(), name="api-review-stats"),
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(

@@ -129,6 +129,7 @@ from .stewardship import (
     register_withdraw,
 )
 from .tokens import TokenError, token_authenticate, token_create, token_hash, token_revoke
+from .traces import copy_trace, manifest_entries
 from .webhooks import (
     can_manage_webhooks,
     webhook_endpoint_create,
@@ -169,6 +170,7 @@ __all__ = [
     "closeout_file",
     "closeouts_remind",
     "command_actor",
+    "copy_trace",
     "disclosure_terms_current",
     "disclosure_terms_publish",
     "document_acknowledge",
@@ -207,6 +209,7 @@ __all__ = [
     "lab_update",
     "license_publish",
     "license_update_notify",
+    "manifest_entries",
     "may_report",
     "mirror_compare",
     "mirror_disable",
