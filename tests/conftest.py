@@ -25,9 +25,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERVERS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("slow"):
-            # Under `pytest -n 2 --dist loadgroup` (make test) one worker runs the slow tier's servers, workers and
-            # browsers one after another while the other runs everything else.
+            # Under `pytest -n 2 --dist loadgroup` (make test) one worker runs the servers, workers and browsers one
+            # after another; the rest, slow in-process tests (the attack matrix) included, goes to whichever
+            # worker is free.
             item.add_marker(pytest.mark.xdist_group("serial"))
 
 
