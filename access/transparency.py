@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import identities, stats
-from .models import AccessRequest, AuditEvent, CloseOut, Grant, LabSeat, ModelRelease
+from .models import AccessRequest, Advisory, AuditEvent, CloseOut, Grant, LabSeat, ModelRelease
 
 S = AccessRequest.Status
 DAYS = 365
@@ -93,7 +93,8 @@ def _automatic() -> Exists:
 
 def transparency_numbers(release: ModelRelease, *, now=None) -> dict:
     """The last year's decisions: p50/p90 time to decision, automatic and human apart (human: a person decided,
-    the request's reviewer), the approval rate, and the close-outs completed of those asked."""
+    the request's reviewer), the approval rate, the close-outs completed of those asked, and the advisories
+    published (out of their embargo)."""
     now = now or timezone.now()
     since = now - timedelta(days=DAYS)
     decided = stats.decisions(release).filter(decided_at__gte=since, decided_at__lte=now)
@@ -112,6 +113,10 @@ def transparency_numbers(release: ModelRelease, *, now=None) -> dict:
     total = decided.count()
     approved = decided.filter(status=S.APPROVED).count()
     closeouts = CloseOut.objects.filter(grant__release=release, asked_at__gte=since)
+    # Advisories the public may read: published in the window and out of their embargo.
+    advisories = Advisory.objects.filter(
+        release=release, status=Advisory.Status.PUBLISHED, published_at__gte=since, published_at__lte=now
+    ).filter(Q(embargo_until__isnull=True) | Q(embargo_until__lte=now))
     return {
         "release": release.repo_id,
         "days": DAYS,
@@ -123,6 +128,7 @@ def transparency_numbers(release: ModelRelease, *, now=None) -> dict:
             "asked": closeouts.count(),
             "completed": closeouts.filter(completed_at__isnull=False).count(),
         },
+        "advisories_published": advisories.count(),
     }
 
 

@@ -19,16 +19,19 @@ SERVERS = {
     "browser",
     "page",
 }
+BROWSER = {"browser", "page"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SERVERS & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if SERVERS & used:
             item.add_marker(pytest.mark.slow)
-            # Under `pytest -n 2 --dist loadgroup` (make test) one worker runs the servers, workers and browsers one
-            # after another; the rest, slow in-process tests (the attack matrix) included, goes to whichever
-            # worker is free.
-            item.add_marker(pytest.mark.xdist_group("serial"))
+            # Under `pytest -n 2 --dist loadgroup` (make test) the browser journeys run one after another on one
+            # worker and the other servers and workers one after another on one worker (each worker has its own
+            # database, Redis databases, private Redis and ports); the rest, slow in-process tests (the attack
+            # matrix) included, goes to whichever worker is free.
+            item.add_marker(pytest.mark.xdist_group("browser" if BROWSER & used else "serial"))
 
 
 def _own_redis_databases() -> None:

@@ -17,12 +17,12 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from access import services
 from access.downloads import relay_url
-from access.models import Advisory, AdvisoryRecipient, AuditEvent, UrlBatch, WebhookDelivery
+from access.models import Advisory, AdvisoryRecipient, AuditEvent, ModelRelease, UrlBatch, WebhookDelivery
 from access.services import advisories
 from tests.factories import ReleaseFactory, UserFactory, grant_for, token_secret
 from tests.support.auth import login_recently
@@ -511,3 +511,18 @@ def test_the_attack_matrix_of_advisories(world):
         "ann@uni.example",
         "eve@uni.example",
     }
+
+
+def test_the_transparency_page_counts_the_advisories_the_public_may_read(world):
+    release = world["release"]
+    ModelRelease.objects.filter(pk=release.pk).update(transparency_public=True)
+    numbers = lambda: APIClient().get(f"/api/v1/models/{REPO}/transparency").json()  # noqa: E731
+    assert numbers()["advisories_published"] == 0
+    publish(world, draft(world)["public_id"])
+    later = (timezone.now() + timedelta(days=30)).isoformat()
+    publish(world, draft(world, title="Under embargo", embargo_until=later)["public_id"])
+    draft(world, title="Still a draft")
+    assert numbers()["advisories_published"] == 1
+    with translation.override("zh-hans"):
+        page = APIClient().get(f"/models/{REPO}/transparency", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert page.status_code == 200 and 'id="transparency-advisories"' in page.content.decode()

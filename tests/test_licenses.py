@@ -70,16 +70,22 @@ def test_every_request_and_grant_records_the_version_accepted(release, holder):
     assert grant.license_accepted_at == grant.request.license_accepted_at
 
 
-def test_the_gate_reads_a_persons_facts_in_four_queries_and_none_once_cached(release, holder, alice):
+def test_the_gate_reads_a_persons_facts_in_five_queries_and_none_once_cached(release, holder, alice):
     grant, token = holder
     with CaptureQueriesContext(connection) as queries:
         decision = downloads.access_state(user=alice, release=release)
     assert decision.allowed and decision.grant.pk == grant.pk
-    # Outside a request nothing is cached: the release's documents to acknowledge (in a request, kept for
-    # everyone who asks for the release), then the person's grants, lab grants and requests, one query each
-    # (and their acknowledgements, only when the release has documents to acknowledge).
+    # Outside a request nothing is cached: the release's documents to acknowledge and its withdrawn revisions (in
+    # a request, kept for everyone who asks for the release), then the person's grants, lab grants and requests,
+    # one query each (and their acknowledgements, only when the release has documents to acknowledge).
     tables = [q["sql"].split(" FROM ", 1)[1].split(" ", 1)[0] for q in queries]
-    assert tables == ['"access_documentversion"', '"access_grant"', '"access_grant"', '"access_accessrequest"'], tables
+    assert tables == [
+        '"access_documentversion"',
+        '"access_revisionwithdrawal"',
+        '"access_grant"',
+        '"access_grant"',
+        '"access_accessrequest"',
+    ], tables
     client = bearer(token)
     assert client.get(CHANNELS[0]).status_code == 302
     with CaptureQueriesContext(connection) as queries:

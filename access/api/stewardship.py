@@ -296,6 +296,7 @@ class ReleaseTransparencyApi(APIView):
                         "TransparencyCloseOuts",
                         {"asked": serializers.IntegerField(), "completed": serializers.IntegerField()},
                     ),
+                    "advisories_published": serializers.IntegerField(),
                 },
             ),
             404: ERROR,
