@@ -380,10 +380,13 @@ AXES = ([True, False], [True, False], [True, False], VIEWERS, list(OWN), LABS, H
 OTHER_AXES = ([True, False], [True, False], [True, False], VIEWERS, CORE_OWN, LABS, HISTORY, NAMED, OTHER_EXTRA)
 
 
-def test_every_combination_meets_the_oracle():
+# One item per kind of viewer, so the two pytest-xdist workers share the combinations (about 250,000 in all).
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_every_combination_meets_the_oracle(viewer):
     checked = mismatches = 0
     report = []
-    for *state, (documents, revision) in itertools.chain(itertools.product(*AXES), itertools.product(*OTHER_AXES)):
+    axes = [(*AXES[:3], [viewer], *AXES[4:]), (*OTHER_AXES[:3], [viewer], *OTHER_AXES[4:])]
+    for *state, (documents, revision) in itertools.chain(*(itertools.product(*a) for a in axes)):
         state = (*state, documents, revision)
         inputs = build(*state)
         if inputs is None:
@@ -399,7 +402,7 @@ def test_every_combination_meets_the_oracle():
             mismatches += 1
             if len(report) < 20:
                 report.append(f"{state}: expected {(code, grant_pk, waiting)}, got {got}")
-    assert checked > 200_000
+    assert checked > 40_000
     assert not mismatches, f"{mismatches} of {checked}:\n" + "\n".join(report)
 
 
