@@ -277,3 +277,15 @@ def university(idp):
         actor=actor, ror_id="0testun01", name="Test University", email_domains=["uni.example"], issuers=[idp.issuer]
     )
     return services.institution_confirm(actor=actor, institution=institution)
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a request in Chinese through the test client leaves Chinese
+    active in the thread (LocaleMiddleware activates and never deactivates), and services write texts in it."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
