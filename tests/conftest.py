@@ -3,6 +3,7 @@ import os
 import pytest
 
 from tests.factories import UserFactory
+from tests.support import database
 
 # Fixtures that start a server, a worker or a browser: a test asking for one is in the slow tier (`make test` runs
 # every tier; `make test-fast` leaves it out).
@@ -61,6 +62,29 @@ def _own_redis_databases() -> None:
 
 
 _own_redis_databases()
+database.quick_flush()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+    """Each worker's test database: a copy of the migrated template when one exists for this schema, migrated
+    (and kept as the template) otherwise (tests/support/database.py); dropped at the end."""
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+    from pytest_django.fixtures import _get_databases_for_setup
+
+    aliases, serialized = _get_databases_for_setup(request.session.items)
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        cloned = database.setup_from_template(connection, verbosity)
+        config = setup_databases(
+            verbosity=verbosity, interactive=False, aliases=aliases, serialized_aliases=serialized, keepdb=True
+        )
+        if not cloned:
+            database.keep_template(connection)
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=verbosity)
 
 # Marked releases need a marking key; `make test` sets one, and so does this for a bare pytest (subprocess servers
 # inherit the environment).
