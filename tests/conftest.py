@@ -86,6 +86,7 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
     with django_db_blocker.unblock():
         teardown_databases(config, verbosity=verbosity)
 
+
 # Marked releases need a marking key; `make test` sets one, and so does this for a bare pytest (subprocess servers
 # inherit the environment).
 TEST_MARKING_KEY = "test-only-marking-key-not-secret-0123456789"
