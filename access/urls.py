@@ -2,6 +2,7 @@ from django.urls import path, re_path, register_converter
 
 from . import fileserve, views
 from .api import hf, hf_review
+from .paths import PUBLIC_ID
 from .views import (
     account,
     advisories,
@@ -46,16 +47,14 @@ urlpatterns = [
     re_path(rf"^models/{REPO}/flaw-reports/new/?$", flaws.report_new, name="flaw-report-new"),
     re_path(rf"^models/{REPO}/register/?$", stewardship.release_register, name="release-register"),
     re_path(rf"^models/{REPO}/license$", documents.release_license, name="release-license"),
+    re_path(rf"^models/{REPO}/documents/{PUBLIC_ID}/$", documents.document_detail, name="release-document"),
     re_path(
-        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/$", documents.document_detail, name="release-document"
-    ),
-    re_path(
-        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/v(?P<number>[0-9]{{1,6}})\.md$",
+        rf"^models/{REPO}/documents/{PUBLIC_ID}/v(?P<number>[0-9]{{1,6}})\.md$",
         documents.document_raw,
         name="release-document-raw",
     ),
     re_path(
-        rf"^models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/acknowledge$",
+        rf"^models/{REPO}/documents/{PUBLIC_ID}/acknowledge$",
         documents.document_acknowledge,
         name="release-document-acknowledge",
     ),
@@ -158,15 +157,13 @@ urlpatterns = [
     re_path(rf"^manage/{REPO}/license$", manage.license_move, name="manage-license"),
     re_path(rf"^manage/{REPO}/documents/$", documents.manage_documents, name="manage-documents"),
     re_path(rf"^manage/{REPO}/footprint$", documents.manage_footprint, name="manage-footprint"),
-    re_path(
-        rf"^manage/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/$", documents.manage_document, name="manage-document"
-    ),
+    re_path(rf"^manage/{REPO}/documents/{PUBLIC_ID}/$", documents.manage_document, name="manage-document"),
     re_path(rf"^manage/{REPO}/review$", manage.review_policy, name="manage-review-policy"),
     re_path(rf"^manage/{REPO}/rules$", manage.rules, name="manage-rules"),
     re_path(rf"^manage/{REPO}/marking$", manage.marking_enable, name="manage-marking"),
     re_path(rf"^manage/{REPO}/advisories$", advisories.manage_advisories, name="manage-advisories"),
     re_path(
-        rf"^manage/{REPO}/advisories/(?P<public_id>[0-9a-f]{{32}})$",
+        rf"^manage/{REPO}/advisories/{PUBLIC_ID}$",
         advisories.manage_advisory,
         name="manage-advisory",
     ),

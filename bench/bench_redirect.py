@@ -135,17 +135,23 @@ def med(rounds: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rounds)
 
 
-def settled_count(model, *, quiet: float = 0.5, timeout: float = 30) -> int:
-    """The table's row count once it has stopped changing for `quiet` seconds."""
+def settled(count, *, quiet: float = 0.5, timeout: float = 30) -> int:
+    """What `count()` returns once it has stopped changing for `quiet` seconds (rows still being written by
+    requests in flight)."""
     deadline = time.monotonic() + timeout
-    last = model.objects.count()
+    last = count()
     while time.monotonic() < deadline:
         time.sleep(quiet)
-        now = model.objects.count()
+        now = count()
         if now == last:
             return now
         last = now
     return last
+
+
+def settled_count(model) -> int:
+    """The table's row count once it has stopped changing."""
+    return settled(model.objects.count)
 
 
 class WsgiClient:
@@ -454,17 +460,9 @@ def rows_in(database_url: str) -> int:
         return conn.execute("SELECT count(*) FROM access_downloadevent").fetchone()[0]
 
 
-def settled_rows(database_url: str, *, quiet: float = 0.5, timeout: float = 30) -> int:
+def settled_rows(database_url: str) -> int:
     """settled_count for the other checkout's database, which this process's ORM does not know."""
-    deadline = time.monotonic() + timeout
-    last = rows_in(database_url)
-    while time.monotonic() < deadline:
-        time.sleep(quiet)
-        now = rows_in(database_url)
-        if now == last:
-            return now
-        last = now
-    return last
+    return settled(lambda: rows_in(database_url))
 
 
 def paired(args, bench, env: dict, token: str, paths: list[str], open_paths: list[str]) -> int:

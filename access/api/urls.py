@@ -2,11 +2,13 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from ..paths import PUBLIC_ID, ROR_ID, hex_id
 from . import advisories, catalog, documents, flaws, labs, officials, requests, rules, stats, stewardship, traces
 
 # namespace and name are separate path parameters, so the OpenAPI schema can describe them.
 # An advisory by its URL id or, once published, its ADV-YYYY-NNNN id.
 ADVISORY = r"(?P<public_id>[0-9a-f]{32}|ADV-[0-9]{4}-[0-9]{4,6})"
+ATTACHMENT_ID, MEMBER_ID = hex_id("attachment_id"), hex_id("member_id")
 REPO = r"(?P<namespace>[A-Za-z0-9][\w.-]*)/(?P<name>[A-Za-z0-9][\w.-]*)"
 
 urlpatterns = [
@@ -16,17 +18,17 @@ urlpatterns = [
     re_path(rf"^v1/models/{REPO}/manifest/?$", catalog.ManifestApi.as_view(), name="api-model-manifest"),
     re_path(rf"^v1/models/{REPO}/documents/?$", documents.DocumentListApi.as_view(), name="api-model-documents"),
     re_path(
-        rf"^v1/models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/?$",
+        rf"^v1/models/{REPO}/documents/{PUBLIC_ID}/?$",
         documents.DocumentDetailApi.as_view(),
         name="api-model-document",
     ),
     re_path(
-        rf"^v1/models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/versions/?$",
+        rf"^v1/models/{REPO}/documents/{PUBLIC_ID}/versions/?$",
         documents.DocumentVersionsApi.as_view(),
         name="api-model-document-versions",
     ),
     re_path(
-        rf"^v1/models/{REPO}/documents/(?P<public_id>[0-9a-f]{{32}})/acknowledge/?$",
+        rf"^v1/models/{REPO}/documents/{PUBLIC_ID}/acknowledge/?$",
         documents.DocumentAcknowledgeApi.as_view(),
         name="api-model-document-acknowledge",
     ),
@@ -62,80 +64,74 @@ urlpatterns = [
         rf"^v1/models/{REPO}/disclosure-terms/?$", flaws.DisclosureTermsApi.as_view(), name="api-model-disclosure-terms"
     ),
     re_path(r"^v1/flaw-reports/?$", flaws.FlawReportListApi.as_view(), name="api-flaw-reports"),
+    re_path(rf"^v1/flaw-reports/{PUBLIC_ID}/?$", flaws.FlawReportDetailApi.as_view(), name="api-flaw-report"),
     re_path(
-        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/?$", flaws.FlawReportDetailApi.as_view(), name="api-flaw-report"
-    ),
-    re_path(
-        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/comments/?$",
+        rf"^v1/flaw-reports/{PUBLIC_ID}/comments/?$",
         flaws.FlawReportCommentsApi.as_view(),
         name="api-flaw-report-comments",
     ),
     re_path(
-        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/attachments/?$",
+        rf"^v1/flaw-reports/{PUBLIC_ID}/attachments/?$",
         flaws.FlawReportAttachmentsApi.as_view(),
         name="api-flaw-report-attachments",
     ),
     re_path(
-        r"^v1/flaw-reports/(?P<public_id>[0-9a-f]{32})/attachments/(?P<attachment_id>[0-9a-f]{32})/?$",
+        rf"^v1/flaw-reports/{PUBLIC_ID}/attachments/{ATTACHMENT_ID}/?$",
         flaws.FlawReportAttachmentApi.as_view(),
         name="api-flaw-report-attachment",
     ),
     re_path(r"^v1/review/flaw-reports/?$", flaws.ReviewFlawReportListApi.as_view(), name="api-review-flaw-reports"),
     re_path(
-        r"^v1/review/flaw-reports/(?P<public_id>[0-9a-f]{32})/triage/?$",
+        rf"^v1/review/flaw-reports/{PUBLIC_ID}/triage/?$",
         flaws.ReviewFlawReportTriageApi.as_view(),
         name="api-review-flaw-report-triage",
     ),
     re_path(r"^v1/access-requests/?$", requests.AccessRequestListApi.as_view(), name="api-requests"),
     re_path(
-        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/?$",
+        rf"^v1/access-requests/{PUBLIC_ID}/?$",
         requests.AccessRequestDetailApi.as_view(),
         name="api-request",
     ),
     re_path(
-        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/withdraw/?$",
+        rf"^v1/access-requests/{PUBLIC_ID}/withdraw/?$",
         requests.AccessRequestWithdrawApi.as_view(),
         name="api-request-withdraw",
     ),
     re_path(
-        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/submit/?$",
+        rf"^v1/access-requests/{PUBLIC_ID}/submit/?$",
         requests.AccessRequestSubmitApi.as_view(),
         name="api-request-submit",
     ),
     re_path(
-        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/attachments/?$",
+        rf"^v1/access-requests/{PUBLIC_ID}/attachments/?$",
         requests.AccessRequestAttachmentsApi.as_view(),
         name="api-request-attachments",
     ),
     re_path(
-        r"^v1/access-requests/(?P<public_id>[0-9a-f]{32})/attachments/(?P<attachment_id>[0-9a-f]{32})/?$",
+        rf"^v1/access-requests/{PUBLIC_ID}/attachments/{ATTACHMENT_ID}/?$",
         requests.AccessRequestAttachmentApi.as_view(),
         name="api-request-attachment",
     ),
     re_path(r"^v1/grants/?$", requests.GrantListApi.as_view(), name="api-grants"),
     re_path(
-        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/accept-license/?$",
+        rf"^v1/grants/{PUBLIC_ID}/accept-license/?$",
         requests.GrantAcceptLicenseApi.as_view(),
         name="api-grant-accept-license",
     ),
     re_path(
-        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/progress-reports/?$",
+        rf"^v1/grants/{PUBLIC_ID}/progress-reports/?$",
         stewardship.GrantProgressReportsApi.as_view(),
         name="api-grant-reports",
     ),
+    re_path(rf"^v1/grants/{PUBLIC_ID}/renew/?$", stewardship.GrantRenewApi.as_view(), name="api-grant-renew"),
+    re_path(rf"^v1/grants/{PUBLIC_ID}/close/?$", stewardship.GrantCloseApi.as_view(), name="api-grant-close"),
     re_path(
-        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/renew/?$", stewardship.GrantRenewApi.as_view(), name="api-grant-renew"
-    ),
-    re_path(
-        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/close/?$", stewardship.GrantCloseApi.as_view(), name="api-grant-close"
-    ),
-    re_path(
-        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/close-out/?$",
+        rf"^v1/grants/{PUBLIC_ID}/close-out/?$",
         stewardship.GrantCloseOutApi.as_view(),
         name="api-grant-closeout",
     ),
     re_path(
-        r"^v1/grants/(?P<public_id>[0-9a-f]{32})/register/withdraw/?$",
+        rf"^v1/grants/{PUBLIC_ID}/register/withdraw/?$",
         stewardship.GrantRegisterWithdrawApi.as_view(),
         name="api-grant-register-withdraw",
     ),
@@ -147,46 +143,46 @@ urlpatterns = [
     ),
     re_path(r"^v1/review/close-outs/?$", stewardship.ReviewCloseOutsApi.as_view(), name="api-review-closeouts"),
     re_path(
-        r"^v1/review/grants/(?P<public_id>[0-9a-f]{32})/progress-reports/?$",
+        rf"^v1/review/grants/{PUBLIC_ID}/progress-reports/?$",
         stewardship.ReviewGrantReportsApi.as_view(),
         name="api-review-grant-reports",
     ),
     re_path(r"^v1/library-cards/?$", officials.MyCardsApi.as_view(), name="api-library-cards"),
     re_path(
-        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/researchers/?$",
+        rf"^v1/institutions/{ROR_ID}/researchers/?$",
         officials.ResearchersApi.as_view(),
         name="api-institution-researchers",
     ),
     re_path(
-        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/library-cards/?$",
+        rf"^v1/institutions/{ROR_ID}/library-cards/?$",
         officials.InstitutionCardsApi.as_view(),
         name="api-institution-cards",
     ),
     re_path(
-        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/library-cards/(?P<public_id>[0-9a-f]{32})/revoke/?$",
+        rf"^v1/institutions/{ROR_ID}/library-cards/{PUBLIC_ID}/revoke/?$",
         officials.CardRevokeApi.as_view(),
         name="api-institution-card-revoke",
     ),
     re_path(
-        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/officials/?$",
+        rf"^v1/institutions/{ROR_ID}/officials/?$",
         officials.OfficialsApi.as_view(),
         name="api-institution-officials",
     ),
     re_path(
-        r"^v1/institutions/(?P<ror_id>0[a-z0-9]{6}[0-9]{2})/officials/(?P<public_id>[0-9a-f]{32})/end/?$",
+        rf"^v1/institutions/{ROR_ID}/officials/{PUBLIC_ID}/end/?$",
         officials.OfficialEndApi.as_view(),
         name="api-institution-official-end",
     ),
     re_path(r"^v1/labs/?$", labs.LabListApi.as_view(), name="api-labs"),
-    re_path(r"^v1/labs/(?P<public_id>[0-9a-f]{32})/?$", labs.LabDetailApi.as_view(), name="api-lab"),
-    re_path(r"^v1/labs/(?P<public_id>[0-9a-f]{32})/members/?$", labs.LabMembersApi.as_view(), name="api-lab-members"),
+    re_path(rf"^v1/labs/{PUBLIC_ID}/?$", labs.LabDetailApi.as_view(), name="api-lab"),
+    re_path(rf"^v1/labs/{PUBLIC_ID}/members/?$", labs.LabMembersApi.as_view(), name="api-lab-members"),
     re_path(
-        r"^v1/labs/(?P<public_id>[0-9a-f]{32})/members/(?P<member_id>[0-9a-f]{32})/?$",
+        rf"^v1/labs/{PUBLIC_ID}/members/{MEMBER_ID}/?$",
         labs.LabMemberApi.as_view(),
         name="api-lab-member",
     ),
     re_path(
-        r"^v1/labs/(?P<public_id>[0-9a-f]{32})/invitations/?$",
+        rf"^v1/labs/{PUBLIC_ID}/invitations/?$",
         labs.LabInvitationsApi.as_view(),
         name="api-lab-invitations",
     ),
@@ -196,12 +192,12 @@ urlpatterns = [
         name="api-lab-invitation-accept",
     ),
     re_path(
-        r"^v1/review/lab-seats/(?P<public_id>[0-9a-f]{32})/approve/?$",
+        rf"^v1/review/lab-seats/{PUBLIC_ID}/approve/?$",
         labs.ReviewLabSeatApi.as_view(),
         name="api-review-seat-approve",
     ),
     re_path(
-        r"^v1/review/lab-seats/(?P<public_id>[0-9a-f]{32})/reject/?$",
+        rf"^v1/review/lab-seats/{PUBLIC_ID}/reject/?$",
         labs.ReviewLabSeatRejectApi.as_view(),
         name="api-review-seat-reject",
     ),
@@ -209,27 +205,27 @@ urlpatterns = [
     re_path(r"^v1/review/stats/?$", stats.ReviewStatsApi.as_view(), name="api-review-stats"),
     re_path(r"^v1/review/access-requests/?$", requests.ReviewRequestListApi.as_view(), name="api-review-requests"),
     re_path(
-        r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/approve/?$",
+        rf"^v1/review/access-requests/{PUBLIC_ID}/approve/?$",
         requests.ReviewApproveApi.as_view(),
         name="api-review-approve",
     ),
     re_path(
-        r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/reject/?$",
+        rf"^v1/review/access-requests/{PUBLIC_ID}/reject/?$",
         requests.ReviewRejectApi.as_view(),
         name="api-review-reject",
     ),
     re_path(
-        r"^v1/review/access-requests/(?P<public_id>[0-9a-f]{32})/request-info/?$",
+        rf"^v1/review/access-requests/{PUBLIC_ID}/request-info/?$",
         requests.ReviewAskInfoApi.as_view(),
         name="api-review-request-info",
     ),
     re_path(
-        r"^v1/review/attachments/(?P<public_id>[0-9a-f]{32})/?$",
+        rf"^v1/review/attachments/{PUBLIC_ID}/?$",
         requests.ReviewAttachmentApi.as_view(),
         name="api-review-attachment",
     ),
     re_path(
-        r"^v1/review/grants/(?P<public_id>[0-9a-f]{32})/revoke/?$",
+        rf"^v1/review/grants/{PUBLIC_ID}/revoke/?$",
         requests.ReviewGrantRevokeApi.as_view(),
         name="api-review-revoke",
     ),
