@@ -33,6 +33,12 @@ def pytest_collection_modifyitems(config, items):
             # database, Redis databases, private Redis and ports); the rest, slow in-process tests (the attack
             # matrix) included, goes to whichever worker is free.
             item.add_marker(pytest.mark.xdist_group("browser" if BROWSER & used else "serial"))
+            continue
+        # A fixture parametrized by server (tests/test_hostile_input.py's `portal`) names it in its parameters:
+        # slow, and on whichever worker is free (short requests to a server of its own).
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(isinstance(value, str) and value in SERVERS for value in params.values()):
+            item.add_marker(pytest.mark.slow)
 
 
 def _own_redis_databases() -> None:
