@@ -176,13 +176,15 @@ def test_a_copy_mixed_from_two_people_names_both_above_every_innocent(local_stor
     assert all(c["chance"] < tracing.CONFIDENCE for c in result["candidates"])
 
 
-def test_the_demo_release_cannot_name_anyone_and_says_what_it_observed(local_storage, tmp_path):
+def test_the_demo_release_names_a_whole_copy_and_nobody_from_eight_of_its_shards(local_storage, tmp_path):
     call_command("load_demo_catalog", only=[catalog_data.MARKED_REPO_ID], stdout=io.StringIO())
     release = ModelRelease.objects.get(repo_id=catalog_data.MARKED_REPO_ID)
     user = holder(release, "ada")
-    result = trace_dir(copy_of(release, user, tmp_path / "demo"))
-    assert result["status"] == "no_confident_match"
-    assert result["closest"] == {"agree": 2, "observed": 2, "chance": 1 / 16, "any_innocent": 1 / 16}
+    whole = trace_dir(copy_of(release, user, tmp_path / "demo"))
+    assert [(c["user"], c["agree"], c["observed"]) for c in whole["candidates"]] == [("ada@uni.example", 64, 64)]
+    few = trace_dir(copy_of(release, user, tmp_path / "few", only=set(sorted(catalog_data.MARKED_DEMO_FILES)[:8])))
+    assert few["status"] == "no_confident_match"
+    assert few["closest"] == {"agree": 8, "observed": 8, "chance": 4.0**-8, "any_innocent": 4.0**-8}
 
 
 def test_only_release_managers_trace_and_every_trace_is_audited_by_fingerprint(twelve, tmp_path, reviewer):
