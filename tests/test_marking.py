@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 REPO = catalog_data.MARKED_REPO_ID
 # The demo's first 6 shards (F16, BF16 and F32, two of each): all a test here needs of the release, registered in a
-# tenth of the time of its 64 (tests/test_marking_live.py and tests/test_tracing.py load the whole release).
+# quarter of the time of its 64 (tests/test_marking_live.py and tests/test_tracing.py load the whole release).
 SHARDS = sorted(catalog_data.MARKED_DEMO_FILES)[:6]
 SAMPLE = SHARDS[:3]  # an F16, a BF16 and an F32 shard: the per-file requests of every channel
 K = marking.DEFAULT_ELEMENTS
