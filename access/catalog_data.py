@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 OPT_175B_SHARDS = [f"checkpoint_last-model_part-{part}-shard{shard}.pt" for part in range(8) for shard in range(124)]
 
@@ -356,7 +357,7 @@ def release_documents(name: str) -> list[dict]:
     return RELEASE_DOCUMENTS.get(name, [])
 
 
-# --- The marked demo release: real safetensors shards, a few MiB, F16 and BF16 -----------------------------------
+# --- The marked demo release: real safetensors shards, 1 MiB in all, F16, BF16 and F32 ---------------------------
 
 MARKED_REPO_ID = "demo/tiny-marked"
 MARKED_LICENSE_SLUG = "tiny-marked-research"
@@ -368,19 +369,29 @@ Each copy of these weights is marked: the portal serves every holder a copy that
 a few low-order bits of a few weights, so that a copy found elsewhere can be traced to the account it was served
 to. The marks do not change what the model computes in any measurable way.
 """
-MARKED_DEMO_FILES = {
-    # shard name -> tensors (name, dtype, shape); about 1 MiB per shard
-    "model-00001-of-00002.safetensors": [
-        ("embed.weight", "F16", (512, 256)),
-        ("layers.0.attn.weight", "F16", (256, 768)),
-        ("layers.0.norm.weight", "F32", (256,)),
-    ],
-    "model-00002-of-00002.safetensors": [
-        ("layers.1.attn.weight", "BF16", (256, 768)),
-        ("layers.1.mlp.weight", "BF16", (512, 256)),
-        ("layers.1.norm.weight", "F32", (256,)),
-    ],
-}
+# 64 marked shards of 4 variants: a trace names a holder only when the chance that any innocent one agrees as much is
+# below 10^-6, so a whole copy (or any 17 of its shards: 4^-17 × 10,000 holders) names its holder, and a copy mixed
+# half and half from two people's shards names both (docs/marking.md, "How many files a release needs").
+MARKED_SHARDS = 64
+MARKED_HIDDEN = 64
+MARKED_DTYPES = ("F16", "BF16", "F32")
+
+
+def _marked_demo_files() -> dict:
+    """shard name -> tensors (name, dtype, shape): one layer per shard, 16 KiB of weights each (the F32 ones
+    half as many elements), cycling through F16, BF16 and F32, each with an F32 norm."""
+    files = {}
+    shards, hidden = MARKED_SHARDS, MARKED_HIDDEN
+    for i in range(shards):
+        dtype = MARKED_DTYPES[i % 3]
+        shape = (hidden, hidden) if dtype == "F32" else (hidden, 2 * hidden)
+        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        files[name] = [(f"layers.{i}.weight", dtype, shape), (f"layers.{i}.norm.weight", "F32", (hidden,))]
+    return files
+
+
+MARKED_DEMO_FILES = _marked_demo_files()
+MARKED_PARAMETERS = sum(math.prod(shape) for specs in MARKED_DEMO_FILES.values() for _, _, shape in specs)
 
 
 def safetensors_bytes(tensors: list[tuple[str, str, tuple[int, ...], bytes]], metadata: dict | None = None) -> bytes:
@@ -423,5 +434,5 @@ def write_marked_demo(root) -> None:
                 data = values.astype("<f4").tobytes()
             tensors.append((name, dtype, shape, data))
         (root / shard).write_bytes(safetensors_bytes(tensors, {"format": "pt"}))
-    config = {"model_type": "tiny-marked", "hidden_size": 256, "num_hidden_layers": 2, "vocab_size": 512}
+    config = {"model_type": "tiny-marked", "hidden_size": MARKED_HIDDEN, "num_hidden_layers": MARKED_SHARDS}
     (root / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -218,6 +218,11 @@ def mark_file(
 # --- Codewords ----------------------------------------------------------------------------------------------
 
 
+_BLOCK = hashlib.sha256().block_size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 @dataclass(frozen=True)
 class Marks:
     """A person's codeword in one release: which variant of each marked file they receive."""
@@ -225,7 +230,24 @@ class Marks:
     seed: bytes
 
     def variant(self, path: str, variants: int) -> int:
-        return int.from_bytes(hmac.new(self.seed, path.encode(), hashlib.sha256).digest()[:8], "big") % variants
+        return self.variants([(path.encode(), variants)])[0]
+
+    def variants(self, files: list[tuple[bytes, int]]) -> list[int]:
+        """The variant of each (path as UTF-8 bytes, variants): the first 8 bytes of HMAC-SHA256(seed, path), big
+        endian, modulo variants. HMAC is computed by its definition (RFC 2104) from the seed's two padded SHA-256
+        states, copied for each file: the same bytes as `hmac.new(seed, path, "sha256")` at less than half its cost
+        (a trace computes one per holder and file read)."""
+        key = self.seed if len(self.seed) <= _BLOCK else hashlib.sha256(self.seed).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        inner, outer = hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+        out = []
+        for path, v in files:
+            digest = inner.copy()
+            digest.update(path)
+            mac = outer.copy()
+            mac.update(digest.digest())
+            out.append(int.from_bytes(mac.digest()[:8], "big") % v)
+        return out
 
 
 def marks_for(*, release_id: int, user_id: int, attempt: int) -> Marks:

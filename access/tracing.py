@@ -31,6 +31,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import marking
 from .models import FileVariant, LabSeat, MarkingCodeword, ModelFile, ModelRelease, ReleaseRevision, User
 from .storage import LocalStorage, get_storage
@@ -263,57 +265,76 @@ def _people(release: ModelRelease, user_ids: list[int]) -> dict[int, dict]:
     return out
 
 
+def rank(agree: np.ndarray, users: list[int], variants: list[int]) -> tuple[list[tuple[int, int, int, float]], dict]:
+    """The rule, on its inputs alone: `agree[h, i]` says whether holder `users[h]`'s codeword agrees with the copy on
+    observed file i, which has `variants[i]` variants. Names, one after another, first whoever agrees with most of the
+    copy, then whoever agrees with most of the files the people named so far do not explain (a copy mixed from
+    several people's files), while the chance that any innocent holder agrees as much stays below CONFIDENCE; ties
+    go to the smaller user id. Returns [(holder index, agreement on the files left, files left, chance)] and, when
+    no one is named, what the closest holder agreed on."""
+    holders, observed = agree.shape
+    remaining = np.ones(observed, dtype=bool)
+    done = np.zeros(holders, dtype=bool)
+    ids = np.asarray(users, dtype=np.int64)
+    named: list[tuple[int, int, int, float]] = []
+    closest: dict = {}
+    while remaining.any() and len(named) < holders:
+        counts = agree[:, remaining].sum(axis=1)
+        counts[done] = -1
+        best = int(counts.max())
+        row = int(np.flatnonzero(counts == best)[np.argmin(ids[counts == best])])
+        left = int(remaining.sum())
+        tail = upper_tail([1 / variants[i] for i in np.flatnonzero(remaining)], best)
+        if not best or min(1.0, tail * holders) >= CONFIDENCE:
+            if not named:
+                closest = {
+                    "agree": best,
+                    "observed": observed,
+                    "chance": tail,
+                    "any_innocent": min(1.0, tail * holders),
+                }
+            break
+        named.append((row, best, left, tail))
+        done[row] = True
+        remaining &= ~agree[row]
+    return named, closest
+
+
 def _rank(trace: Trace, readings: dict[str, tuple[int, int]]) -> None:
-    """Compare every holder's codeword with the variants read ({path: (variant, V)}) and name, one after another,
-    the holders who explain the copy: first whoever agrees with most of it, then whoever agrees with most of the
-    files the people named so far do not explain (a copy mixed from several people's files), while the chance that
-    any innocent holder agrees as much stays below CONFIDENCE."""
+    """Compare every holder's codeword with the variants read ({path: (variant, V)}) and name the holders who
+    explain the copy (`rank`). Each holder's codeword is computed once, as one row of variants, and compared with
+    the copy all at once."""
     release = trace.release
     holders = list(MarkingCodeword.objects.filter(release=release).values_list("user_id", "attempt"))
     trace.holders = len(holders)
     items = sorted(readings.items())
-    vectors = {
-        user_id: [
-            marking.marks_for(release_id=release.pk, user_id=user_id, attempt=attempt).variant(path, v)
-            for path, (_variant, v) in items
-        ]
-        for user_id, attempt in holders
-    }
-    seen = [variant for _path, (variant, _v) in items]
-    total = {uid: sum(1 for a, b in zip(vec, seen, strict=True) if a == b) for uid, vec in vectors.items()}
-    remaining = list(range(len(items)))
-    named: list[tuple[int, int, int, float]] = []  # (user, agree on the files left, files left, chance)
-    while remaining and len(named) < len(vectors):
-        done = {n[0] for n in named}
-        scored = sorted(
-            ((sum(1 for i in remaining if vectors[uid][i] == seen[i]), uid) for uid in vectors if uid not in done),
-            key=lambda s: (-s[0], s[1]),
-        )
-        agree, uid = scored[0]
-        tail = upper_tail([1 / items[i][1][1] for i in remaining], agree)
-        if not agree or min(1.0, tail * len(vectors)) >= CONFIDENCE:
-            if not named:
-                trace.best = {
-                    "agree": agree,
-                    "observed": len(items),
-                    "chance": tail,
-                    "any_innocent": min(1.0, tail * len(vectors)),
-                }
-            break
-        named.append((uid, agree, len(remaining), tail))
-        remaining = [i for i in remaining if vectors[uid][i] != seen[i]]
-    people = _people(release, [n[0] for n in named])
-    users = User.objects.in_bulk([n[0] for n in named])
-    for uid, agree, of, tail in named:
+    files = [(path.encode(), v) for path, (_variant, v) in items]
+    seen = np.array([variant for _path, (variant, _v) in items], dtype=np.int64)
+    release_id = release.pk
+    codes = np.array(
+        [marking.marks_for(release_id=release_id, user_id=uid, attempt=n).variants(files) for uid, n in holders],
+        dtype=np.int64,
+    ).reshape(len(holders), len(items))
+    agree = codes == seen
+    users = [uid for uid, _attempt in holders]
+    named, closest = rank(agree, users, [v for _path, (_variant, v) in items])
+    if not named:
+        trace.best = closest or None
+    total = agree.sum(axis=1)
+    ids = [users[row] for row, *_rest in named]
+    people = _people(release, ids)
+    accounts = User.objects.in_bulk(ids)
+    for row, explains, of, tail in named:
+        uid = users[row]
         trace.candidates.append(
             {
-                "user": users[uid].email,
-                "agree": total[uid],
+                "user": accounts[uid].email,
+                "agree": int(total[row]),
                 "observed": len(items),
-                "explains": agree,
+                "explains": explains,
                 "of": of,
                 "chance": tail,
-                "any_innocent": min(1.0, tail * len(vectors)),
+                "any_innocent": min(1.0, tail * len(holders)),
                 **people[uid],
             }
         )

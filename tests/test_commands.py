@@ -6,7 +6,7 @@ import sys
 import pytest
 from django.core.management import call_command
 
-from access.catalog_data import OPT_175B_SHARDS
+from access.catalog_data import MARKED_DEMO_FILES, OPT_175B_SHARDS
 from access.models import ModelFile, ModelRelease
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def test_load_demo_catalog_loads_the_opt_family_idempotently(local_storage):
         "demo/tiny-marked",
     }
     marked = ModelRelease.objects.get(repo_id="demo/tiny-marked")
-    assert marked.marking and marked.files.filter(mark_variants=4).count() == 2
+    assert marked.marking and marked.files.filter(mark_variants=4).count() == len(MARKED_DEMO_FILES) == 64
     big = ModelRelease.objects.get(repo_id="facebook/opt-175b")
     assert sorted(big.files.values_list("path", flat=True)) == sorted(OPT_175B_SHARDS)
     assert len(OPT_175B_SHARDS) == 992

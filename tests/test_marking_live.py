@@ -1,7 +1,9 @@
 """The marked demo release against the live portal with the real clients: three researchers download it with
 download.py, `hf download` and aria2c's Metalink, and a lab member with download.py. Every client verifies what it
 received against what the portal told it (the person's own hashes and pieces); the marked shards differ between
-people, and one person's stay the same across a renewal and a resumed download."""
+people, and one person's stay the same across a renewal and a resumed download. Then the copies they downloaded are
+traced back to them (trace_copy and the API): each whole, mixed from two of them, re-saved with the safetensors
+library, too small, and an open release's."""
 
 import hashlib
 import io
@@ -12,12 +14,15 @@ from pathlib import Path
 import pytest
 import requests
 from django.core.management import call_command
+from safetensors.numpy import load_file, save_file
 
-from access import catalog_data, services
+from access import catalog_data, services, tracing
 from access.models import ModelRelease
+from access.storage import get_storage
 from tests.factories import AccessRequestFactory, UserFactory, grant_for, token_secret
 from tests.test_download_live import download
 from tests.test_hf import cli
+from tests.test_tracing import trace_dir
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -106,6 +111,18 @@ def test_each_person_downloads_their_own_marked_copy_with_every_client(
     assert len({tuple(hashes[s] for s in SHARDS) for hashes in got.values()}) == 4, "four people, four copies"
     assert len({hashes["config.json"] for hashes in got.values()}) == 1, "unmarked files are the same for all"
 
+    # Each downloaded directory, traced, names exactly its person, with their grant or lab seat
+    for name in ("ada", "ben", "cho", "max"):
+        result = trace_dir(tmp_path / name)
+        assert result["status"] == "match" and result["observed"] == len(SHARDS), result
+        (named,) = result["candidates"]
+        assert named["user"] == people[name].email and named["agree"] == len(SHARDS)
+        if name == "max":
+            assert (named["grants"], [s["lab"] for s in named["seats"]]) == ([], ["Marked Lab"])
+        else:
+            assert ([g["id"] for g in named["grants"]], named["seats"]) == ([grants[name].public_id], [])
+    traced(tmp_path, people, grants, portal, reviewer)
+
     # Ada renews: a new grant, the same copy
     renewal = services.request_renew(actor=session(people["ada"]), grant=grants["ada"])
     services.request_approve(actor=session(reviewer), access_request=renewal)
@@ -123,3 +140,57 @@ def test_each_person_downloads_their_own_marked_copy_with_every_client(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"transferred_bytes={len(data) - len(data) // 2}" in resumed.stdout
     assert digests(tmp_path / "ada") == got["ada"]
+
+
+def traced(tmp_path: Path, people: dict, grants: dict, portal: str, reviewer) -> None:
+    """The leaks a release manager meets, from the directories the clients downloaded."""
+    # mixed: Ada's first 36 shards and Ben's other 28, under one directory: both are named, and nobody else
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i, shard in enumerate(SHARDS):
+        shutil.copyfile(tmp_path / ("ada" if i < 36 else "ben") / shard, mixed / shard)
+    result = trace_dir(mixed)
+    assert result["status"] == "match", result
+    assert {c["user"] for c in result["candidates"]} == {people["ada"].email, people["ben"].email}
+    assert all(c["any_innocent"] < tracing.CONFIDENCE for c in result["candidates"])
+
+    # re-saved by the safetensors library with other metadata, every tensor in one file (numpy has no bfloat16:
+    # the F16 and F32 shards): no hash matches, the values name Cho
+    tensors = {}
+    for shard in SHARDS:
+        if catalog_data.MARKED_DEMO_FILES[shard][0][1] != "BF16":
+            tensors.update(load_file(str(tmp_path / "cho" / shard)))
+    resaved = tmp_path / "resaved"
+    resaved.mkdir()
+    save_file(tensors, str(resaved / "model.safetensors"), metadata={"format": "np", "saved_by": "someone else"})
+    result = trace_dir(resaved)
+    assert [c["user"] for c in result["candidates"]] == [people["cho"].email], result
+    read = [f for f in result["files"] if f["state"] == "marked"]
+    assert {f["how"] for f in read} == {"values"} and len(read) == result["candidates"][0]["agree"] > 32
+
+    # too few marked files (8 of 64: 4^-8 per holder) and an open release's files: nobody is named
+    few = tmp_path / "few"
+    few.mkdir()
+    for shard in SHARDS[:8]:
+        shutil.copyfile(tmp_path / "ada" / shard, few / shard)
+    result = trace_dir(few)
+    assert (result["status"], result["candidates"], result["closest"]["agree"]) == ("no_confident_match", [], 8)
+    call_command("load_demo_catalog", "--size", "64", only=["facebook/opt-125m"], stdout=io.StringIO())
+    opened = tmp_path / "opt-125m"
+    opened.mkdir()
+    for f in ModelRelease.objects.get(repo_id="facebook/opt-125m").files.all():
+        shutil.copyfile(get_storage().path(f.storage_key), opened / f.path)
+    result = trace_dir(opened)
+    assert (result["status"], result["release"], result["candidates"]) == ("unmarked", "facebook/opt-125m", [])
+
+    # the API, for a reviewer who manages releases, from Ben's hashes
+    services.release_manager_add(actor=services.command_actor("tests"), user=reviewer)
+    files = [{"name": p, "sha256": h} for p, h in digests(tmp_path / "ben").items()]
+    response = requests.post(
+        f"{portal}/api/v1/review/traces",
+        json={"files": files},
+        headers={"Authorization": f"Bearer {token_secret(reviewer, review=True)}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert [c["user"] for c in response.json()["candidates"]] == [people["ben"].email]

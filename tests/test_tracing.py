@@ -176,13 +176,15 @@ def test_a_copy_mixed_from_two_people_names_both_above_every_innocent(local_stor
     assert all(c["chance"] < tracing.CONFIDENCE for c in result["candidates"])
 
 
-def test_the_demo_release_cannot_name_anyone_and_says_what_it_observed(local_storage, tmp_path):
+def test_the_demo_release_names_a_whole_copy_and_nobody_from_eight_of_its_shards(local_storage, tmp_path):
     call_command("load_demo_catalog", only=[catalog_data.MARKED_REPO_ID], stdout=io.StringIO())
     release = ModelRelease.objects.get(repo_id=catalog_data.MARKED_REPO_ID)
     user = holder(release, "ada")
-    result = trace_dir(copy_of(release, user, tmp_path / "demo"))
-    assert result["status"] == "no_confident_match"
-    assert result["closest"] == {"agree": 2, "observed": 2, "chance": 1 / 16, "any_innocent": 1 / 16}
+    whole = trace_dir(copy_of(release, user, tmp_path / "demo"))
+    assert [(c["user"], c["agree"], c["observed"]) for c in whole["candidates"]] == [("ada@uni.example", 64, 64)]
+    few = trace_dir(copy_of(release, user, tmp_path / "few", only=set(sorted(catalog_data.MARKED_DEMO_FILES)[:8])))
+    assert few["status"] == "no_confident_match"
+    assert few["closest"] == {"agree": 8, "observed": 8, "chance": 4.0**-8, "any_innocent": 4.0**-8}
 
 
 def test_only_release_managers_trace_and_every_trace_is_audited_by_fingerprint(twelve, tmp_path, reviewer):
@@ -235,6 +237,68 @@ def test_hostile_hashes_are_refused_with_stable_codes(local_storage):
         assert refused.value.code == code
     with pytest.raises(CommandError, match="no such file"):
         call_command("trace_copy", "/nonexistent/copy")
+
+
+def test_a_codeword_is_hmac_sha256_of_each_path_under_the_persons_seed():
+    import hashlib
+    import hmac
+    import random
+
+    rng = random.Random(7)
+    for size in (32, 64, 65, 100):
+        seed = rng.randbytes(size)
+        paths = [(f"model-{i:05d}.safetensors", rng.choice((2, 3, 4, 16))) for i in range(20)] + [("é/ü.bin", 4)]
+        expected = [
+            int.from_bytes(hmac.new(seed, p.encode(), hashlib.sha256).digest()[:8], "big") % v for p, v in paths
+        ]
+        marks = marking.Marks(seed)
+        assert marks.variants([(p.encode(), v) for p, v in paths]) == expected
+        assert [marks.variant(p, v) for p, v in paths] == expected
+
+
+def reference_rank(vectors: dict[int, list[int]], seen: list[int], variants: list[int]):
+    """The ranking rule written plainly, one holder and one file at a time (tracing.rank computes it at once)."""
+    remaining, named, closest = list(range(len(seen))), [], {}
+    while remaining and len(named) < len(vectors):
+        done = {n[0] for n in named}
+        scored = sorted(
+            ((sum(1 for i in remaining if vectors[u][i] == seen[i]), u) for u in vectors if u not in done),
+            key=lambda s: (-s[0], s[1]),
+        )
+        agree, uid = scored[0]
+        tail = tracing.upper_tail([1 / variants[i] for i in remaining], agree)
+        if not agree or min(1.0, tail * len(vectors)) >= tracing.CONFIDENCE:
+            if not named:
+                closest = {
+                    "agree": agree,
+                    "observed": len(seen),
+                    "chance": tail,
+                    "any_innocent": min(1.0, tail * len(vectors)),
+                }
+            break
+        named.append((uid, agree, len(remaining), tail))
+        remaining = [i for i in remaining if vectors[uid][i] != seen[i]]
+    return named, closest
+
+
+def test_the_ranking_names_whom_the_plain_rule_names_over_random_copies():
+    rng = np.random.default_rng(3)
+    for case in range(300):
+        holders, files = int(rng.integers(1, 12)), int(rng.integers(1, 140))
+        variants = [int(v) for v in rng.choice([2, 4, 4, 16], size=files)]
+        codes = np.array([[rng.integers(0, v) for v in variants] for _ in range(holders)], dtype=np.int64)
+        users = [int(u) for u in rng.permutation(1000)[:holders]]
+        # one holder's copy, a copy mixed from two holders' files, or from any of them; a few files read wrong
+        sources = [np.zeros(files, int), np.arange(files) * 2 // files % holders, rng.integers(0, holders, files)]
+        sources = sources[case % 3]
+        seen = [int(codes[s, i]) for i, s in enumerate(sources)]
+        for i in rng.choice(files, size=int(rng.integers(0, 3)), replace=True):
+            seen[i] = int(rng.integers(0, variants[i]))
+        named, closest = tracing.rank(codes == np.array(seen), users, variants)
+        vectors = {users[h]: [int(c) for c in codes[h]] for h in range(holders)}
+        expected, expected_closest = reference_rank(vectors, seen, variants)
+        assert [(users[row], agree, left, tail) for row, agree, left, tail in named] == expected, case
+        assert closest == expected_closest, case
 
 
 def test_the_tail_is_the_exact_binomial():

@@ -99,8 +99,9 @@ class Command(BaseCommand):
             self.stdout.write(f"{repo_id}: {len(rules)} decision rule(s)")
 
     def _marked(self, actor):
-        """The marked demo release: real safetensors shards (F16, BF16 and F32 tensors), gated, both shards
-        marked in 4 variants each (16 codewords); registered as production registers a release."""
+        """The marked demo release: 64 real safetensors shards (F16, BF16 and F32 tensors), gated, every shard
+        marked in 4 variants (4^64 codewords, enough to trace a copy); registered as production registers a
+        release."""
         License.objects.get_or_create(
             slug=catalog_data.MARKED_LICENSE_SLUG,
             version="1.0",
@@ -115,10 +116,10 @@ class Command(BaseCommand):
                 access="gated",
                 license=catalog_data.MARKED_LICENSE_SLUG,
                 display_name="Tiny Marked",
-                parameters=522_752,
-                mark=2,
+                parameters=catalog_data.MARKED_PARAMETERS,
+                mark=len(catalog_data.MARKED_DEMO_FILES),
                 variants=4,
-                piece_size=DEMO_PIECE_SIZE * 64,
+                piece_size=DEMO_PIECE_SIZE,
                 notes="Marked demo weights",
                 stdout=self.stdout,
             )
