@@ -92,8 +92,10 @@ class SyntheticFile:
         out = bytearray()
         while len(out) < n:
             block, offset = divmod(self.pos, self.BLOCK)
-            data = hashlib.shake_256(self.seed + block.to_bytes(8, "big")).digest(self.BLOCK)
-            take = data[offset : offset + n - len(out)]
+            end = min(self.BLOCK, offset + n - len(out))
+            # A shorter SHAKE output is a prefix of a longer one: only the bytes up to `end` are made.
+            data = hashlib.shake_256(self.seed + block.to_bytes(8, "big")).digest(end)
+            take = data[offset:end]
             out += take
             self.pos += len(take)
         return bytes(out)
