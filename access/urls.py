@@ -40,6 +40,16 @@ register_converter(MirrorConverter, "mirror")
 REPO = r"(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
 urlpatterns = [
+    # The download paths first: Django tries patterns in order, and every pattern tried costs each request a regular
+    # expression and a list. No route after them has a URL they match (tests/test_url_order.py).
+    path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
+    path(
+        "storage/<mirror:mirror>/<int:expires>/<str:signature>/<path:key>",
+        fileserve.storage_file,
+        name="storage-mirror-file",
+    ),
+    path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),
+    re_path(rf"^{REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)$", hf.ResolveApi.as_view(), name="hf-resolve"),
     path("", views.catalog, name="catalog"),
     re_path(rf"^models/{REPO}/?$", views.release_detail, name="release-detail"),
     re_path(rf"^models/{REPO}/apply/?$", requests.apply, name="release-apply"),
@@ -174,19 +184,10 @@ urlpatterns = [
         manage.question_retire,
         name="manage-question-retire",
     ),
-    # File serving
-    path("storage/<int:expires>/<str:signature>/<path:key>", fileserve.storage_file, name="storage-file"),
-    path(
-        "storage/<mirror:mirror>/<int:expires>/<str:signature>/<path:key>",
-        fileserve.storage_file,
-        name="storage-mirror-file",
-    ),
-    path("dl/<str:ticket>/<path:path>", fileserve.download_relay, name="download-relay"),
     # Hugging Face Hub compatible; /api/ here, since access.api.urls keeps to /api/v1 and the schema
     re_path(rf"^api/models/{REPO}/?$", hf.ModelInfoApi.as_view(), name="hf-model"),
     re_path(rf"^api/models/{REPO}/revision/(?P<revision>.+?)/?$", hf.ModelInfoApi.as_view(), name="hf-model-rev"),
     re_path(rf"^api/models/{REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?$", hf.TreeApi.as_view(), name="hf-tree"),
-    re_path(rf"^{REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)$", hf.ResolveApi.as_view(), name="hf-resolve"),
     re_path(
         rf"^api/models/{REPO}/user-access-request/(?P<state>pending|accepted|rejected)/?$",
         hf_review.AccessRequestListApi.as_view(),
