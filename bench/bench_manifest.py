@@ -5,10 +5,11 @@ researcher downloaded that revision, so was told of each), side by side.
 
 Run from the repository root (needs PostgreSQL and Redis; `make bench` runs all benchmarks):
 
-    .venv/bin/python bench/bench_manifest.py [--requests 50] [--advisories 3] [--rounds 2]
+    .venv/bin/python bench/bench_manifest.py [--rounds 10] [--requests 10] [--advisories 3]
 
-Each format is fetched --requests times per round in sequence over one keep-alive connection (after 3 untimed ones);
-each round times every format without the advisories and then with them, so both figures meet the same load. The peer
+Each format is fetched --requests times per round in sequence over one keep-alive connection (after 3 untimed ones),
+in --rounds rounds; each round times every format without the advisories and then with them, so that both figures
+meet the same load from elsewhere on the machine (short rounds pair them closely). The peer
 is the release detail endpoint (/api/v1/models/facebook/opt-175b: the same 992 files, unsigned) measured in the same
 run. Before timing, every format is checked (992 entries, checksums present) and a few signed URLs from the JSON
 manifest are downloaded and their SHA-256 compared with the manifest; with advisories, every format is checked to
@@ -121,7 +122,7 @@ def summarize(by_format: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=50, help="timed requests per format (default 50)")
+    parser.add_argument("--requests", type=int, default=10, help="timed requests per format and round (default 10)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (default gthread)")
     parser.add_argument("--gthreads", type=int, default=4, help="threads per gunicorn worker (default 4)")
@@ -131,12 +132,11 @@ def main() -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=2,
-        help="rounds per storage, each timing without then with the advisories (default 2): a pair close in time, "
-        "so load from elsewhere on the machine falls on both",
+        default=10,
+        help="rounds per storage, each timing without then with the advisories (default 10)",
     )
     args = parser.parse_args()
-    rounds = args.rounds if args.advisories else 1
+    rounds = args.rounds
 
     import requests
 

@@ -726,7 +726,7 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
             url += ("&" if "?" in url else "?") + f"token={secret}&access_token={secret}"
         # What a call could change: the victim's objects (any call), downloads and their refusals (the gate's).
         downloads_kind = endpoint.kind in ("gated", "relay", "web_own_batch")
-        state_before = _state(world)
+        state_before = _state(world, endpoint)
         downloads_before = DownloadEvent.objects.count() if downloads_kind else 0
         refusals_before = AuditEvent.objects.filter(action="download.refused").count() if downloads_kind else 0
         if endpoint.kind.startswith("web_"):
@@ -744,7 +744,7 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
         refused = status >= 400 or (endpoint.kind == "web_own_batch" and status == 302)
         # The web decision page answers a refusal with a message and a redirect, as it answers a decision.
         refused = refused or ("{lab_request}" in endpoint.url and role in LAB_REVIEWERS)
-        state_after = _state(world)
+        state_after = _state(world, endpoint)
         if refused and (
             state_after != state_before or (downloads_kind and DownloadEvent.objects.count() != downloads_before)
         ):
@@ -775,10 +775,11 @@ def _filled(value, values):
     return [_filled(v, values) for v in value] if isinstance(value, list) else value
 
 
-def _state(world):
+def _state(world, endpoint: Endpoint):
     """What a reviewer's or release manager's action (allowed or not) could change: the requests' states, the
-    grant's revocation, flaw reports, advisories (the draft's state, new ones, withdrawn revisions) and whether the
-    victim acknowledged the advisory they were told of."""
+    grant's revocation, flaw reports; for the advisory endpoints also the advisories (the draft's state, new ones,
+    withdrawn revisions) and whether the victim acknowledged the one they were told of (asked only there: this runs
+    twice for each of the matrix's calls, and only those endpoints touch advisories)."""
     requests = dict(
         AccessRequest.objects.filter(pk__in=[world.victim_request.pk, world.lab_request.pk]).values_list("pk", "status")
     )
@@ -788,11 +789,13 @@ def _state(world):
         FlawReport.objects.count(),
         FlawReportEntry.objects.count(),
     )
+    if not endpoint.kind.startswith("advisory_"):
+        return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws
     advisories = (
         Advisory.objects.count(),
         Advisory.objects.get(pk=world.draft.pk).status,
         RevisionWithdrawal.objects.count(),
-        AdvisoryRecipient.objects.filter(user__email="victim@uni.example", acknowledged_at__isnull=False).count(),
+        AdvisoryRecipient.objects.filter(user_id=world.victim_grant.user_id, acknowledged_at__isnull=False).count(),
     )
     return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws, advisories
 
