@@ -271,6 +271,11 @@ def test_withdrawing_revision_a_refuses_it_on_every_channel_and_moves_main(world
         assert code == "revision_withdrawn" or "revision_withdrawn" in str(body), (name, body)
         assert b.sha in str(body), name
     assert api.get(f"/api/v1/models/{REPO}/files/weights.bin").status_code == 302  # main is B
+    # The Hub's code for it is RevisionNotFound, not GatedRepo (whose CLI wording is "requires approval"), also
+    # on the HEAD huggingface_hub sends first.
+    head = api.head(f"/{REPO}/resolve/{a.sha}/weights.bin")
+    assert (head.status_code, head["X-Error-Code"]) == (403, "RevisionNotFound") and b.sha in head["X-Error-Message"]
+    assert calls["hf-tree"]["X-Error-Code"] == calls["hf-resolve"]["X-Error-Code"] == "RevisionNotFound"
     # The grant's batch that signed A was reissued (signed again on B).
     newest = grant.batches.order_by("-created_at").first()
     assert newest.pk != signed_a.pk and newest.status == UrlBatch.Status.READY and newest.revision == b.sha

@@ -255,6 +255,15 @@ def test_an_advisory_reaches_exactly_the_holders_of_revision_a_in_every_tool_and
         assert (refused.status_code, refused.json()["code"]) == (403, "revision_withdrawn"), (name, refused.text)
         assert b.sha in refused.json()["detail"], name
     assert b.sha in refusals["hf-resolve"].headers["X-Error-Message"]  # what huggingface_hub shows
+    assert refusals["hf-resolve"].headers["X-Error-Code"] == "RevisionNotFound"
+    hub = cli(
+        ["download", REPO, "--revision", a.sha, "--local-dir", str(tmp_path / "bo-pinned")],
+        portal=portal,
+        home=tmp_path,
+        token=tokens["bo"],
+    )
+    assert hub.returncode != 0 and "Revision not found" in hub.stderr, hub.stderr
+    assert "requires approval" not in hub.stderr  # what the CLI says of a gated repo, not of a withdrawn revision
     pinned = download(portal, REPO, tmp_path / "ann-pinned", tokens["ann"], "--revision", a.sha)
     assert pinned.returncode == 3, pinned.stdout + pinned.stderr
     assert "revision_withdrawn" in pinned.stderr and b.sha in pinned.stderr
