@@ -17,6 +17,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
@@ -187,6 +188,29 @@ def test_every_tool_names_the_advisory_and_holders_acknowledge_once(world):
     assert 'id="advisory-banners"' in eve.get(f"/grants/{grant.public_id}/").content.decode()
 
 
+def test_advisories_on_the_revision_served_cost_a_manifest_one_query(world):
+    """What keeps the 992-file manifest's p50 (bench/bench_manifest.py): the release's advisories come from the
+    gate's cache; only whether the caller acknowledged them (or was told, under embargo) is asked, in one query."""
+    api = bearer(world["people"]["ann"])
+    a = world["a"].sha
+
+    def queries(fmt: str) -> tuple[int, str | None]:
+        api.get(f"/api/v1/models/{REPO}/manifest", {"revision": a, "format": fmt})  # the gate's cache is warm
+        with CaptureQueriesContext(connection) as captured:
+            response = api.get(f"/api/v1/models/{REPO}/manifest", {"revision": a, "format": fmt})
+        assert response.status_code == 200
+        return len(captured), response.get("X-Advisories")
+
+    formats = ("json", "aria2", "wget", "sha256sum", "metalink")
+    without = {fmt: queries(fmt) for fmt in formats}
+    first = publish(world, draft(world)["public_id"])["id"]
+    later = (timezone.now() + timedelta(days=3)).isoformat()
+    second = publish(world, draft(world, title="Under embargo", embargo_until=later)["public_id"])["id"]
+    for fmt in formats:
+        count, named = queries(fmt)
+        assert (count, named) == (without[fmt][0] + 1, f"{second}, {first}"), fmt
+
+
 def test_reminders_go_once_after_the_configured_days(world, settings):
     publish(world, draft(world)["public_id"])
     mail.outbox.clear()
@@ -247,6 +271,11 @@ def test_withdrawing_revision_a_refuses_it_on_every_channel_and_moves_main(world
         assert code == "revision_withdrawn" or "revision_withdrawn" in str(body), (name, body)
         assert b.sha in str(body), name
     assert api.get(f"/api/v1/models/{REPO}/files/weights.bin").status_code == 302  # main is B
+    # The Hub's code for it is RevisionNotFound, not GatedRepo (whose CLI wording is "requires approval"), also
+    # on the HEAD huggingface_hub sends first.
+    head = api.head(f"/{REPO}/resolve/{a.sha}/weights.bin")
+    assert (head.status_code, head["X-Error-Code"]) == (403, "RevisionNotFound") and b.sha in head["X-Error-Message"]
+    assert calls["hf-tree"]["X-Error-Code"] == calls["hf-resolve"]["X-Error-Code"] == "RevisionNotFound"
     # The grant's batch that signed A was reissued (signed again on B).
     newest = grant.batches.order_by("-created_at").first()
     assert newest.pk != signed_a.pk and newest.status == UrlBatch.Status.READY and newest.revision == b.sha

@@ -18,6 +18,8 @@ from access import services
 from access.downloads import relay_url
 from access.models import (
     AccessRequest,
+    Advisory,
+    AdvisoryRecipient,
     ApiToken,
     AuditEvent,
     DownloadEvent,
@@ -27,6 +29,7 @@ from access.models import (
     LabInvitation,
     ModelRelease,
     RequestAttachment,
+    RevisionWithdrawal,
     User,
 )
 from access.storage import get_storage
@@ -113,6 +116,13 @@ REVIEWERS = ("reviewer", "admin", *LAB_REVIEWERS)
 GRANT_HOLDERS = {"approved", "revoked", "expired", "old_license", "inactive", "unpublished"}
 # Roles that may report a flaw in the gated release: an active grant (whatever its license version) or seat.
 FLAW_REPORTERS = DOWNLOADERS | {"old_license"}
+# Current holders (the same test as for flaw reports) may read and acknowledge an advisory under embargo, and so
+# may the accounts told of it: whoever downloaded an affected revision, whatever their grant's state now.
+ADVISORY_HOLDERS = FLAW_REPORTERS
+ADVISORY_TOLD = {"approved", "revoked", "expired"}
+# Reviewers and release managers see drafts and advisories under embargo; only release managers (manage_release:
+# here the superuser) write, publish and withdraw.
+RELEASE_MANAGERS = {"admin"}
 FLAW_REPORT = {
     "revisions": ["main"],
     "title": "Jailbreak",
@@ -142,6 +152,9 @@ class World:
     lab_request: AccessRequest | None = None
     # The victim's flaw report on the gated release: only its reporter and the triagers see it.
     victim_flaw: FlawReport | None = None
+    # A published advisory under embargo on the gated release's revision (the victim was told of it) and a draft.
+    embargoed: Advisory | None = None
+    draft: Advisory | None = None
 
 
 def build_world(role) -> World:
@@ -171,6 +184,7 @@ def build_world(role) -> World:
     )[1]
     if role == "anonymous":
         _lab(world, role, None, gated, reviewer)
+        _advisories(world, gated, shard, [victim])
         world.relay = relay_url(shard.pk, SHARD, user_id=None, base_url="http://testserver").removeprefix(
             "http://testserver"
         )
@@ -220,6 +234,7 @@ def build_world(role) -> World:
     world.relay = relay_url(shard.pk, SHARD, user_id=user.pk, base_url="http://testserver").removeprefix(
         "http://testserver"
     )
+    _advisories(world, gated, shard, [victim, user] if role in ADVISORY_TOLD else [victim])
     # The account or release changes last: a disabled account cannot create tokens, and a grant is only
     # issued on a published release.
     if role == "inactive":
@@ -283,6 +298,22 @@ def _lab(world, role, user, gated, reviewer) -> None:
             )
 
 
+def _advisories(world, gated, shard, downloaders) -> None:
+    """The accounts in `downloaders` fetched the gated release's revision; a release manager publishes an advisory
+    on it under embargo (so they are told) and keeps another as a draft."""
+    revision = gated.main_revision
+    for user in downloaders:
+        DownloadEvent.objects.create(release=gated, file=shard, revision=revision, user=user, via="api")
+    manager = UserFactory(email="rm@portal.example")
+    services.release_manager_add(actor=services.command_actor("tests"), user=manager)
+    actor = services.Actor(user=manager, credential="session", reauthenticated=True)
+    data = {"affected_revisions": [revision.sha], "severity": "high", "title": "Leaks", "summary": "It leaks."}
+    embargo = (timezone.now() + timedelta(days=7)).isoformat()
+    world.embargoed = services.advisory_create(actor=actor, release=gated, data={**data, "embargo_until": embargo})
+    services.advisory_publish(actor=actor, advisory=world.embargoed)
+    world.draft = services.advisory_create(actor=actor, release=gated, data={**data, "title": "Draft"})
+
+
 def _attachment(access_request) -> RequestAttachment:
     """An upload on the victim's request, which only reviewers may read."""
     question = add_question(access_request.release, "irb_letter", kind="file")
@@ -299,12 +330,22 @@ def _attachment(access_request) -> RequestAttachment:
     )
 
 
+# A new advisory on the gated release's revision, as a release manager's script sends it.
+ADVISORY = {
+    "repo_id": "facebook/opt-175b",
+    "affected_revisions": ["{revision}"],
+    "severity": "low",
+    "title": "T",
+    "summary": "S",
+}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
     method: str
     url: str  # {victim_request} {victim_grant} {own_request} {own_grant} {relay} are filled in
-    # public | gated | mine | own_object | victim_object | review | review_action | relay | web_*
+    # public | gated | mine | own_object | victim_object | review | review_action | relay | advisory_* | web_*
     kind: str
     body: dict | None = None
     ok: int = 200
@@ -431,6 +472,20 @@ ENDPOINTS = [
     Endpoint("lab", "get", "/api/v1/labs/{lab}", "lab_view"),
     Endpoint("lab-members", "get", "/api/v1/labs/{lab}/members", "lab_view"),
     Endpoint("lab-invite", "post", "/api/v1/labs/{lab}/invitations", "lab_admin", {"email": "new@uni.example"}, ok=201),
+    Endpoint("advisory-embargoed", "get", "/api/v1/advisories/{embargoed}", "advisory_embargoed"),
+    Endpoint("advisory-draft", "get", "/api/v1/advisories/{draft}", "advisory_draft"),
+    Endpoint("advisory-acknowledge", "post", "/api/v1/advisories/{embargoed}/acknowledge", "advisory_acknowledge"),
+    Endpoint("advisory-create", "post", "/api/v1/review/advisories", "advisory_manage", ADVISORY, ok=201),
+    Endpoint("advisory-publish", "post", "/api/v1/review/advisories/{draft}/publish", "advisory_manage"),
+    # A revision the release never had: a release manager gets as far as the 400, and nothing is withdrawn.
+    Endpoint(
+        "advisory-withdraw",
+        "post",
+        "/api/v1/review/advisories/{embargoed}/withdraw-revision",
+        "advisory_manage",
+        {"revision": "0" * 40},
+        ok=400,
+    ),
     Endpoint("web-lab", "get", "/labs/{lab}/", "web_lab"),
     Endpoint("web-my-requests", "get", "/requests/", "web_mine"),
     Endpoint("web-victim-request", "get", "/requests/{victim_request}/", "web_victim"),
@@ -549,6 +604,23 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
             if not (reviewer and scoped):
                 return 404, "not_found"
             return (403, "reauthentication_required") if credential == "stale_session" else (201, None)
+        case "advisory_embargoed":
+            readers = ADVISORY_HOLDERS | ADVISORY_TOLD | set(REVIEWERS)
+            return (200, None) if who in readers and role != "unpublished" else (404, "not_found")
+        case "advisory_draft":
+            return (200, None) if reviewer else (404, "not_found")
+        case "advisory_acknowledge":
+            # Only for oneself: the accounts told and current holders; a reviewer sees it but has nothing to
+            # acknowledge; for anyone else it does not exist.
+            if role == "unpublished":
+                return 404, "not_found"
+            if who in ADVISORY_HOLDERS | ADVISORY_TOLD:
+                return 200, None
+            return (403, "not_told") if reviewer else (404, "not_found")
+        case "advisory_manage":
+            if who not in RELEASE_MANAGERS or not scoped:
+                return 403, "permission_denied"
+            return (403, "reauthentication_required") if credential == "stale_session" else (endpoint.ok, None)
         case "review_action" | "lab_review_action":
             if not (reviewer and scoped):
                 return 403, "permission_denied"
@@ -564,6 +636,8 @@ def expected(endpoint: Endpoint, role: str, credential: str, has_own: bool):
 def _anonymous(endpoint: Endpoint):
     if endpoint.kind in ("public", "release"):
         return endpoint.ok, None
+    if endpoint.kind in ("advisory_embargoed", "advisory_draft"):
+        return 404, "not_found"  # anyone may read a public advisory; these do not exist for the anonymous
     return 401, "not_authenticated"
 
 
@@ -641,15 +715,18 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
             "lab": world.lab,
             "lab_request": world.lab_request.public_id,
             "victim_flaw": world.victim_flaw.public_id,
+            "embargoed": world.embargoed.public_id,
+            "draft": world.draft.public_id,
+            "revision": world.embargoed.release.revision,
         }
         url = endpoint.url.format(**values)
-        body = {k: v.format(**values) if isinstance(v, str) else v for k, v in (endpoint.body or {}).items()}
+        body = {k: _filled(v, values) for k, v in (endpoint.body or {}).items()}
         if credential == "query":
             secret = world.tokens.get("token") or world.tokens["other"]
             url += ("&" if "?" in url else "?") + f"token={secret}&access_token={secret}"
         # What a call could change: the victim's objects (any call), downloads and their refusals (the gate's).
         downloads_kind = endpoint.kind in ("gated", "relay", "web_own_batch")
-        state_before = _state(world)
+        state_before = _state(world, endpoint)
         downloads_before = DownloadEvent.objects.count() if downloads_kind else 0
         refusals_before = AuditEvent.objects.filter(action="download.refused").count() if downloads_kind else 0
         if endpoint.kind.startswith("web_"):
@@ -667,11 +744,13 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
         refused = status >= 400 or (endpoint.kind == "web_own_batch" and status == 302)
         # The web decision page answers a refusal with a message and a redirect, as it answers a decision.
         refused = refused or ("{lab_request}" in endpoint.url and role in LAB_REVIEWERS)
-        state_after = _state(world)
+        state_after = _state(world, endpoint)
         if refused and (
             state_after != state_before or (downloads_kind and DownloadEvent.objects.count() != downloads_before)
         ):
             failures.append(f"{credential}: a refused call changed state")
+        if endpoint.kind == "advisory_acknowledge" and state_after != state_before:
+            failures.append(f"{credential}: acknowledged for someone else")
         # A tree listing is decided by the gate but hands out no URL, so it records no download.
         downloaded = endpoint.kind in ("gated", "relay", "web_own_batch") and endpoint.name != "hf-tree" and not refused
         if downloaded and DownloadEvent.objects.count() != downloads_before + 1:
@@ -690,8 +769,17 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
     return failures
 
 
-def _state(world):
-    """What a reviewer's action (allowed or not) could change: the requests' states and the grant's revocation."""
+def _filled(value, values):
+    if isinstance(value, str):
+        return value.format(**values)
+    return [_filled(v, values) for v in value] if isinstance(value, list) else value
+
+
+def _state(world, endpoint: Endpoint):
+    """What a reviewer's or release manager's action (allowed or not) could change: the requests' states, the
+    grant's revocation, flaw reports; for the advisory endpoints also the advisories (the draft's state, new ones,
+    withdrawn revisions) and whether the victim acknowledged the one they were told of (asked only there: this runs
+    twice for each of the matrix's calls, and only those endpoints touch advisories)."""
     requests = dict(
         AccessRequest.objects.filter(pk__in=[world.victim_request.pk, world.lab_request.pk]).values_list("pk", "status")
     )
@@ -701,7 +789,15 @@ def _state(world):
         FlawReport.objects.count(),
         FlawReportEntry.objects.count(),
     )
-    return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws
+    if not endpoint.kind.startswith("advisory_"):
+        return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws
+    advisories = (
+        Advisory.objects.count(),
+        Advisory.objects.get(pk=world.draft.pk).status,
+        RevisionWithdrawal.objects.count(),
+        AdvisoryRecipient.objects.filter(user_id=world.victim_grant.user_id, acknowledged_at__isnull=False).count(),
+    )
+    return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws, advisories
 
 
 def _reset(world):
@@ -715,6 +811,11 @@ def _reset(world):
     FlawReport.objects.exclude(pk=world.victim_flaw.pk).delete()
     FlawReport.objects.filter(pk=world.victim_flaw.pk).update(status="received", triaged_at=None)
     FlawReportEntry.objects.filter(report=world.victim_flaw).exclude(to_status="received").delete()
+    Advisory.objects.exclude(pk__in=[world.embargoed.pk, world.draft.pk]).delete()
+    AdvisoryRecipient.objects.filter(advisory=world.draft).delete()
+    Advisory.objects.filter(pk=world.draft.pk).update(
+        status="draft", year=None, number=None, identifier="", published_at=None, published_by=None
+    )
 
 
 # --- Signed URLs ----------------------------------------------------------------------------------
@@ -819,6 +920,9 @@ GUESSES = ["1", "2", "00000000000000000000000000000000", "ffffffffffffffffffffff
         "/api/v1/flaw-reports/{}",
         "/api/v1/review/flaw-reports/{}/triage",
         "/flaw-reports/{}/",
+        "/api/v1/advisories/{}",
+        "/api/v1/advisories/{}/acknowledge",
+        "/advisories/{}/",
         "/review/flaw-reports/{}/",
         "/requests/{}/",
         "/grants/{}/",
@@ -838,7 +942,7 @@ def test_guessed_ids_are_not_found(local_storage, template, guess):
     client = APIClient(enforce_csrf_checks=False)
     login_recently(client, reviewer)  # even a reviewer cannot reach objects by guessing
     url = template.format(guess)
-    method = "post" if template.endswith(("withdraw", "approve", "revoke", "triage")) else "get"
+    method = "post" if template.endswith(("withdraw", "approve", "revoke", "triage", "acknowledge")) else "get"
     response = getattr(client, method)(url, {"reason": "x", "status": "triaged"}, format="json")
     assert response.status_code == 404
     assert Grant.objects.filter(revoked_at__isnull=False).count() == 0

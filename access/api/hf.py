@@ -10,7 +10,9 @@ Shaped after what huggingface_hub (checked against 2.4.0) reads on its download 
   one to another origin (S3), and reads `X-Repo-Commit`, `X-Linked-Etag` (the blob's cache name) and
   `X-Linked-Size` from the last response. It then GETs the `Location` (so it must be absolute) itself.
 - Errors are told apart by `X-Error-Code` alone (a HEAD has no body): `GatedRepo` → GatedRepoError, and
-  likewise `RepoNotFound`, `EntryNotFound`, `RevisionNotFound`.
+  likewise `RepoNotFound`, `EntryNotFound`, `RevisionNotFound`. The gate's refusals are `GatedRepo`, except a
+  withdrawn revision's (`revision_withdrawn`), which is `RevisionNotFound`: the CLI would tell a holder that the
+  repository "requires approval".
 
 Every file is described as a Git LFS object whose oid is the file's SHA-256, so the client's cache names blobs
 by the checksum the portal publishes everywhere else. No Xet headers are sent: the plain HTTP path is used.
@@ -119,7 +121,8 @@ class HfApiView(APIView):
             actor=actor_for(self.request), release=release, via=DownloadEvent.Via.HF, path=path, revision_id=revision_id
         )
         if not decision.allowed:
-            raise hf_error(decision.detail, decision.code, decision.status, "GatedRepo")
+            hub_code = "RevisionNotFound" if decision.code == "revision_withdrawn" else "GatedRepo"
+            raise hf_error(decision.detail, decision.code, decision.status, hub_code)
         return decision
 
 
