@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from django.core.management import call_command
 from django.utils import translation
 from playwright.sync_api import expect
@@ -22,6 +21,7 @@ from playwright.sync_api import expect
 from access import footprint, services
 from access.models import ModelRelease
 from tests.factories import AccessRequestFactory, LicenseFactory, ReleaseFactory, UserFactory, add_file, grant_for
+from tests.support.axe import axe_violations
 
 pytest_plugins = ["tests.support.browser"]  # browser, new_page, shots
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,7 +32,6 @@ LOCALES = {
     "en": {"locale": "en-US"},
     "zh-hans": {"locale": "zh-CN", "extra_http_headers": {"Accept-Language": "zh-Hans,zh;q=0.9"}},
 }
-AXE = Axe()
 
 
 @pytest.fixture
@@ -132,11 +131,7 @@ def check_shown(page, shots, path, step, *, axe=True):
     assert overflow <= 0, f"{path} scrolls sideways by {overflow}px"
     if not axe:
         return
-    violations = [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in AXE.run(page).response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    violations = axe_violations(page)
     assert violations == [], f"{path}: {violations}"
 
 

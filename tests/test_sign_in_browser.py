@@ -14,13 +14,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from access import services
 from access.claims import origin
 from access.models import AccessRequest
 from tests.factories import LicenseFactory, ReleaseFactory, UserFactory, add_file
+from tests.support.axe import axe_violations
 from tests.support.oidc_provider import configure
 
 pytest_plugins = ["tests.support.browser"]
@@ -36,7 +36,6 @@ TEXT = {
     "en": {"sign_in_with": "Sign in with {name}", "verified_by": "Verified by {name} today: faculty@uni.example"},
     "zh-hans": {"sign_in_with": "通过 {name} 登录", "verified_by": "今天由 {name} 验证：faculty@uni.example"},
 }
-AXE = Axe()
 
 
 def allow_form_action(settings, issuer: str) -> None:
@@ -51,11 +50,7 @@ def check(page, shots, step: str) -> None:
     overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
     shots(page, step)
     assert overflow <= 0, f"{step}: the page scrolls sideways by {overflow}px"
-    violations = [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in AXE.run(page).response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    violations = axe_violations(page)
     assert violations == [], f"{step}: {violations}"
 
 
