@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from django.db import connection
 from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -726,9 +727,7 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
             url += ("&" if "?" in url else "?") + f"token={secret}&access_token={secret}"
         # What a call could change: the victim's objects (any call), downloads and their refusals (the gate's).
         downloads_kind = endpoint.kind in ("gated", "relay", "web_own_batch")
-        state_before = _state(world, endpoint)
-        downloads_before = DownloadEvent.objects.count() if downloads_kind else 0
-        refusals_before = AuditEvent.objects.filter(action="download.refused").count() if downloads_kind else 0
+        state_before, downloads_before, refusals_before = _state(world, endpoint)
         if endpoint.kind.startswith("web_"):
             response = getattr(client, endpoint.method)(url, body)
         else:
@@ -744,23 +743,19 @@ def _attack(world: World, endpoint: Endpoint, role: str) -> list[str]:
         refused = status >= 400 or (endpoint.kind == "web_own_batch" and status == 302)
         # The web decision page answers a refusal with a message and a redirect, as it answers a decision.
         refused = refused or ("{lab_request}" in endpoint.url and role in LAB_REVIEWERS)
-        state_after = _state(world, endpoint)
-        if refused and (
-            state_after != state_before or (downloads_kind and DownloadEvent.objects.count() != downloads_before)
-        ):
+        state_after, downloads_after, refusals_after = _state(world, endpoint)
+        if refused and (state_after != state_before or (downloads_kind and downloads_after != downloads_before)):
             failures.append(f"{credential}: a refused call changed state")
         if endpoint.kind == "advisory_acknowledge" and state_after != state_before:
             failures.append(f"{credential}: acknowledged for someone else")
         # A tree listing is decided by the gate but hands out no URL, so it records no download.
         downloaded = endpoint.kind in ("gated", "relay", "web_own_batch") and endpoint.name != "hf-tree" and not refused
-        if downloaded and DownloadEvent.objects.count() != downloads_before + 1:
+        if downloaded and downloads_after != downloads_before + 1:
             failures.append(f"{credential}: an allowed download left no DownloadEvent")
         if refused and code in GATED_CODE.values() and code != "not_found" and endpoint.kind in ("gated", "relay"):
             # Every refusal the gate gives is audited with the code the caller was given.
             last = AuditEvent.objects.filter(action="download.refused").order_by("-id").first()
-            if AuditEvent.objects.filter(action="download.refused").count() != refusals_before + 1 or (
-                last.data["code"] != code
-            ):
+            if refusals_after != refusals_before + 1 or (last.data["code"] != code):
                 failures.append(f"{credential}: the refusal {code} was not audited with its code")
         checked += 1
         if state_after != state_before or endpoint.name == "lab-invite":
@@ -775,29 +770,41 @@ def _filled(value, values):
     return [_filled(v, values) for v in value] if isinstance(value, list) else value
 
 
-def _state(world, endpoint: Endpoint):
-    """What a reviewer's or release manager's action (allowed or not) could change: the requests' states, the
-    grant's revocation, flaw reports; for the advisory endpoints also the advisories (the draft's state, new ones,
-    withdrawn revisions) and whether the victim acknowledged the one they were told of (asked only there: this runs
-    twice for each of the matrix's calls, and only those endpoints touch advisories)."""
-    requests = dict(
-        AccessRequest.objects.filter(pk__in=[world.victim_request.pk, world.lab_request.pk]).values_list("pk", "status")
-    )
-    revoked = Grant.objects.filter(pk=world.victim_grant.pk).values_list("revoked_at", flat=True).first()
-    flaws = (
-        FlawReport.objects.get(pk=world.victim_flaw.pk).status,
-        FlawReport.objects.count(),
-        FlawReportEntry.objects.count(),
-    )
-    if not endpoint.kind.startswith("advisory_"):
-        return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws
-    advisories = (
-        Advisory.objects.count(),
-        Advisory.objects.get(pk=world.draft.pk).status,
-        RevisionWithdrawal.objects.count(),
-        AdvisoryRecipient.objects.filter(user_id=world.victim_grant.user_id, acknowledged_at__isnull=False).count(),
-    )
-    return requests[world.victim_request.pk], revoked, requests[world.lab_request.pk], flaws, advisories
+def _state(world, endpoint: Endpoint) -> tuple[tuple, int, int]:
+    """(what a reviewer's or release manager's action, allowed or not, could change; the download events; the
+    audited download refusals), in one query (it runs twice for each of the matrix's calls). What could change: the
+    requests' states, the grant's revocation, flaw reports; for the advisory endpoints also the advisories (the
+    draft's state, new ones, withdrawn revisions) and whether the victim acknowledged the one they were told of."""
+    parts = [
+        ("status", AccessRequest, "id = %s", [world.victim_request.pk]),
+        ("revoked_at", Grant, "id = %s", [world.victim_grant.pk]),
+        ("status", AccessRequest, "id = %s", [world.lab_request.pk]),
+        ("status", FlawReport, "id = %s", [world.victim_flaw.pk]),
+        ("count(*)", FlawReport, "", []),
+        ("count(*)", FlawReportEntry, "", []),
+    ]
+    if endpoint.kind.startswith("advisory_"):
+        parts += [
+            ("count(*)", Advisory, "", []),
+            ("status", Advisory, "id = %s", [world.draft.pk]),
+            ("count(*)", RevisionWithdrawal, "", []),
+            (
+                "count(*)",
+                AdvisoryRecipient,
+                "user_id = %s AND acknowledged_at IS NOT NULL",
+                [world.victim_grant.user_id],
+            ),
+        ]
+    parts += [("count(*)", DownloadEvent, "", []), ("count(*)", AuditEvent, "action = 'download.refused'", [])]
+    # Column and table names are the models' own; every value is a parameter.
+    selects = [
+        f"(SELECT {column} FROM {connection.ops.quote_name(model._meta.db_table)}{' WHERE ' + where if where else ''})"  # noqa: S608
+        for column, model, where, _params in parts
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(selects), [p for *_, params in parts for p in params])
+        row = cursor.fetchone()
+    return tuple(row[:-2]), row[-2], row[-1]
 
 
 def _reset(world):
