@@ -50,11 +50,12 @@ TEST_ENV := SECRET_KEY=test-only-not-secret MARKING_KEY=test-only-marking-key-no
 	CELERY_TASK_ALWAYS_EAGER=1 \
 	PORTAL_VAR_DIR=$(CURDIR)/var/test
 
-# Two pytest-xdist workers: one runs the slow tier (servers, workers, browsers, the HTTP attack matrix) in order,
-# the other everything else (tests/conftest.py groups them).
+# Three pytest-xdist workers on two cores (the suite waits on servers, workers and browsers about 40% of the time):
+# the browser journeys in two chains, the other servers and workers in one, each chain in order on one worker, and
+# everything else on whichever worker is free (tests/conftest.py groups them).
 test: install system-deps lint messages
 	scripts/services
-	$(TEST_ENV) $(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest -n 3 --dist loadgroup $(PYTEST_ARGS)
 
 # The edit-test loop: everything but the slow tier, with no apt, lint or message steps first (the catalog is compiled
 # only when it changed).

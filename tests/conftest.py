@@ -23,6 +23,16 @@ SERVERS = {
 BROWSER = {"browser", "page"}
 
 
+# The longest browser journeys: one chain of browser tests, the rest another, so two workers share them.
+LONG_JOURNEYS = {"tests.test_pages_browser", "tests.test_stewardship_browser", "tests.test_sign_in_browser"}
+
+
+def _group(item, used: set) -> str:
+    if not BROWSER & used:
+        return "serial"
+    return "browser-long" if item.module.__name__ in LONG_JOURNEYS else "browser"
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
@@ -32,7 +42,7 @@ def pytest_collection_modifyitems(config, items):
             # worker and the other servers and workers one after another on one worker (each worker has its own
             # database, Redis databases, private Redis and ports); the rest, slow in-process tests (the attack
             # matrix) included, goes to whichever worker is free.
-            item.add_marker(pytest.mark.xdist_group("browser" if BROWSER & used else "serial"))
+            item.add_marker(pytest.mark.xdist_group(_group(item, used)))
             continue
         # A fixture parametrized by server (tests/test_hostile_input.py's `portal`) names it in its parameters:
         # slow, and on whichever worker is free (short requests to a server of its own).
