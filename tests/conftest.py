@@ -38,8 +38,8 @@ def pytest_collection_modifyitems(config, items):
         used = set(getattr(item, "fixturenames", ()))
         if SERVERS & used:
             item.add_marker(pytest.mark.slow)
-            # Under `pytest -n 2 --dist loadgroup` (make test) the browser journeys run one after another on one
-            # worker and the other servers and workers one after another on one worker (each worker has its own
+            # Under `pytest -n 3 --dist loadgroup` (make test) the browser journeys run in two chains and the other
+            # servers and workers in one, each chain one test after another on one worker (each worker has its own
             # database, Redis databases, private Redis and ports); the rest, slow in-process tests (the attack
             # matrix) included, goes to whichever worker is free.
             item.add_marker(pytest.mark.xdist_group(_group(item, used)))

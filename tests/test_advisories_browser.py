@@ -7,7 +7,6 @@ sideways scrolling."""
 from __future__ import annotations
 
 import pytest
-from django.utils import translation
 from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
@@ -15,17 +14,10 @@ from access import services
 from access.models import Advisory, AdvisoryRecipient
 from tests.factories import UserFactory, grant_for, token_secret
 from tests.test_browser import REPO, opt_175b  # noqa: F401
-from tests.test_pages_browser import check_page, check_shown, context_for, sign_in
+from tests.test_pages_browser import check_page, check_shown, context_for, sign_in, zh
 
 pytest_plugins = ["tests.support.browser"]
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def zh(text: str) -> str:
-    with translation.override("zh-hans"):
-        shown = translation.gettext(text)
-    assert shown != text, f"no translation for {text!r}"
-    return shown
 
 
 def test_an_advisory_reaches_its_holders_pages_in_both_languages_and_on_a_phone(

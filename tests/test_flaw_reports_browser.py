@@ -9,23 +9,15 @@ import re
 
 import pytest
 from django.core import mail
-from django.utils import translation
 from playwright.sync_api import expect
 
 from access.models import FlawReport
 from tests.factories import PDF, UserFactory, grant_for
 from tests.test_browser import REPO, opt_175b  # noqa: F401
-from tests.test_pages_browser import check_page, check_shown, context_for, sign_in
+from tests.test_pages_browser import check_page, check_shown, context_for, sign_in, zh
 
 pytest_plugins = ["tests.support.browser"]
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def zh(text: str) -> str:
-    with translation.override("zh-hans"):
-        shown = translation.gettext(text)
-    assert shown != text, f"no translation for {text!r}"
-    return shown
 
 
 def test_a_flaw_report_from_the_form_through_triage_in_both_languages_and_on_a_phone(

@@ -117,6 +117,14 @@ def sign_in(page, email):
     page.wait_for_url(re.compile(r"/$"))
 
 
+def zh(text: str) -> str:
+    """The Simplified Chinese of a message the portal shows (and that it has one)."""
+    with translation.override("zh-hans"):
+        shown = translation.gettext(text)
+    assert shown != text, f"no translation for {text!r}"
+    return shown
+
+
 def check_page(page, shots, path, step, *, status=200, axe=True):
     """Open a page and assert what every page must be: its status, no sideways scroll, no serious axe finding."""
     response = page.goto(path)

@@ -20,18 +20,13 @@ from access import services
 from access.claims import origin
 from access.models import AccessRequest
 from tests.factories import LicenseFactory, ReleaseFactory, UserFactory, add_file
-from tests.support.axe import axe_violations
 from tests.support.oidc_provider import configure
+from tests.test_pages_browser import LOCALES, VIEWPORTS, check_shown
 
 pytest_plugins = ["tests.support.browser"]
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct horse battery staple"  # tests.factories.UserFactory's password
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
-LOCALES = {
-    "en": {"locale": "en-US"},
-    "zh-hans": {"locale": "zh-CN", "extra_http_headers": {"Accept-Language": "zh-Hans,zh;q=0.9"}},
-}
 TEXT = {
     "en": {"sign_in_with": "Sign in with {name}", "verified_by": "Verified by {name} today: faculty@uni.example"},
     "zh-hans": {"sign_in_with": "通过 {name} 登录", "verified_by": "今天由 {name} 验证：faculty@uni.example"},
@@ -43,15 +38,6 @@ def allow_form_action(settings, issuer: str) -> None:
     settings.CONTENT_SECURITY_POLICY = {
         "DIRECTIVES": {**directives, "form-action": ["'self'", origin(issuer)]},
     }
-
-
-def check(page, shots, step: str) -> None:
-    page.wait_for_load_state("load")
-    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-    shots(page, step)
-    assert overflow <= 0, f"{step}: the page scrolls sideways by {overflow}px"
-    violations = axe_violations(page)
-    assert violations == [], f"{step}: {violations}"
 
 
 @pytest.fixture
@@ -85,9 +71,9 @@ def journey(
     step = f"{lang}-{viewport}"
     # A callback the session did not start (no such state) ends on the sign-in error page.
     assert page.goto(f"/accounts/oidc/{provider_id}/login/callback/?code=x&state=not-ours").status == 401
-    check(page, shots, f"{step}-sign-in-failed")
+    check_shown(page, shots, f"{step}-sign-in-failed", f"{step}-sign-in-failed")
     page.goto("/accounts/login/")
-    check(page, shots, f"{step}-sign-in")
+    check_shown(page, shots, f"{step}-sign-in", f"{step}-sign-in")
     page.get_by_role("button", name=words["sign_in_with"].format(name=name)).click()
     at_provider(page)
     page.wait_for_url(re.compile(r"^" + re.escape(live_server.url) + r"/$"))
@@ -95,13 +81,13 @@ def journey(
 
     page.goto("/account/identities/")
     expect(page.locator('#verified-facts tr[data-value="faculty@uni.example"]')).to_be_visible()
-    check(page, shots, f"{step}-account")
+    check_shown(page, shots, f"{step}-account", f"{step}-account")
 
     page.goto(f"/models/{gated.repo_id}/apply")
     expect(page.locator("input[name=full_name]")).to_have_value("Ada Lovelace")
     expect(page.locator("input[name=affiliation]")).to_have_value(re.compile(r"University"))
     expect(page.locator("#field-affiliation .verified-help")).to_be_visible()
-    check(page, shots, f"{step}-apply")
+    check_shown(page, shots, f"{step}-apply", f"{step}-apply")
     page.locator("select[name=organization_type]").select_option("academic")
     page.locator("select[name=country]").select_option("GB")
     page.locator("input[name=role]").fill("Professor")
@@ -128,7 +114,7 @@ def journey(
     page.wait_for_url(re.compile(r"/$"))
     page.goto(f"/review/requests/{request.public_id}/")
     expect(page.locator("#verified-facts")).to_contain_text(words["verified_by"].format(name=name))
-    check(page, shots, f"{step}-review")
+    check_shown(page, shots, f"{step}-review", f"{step}-review")
     context.close()
 
 
