@@ -44,7 +44,7 @@ from ..models import (
 )
 from ..taskbase import portal_task
 from .base import Actor, Forbidden, InvalidTransition, NotFound, ServiceError, clean, require_role, task_actor
-from .flaws import holds_release
+from .flaws import holds_release, published_revision
 from .grants import batch_sign_task
 
 A = Advisory.Status
@@ -126,21 +126,7 @@ def advisory_get(*, user, public_id: str) -> Advisory | None:
 def _revisions(release: ModelRelease, shas, *, field: str) -> list[ReleaseRevision]:
     if not isinstance(shas, list | tuple) or not shas or len(shas) > 50:
         raise ServiceError(_("Name the affected revisions (one or more)."), "revisions_required", field=field)
-    return [_revision(release, sha, field=field) for sha in dict.fromkeys(map(str, shas))]
-
-
-def _revision(release: ModelRelease, sha, *, field: str) -> ReleaseRevision:
-    found = None
-    if isinstance(sha, str) and len(sha) == 40:
-        found = ReleaseRevision.objects.filter(release=release, sha=sha, published_at__isnull=False).first()
-    if found is None:
-        raise ServiceError(
-            _("%(revision)s is not a published revision of %(repo)s.")
-            % {"revision": str(sha)[:40], "repo": release.repo_id},
-            "unknown_revision",
-            field=field,
-        )
-    return found
+    return [published_revision(release, sha, field=field) for sha in dict.fromkeys(map(str, shas))]
 
 
 def _reports(release: ModelRelease, ids) -> list[FlawReport]:
@@ -199,7 +185,7 @@ def _fields(release: ModelRelease, data: dict, *, partial: bool) -> tuple[dict, 
     if "affected_revisions" in data or not partial:
         many["affected_revisions"] = _revisions(release, data.get("affected_revisions"), field="affected_revisions")
     if data.get("fixed_revision") not in (None, ""):
-        plain["fixed_revision"] = _revision(release, data["fixed_revision"], field="fixed_revision")
+        plain["fixed_revision"] = published_revision(release, data["fixed_revision"], field="fixed_revision")
     elif "fixed_revision" in data:
         plain["fixed_revision"] = None
     if "embargo_until" in data:
@@ -443,7 +429,7 @@ def revision_withdraw(*, actor: Actor, advisory: Advisory, revision: str | None 
     release = advisory.release
     affected = list(advisory.affected_revisions.all())
     if revision not in (None, ""):
-        named = _revision(release, revision, field="revision")
+        named = published_revision(release, revision, field="revision")
         if named not in affected:
             raise ServiceError(
                 _("Only a revision the advisory affects can be withdrawn with it."), "not_affected", field="revision"

@@ -185,18 +185,23 @@ def _revisions(release: ModelRelease, shas) -> list[ReleaseRevision]:
         if sha == "main" and main is not None:
             found.append(main)
             continue
-        revision = None
-        if isinstance(sha, str) and len(sha) == 40:
-            revision = ReleaseRevision.objects.filter(release=release, sha=sha, published_at__isnull=False).first()
-        if revision is None:
-            raise ServiceError(
-                _("%(revision)s is not a published revision of %(repo)s.")
-                % {"revision": str(sha)[:40], "repo": release.repo_id},
-                "unknown_revision",
-                field="revisions",
-            )
-        found.append(revision)
+        found.append(published_revision(release, sha, field="revisions"))
     return list({r.pk: r for r in found}.values())
+
+
+def published_revision(release: ModelRelease, sha, *, field: str) -> ReleaseRevision:
+    """The published revision of the release with this 40-hex id, or a 400 `unknown_revision` on `field`."""
+    found = None
+    if isinstance(sha, str) and len(sha) == 40:
+        found = ReleaseRevision.objects.filter(release=release, sha=sha, published_at__isnull=False).first()
+    if found is None:
+        raise ServiceError(
+            _("%(revision)s is not a published revision of %(repo)s.")
+            % {"revision": str(sha)[:40], "repo": release.repo_id},
+            "unknown_revision",
+            field=field,
+        )
+    return found
 
 
 def flaw_report_file(
