@@ -16,7 +16,8 @@ from access import services
 from access.models import LibraryCard, User
 from tests.factories import ANSWERS, LicenseFactory, ReleaseFactory, add_file
 from tests.support.oidc_provider import configure
-from tests.test_sign_in_browser import LOCALES, VIEWPORTS, allow_form_action, check
+from tests.test_pages_browser import LOCALES, VIEWPORTS, check_shown
+from tests.test_sign_in_browser import allow_form_action
 
 pytest_plugins = ["tests.support.browser"]
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -90,19 +91,19 @@ def test_an_official_issues_and_revokes_a_card_on_her_pages_in_both_languages_at
         page.wait_for_url(re.compile(r"/official/0demoun01/$"))
         student = page.locator(f"section.researcher[data-email='{STUDENT}']")
         expect(student).to_contain_text("student@uni.example")
-        check(page, shots, f"{lang}-official-researchers")
+        check_shown(page, shots, f"{lang}-official-researchers", f"{lang}-official-researchers")
         with page.expect_navigation():
             student.get_by_role("button", name=TEXT[lang]["issue"]).click()
         expect(page.locator(f"section.researcher[data-email='{STUDENT}'] .library-card")).to_have_count(
             1 if lang == "en" else 2
         )
-        check(page, shots, f"{lang}-official-card-issued")
+        check_shown(page, shots, f"{lang}-official-card-issued", f"{lang}-official-card-issued")
         card = LibraryCard.objects.get(user__email=STUDENT, revoked_at__isnull=True)
         assert card.issued_by.email == OFFICIAL and card.all_releases
         if lang == "en":  # revoke the first card, then issue another in Chinese
             with page.expect_navigation():
                 page.locator(f".library-card[data-card='{card.public_id}'] a.btn-danger").click()
-            check(page, shots, f"{lang}-official-revoke")
+            check_shown(page, shots, f"{lang}-official-revoke", f"{lang}-official-revoke")
             page.locator("#reason").fill("Issued for the wrong programme.")
             with page.expect_navigation():
                 page.locator("#confirm-button").click()
@@ -114,7 +115,7 @@ def test_an_official_issues_and_revokes_a_card_on_her_pages_in_both_languages_at
         student_page.goto("/account/cards/")
         expect(student_page.locator("#my-cards .library-card")).to_have_count(2)
         expect(student_page.locator("#my-cards")).to_contain_text("Olive Official")
-        check(student_page, shots, f"{lang}-student-cards")
+        check_shown(student_page, shots, f"{lang}-student-cards", f"{lang}-student-cards")
     request = services.request_submit(
         actor=services.Actor(user=User.objects.get(email=STUDENT), credential="session"),
         release=release,

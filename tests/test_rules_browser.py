@@ -19,7 +19,8 @@ from access import services
 from access.models import AccessRequest, Grant
 from tests.factories import LicenseFactory, ReleaseFactory, add_file, token_secret
 from tests.support.oidc_provider import configure
-from tests.test_sign_in_browser import LOCALES, allow_form_action, check
+from tests.test_pages_browser import LOCALES, check_shown
+from tests.test_sign_in_browser import allow_form_action
 
 pytest_plugins = ["tests.support.browser"]
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -81,7 +82,7 @@ def apply(browser, live_server, shots, *, demo, email: str, release, lang: str) 
     with page.expect_navigation():
         page.locator("#apply-form button[type=submit]").click()
     assert re.search(r"/requests/[0-9a-f]{32}/$", page.url), page.locator(".errorlist").all_inner_texts()
-    check(page, shots, f"{lang}-{email.split('@')[0]}-request")
+    check_shown(page, shots, f"{lang}-{email.split('@')[0]}-request", f"{lang}-{email.split('@')[0]}-request")
     request = AccessRequest.objects.get(applicant__email=email, release=release)
     if request.status == "approved":
         expect(page.locator("main")).to_contain_text(TEXT[lang]["why"])
